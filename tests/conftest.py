@@ -1,0 +1,92 @@
+"""Shared fixtures: the real tokenizers and data in ../shared, and tiny random-weight models.
+
+Tokenizers are found through TIP_DECODE_TOKENIZERS (CI sets it), data through TIP_DECODE_DATA; both
+fall back to the ../shared folder beside the checkout. A missing folder fails the tests that need it
+instead of skipping them, so a CI run can never pass without exercising real tokenizers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TOKENIZER_NAMES = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "llama-3.1")
+
+
+def shared_dir(env: str, sub: str) -> Path:
+    path = Path(os.environ.get(env) or ROOT.parent / "shared" / sub)
+    if not path.is_dir():
+        pytest.fail(f"{sub} folder not found at {path} (set {env})", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizers_dir() -> Path:
+    return shared_dir("TIP_DECODE_TOKENIZERS", "tokenizers")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return shared_dir("TIP_DECODE_DATA", "data")
+
+
+_TOKENIZERS: dict[str, object] = {}
+
+
+def load_hf_tokenizer(name: str):
+    """A real tokenizer from ../shared/tokenizers, loaded once per test session."""
+    if name not in _TOKENIZERS:
+        from transformers import AutoTokenizer
+
+        path = shared_dir("TIP_DECODE_TOKENIZERS", "tokenizers") / name
+        _TOKENIZERS[name] = AutoTokenizer.from_pretrained(str(path))
+    return _TOKENIZERS[name]
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer(tokenizers_dir):
+    return load_hf_tokenizer("qwen3")
+
+
+def build_tiny_qwen2(path: Path, tokenizer_name: str = "qwen3", seed: int = 0, logit_scale: float = 1.0) -> Path:
+    """Save a tiny random-weight Qwen2 model (and the real tokenizer) to `path`; returns `path`.
+
+    hidden 128 with 2 heads gives head_dim 64, which vLLM's CPU attention accepts. `logit_scale`
+    multiplies the output layer so raw logits are well separated (for cross-backend greedy parity).
+    """
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = load_hf_tokenizer(tokenizer_name)
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer) + (-len(tokenizer)) % 64,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(logit_scale)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory) -> Path:
+    return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))

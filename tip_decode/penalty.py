@@ -1,0 +1,205 @@
+"""The penalty as batched tensor operations: per-row state and the logits write.
+
+`PenaltyTables` turns a `SwitchVocabulary` into device tensors once; `PenaltyState` holds, for a
+fixed number of rows, everything the penalty of the next step depends on (tokens generated so far,
+psi, the reasoning phase, a short tail of tokens, which multi-token prefixes are armed) and updates
+it in O(1) per step: nothing here looks at the whole history, and nothing reads a tensor back to
+the host. Backends (HF, vLLM) only decide which rows receive which token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from tip_decode.recognizer import ENDED, REASONING, WAITING, SwitchRecognizer
+from tip_decode.vocabulary import SwitchVocabulary
+
+_NO_TOKEN = -1
+_NO_MARKER = -2  # never equal to a real token nor to the empty-tail filler
+
+
+class PenaltyTables:
+    """Device-side lookup tables of one switch vocabulary, for logits of width `width`."""
+
+    def __init__(self, vocabulary: SwitchVocabulary, scope: str, width: int, device: torch.device | str) -> None:
+        self.vocabulary = vocabulary
+        self.scope = vocabulary.resolve_scope(scope)
+        self.width = width
+        self.device = torch.device(device)
+        ids = [i for i in vocabulary.penalised_ids if i < width]
+        hits = set(vocabulary.token_ids)
+        self.columns = torch.tensor(ids, dtype=torch.long, device=self.device)
+        self.column_is_hit = torch.tensor([i in hits for i in ids], dtype=torch.bool, device=self.device)
+        self.is_hit = torch.zeros(width, dtype=torch.bool, device=self.device)
+        self.is_hit[[i for i in vocabulary.token_ids if i < width]] = True
+        # Ids past the tokenizer's vocabulary (padding rows of the output layer) end a word: they
+        # decode to nothing.
+        ends_word = torch.ones(width, dtype=torch.bool)
+        known = min(width, len(vocabulary.ends_word))
+        ends_word[:known] = torch.from_numpy(vocabulary.ends_word[:known].copy())
+        self.ends_word = ends_word.to(self.device)
+
+        patterns = [m for m in vocabulary.multi_token if m.completion < width and max(m.prefix) < width]
+        self.prefix_width = max((len(m.prefix) for m in patterns), default=0)
+        k = self.prefix_width
+        # Prefixes are right-aligned so that a pattern compares against the newest tokens of the tail.
+        prefixes = torch.full((len(patterns), k), _NO_TOKEN, dtype=torch.long)
+        for row, m in enumerate(patterns):
+            prefixes[row, k - len(m.prefix) :] = torch.tensor(m.prefix)
+        self.prefixes = prefixes.to(self.device)
+        self.prefix_mask = self.prefixes != _NO_TOKEN
+        self.prefix_len = torch.tensor([len(m.prefix) for m in patterns], dtype=torch.long, device=self.device)
+        self.prefix_space = torch.tensor([m.prefix_starts_with_space for m in patterns], dtype=torch.bool, device=self.device)
+        self.completion = torch.tensor([m.completion for m in patterns], dtype=torch.long, device=self.device)
+        column_of = {c: i for i, c in enumerate(ids)}
+        to_column = torch.zeros((len(patterns), len(ids)), dtype=torch.float32)
+        for row, m in enumerate(patterns):
+            to_column[row, column_of[m.completion]] = 1.0
+        self.pattern_to_column = to_column.to(self.device)
+        self.num_patterns = len(patterns)
+        think = vocabulary.think
+        use_markers = self.scope == "think"
+        self.think_start = think.start_id if use_markers and think.start_id is not None else _NO_MARKER
+        self.think_end = think.end_id if use_markers and think.end_id is not None else _NO_MARKER
+
+
+class PenaltyState:
+    """Per-row TIP state for up to `capacity` rows, updated one token per row per step.
+
+    Rows are independent: each has its own alpha and beta (0 turns a row off), its own reasoning
+    phase and its own thought start. Backends call `start_rows` when a sequence begins (or
+    `replay_rows` to rebuild from tokens already generated), `update` with each step's new tokens,
+    and `apply` to subtract the penalty from the logits.
+    """
+
+    def __init__(self, tables: PenaltyTables, capacity: int) -> None:
+        self.tables = tables
+        self.capacity = capacity
+        device = tables.device
+        self.position = torch.zeros(capacity, dtype=torch.long, device=device)
+        self.psi = torch.zeros(capacity, dtype=torch.long, device=device)
+        self.phase = torch.full((capacity,), ENDED, dtype=torch.long, device=device)
+        self.tail = torch.full((capacity, tables.prefix_width + 1), _NO_TOKEN, dtype=torch.long, device=device)
+        self.armed = torch.zeros((capacity, tables.num_patterns), dtype=torch.bool, device=device)
+        self.alpha = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.beta = torch.zeros(capacity, dtype=torch.long, device=device)
+
+    # ----- row lifecycle (called when the batch changes, not every step) -----
+
+    def start_rows(self, rows: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, prompt_open: torch.Tensor) -> None:
+        """Begin fresh sequences in `rows` (nothing generated yet)."""
+        open_phase = torch.where(prompt_open, REASONING, WAITING)
+        self.position[rows] = 0
+        self.psi[rows] = 0
+        self.phase[rows] = REASONING if self.tables.scope == "all" else open_phase
+        self.tail[rows] = _NO_TOKEN
+        self.armed[rows] = False
+        self.alpha[rows] = alpha.to(self.alpha.dtype)
+        self.beta[rows] = beta.to(self.beta.dtype)
+
+    def replay_row(self, row: int, alpha: float, beta: int, prompt_open: bool, generated: Sequence[int]) -> None:
+        """Set `row` to the state after `generated` (a request resumed with output already present).
+
+        Runs on the host through the same recognizer that trace analysis uses; this happens when a
+        batch changes (preemption, resumption), never per step.
+        """
+        recognizer = SwitchRecognizer(self.tables.vocabulary, self.tables.scope, prompt_open)
+        recognizer.feed(int(t) for t in generated)
+        tail = [_NO_TOKEN] * self.tail.shape[1] + [int(t) for t in generated]
+        tail = tail[len(tail) - self.tail.shape[1] :]
+        self.position[row] = recognizer.position
+        self.psi[row] = recognizer.thought_start
+        self.phase[row] = recognizer.phase
+        self.tail[row] = torch.tensor(tail, dtype=torch.long)
+        self.alpha[row] = float(alpha)
+        self.beta[row] = int(beta)
+        self.armed[row] = self._armed(self.tail[row : row + 1], self.position[row : row + 1])[0]
+
+    def stop_rows(self, rows: torch.Tensor) -> None:
+        """Turn rows off (their logits are left unchanged by `apply`)."""
+        self.alpha[rows] = 0.0
+        self.phase[rows] = ENDED
+
+    def select(self, order: torch.Tensor) -> None:
+        """Reorder rows: row i takes the state of row `order[i]` (beam search, vLLM moves)."""
+        for name in ("position", "psi", "phase", "tail", "armed", "alpha", "beta"):
+            tensor = getattr(self, name)
+            tensor[: order.shape[0]] = tensor[order]
+
+    def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
+        for name in ("position", "psi", "phase", "tail", "armed", "alpha", "beta"):
+            tensor = getattr(self, name)
+            tensor[dst] = tensor[src]
+
+    # ----- per step -----
+
+    def update(self, tokens: torch.Tensor, rows: torch.Tensor | slice | None = None) -> None:
+        """Advance `rows` (default: the first `len(tokens)` rows) by one generated token each."""
+        if rows is None:
+            rows = slice(0, tokens.shape[0])
+        t = self.tables
+        tokens = tokens.to(device=t.device, dtype=torch.long)
+        position, psi, phase = self.position[rows], self.psi[rows], self.phase[rows]
+        reasoning = phase == REASONING
+        safe = tokens.clamp(min=0, max=t.width - 1)
+        switch_at = torch.where(t.is_hit[safe] & (tokens >= 0), position, -1)
+        if t.num_patterns:
+            completed = self.armed[rows] & (tokens[:, None] == t.completion[None, :])
+            multi_at = torch.where(completed, position[:, None] - t.prefix_len[None, :], -1).amax(dim=1)
+            switch_at = torch.maximum(switch_at, multi_at)
+        psi = torch.where(reasoning & (switch_at >= 0), switch_at, psi)
+        opens = (phase == WAITING) & (tokens == t.think_start)
+        closes = reasoning & (tokens == t.think_end)
+        psi = torch.where(opens, position + 1, psi)
+        phase = torch.where(opens, REASONING, torch.where(closes, ENDED, phase))
+        tail = torch.cat((self.tail[rows][:, 1:], tokens[:, None]), dim=1)
+        position = position + 1
+        self.position[rows] = position
+        self.psi[rows] = psi
+        self.phase[rows] = phase
+        self.tail[rows] = tail
+        if t.num_patterns:
+            self.armed[rows] = self._armed(tail, position)
+
+    def _armed(self, tail: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """(rows, patterns): the tail ends with the pattern's prefix, and prefix[0] starts a word."""
+        t = self.tables
+        if not t.num_patterns:
+            return torch.zeros((tail.shape[0], 0), dtype=torch.bool, device=tail.device)
+        newest = tail[:, 1:]
+        same = ((newest[:, None, :] == t.prefixes[None]) | ~t.prefix_mask[None]).all(dim=2)
+        before_index = (t.prefix_width - t.prefix_len).expand(tail.shape[0], -1)
+        before = tail.gather(1, before_index)
+        first_generated = (position[:, None] - t.prefix_len[None, :]) == 0
+        boundary = t.prefix_space[None, :] | first_generated | t.ends_word[before.clamp(0, t.width - 1)]
+        return same & boundary
+
+    def penalty(self, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """(rows, columns) amounts to subtract at `tables.columns` for the next token."""
+        if rows is None:
+            rows = slice(None)
+        t = self.tables
+        in_window = (self.phase[rows] == REASONING) & (self.position[rows] < self.psi[rows] + self.beta[rows])
+        row_alpha = torch.where(in_window, self.alpha[rows], 0.0)
+        active = t.column_is_hit[None, :]
+        if t.num_patterns:
+            active = active | ((self.armed[rows].float() @ t.pattern_to_column) > 0)
+        # torch.where, not a product: alpha may be inf and inf * 0 would be NaN.
+        return torch.where(active, row_alpha[:, None], 0.0)
+
+    def apply(self, scores: torch.Tensor, rows: torch.Tensor | slice | None = None, inplace: bool = False) -> torch.Tensor:
+        """Subtract the penalty from `scores` (rows of `scores` are `rows` of the state).
+
+        A zero penalty leaves a logit bit for bit as it was (x - 0.0 == x, -inf stays -inf), and the
+        penalty is never negative, so no logit is raised.
+        """
+        if rows is None:
+            rows = slice(0, scores.shape[0])
+        out = scores if inplace else scores.clone()
+        columns = self.tables.columns
+        if columns.numel():
+            amount = self.penalty(rows).to(out.dtype)
+            out[:, columns] = out[:, columns] - amount
+        return out

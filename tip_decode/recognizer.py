@@ -1,0 +1,145 @@
+"""Switch recognition on the host: one token at a time, in plain Python.
+
+This is the reading of section 3 of the contract (switches, psi, scope) that trace analysis and the
+live monitor use. The batched tensor state in `tip_decode.penalty` implements the same rules for
+the processors; the tests hold both to one slow reference so that "a switch" means one thing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from tip_decode.vocabulary import SwitchVocabulary, ThinkMarkers
+
+WAITING, REASONING, ENDED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class SwitchEvent:
+    """A recognised thought switch.
+
+    `position` is the switch position j (the first token of the trigger), `recognised_at` the
+    position of the token that completed it, `thought_start` the start of the thought it ends.
+    """
+
+    position: int
+    recognised_at: int
+    trigger: str
+    thought_start: int
+
+    @property
+    def abandoned_length(self) -> int:
+        """Length in tokens of the thought this switch abandoned."""
+        return self.position - self.thought_start
+
+
+def prompt_ends_in_open_think(prompt_ids: Sequence[int] | None, think: ThinkMarkers) -> bool:
+    """True when the last think start marker in the prompt comes after the last end marker."""
+    if not prompt_ids or not think.available:
+        return False
+    last_start = last_end = -1
+    for index, token in enumerate(prompt_ids):
+        if token == think.start_id:
+            last_start = index
+        elif token == think.end_id:
+            last_end = index
+    return last_start > last_end
+
+
+class SwitchRecognizer:
+    """Feed generated tokens one at a time; get a `SwitchEvent` back when one completes a switch.
+
+    Args:
+        vocabulary: the switch vocabulary (same object the processor uses).
+        scope: "auto", "think" or "all" (section 3 of the contract).
+        prompt_open: the prompt ends inside an open think block (see `prompt_ends_in_open_think`).
+
+    Example:
+        >>> rec = SwitchRecognizer(vocab, scope="all")                 # doctest: +SKIP
+        >>> [rec.push(t) for t in token_ids]                           # doctest: +SKIP
+    """
+
+    def __init__(self, vocabulary: SwitchVocabulary, scope: str = "auto", prompt_open: bool = False) -> None:
+        self.vocabulary = vocabulary
+        self.scope = vocabulary.resolve_scope(scope)
+        self._hits = frozenset(vocabulary.token_ids)
+        self._by_completion: dict[int, list] = {}
+        for pattern in vocabulary.multi_token:
+            self._by_completion.setdefault(pattern.completion, []).append(pattern)
+        self._tail: deque[int] = deque(maxlen=vocabulary.max_prefix_length + 1)
+        self.position = 0
+        if self.scope == "all" or prompt_open:
+            self.phase, self.thought_start, self.reasoning_start = REASONING, 0, 0
+        else:
+            self.phase, self.thought_start, self.reasoning_start = WAITING, 0, None
+        self.reasoning_end: int | None = None
+        self.events: list[SwitchEvent] = []
+
+    def in_window(self, beta: int) -> bool:
+        """Whether the penalty may act on the token chosen next."""
+        return self.phase == REASONING and self.position < self.thought_start + beta
+
+    def armed_completions(self) -> set[int]:
+        """Completion ids whose multi-token prefix is the current tail (penalised next, if in window)."""
+        armed: set[int] = set()
+        tail = list(self._tail)
+        for completion, patterns in self._by_completion.items():
+            if any(self._prefix_matches(tail, p) for p in patterns):
+                armed.add(completion)
+        return armed
+
+    def _prefix_matches(self, tail: list[int], pattern) -> bool:
+        k = len(pattern.prefix)
+        if len(tail) < k or tuple(tail[len(tail) - k :]) != pattern.prefix:
+            return False
+        first = self.position - k  # position of prefix[0]
+        if pattern.prefix_starts_with_space or first == 0:
+            return True
+        before = len(tail) - k - 1
+        # A token before prefix[0] that fell out of the bounded tail cannot exist: the tail keeps
+        # one more token than the longest prefix.
+        return before >= 0 and self.vocabulary.ends_word_at(tail[before])
+
+    def push(self, token_id: int) -> SwitchEvent | None:
+        token_id = int(token_id)
+        position = self.position
+        think = self.vocabulary.think
+        event: SwitchEvent | None = None
+        if self.phase == REASONING:
+            starts: list[tuple[int, str]] = []
+            if token_id in self._hits:
+                starts.append((position, self.vocabulary.hit_trigger[token_id]))
+            tail = list(self._tail)
+            for pattern in self._by_completion.get(token_id, ()):
+                if self._prefix_matches(tail, pattern):
+                    starts.append((position - len(pattern.prefix), pattern.trigger))
+            if starts:
+                # Two readings can end at one token (a completion that is also a hit); the later
+                # start wins, which is what moving psi at each recognised switch in order amounts to.
+                switch_at, trigger = max(starts)
+                event = SwitchEvent(switch_at, position, trigger, self.thought_start)
+                self.thought_start = switch_at
+                self.events.append(event)
+        if self.scope == "think":
+            if self.phase == WAITING and token_id == think.start_id:
+                self.phase, self.thought_start, self.reasoning_start = REASONING, position + 1, position + 1
+            elif self.phase == REASONING and token_id == think.end_id:
+                self.phase, self.reasoning_end = ENDED, position
+        self._tail.append(token_id)
+        self.position += 1
+        return event
+
+    def feed(self, token_ids: Iterable[int]) -> list[SwitchEvent]:
+        return [e for e in (self.push(t) for t in token_ids) if e is not None]
+
+
+def find_switches(
+    vocabulary: SwitchVocabulary,
+    token_ids: Sequence[int],
+    scope: str = "auto",
+    prompt_open: bool = False,
+) -> list[SwitchEvent]:
+    """All switches in a generated sequence (positions count generated tokens from 0)."""
+    return SwitchRecognizer(vocabulary, scope, prompt_open).feed(token_ids)

@@ -1,0 +1,370 @@
+"""The switch vocabulary: which token ids TIP penalises for a given tokenizer and trigger list.
+
+Owns the rules of section 2 of the behaviour contract (single-token hits, multi-token triggers that
+are completed by a conditional penalty, special tokens excluded) and the discovery of think markers.
+Works with any Hugging Face tokenizer or a bare `tokenizers.Tokenizer`; imports neither.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tip_decode.config import DEFAULT_TRIGGERS, parse_triggers
+
+# Byte-level BPE and SentencePiece vocabularies spell whitespace with these markers; some tokenizer
+# loaders return them undecoded, so they count as whitespace wherever the contract says "whitespace".
+_MARKER_TO_SPACE = str.maketrans({"\u0120": " ", "\u010a": "\n", "\u0109": "\t", "\u010d": "\r", "\u2581": " "})
+
+#: Think-marker spellings of the reasoning model families we know, tried in order.
+THINK_MARKER_PAIRS: tuple[tuple[str, str], ...] = (
+    ("<think>", "</think>"),
+    ("<thinking>", "</thinking>"),
+    ("<|begin_of_thought|>", "<|end_of_thought|>"),
+    ("<|thinking|>", "<|/thinking|>"),
+)
+
+
+def normalise_text(text: str) -> str:
+    """Decoded token text with whitespace markers turned into the whitespace they stand for."""
+    return text.translate(_MARKER_TO_SPACE)
+
+
+class TokenizerView:
+    """The handful of tokenizer operations the vocabulary needs, over either tokenizer library.
+
+    Decoding the whole vocabulary takes about a second for 150k tokens, so the decoded texts are
+    computed once per tokenizer object and shared by every vocabulary built from it.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        if _is_hf_tokenizer(tokenizer):
+            self.kind = "transformers"
+        elif _is_tokenizers_tokenizer(tokenizer):
+            self.kind = "tokenizers"
+        else:
+            raise TypeError(
+                "expected a Hugging Face tokenizer (transformers.PreTrainedTokenizerBase) or a "
+                f"tokenizers.Tokenizer, but got {type(tokenizer).__module__}.{type(tokenizer).__qualname__}"
+            )
+        self.tokenizer = tokenizer
+        self._texts: list[str] | None = None
+        self._pieces: dict[str, int] | None = None
+
+    @property
+    def size(self) -> int:
+        if self.kind == "transformers":
+            return len(self.tokenizer)
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        if self.kind == "transformers":
+            return list(self.tokenizer.encode(text, add_special_tokens=False))
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def decode_each(self) -> list[str]:
+        """The decoded text of every id, special tokens included."""
+        if self._texts is None:
+            ids = [[i] for i in range(self.size)]
+            if self.kind == "transformers":
+                texts = self.tokenizer.batch_decode(
+                    ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
+                )
+            else:
+                texts = self.tokenizer.decode_batch(ids, skip_special_tokens=False)
+            self._texts = [t if isinstance(t, str) else "" for t in texts]
+        return self._texts
+
+    def decode(self, ids: Sequence[int]) -> str:
+        if self.kind == "transformers":
+            return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def piece(self, token_id: int) -> str:
+        if self.kind == "transformers":
+            return str(self.tokenizer.convert_ids_to_tokens(int(token_id)))
+        return str(self.tokenizer.id_to_token(int(token_id)))
+
+    def token_to_id(self, piece: str) -> int | None:
+        if self._pieces is None:
+            self._pieces = dict(self.tokenizer.get_vocab())
+        return self._pieces.get(piece)
+
+    def special_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        if self.kind == "transformers":
+            ids.update(int(i) for i in self.tokenizer.all_special_ids if i is not None)
+            decoder = getattr(self.tokenizer, "added_tokens_decoder", {}) or {}
+        else:
+            decoder = self.tokenizer.get_added_tokens_decoder()
+        ids.update(int(i) for i, tok in decoder.items() if getattr(tok, "special", False))
+        return frozenset(ids)
+
+
+def _is_hf_tokenizer(obj: Any) -> bool:
+    return all(hasattr(obj, name) for name in ("batch_decode", "convert_ids_to_tokens", "all_special_ids", "get_vocab"))
+
+
+def _is_tokenizers_tokenizer(obj: Any) -> bool:
+    return all(hasattr(obj, name) for name in ("decode_batch", "get_vocab_size", "id_to_token", "get_added_tokens_decoder"))
+
+
+@dataclass(frozen=True)
+class ThinkMarkers:
+    """Single-token delimiters of the reasoning block, or None where the tokenizer has none."""
+
+    start_id: int | None = None
+    end_id: int | None = None
+    start_text: str | None = None
+    end_text: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.start_id is not None and self.end_id is not None
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any) -> ThinkMarkers:
+        view = tokenizer if isinstance(tokenizer, TokenizerView) else TokenizerView(tokenizer)
+        for start, end in THINK_MARKER_PAIRS:
+            start_id, end_id = view.token_to_id(start), view.token_to_id(end)
+            if start_id is not None and end_id is not None:
+                return cls(int(start_id), int(end_id), start, end)
+        return cls()
+
+    @classmethod
+    def from_ids(cls, start_id: int | None, end_id: int | None) -> ThinkMarkers:
+        return cls(start_id=start_id, end_id=end_id)
+
+
+@dataclass(frozen=True)
+class MultiTokenTrigger:
+    """A trigger spelling that the tokenizer splits into several tokens.
+
+    Only `completion` is penalised, and only while the generated tail equals `prefix` with
+    `prefix[0]` starting a word. `prefix_starts_with_space` records whether `prefix[0]`'s own text
+    starts with whitespace (then it starts a word whatever precedes it).
+    """
+
+    trigger: str
+    variant: str
+    prefix: tuple[int, ...]
+    completion: int
+    prefix_starts_with_space: bool
+
+    @property
+    def length(self) -> int:
+        return len(self.prefix) + 1
+
+
+@dataclass(frozen=True, eq=False)
+class SwitchVocabulary:
+    """Token ids that open a new thought, for one tokenizer and one trigger list.
+
+    Build it with `SwitchVocabulary.from_tokenizer(tokenizer, triggers)`. `token_ids` is the sorted
+    tuple of single-token hits; `multi_token` the multi-token trigger spellings; `think` the think
+    markers found in the tokenizer.
+
+    Example:
+        >>> from tokenizers import Tokenizer                                     # doctest: +SKIP
+        >>> vocab = SwitchVocabulary.from_tokenizer(Tokenizer.from_file("qwen3/tokenizer.json"))  # doctest: +SKIP
+        >>> 38478 in vocab.token_ids                                             # doctest: +SKIP
+        True
+    """
+
+    triggers: tuple[str, ...]
+    token_ids: tuple[int, ...]
+    multi_token: tuple[MultiTokenTrigger, ...]
+    think: ThinkMarkers
+    vocab_size: int
+    special_ids: frozenset[int]
+    #: For every id: True when the token's text ends in a non-letter (or is empty), so that the next
+    #: token starts a word. Used by the multi-token rule.
+    ends_word: np.ndarray = field(repr=False)
+    #: id -> the trigger a single-token hit matched, and its decoded text (for tables and analysis).
+    hit_trigger: dict[int, str] = field(repr=False, default_factory=dict)
+    token_text: dict[int, str] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def from_tokenizer(
+        cls,
+        tokenizer: Any,
+        triggers: Iterable[str] | str = DEFAULT_TRIGGERS,
+        think_markers: ThinkMarkers | None = None,
+    ) -> SwitchVocabulary:
+        """Build the switch vocabulary of `tokenizer` for `triggers` (a list, or a preset name).
+
+        Raises:
+            TypeError: `tokenizer` is neither a Hugging Face tokenizer nor a `tokenizers.Tokenizer`.
+            ValueError: the trigger list is empty, or a trigger yields no penalisable token.
+        """
+        trigger_tuple = parse_triggers(triggers)
+        view = _view_of(tokenizer)
+        key = (trigger_tuple, think_markers)
+        cached = _cache_get(tokenizer, key)
+        if cached is not None:
+            return cached
+        vocab = _build(view, trigger_tuple, think_markers)
+        _cache_put(tokenizer, key, vocab)
+        return vocab
+
+    @property
+    def completion_ids(self) -> tuple[int, ...]:
+        return tuple(sorted({m.completion for m in self.multi_token}))
+
+    @property
+    def penalised_ids(self) -> tuple[int, ...]:
+        """Every id that can receive the penalty (single-token hits and multi-token completions)."""
+        return tuple(sorted(set(self.token_ids) | set(self.completion_ids)))
+
+    @property
+    def max_prefix_length(self) -> int:
+        return max((len(m.prefix) for m in self.multi_token), default=0)
+
+    def default_scope(self) -> str:
+        """What scope "auto" resolves to for this tokenizer."""
+        return "think" if self.think.available else "all"
+
+    def resolve_scope(self, scope: str) -> str:
+        if scope == "auto":
+            return self.default_scope()
+        if scope == "think" and not self.think.available:
+            raise ValueError(
+                "`scope` is 'think', but the tokenizer has no single-token think markers "
+                "(tried " + ", ".join(f"{a}/{b}" for a, b in THINK_MARKER_PAIRS) + "); use scope='all'"
+            )
+        return scope
+
+    def with_think_markers(self, think: ThinkMarkers) -> SwitchVocabulary:
+        """The same vocabulary with think markers from elsewhere (e.g. vLLM's reasoning parser)."""
+        from dataclasses import replace
+
+        return replace(self, think=think)
+
+    def ends_word_at(self, token_id: int) -> bool:
+        return bool(self.ends_word[token_id]) if 0 <= token_id < len(self.ends_word) else True
+
+
+def _view_of(tokenizer: Any) -> TokenizerView:
+    if isinstance(tokenizer, TokenizerView):
+        return tokenizer
+    view = _VIEWS.get(tokenizer) if _weakrefable(tokenizer) else None
+    if view is None:
+        view = TokenizerView(tokenizer)
+        if _weakrefable(tokenizer):
+            _VIEWS[tokenizer] = view
+    return view
+
+
+def _variants(trigger: str) -> list[str]:
+    capitalised = trigger[:1].upper() + trigger[1:]
+    lowered = trigger[:1].lower() + trigger[1:]
+    out: list[str] = []
+    for variant in (lowered, " " + lowered, capitalised, " " + capitalised, trigger, " " + trigger):
+        if variant not in out:
+            out.append(variant)
+    return out
+
+
+def _matches(text: str, trigger: str) -> bool:
+    """Normalised, lowercased token text starts with `trigger` followed by nothing or a non-letter."""
+    if not text.startswith(trigger):
+        return False
+    return len(text) == len(trigger) or not text[len(trigger)].isalpha()
+
+
+def _build(view: TokenizerView, triggers: tuple[str, ...], think_markers: ThinkMarkers | None) -> SwitchVocabulary:
+    think = think_markers if think_markers is not None else ThinkMarkers.from_tokenizer(view)
+    texts = view.decode_each()
+    size = len(texts)
+    excluded = set(view.special_ids())
+    excluded.update(i for i in (think.start_id, think.end_id) if i is not None)
+
+    normalised = [normalise_text(t) for t in texts]
+    ends_word = np.fromiter((not t or not t[-1].isalpha() for t in normalised), dtype=bool, count=size)
+
+    lowered_triggers = tuple(t.lower() for t in triggers)
+    hit_trigger: dict[int, str] = {}
+    for token_id, text in enumerate(normalised):
+        stripped = text.lstrip().lower()
+        # One C-level startswith over all triggers filters almost every token before the exact check.
+        if not stripped or token_id in excluded or not stripped.startswith(lowered_triggers):
+            continue
+        for trigger, lowered in zip(triggers, lowered_triggers):
+            if _matches(stripped, lowered):
+                hit_trigger[token_id] = trigger
+                break
+
+    multi: dict[tuple[tuple[int, ...], int], MultiTokenTrigger] = {}
+    triggers_with_tokens = set(hit_trigger.values())
+    for trigger in triggers:
+        for variant in _variants(trigger):
+            ids = view.encode(variant)
+            if len(ids) < 2 or any(i in excluded or not 0 <= i < size for i in ids):
+                continue
+            prefix, completion = tuple(ids[:-1]), ids[-1]
+            if (prefix, completion) in multi:
+                continue
+            multi[(prefix, completion)] = MultiTokenTrigger(
+                trigger=trigger,
+                variant=variant,
+                prefix=prefix,
+                completion=completion,
+                prefix_starts_with_space=normalised[prefix[0]][:1].isspace(),
+            )
+            triggers_with_tokens.add(trigger)
+
+    missing = [t for t in triggers if t not in triggers_with_tokens]
+    if missing:
+        raise ValueError(
+            f"trigger {missing[0]!r} yields no penalisable token for this tokenizer "
+            "(it encodes only to special tokens, or to nothing)"
+        )
+    ids = tuple(sorted(hit_trigger))
+    token_text = {i: texts[i] for i in ids}
+    for m in multi.values():
+        for i in (*m.prefix, m.completion):
+            token_text.setdefault(i, texts[i])
+    return SwitchVocabulary(
+        triggers=triggers,
+        token_ids=ids,
+        multi_token=tuple(sorted(multi.values(), key=lambda m: (m.prefix, m.completion))),
+        think=think,
+        vocab_size=size,
+        special_ids=frozenset(excluded),
+        ends_word=ends_word,
+        hit_trigger=hit_trigger,
+        token_text=token_text,
+    )
+
+
+# Vocabularies are cached per tokenizer object (weakly, so a dropped tokenizer frees its cache): vLLM
+# builds one per distinct per-request trigger list, and decoding 150k tokens costs about a second.
+_VIEWS: weakref.WeakKeyDictionary[Any, TokenizerView] = weakref.WeakKeyDictionary()
+_VOCABS: weakref.WeakKeyDictionary[Any, dict[Any, SwitchVocabulary]] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def _weakrefable(obj: Any) -> bool:
+    try:
+        weakref.ref(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def _cache_get(tokenizer: Any, key: Any) -> SwitchVocabulary | None:
+    if not _weakrefable(tokenizer):
+        return None
+    with _LOCK:
+        return _VOCABS.get(tokenizer, {}).get(key)
+
+
+def _cache_put(tokenizer: Any, key: Any, vocab: SwitchVocabulary) -> None:
+    if _weakrefable(tokenizer):
+        with _LOCK:
+            _VOCABS.setdefault(tokenizer, {})[key] = vocab
