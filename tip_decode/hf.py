@@ -256,3 +256,5 @@ def _first_divergence(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         divergence[a] = torch.where(differs.any(dim=1), first, _UNSEEN)
         token_there[a] = ids[a][first]
     return divergence, token_there
+
+from tip_decode.hf_detect import AbandonmentDetector  # noqa: E402,F401
