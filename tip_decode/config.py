@@ -54,20 +54,18 @@ def parse_alpha(value: Any, key: str = "alpha") -> float:
     """Return `value` as a non-negative float; the string "inf" bans the tokens outright."""
     if isinstance(value, bool):
         raise _bad(key, value, "has to be a non-negative number or 'inf'")
+    requirement = "has to be a non-negative number or 'inf'"
     if isinstance(value, str):
-        text = value.strip().lower()
-        if text not in ("inf", "+inf", "infinity"):
-            try:
-                value = float(text)
-            except ValueError:
-                raise _bad(key, value, "has to be a non-negative number or 'inf'") from None
-        else:
-            return math.inf
-    if not isinstance(value, (int, float)):
-        raise _bad(key, value, "has to be a non-negative number or 'inf'")
-    number = float(value)
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _bad(key, value, requirement) from None
+    elif isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        raise _bad(key, value, requirement)
     if math.isnan(number) or number < 0:
-        raise _bad(key, value, "has to be a non-negative number or 'inf'")
+        raise _bad(key, value, requirement)
     return number
 
 
@@ -75,18 +73,19 @@ def parse_beta(value: Any, key: str = "beta") -> int:
     """Return `value` as a non-negative int; integral floats (600.0, as JSON may send) are accepted."""
     if isinstance(value, bool):
         raise _bad(key, value, "has to be a non-negative integer")
-    if isinstance(value, str):
+    number = value
+    if isinstance(number, str):
         try:
-            value = float(value.strip())
+            number = float(number.strip())
         except ValueError:
             raise _bad(key, value, "has to be a non-negative integer") from None
-    if isinstance(value, float):
-        if not value.is_integer():
+    if isinstance(number, float):
+        if not number.is_integer():
             raise _bad(key, value, "has to be a non-negative integer")
-        value = int(value)
-    if not isinstance(value, int) or value < 0:
+        number = int(number)
+    if not isinstance(number, int) or number < 0:
         raise _bad(key, value, "has to be a non-negative integer")
-    return value
+    return number
 
 
 def parse_triggers(value: Any, key: str = "triggers") -> tuple[str, ...]:

@@ -180,8 +180,8 @@ class TIPLogitsProcessor(LogitsProcessor):
                 f"TIPLogitsProcessor cannot roll back {self._generated - generated + 1} tokens "
                 f"(it keeps the last {ROLLBACK_DEPTH}); create a new processor for this generation"
             )
-        self._restore(snapshot)
         self._generated = generated - 1
+        self._restore(snapshot)
         self._advance(input_ids)
 
     def _snapshot(self) -> None:
@@ -198,7 +198,7 @@ class TIPLogitsProcessor(LogitsProcessor):
         s = self._state
         for name, saved in zip(("position", "psi", "phase", "tail", "armed", "alpha", "beta"), snapshot):
             getattr(s, name).copy_(saved)
-        for length in [k for k in self._snapshots if k >= self._generated]:
+        for length in [k for k in self._snapshots if k > self._generated]:
             del self._snapshots[length]
 
     # ----- which previous row does each row continue? -----
