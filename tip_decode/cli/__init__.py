@@ -23,3 +23,6 @@ main.add_command(vocab)
 
 from tip_decode.cli.serve import serve  # noqa: E402
 main.add_command(serve)
+
+from tip_decode.cli.analyze import analyze  # noqa: E402
+main.add_command(analyze)
