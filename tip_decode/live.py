@@ -155,10 +155,11 @@ class LiveMonitor:
 
         An OpenAI stream gives text, not ids, so the text is re-tokenised with `tokenizer`. A token
         at the end of the text received so far may still merge with what comes next ("Alter" +
-        "natively"), so the newest `holdback` tokens stay pending until more text arrives or
-        `finish()` is called; only tokens that decode to exactly a prefix of the pending text are
-        committed. Positions therefore count the re-tokenised text, which equals the
-        server's tokens whenever the tokenizer round-trips the text (the usual case for BPE).
+        "natively"), so it stays pending until more text arrives or `finish()` is called; only
+        tokens that decode to exactly a prefix of the pending text are committed. Positions therefore count the re-tokenised text, which equals the
+        server's tokens whenever the tokenizer round-trips the text (the usual case for BPE). Text
+        is committed up to the last whitespace run, less a margin of `holdback - 1` tokens, so events
+        arrive about one word late.
         """
         if not isinstance(delta, str):
             raise TypeError(f"`delta` has to be a string, but is {type(delta).__name__}")
@@ -180,20 +181,33 @@ class LiveMonitor:
         if not self._pending_text:
             return []
         view = self._view()
-        ids = view.encode(self._pending_text)
-        keep = len(ids) if final else len(ids) - self.holdback
-        # Walk back to a clean boundary: the kept tokens must decode to exactly a prefix of the text
-        # (a token that holds half of a multi-byte character does not).
+        text = self._pending_text
+        ids = view.encode(text)
+        if final:
+            limit, keep = len(text), len(ids)
+        else:
+            # A word still being typed may re-tokenise ("Alter" -> "Alternatively"), and punctuation
+            # may merge with the newlines after it (".\n\n"): only text before the last whitespace
+            # run is settled, and of its tokens the newest `holdback - 1` stay pending as a margin.
+            stripped = text.rstrip()
+            word_start = max(stripped.rfind(c) for c in (" ", "\n", "\t", "\r")) if stripped else -1
+            limit = len(stripped[: word_start + 1].rstrip()) if word_start >= 0 else 0
+            keep = len(ids)
+        # Walk back to tokens that decode to exactly a prefix of the settled text (a token that holds
+        # half of a multi-byte character does not).
         consumed = 0
         while keep > 0:
             decoded = view.decode(ids[:keep])
-            if self._pending_text.startswith(decoded):
+            if len(decoded) <= limit and text.startswith(decoded):
                 consumed = len(decoded)
                 break
             keep -= 1
+        if not final and keep > 0:
+            keep = max(0, keep - (self.holdback - 1))
+            consumed = len(view.decode(ids[:keep])) if keep else 0
         if keep <= 0:
             if final:
-                logger.warning("live monitor: %d characters of text could not be tokenised cleanly", len(self._pending_text))
+                logger.warning("live monitor: %d characters of text could not be tokenised cleanly", len(text))
                 self._pending_text = ""
             return []
         events: list[LiveSwitchEvent] = []
