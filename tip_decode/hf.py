@@ -29,8 +29,6 @@ _UNSEEN = torch.iinfo(torch.long).max  # "these two rows have not diverged"
 #: How many past lengths a batch-of-one generation can roll back to (assisted decoding proposes at
 #: most a few dozen tokens per round).
 ROLLBACK_DEPTH = 256
-#: Rows compared at once when matching rows to their parents (bounds memory to chunk * rows^2).
-_PARENT_CHUNK = 64
 
 
 class TIPLogitsProcessor(LogitsProcessor):
@@ -76,6 +74,8 @@ class TIPLogitsProcessor(LogitsProcessor):
         self.vocabulary = vocabulary
         self.scope = vocabulary.resolve_scope(self.config.scope)
         self._tables: dict[tuple[int, torch.device], PenaltyTables] = {}
+        #: On a GPU, run each step as one captured CUDA graph (set False to run it op by op).
+        self.use_cuda_graphs = True
         self.reset()
 
     @classmethod
@@ -101,9 +101,8 @@ class TIPLogitsProcessor(LogitsProcessor):
         self._state: PenaltyState | None = None
         self._prompt: torch.Tensor | None = None
         self._generated = 0
-        self._divergence: torch.Tensor | None = None
-        self._divergent_token: torch.Tensor | None = None
-        self._snapshots: dict[int, tuple[torch.Tensor, ...]] = {}
+        self._snapshots: dict[int, torch.Tensor] = {}
+        self._graph: Any = None
 
     @property
     def state(self) -> PenaltyState | None:
@@ -125,7 +124,7 @@ class TIPLogitsProcessor(LogitsProcessor):
                 self._rollback_and_advance(input_ids, generated)
             else:
                 self._begin(input_ids, scores)
-        return self._state.apply(scores)
+        return self._write(scores)
 
     # ----- generation lifecycle -----
 
@@ -139,32 +138,82 @@ class TIPLogitsProcessor(LogitsProcessor):
         self.reset()
         batch = input_ids.shape[0]
         tables = self._tables_for(scores.shape[-1], scores.device)
+        device = tables.device
         state = PenaltyState(tables, batch)
-        rows = torch.arange(batch, device=tables.device)
-        ids = input_ids.to(tables.device)
+        ids = input_ids.to(device)
         state.start_rows(
-            rows,
-            alpha=torch.full((batch,), self.config.alpha, device=tables.device),
-            beta=torch.full((batch,), self.config.beta, dtype=torch.long, device=tables.device),
+            torch.arange(batch, device=device),
+            alpha=torch.full((batch,), self.config.alpha, device=device),
+            beta=torch.full((batch,), self.config.beta, dtype=torch.long, device=device),
             prompt_open=_ends_in_open_think(ids, tables.think_start, tables.think_end),
         )
         self._state = state
         self._prompt = input_ids
+        # Static buffers: each step writes into them in place, so that on a GPU the whole step can
+        # be one captured CUDA graph (a step is dozens of tiny kernels; launching them one by one
+        # would cost more than the penalty itself).
+        self._tokens = torch.zeros(batch, dtype=torch.long, device=device)
+        self._negative_amount = -state.amount(state.ints, self.config.alpha)
         if batch > 1:
             self._divergence, self._divergent_token = _first_divergence(ids)
+            self._gather_at = torch.where(self._divergence != _UNSEEN, self._divergence, 0).flatten()
+            self._seen = torch.zeros((batch, batch * batch), dtype=torch.long, device=device)
+            self._next_position = torch.tensor(ids.shape[1], device=device)
+            self._rows = torch.arange(batch, device=device)
+        if self.use_cuda_graphs and device.type == "cuda":
+            self._capture()
         self._snapshot()
 
     def _advance(self, input_ids: torch.Tensor) -> None:
-        state = self._state
-        ids = input_ids.to(state.tables.device)
-        tokens = ids[:, -1]
+        ids = input_ids.to(self._tokens.device)
+        self._tokens.copy_(ids[:, -1])
         if ids.shape[0] > 1:
-            parents = self._match_parents(ids)
-            state.select(parents)
-            self._track_divergence(parents, tokens, ids.shape[1] - 1)
-        state.update(tokens)
+            torch.index_select(ids, 1, self._gather_at, out=self._seen)
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            self._step()
         self._generated += 1
         self._snapshot()
+
+    def _step(self) -> None:
+        """One token per row, on static buffers only (this is what a CUDA graph captures)."""
+        state = self._state
+        ints = state.ints
+        if ints.shape[0] > 1:
+            ints = ints[self._parents()]
+        advanced = state.advance(ints, self._tokens)
+        state.ints.copy_(advanced)
+        self._negative_amount.copy_(-state.amount(advanced, self.config.alpha))
+
+    def _write(self, scores: torch.Tensor) -> torch.Tensor:
+        out = scores.clone()
+        columns = self._state.tables.columns
+        if columns.numel():
+            # x + (-a) is exactly x - a, and x + (-0.0) is x bit for bit (also for -inf and -0.0).
+            out.index_add_(1, columns, self._negative_amount.to(out.dtype))
+        return out
+
+    def _capture(self) -> None:
+        buffers = [self._state.ints, self._negative_amount]
+        if self._state.capacity > 1:
+            buffers += [self._divergence, self._divergent_token, self._gather_at, self._next_position]
+        saved = [b.clone() for b in buffers]
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._step()  # warm-up outside the capture, as CUDA graphs require
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._step()
+            self._graph = graph
+        except RuntimeError as err:  # e.g. generate itself running under a graph capture
+            logger.warning("TIPLogitsProcessor runs without CUDA graphs: %s", err)
+            self._graph = None
+        for buffer, value in zip(buffers, saved):
+            buffer.copy_(value)
 
     def _same_prompt(self, input_ids: torch.Tensor) -> bool:
         # Only reached when a batch of one got shorter or stayed as long: assisted decoding rolling
@@ -181,58 +230,44 @@ class TIPLogitsProcessor(LogitsProcessor):
                 f"(it keeps the last {ROLLBACK_DEPTH}); create a new processor for this generation"
             )
         self._generated = generated - 1
-        self._restore(snapshot)
+        self._state.ints.copy_(snapshot)
+        for length in [k for k in self._snapshots if k > self._generated]:
+            del self._snapshots[length]
         self._advance(input_ids)
 
     def _snapshot(self) -> None:
-        # Only a batch of one can be rolled back (assisted decoding); larger batches skip the copies.
-        if self._state.capacity != 1:
-            return
-        s = self._state
-        self._snapshots[self._generated] = tuple(
-            getattr(s, n).clone() for n in ("position", "psi", "phase", "tail", "armed", "alpha", "beta")
-        )
-        self._snapshots.pop(self._generated - ROLLBACK_DEPTH, None)
-
-    def _restore(self, snapshot: tuple[torch.Tensor, ...]) -> None:
-        s = self._state
-        for name, saved in zip(("position", "psi", "phase", "tail", "armed", "alpha", "beta"), snapshot):
-            getattr(s, name).copy_(saved)
-        for length in [k for k in self._snapshots if k > self._generated]:
-            del self._snapshots[length]
+        # Only a batch of one can be rolled back (assisted decoding); larger batches skip the copy.
+        if self._state.capacity == 1:
+            self._snapshots[self._generated] = self._state.ints.clone()
+            self._snapshots.pop(self._generated - ROLLBACK_DEPTH, None)
 
     # ----- which previous row does each row continue? -----
 
-    def _match_parents(self, ids: torch.Tensor) -> torch.Tensor:
+    def _parents(self) -> torch.Tensor:
         """parents[b] = a previous row whose whole sequence equals row b without its newest token.
 
         For every pair of previous rows we keep the first position where they differ and the token
         each had there. A previous row a is row b's parent exactly when, at the divergence position
         of a with every other row, row b holds a's token: that decides equality of whole sequences by
         looking at one position per pair, so the cost does not grow with the generated length.
+        `self._seen` holds those tokens of every row, gathered before the step.
         """
-        divergence, token_there = self._divergence, self._divergent_token
-        batch, length = ids.shape
-        previous = ids[:, : length - 1]
-        diverged = divergence != _UNSEEN
-        where = divergence.clamp(max=length - 2)
-        matches = []
-        for start in range(0, batch, _PARENT_CHUNK):
-            rows = previous[start : start + _PARENT_CHUNK]
-            seen = rows[:, where.reshape(-1)].view(rows.shape[0], batch, batch)
-            matches.append(((seen == token_there[None]) | ~diverged[None]).all(dim=2))
-        match = torch.cat(matches)
-        own = torch.arange(batch, device=ids.device)
+        batch = self._rows.shape[0]
+        diverged = self._divergence != _UNSEEN
+        seen = self._seen.view(batch, batch, batch)
+        match = ((seen == self._divergent_token[None]) | ~diverged[None]).all(dim=2)
         # Prefer the row itself (sampling never reorders); else the first match (beam search).
-        return torch.where(match.diagonal(), own, match.int().argmax(dim=1))
-
-    def _track_divergence(self, parents: torch.Tensor, tokens: torch.Tensor, position: int) -> None:
+        parents = torch.where(match.diagonal(), self._rows, match.int().argmax(dim=1))
         inherited = self._divergence[parents][:, parents]
         inherited_token = self._divergent_token[parents][:, parents]
         same_so_far = inherited == _UNSEEN
+        tokens = self._tokens
         differ_now = tokens[:, None] != tokens[None, :]
-        self._divergence = torch.where(same_so_far & differ_now, position, inherited)
-        self._divergent_token = torch.where(same_so_far, tokens[:, None].expand_as(inherited), inherited_token)
+        self._divergence.copy_(torch.where(same_so_far & differ_now, self._next_position, inherited))
+        self._divergent_token.copy_(torch.where(same_so_far, tokens[:, None].expand_as(inherited), inherited_token))
+        self._gather_at.copy_(torch.where(self._divergence != _UNSEEN, self._divergence, 0).flatten())
+        self._next_position += 1
+        return parents
 
 
 def _ends_in_open_think(ids: torch.Tensor, start: int, end: int) -> torch.Tensor:

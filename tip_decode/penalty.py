@@ -18,6 +18,8 @@ from tip_decode.vocabulary import SwitchVocabulary
 
 _NO_TOKEN = -1
 _NO_MARKER = -2  # never equal to a real token nor to the empty-tail filler
+# Columns of the packed integer state; the tail and the armed flags follow.
+_POSITION, _PSI, _PHASE, _BETA = 0, 1, 2, 3
 
 
 class PenaltyTables:
@@ -51,6 +53,8 @@ class PenaltyTables:
         self.prefixes = prefixes.to(self.device)
         self.prefix_mask = self.prefixes != _NO_TOKEN
         self.prefix_len = torch.tensor([len(m.prefix) for m in patterns], dtype=torch.long, device=self.device)
+        # Index in the tail (prefix_width + 1 newest tokens) of the token just before each prefix.
+        self.before_index = k - self.prefix_len
         self.prefix_space = torch.tensor([m.prefix_starts_with_space for m in patterns], dtype=torch.bool, device=self.device)
         self.completion = torch.tensor([m.completion for m in patterns], dtype=torch.long, device=self.device)
         column_of = {c: i for i, c in enumerate(ids)}
@@ -70,34 +74,62 @@ class PenaltyState:
 
     Rows are independent: each has its own alpha and beta (0 turns a row off), its own reasoning
     phase and its own thought start. Backends call `start_rows` when a sequence begins (or
-    `replay_rows` to rebuild from tokens already generated), `update` with each step's new tokens,
+    `replay_row` to rebuild from tokens already generated), `update` with each step's new tokens,
     and `apply` to subtract the penalty from the logits.
+
+    All integer state lives in one (capacity, fields) tensor, so that reordering rows, copying a
+    row or taking a snapshot is a single operation; `position`, `psi`, `phase`, `beta`, `tail` and
+    `armed` are column views of it.
     """
 
     def __init__(self, tables: PenaltyTables, capacity: int) -> None:
         self.tables = tables
         self.capacity = capacity
         device = tables.device
-        self.position = torch.zeros(capacity, dtype=torch.long, device=device)
-        self.psi = torch.zeros(capacity, dtype=torch.long, device=device)
-        self.phase = torch.full((capacity,), ENDED, dtype=torch.long, device=device)
-        self.tail = torch.full((capacity, tables.prefix_width + 1), _NO_TOKEN, dtype=torch.long, device=device)
-        self.armed = torch.zeros((capacity, tables.num_patterns), dtype=torch.bool, device=device)
+        self._tail_start = 4
+        self._armed_start = self._tail_start + tables.prefix_width + 1
+        self.ints = torch.zeros((capacity, self._armed_start + tables.num_patterns), dtype=torch.long, device=device)
+        self.ints[:, _PHASE] = ENDED
+        self.ints[:, self._tail_start : self._armed_start] = _NO_TOKEN
         self.alpha = torch.zeros(capacity, dtype=torch.float32, device=device)
-        self.beta = torch.zeros(capacity, dtype=torch.long, device=device)
+
+    @property
+    def position(self) -> torch.Tensor:
+        return self.ints[:, _POSITION]
+
+    @property
+    def psi(self) -> torch.Tensor:
+        return self.ints[:, _PSI]
+
+    @property
+    def phase(self) -> torch.Tensor:
+        return self.ints[:, _PHASE]
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return self.ints[:, _BETA]
+
+    @property
+    def tail(self) -> torch.Tensor:
+        return self.ints[:, self._tail_start : self._armed_start]
+
+    @property
+    def armed(self) -> torch.Tensor:
+        return self.ints[:, self._armed_start :].bool()
 
     # ----- row lifecycle (called when the batch changes, not every step) -----
 
     def start_rows(self, rows: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, prompt_open: torch.Tensor) -> None:
         """Begin fresh sequences in `rows` (nothing generated yet)."""
-        open_phase = torch.where(prompt_open, REASONING, WAITING)
-        self.position[rows] = 0
-        self.psi[rows] = 0
-        self.phase[rows] = REASONING if self.tables.scope == "all" else open_phase
-        self.tail[rows] = _NO_TOKEN
-        self.armed[rows] = False
-        self.alpha[rows] = alpha.to(self.alpha.dtype)
-        self.beta[rows] = beta.to(self.beta.dtype)
+        fresh = torch.zeros((len(rows), self.ints.shape[1]), dtype=torch.long, device=self.ints.device)
+        if self.tables.scope == "all":
+            fresh[:, _PHASE] = REASONING
+        else:
+            fresh[:, _PHASE] = torch.where(prompt_open.to(fresh.device), REASONING, WAITING)
+        fresh[:, _BETA] = beta.to(fresh.device, torch.long)
+        fresh[:, self._tail_start : self._armed_start] = _NO_TOKEN
+        self.ints[rows] = fresh
+        self.alpha[rows] = alpha.to(self.alpha.device, self.alpha.dtype)
 
     def replay_row(self, row: int, alpha: float, beta: int, prompt_open: bool, generated: Sequence[int]) -> None:
         """Set `row` to the state after `generated` (a request resumed with output already present).
@@ -107,31 +139,29 @@ class PenaltyState:
         """
         recognizer = SwitchRecognizer(self.tables.vocabulary, self.tables.scope, prompt_open)
         recognizer.feed(int(t) for t in generated)
-        tail = [_NO_TOKEN] * self.tail.shape[1] + [int(t) for t in generated]
-        tail = tail[len(tail) - self.tail.shape[1] :]
-        self.position[row] = recognizer.position
-        self.psi[row] = recognizer.thought_start
-        self.phase[row] = recognizer.phase
-        self.tail[row] = torch.tensor(tail, dtype=torch.long)
+        width = self._armed_start - self._tail_start
+        tail = ([_NO_TOKEN] * width + [int(t) for t in generated])[-width:] if width else []
+        values = [recognizer.position, recognizer.thought_start, recognizer.phase, int(beta), *tail]
+        row_ints = torch.tensor(values + [0] * self.tables.num_patterns, dtype=torch.long, device=self.ints.device)
+        row_ints = row_ints[None]
+        row_ints[:, self._armed_start :] = self._armed(row_ints[:, self._tail_start : self._armed_start], row_ints[:, _POSITION]).long()
+        self.ints[row] = row_ints[0]
         self.alpha[row] = float(alpha)
-        self.beta[row] = int(beta)
-        self.armed[row] = self._armed(self.tail[row : row + 1], self.position[row : row + 1])[0]
 
     def stop_rows(self, rows: torch.Tensor) -> None:
         """Turn rows off (their logits are left unchanged by `apply`)."""
         self.alpha[rows] = 0.0
-        self.phase[rows] = ENDED
+        self.ints[rows, _PHASE] = ENDED
 
     def select(self, order: torch.Tensor) -> None:
         """Reorder rows: row i takes the state of row `order[i]` (beam search, vLLM moves)."""
-        for name in ("position", "psi", "phase", "tail", "armed", "alpha", "beta"):
-            tensor = getattr(self, name)
-            tensor[: order.shape[0]] = tensor[order]
+        count = order.shape[0]
+        self.ints[:count] = self.ints[order]
+        self.alpha[:count] = self.alpha[order]
 
     def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
-        for name in ("position", "psi", "phase", "tail", "armed", "alpha", "beta"):
-            tensor = getattr(self, name)
-            tensor[dst] = tensor[src]
+        self.ints[dst] = self.ints[src]
+        self.alpha[dst] = self.alpha[src]
 
     # ----- per step -----
 
@@ -139,14 +169,16 @@ class PenaltyState:
         """Advance `rows` (default: the first `len(tokens)` rows) by one generated token each."""
         if rows is None:
             rows = slice(0, tokens.shape[0])
+        self.ints[rows] = self.advance(self.ints[rows], tokens.to(device=self.tables.device, dtype=torch.long))
+
+    def advance(self, ints: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The packed state after one more token per row (pure: returns a new tensor)."""
         t = self.tables
-        tokens = tokens.to(device=t.device, dtype=torch.long)
-        position, psi, phase = self.position[rows], self.psi[rows], self.phase[rows]
+        position, psi, phase = ints[:, _POSITION], ints[:, _PSI], ints[:, _PHASE]
         reasoning = phase == REASONING
-        safe = tokens.clamp(min=0, max=t.width - 1)
-        switch_at = torch.where(t.is_hit[safe] & (tokens >= 0), position, -1)
+        switch_at = torch.where(t.is_hit[tokens.clamp(0, t.width - 1)] & (tokens >= 0), position, -1)
         if t.num_patterns:
-            completed = self.armed[rows] & (tokens[:, None] == t.completion[None, :])
+            completed = ints[:, self._armed_start :].bool() & (tokens[:, None] == t.completion[None, :])
             multi_at = torch.where(completed, position[:, None] - t.prefix_len[None, :], -1).amax(dim=1)
             switch_at = torch.maximum(switch_at, multi_at)
         psi = torch.where(reasoning & (switch_at >= 0), switch_at, psi)
@@ -154,14 +186,12 @@ class PenaltyState:
         closes = reasoning & (tokens == t.think_end)
         psi = torch.where(opens, position + 1, psi)
         phase = torch.where(opens, REASONING, torch.where(closes, ENDED, phase))
-        tail = torch.cat((self.tail[rows][:, 1:], tokens[:, None]), dim=1)
+        tail = torch.cat((ints[:, self._tail_start + 1 : self._armed_start], tokens[:, None]), dim=1)
         position = position + 1
-        self.position[rows] = position
-        self.psi[rows] = psi
-        self.phase[rows] = phase
-        self.tail[rows] = tail
+        parts = [position[:, None], psi[:, None], phase[:, None], ints[:, _BETA : _BETA + 1], tail]
         if t.num_patterns:
-            self.armed[rows] = self._armed(tail, position)
+            parts.append(self._armed(tail, position).long())
+        return torch.cat(parts, dim=1)
 
     def _armed(self, tail: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """(rows, patterns): the tail ends with the pattern's prefix, and prefix[0] starts a word."""
@@ -170,8 +200,7 @@ class PenaltyState:
             return torch.zeros((tail.shape[0], 0), dtype=torch.bool, device=tail.device)
         newest = tail[:, 1:]
         same = ((newest[:, None, :] == t.prefixes[None]) | ~t.prefix_mask[None]).all(dim=2)
-        before_index = (t.prefix_width - t.prefix_len).expand(tail.shape[0], -1)
-        before = tail.gather(1, before_index)
+        before = tail[:, t.before_index]
         first_generated = (position[:, None] - t.prefix_len[None, :]) == 0
         boundary = t.prefix_space[None, :] | first_generated | t.ends_word[before.clamp(0, t.width - 1)]
         return same & boundary
@@ -180,12 +209,16 @@ class PenaltyState:
         """(rows, columns) amounts to subtract at `tables.columns` for the next token."""
         if rows is None:
             rows = slice(None)
+        return self.amount(self.ints[rows], self.alpha[rows])
+
+    def amount(self, ints: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+        """Penalty per (row, column) for packed state `ints` (pure)."""
         t = self.tables
-        in_window = (self.phase[rows] == REASONING) & (self.position[rows] < self.psi[rows] + self.beta[rows])
-        row_alpha = torch.where(in_window, self.alpha[rows], 0.0)
+        in_window = (ints[:, _PHASE] == REASONING) & (ints[:, _POSITION] < ints[:, _PSI] + ints[:, _BETA])
+        row_alpha = torch.where(in_window, alpha, 0.0)
         active = t.column_is_hit[None, :]
         if t.num_patterns:
-            active = active | ((self.armed[rows].float() @ t.pattern_to_column) > 0)
+            active = active | ((ints[:, self._armed_start :].float() @ t.pattern_to_column) > 0)
         # torch.where, not a product: alpha may be inf and inf * 0 would be NaN.
         return torch.where(active, row_alpha[:, None], 0.0)
 
