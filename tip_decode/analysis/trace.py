@@ -13,7 +13,9 @@ formulas and a worked example):
 - A switch is premature when the thought it ends is shorter than `premature_threshold` tokens;
   abandoned-on-track when the thought it ends is judged correct.
 - UT of an incorrect response: `1 - T_hat / T`, `T_hat` = end of the first correct thought (tokens
-  up to and including it), or `T` when no thought is correct.
+  up to and including it), or `T` when no thought is correct. When a thought before the first
+  correct one could not be judged (an LLM judge's malformed reply), the first correct thought and UT
+  are unknown: both are None.
 """
 
 from __future__ import annotations
@@ -324,8 +326,19 @@ def analyze_response(
         )
         for k, e in enumerate(events)
     ]
-    first_correct = next((t.index for t in thoughts if t.status == "correct"), None)
+    first_correct: int | None = None
+    undetermined = False
+    for thought in thoughts:
+        if thought.status == "correct":
+            first_correct = thought.index
+            break
+        if thought.status == UNJUDGED and reference is not None:
+            # An unjudged thought before any correct one: the first correct thought is unknown.
+            undetermined = True
+            break
     ut = underthinking(len(ids), None if first_correct is None else thoughts[first_correct].end, correct)
+    if undetermined:
+        ut = None
     return ResponseAnalysis(
         id=id,
         n_tokens=len(ids),

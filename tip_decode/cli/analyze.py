@@ -48,6 +48,44 @@ def _field(path: Path, number: int, record: dict[str, Any], name: str) -> Any:
     return record[name]
 
 
+def _validated(
+    path: Path,
+    number: int,
+    record: dict[str, Any],
+    response_field: str,
+    answer_field: str,
+    id_field: str,
+    problem_field: str,
+    group_field: str | None,
+) -> dict[str, Any]:
+    response = _field(path, number, record, response_field)
+    reference = _field(path, number, record, answer_field)
+    is_ids = isinstance(response, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in response)
+    if not is_ids and not isinstance(response, str):
+        raise click.ClickException(f"{path} line {number}: field {response_field!r} has to be text or a list of token ids, not {type(response).__name__}")
+    if not response or (isinstance(response, str) and not response.strip()):
+        raise click.ClickException(f"{path} line {number}: empty response in field {response_field!r}")
+    if isinstance(reference, (int, float)) and not isinstance(reference, bool):
+        reference = str(reference)
+    if not isinstance(reference, str) or not reference.strip():
+        raise click.ClickException(f"{path} line {number}: field {answer_field!r} has to be a non-empty reference answer, not {reference!r}")
+    rid = record.get(id_field, number)
+    if group_field is not None:
+        group = _field(path, number, record, group_field)
+    else:
+        group = next((record[f] for f in GROUP_FIELDS if f in record), rid)
+    return {
+        "line": number,
+        "response": response,
+        "reference": reference,
+        # A grade already in the file (e.g. from the harness) is kept rather than redone.
+        "correct": record.get("correct") if isinstance(record.get("correct"), bool) else None,
+        "problem": record.get(problem_field) if isinstance(record.get(problem_field), str) else None,
+        "id": rid,
+        "group": json.dumps(group, sort_keys=True) if isinstance(group, (dict, list)) else group,
+    }
+
+
 @click.command("analyze")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tokenizer", "tokenizer_name", required=True, help="Tokenizer of the model that wrote the responses (folder, tokenizer.json or Hub id); switches are recognised on its token ids.")
@@ -105,6 +143,11 @@ def analyze(
     from tip_decode.vocabulary import SwitchVocabulary
 
     records = _read_records(file)
+    # Check every line before the (slow) tokenizer load, so bad input fails at once.
+    items = [
+        _validated(file, number, record, response_field, answer_field, id_field, problem_field, group_field)
+        for number, record in records
+    ]
     tokenizer = load_tokenizer(tokenizer_name)
     try:
         vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, triggers)
@@ -121,46 +164,26 @@ def analyze(
     opened: bool | str = {"auto": "auto", "yes": True, "no": False}[prompt_open]
 
     analyses = []
-    groups = []
-    for number, record in tqdm(records, desc="analyze", unit="response", file=sys.stderr, disable=None):
-        response = _field(file, number, record, response_field)
-        reference = _field(file, number, record, answer_field)
-        if isinstance(response, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in response):
-            pass  # generated token ids
-        elif not isinstance(response, str):
-            raise click.ClickException(f"{file} line {number}: field {response_field!r} has to be text or a list of token ids, not {type(response).__name__}")
-        if not response or (isinstance(response, str) and not response.strip()):
-            raise click.ClickException(f"{file} line {number}: empty response in field {response_field!r}")
-        if isinstance(reference, (int, float)) and not isinstance(reference, bool):
-            reference = str(reference)
-        if not isinstance(reference, str) or not reference.strip():
-            raise click.ClickException(f"{file} line {number}: field {answer_field!r} has to be a non-empty reference answer, not {reference!r}")
-        correct = record.get("correct") if isinstance(record.get("correct"), bool) else None
-        problem = record.get(problem_field) if isinstance(record.get(problem_field), str) else None
-        rid = record.get(id_field, number)
+    for item in tqdm(items, desc="analyze", unit="response", file=sys.stderr, disable=None):
         try:
             analysis = analyze_response(
-                response,
+                item["response"],
                 vocabulary=vocabulary,
                 tokenizer=tokenizer,
-                reference=reference,
+                reference=item["reference"],
                 answer_kind=answer_kind,
-                correct=correct,
+                correct=item["correct"],
                 judge=judge,
                 scope=scope,
                 prompt_open=opened,
                 premature_threshold=premature_threshold,
-                id=rid,
-                problem=problem,
+                id=item["id"],
+                problem=item["problem"],
             )
         except (TypeError, ValueError) as err:
-            raise click.ClickException(f"{file} line {number}: {err}") from None
+            raise click.ClickException(f"{file} line {item['line']}: {err}") from None
         analyses.append(analysis)
-        if group_field is not None:
-            group = _field(file, number, record, group_field)
-        else:
-            group = next((record[f] for f in GROUP_FIELDS if f in record), rid)
-        groups.append(json.dumps(group, sort_keys=True) if isinstance(group, (dict, list)) else group)
+    groups = [item["group"] for item in items]
 
     summary = aggregate(analyses, problem_ids=groups)
     no_reasoning = sum(a.reasoning_start is None for a in analyses)
