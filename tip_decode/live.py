@@ -118,7 +118,7 @@ class LiveMonitor:
         if top_logprobs is not None:
             self.entropies.append(entropy_from_top_logprobs(top_logprobs))
             self.switch_mass.append(
-                sum(math.exp(v) for k, v in top_logprobs.items() if _as_id(k) in self._switch_ids)
+                sum(math.exp(v) for k, v in top_logprobs.items() if token_id_of(k) in self._switch_ids)
             )
         else:
             self.entropies.append(math.nan)
@@ -217,13 +217,16 @@ class LiveMonitor:
         return events
 
 
-def _as_id(key: Any) -> int | None:
-    if isinstance(key, int):
+def token_id_of(key: Any) -> int | None:
+    """A token id from an int, a digit string, or vLLM's "token_id:123" form (sent when a request
+    asks for `return_tokens_as_token_ids`); None for plain token text."""
+    if isinstance(key, int) and not isinstance(key, bool):
         return key
-    try:
-        return int(key)
-    except (TypeError, ValueError):
-        return None
+    if isinstance(key, str):
+        text = key[len("token_id:") :] if key.startswith("token_id:") else key
+        if text.isdigit():
+            return int(text)
+    return None
 
 
 def _nanmean(values: list[float]) -> float | None:
@@ -231,4 +234,4 @@ def _nanmean(values: list[float]) -> float | None:
     return sum(finite) / len(finite) if finite else None
 
 
-__all__ = ["LiveMonitor", "LiveSwitchEvent"]
+__all__ = ["LiveMonitor", "LiveSwitchEvent", "token_id_of"]
