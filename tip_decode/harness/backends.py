@@ -302,8 +302,15 @@ class VLLMBackend(Backend):
         prompts = [{"prompt_token_ids": list(r.prompt_ids)} for r in requests]
         params = [self.sampling_params(r) for r in requests]
         ids = self.llm.enqueue(prompts, params, use_tqdm=False)
-        by_id = dict(zip(ids, requests))
+        # enqueue returns the engine's internal ids ("<external>-<random suffix>"); finished outputs
+        # carry the external id. Accept either.
+        by_id: dict[str, GenerationRequest] = {}
+        for internal, request in zip(ids, requests):
+            by_id[internal] = request
+            if "-" in internal:
+                by_id[internal.rsplit("-", 1)[0]] = request
         engine = self.llm.llm_engine
+        finished: set[tuple[str, int, str]] = set()
         # The loop LLM.generate runs, but handing each request over as soon as it finishes.
         while engine.has_unfinished_requests():
             for output in engine.step():
@@ -312,10 +319,12 @@ class VLLMBackend(Backend):
                 request = by_id.pop(output.request_id, None)
                 if request is None:
                     continue
+                finished.add(request.key)
                 sample = output.outputs[0]
                 on_complete(request, Completion(tuple(sample.token_ids), sample.text, str(sample.finish_reason)))
-        if by_id:
-            raise RuntimeError(f"vLLM finished without returning {len(by_id)} request(s)")
+        missing = len(requests) - len(finished)
+        if missing:
+            raise RuntimeError(f"vLLM finished without returning {missing} request(s)")
 
     def close(self) -> None:
         if self._owns_llm:
