@@ -40,7 +40,10 @@ ENGINE_ARGS = {
     "dtype": "float32",
     "enforce_eager": True,
     "max_model_len": 1024,
-    "gpu_memory_utilization": 0.1,
+    "gpu_memory_utilization": 0.15,
+    # An explicit KV-cache size: the CPU backend otherwise derives it from the memory left under
+    # gpu_memory_utilization, which is negative for a tiny model on a busy shared machine.
+    "kv_cache_memory_bytes": 128 * 2**20,
     "max_num_seqs": 32,
 }
 

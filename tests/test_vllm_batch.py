@@ -1,0 +1,457 @@
+"""Batch bookkeeping of `ThoughtSwitchPenalty` on both vLLM model runners, without an engine.
+
+The V1 runner is driven with vLLM's own `BatchUpdate` records through a randomized persistent
+batch (adds, removals, one-way moves, swaps, preemption with resumption, async placeholders,
+chunked-prefill steps with no new token, mixed per-request settings); Model Runner V2 through its
+real `LogitsProcRequestState` / `LogitsContext` interface objects with slots, reordered rows,
+chunked prefill and resumption after preemption. Every step's output is compared with the slow
+reference of tests/reference.py.
+
+vLLM's MRV2 buffers (`StagedWriteTensor`, `UvaBackedTensor`) need pinned memory, which a CPU-only
+machine lacks, so the MRV2 test holds the token history in plain tensors exposing the same
+`.gpu` / `.np` attributes the interface documents.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import reference
+
+vllm = pytest.importorskip("vllm")
+pytestmark = pytest.mark.vllm
+
+from vllm import SamplingParams  # noqa: E402
+from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality  # noqa: E402
+
+from tip_decode.config import TIPConfig  # noqa: E402
+from tip_decode.vllm import ThoughtSwitchPenalty, request_config, server_default  # noqa: E402
+
+WIDTH = 151680  # the tiny Qwen2's padded output width
+SERVER_ENV = {
+    "TIP_DECODE_ALPHA": "2.5",
+    "TIP_DECODE_BETA": "7",
+    "TIP_DECODE_TRIGGERS": "hmm,another approach",
+    "TIP_DECODE_SCOPE": "all",
+}
+#: Per-request extra args, mixing TIP off, the server default, and different alpha/beta/triggers/scope.
+REQUEST_ARGS = [
+    {},
+    {"other_feature": 1},
+    {"tip_alpha": 0},
+    {"tip_beta": 0},
+    {"tip_alpha": 3.0, "tip_beta": 5, "tip_triggers": ["alternatively", "wait"], "tip_scope": "think"},
+    {"tip_alpha": "inf", "tip_beta": 9, "tip_triggers": ["alternatively", "wait"], "tip_scope": "think"},
+    {"tip_alpha": 1.5, "tip_beta": 12, "tip_scope": "auto"},
+    {"tip_alpha": 4, "tip_beta": 4, "tip_triggers": ["alternatively", "wait"], "tip_scope": "all"},
+]
+
+
+def fake_config(tokenizer_path: str, capacity: int, speculative: bool = False) -> SimpleNamespace:
+    """The attributes of VllmConfig the processor reads (a real one needs a model on disk)."""
+    return SimpleNamespace(
+        scheduler_config=SimpleNamespace(max_num_seqs=capacity),
+        model_config=SimpleNamespace(tokenizer=tokenizer_path, tokenizer_revision=None, trust_remote_code=False, get_vocab_size=lambda: WIDTH),
+        reasoning_config=None,
+        speculative_config=SimpleNamespace(num_speculative_tokens=2) if speculative else None,
+    )
+
+
+@pytest.fixture
+def server_env(monkeypatch):
+    for key, value in SERVER_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TIP_DECODE_TOKENIZER", raising=False)
+
+
+@dataclass
+class Req:
+    params: SamplingParams
+    prompt: list[int]
+    output: list[int]
+    max_len: int
+    config: TIPConfig | None
+
+
+class World:
+    """Random requests over the real qwen3 vocabulary, and their expected penalties."""
+
+    def __init__(self, processor: ThoughtSwitchPenalty, rng: random.Random) -> None:
+        self.processor = processor
+        self.rng = rng
+        self.default = server_default()
+        tok = processor.tokenizer
+        vocabs = [processor._group(c).tables.vocabulary for c in (self.default, TIPConfig(triggers=("alternatively", "wait")))]
+        think = vocabs[0].think
+        pool: list[int] = []
+        for v in vocabs:
+            pool += list(v.token_ids[:6])
+            for m in v.multi_token[:6]:
+                pool += [*m.prefix, m.completion]
+        pool += tok.encode(" the cat. so H ok,\n\nthen") + [think.start_id, think.end_id]
+        self.pool = pool
+        self.think = think
+
+    def new_request(self) -> Req:
+        rng = self.rng
+        args = rng.choice(REQUEST_ARGS)
+        params = SamplingParams(max_tokens=64, extra_args=dict(args) if args else None)
+        config = request_config(params, self.default)
+        prompt = [rng.choice(self.pool) for _ in range(rng.randint(1, 5))]
+        if rng.random() < 0.5:
+            prompt.append(self.think.start_id)  # a chat template that ends inside an open think block
+        return Req(params, prompt, [], rng.randint(1, 22), config if config.enabled else None)
+
+    def next_token(self) -> int:
+        return self.rng.choice(self.pool)
+
+
+def last_index(tokens: list[int], token: int) -> int:
+    return max((i for i, t in enumerate(tokens) if t == token), default=-1)
+
+
+def make_base(capacity: int, world: World, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randn(capacity, WIDTH, generator=generator)
+    # A penalised logit that is already -inf must stay -inf.
+    base[0, world.pool[0]] = -math.inf
+    return base
+
+
+def check_rows(out: torch.Tensor, base: torch.Tensor, rows: dict[int, Req], world: World, touched_ids: torch.Tensor) -> list[str]:
+    """Compare the penalisable columns of every live row exactly; returns one line per divergence."""
+    problems = []
+    for row, req in rows.items():
+        if req.config is None:
+            expected = base[row, touched_ids]
+        else:
+            expected = expected_on_columns(world, req, base[row], touched_ids)
+        got = out[row, touched_ids]
+        if not torch.equal(got, expected):
+            bad = (got != expected).nonzero().flatten().tolist()
+            problems.append(
+                f"row {row} config {req.config} prompt {req.prompt} output {req.output}: "
+                f"column ids {[int(touched_ids[i]) for i in bad]} got {got[bad].tolist()} expected {expected[bad].tolist()}"
+            )
+    return problems
+
+
+def expected_on_columns(world: World, req: Req, base_row: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    group = world.processor._group(req.config)
+    vocab, scope = group.tables.vocabulary, group.tables.scope
+    prompt_open = scope == "think" and last_index(req.prompt, world.think.start_id) > last_index(req.prompt, world.think.end_id)
+    ids = reference.penalised(vocab, scope, prompt_open, req.output, len(req.output), req.config.beta)
+    values = base_row[columns].tolist()
+    column_list = columns.tolist()
+    for i, token in enumerate(column_list):
+        if token in ids:
+            values[i] = values[i] - req.config.alpha if not math.isinf(req.config.alpha) else -math.inf
+    return torch.tensor(values, dtype=base_row.dtype)
+
+
+def restore(work: torch.Tensor, base: torch.Tensor, touched: torch.Tensor, step: int) -> None:
+    """Undo the step's writes; every 64 steps also prove that nothing outside the penalisable columns was written."""
+    if step % 64 == 0:
+        untouched = torch.ones(WIDTH, dtype=torch.bool)
+        untouched[touched] = False
+        assert torch.equal(work[:, untouched], base[:, untouched]), f"step {step} wrote outside the switch columns"
+    work[:, touched] = base[:, touched]
+
+
+def all_penalisable(processor: ThoughtSwitchPenalty) -> torch.Tensor:
+    ids: set[int] = set()
+    for group in processor._groups.values():
+        ids.update(group.tables.columns.tolist())
+    return torch.tensor(sorted(ids), dtype=torch.long)
+
+
+# ----- V1 model runner -----
+
+
+def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir):
+    capacity, steps = 8, 10_000
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), capacity), torch.device("cpu"), False)
+    rng = random.Random(1234)
+    world = World(processor, rng)
+    base = make_base(capacity, world, seed=0)
+    touched = all_penalisable(processor)
+    batch: list[Req | None] = [None] * capacity
+    waiting: list[Req] = []
+    unfilled: list[tuple[list[int], int]] = []
+    counts = {"added": 0, "resumed": 0, "removed": 0, "moved": 0, "swapped": 0, "penalised_rows": 0, "placeholders": 0}
+    divergences: list[str] = []
+    work = base.clone()
+    started = time.monotonic()
+    for _step in range(steps):
+        removed: list[int] = []
+        added = []
+        moved = []
+        for i, req in enumerate(batch):
+            if req is not None and (len(req.output) >= req.max_len or rng.random() < 0.03):
+                batch[i] = None
+                removed.append(i)
+                counts["removed"] += 1
+                if len(req.output) < req.max_len:
+                    waiting.append(req)  # preempted: comes back later with its output so far
+        free = [i for i in range(capacity) if batch[i] is None]
+        rng.shuffle(free)
+        for i in free[: rng.randint(0, len(free))]:
+            if waiting and rng.random() < 0.5:
+                req = waiting.pop(rng.randrange(len(waiting)))
+                counts["resumed"] += 1
+            else:
+                req = world.new_request()
+                counts["added"] += 1
+            batch[i] = req
+            added.append((i, req.params, req.prompt, req.output))
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            a, b = rng.sample(range(capacity), 2)
+            if rng.random() < 0.5:
+                if batch[a] is None and batch[b] is None:
+                    continue
+                batch[a], batch[b] = batch[b], batch[a]
+                moved.append((a, b, MoveDirectionality.SWAP))
+                counts["swapped"] += 1
+            else:
+                if batch[a] is None:
+                    continue
+                if batch[b] is not None and len(batch[b].output) < batch[b].max_len:
+                    waiting.append(batch[b])  # a move may overwrite a live index
+                batch[b], batch[a] = batch[a], None
+                moved.append((a, b, MoveDirectionality.UNIDIRECTIONAL))
+                counts["moved"] += 1
+        update = BatchUpdate(batch_size=capacity, removed=removed, added=added, moved=moved) if (removed or added or moved) else None
+        processor.update_state(update)
+        # Async scheduling: last step's tokens arrive as -1 and are filled in before apply.
+        for output, token in unfilled:
+            if output and output[-1] == -1:
+                output[-1] = token
+        unfilled = []
+        out = processor.apply(work)
+        live = {i: req for i, req in enumerate(batch) if req is not None}
+        counts["penalised_rows"] += int((out[:, touched] != base[:, touched]).any(dim=1).sum())
+        divergences += check_rows(out, base, live, world, touched)
+        restore(work, base, touched, _step)
+        for req in live.values():
+            if rng.random() < 0.1:
+                continue  # a chunked-prefill step: the row is sampled, the token discarded
+            token = world.next_token()
+            if rng.random() < 0.5:
+                req.output.append(-1)
+                unfilled.append((req.output, token))
+                counts["placeholders"] += 1
+            else:
+                req.output.append(token)
+    elapsed = time.monotonic() - started
+    print(f"\n{steps} steps in {elapsed:.1f} s: {counts}")
+    assert not divergences, f"{len(divergences)} divergences, first: {divergences[:3]}"
+    # The fuzz must exercise what it claims to.
+    assert min(counts.values()) > 200, counts
+
+
+def test_v1_unfilled_placeholder_is_deferred(server_env, tokenizers_dir):
+    """A -1 still present at apply time is not read as a token; the next step catches up."""
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
+    hit = processor._group(server_default()).tables.vocabulary.token_ids[0]
+    params = SamplingParams(extra_args={"tip_beta": 2})
+    output: list[int] = []
+    processor.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, params, [1, 2], output)], moved=[]))
+    base = torch.zeros(1, WIDTH)
+    assert processor.apply(base.clone())[0, hit] == -2.5  # window open at position 0
+    output += [5, -1]  # token 5 known, the next one still a placeholder
+    assert processor.apply(base.clone())[0, hit] == -2.5  # state after [5]: 1 < 0 + 2
+    output[-1] = 7
+    assert processor.apply(base.clone())[0, hit] == 0.0  # after [5, 7]: window closed (2 >= 2)
+    assert processor._rows[0].seen == 2
+
+
+def test_no_tip_rows_cost_nothing(server_env, tokenizers_dir, monkeypatch):
+    monkeypatch.setenv("TIP_DECODE_ALPHA", "0")
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 4), "cpu", False)
+    params = [SamplingParams(), SamplingParams(extra_args={"tip_beta": 10}), SamplingParams(extra_args={"tip_alpha": 0.0})]
+    processor.update_state(BatchUpdate(batch_size=3, removed=[], added=[(i, p, [1], []) for i, p in enumerate(params)], moved=[]))
+    logits = torch.randn(3, WIDTH)
+    snapshot = logits.clone()
+    assert processor.apply(logits) is logits
+    assert torch.equal(logits, snapshot)
+    assert processor.is_argmax_invariant() is False
+
+
+# ----- per-request arguments and server defaults -----
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ({"tip_alpha": -1}, "tip_alpha"),
+        ({"tip_alpha": "nan"}, "tip_alpha"),
+        ({"tip_beta": 2.5}, "tip_beta"),
+        ({"tip_beta": -3}, "tip_beta"),
+        ({"tip_scope": "everywhere"}, "tip_scope"),
+        ({"tip_triggers": []}, "tip_triggers"),
+        ({"tip_alpha": 1, "tip_gamma": 2}, "tip_gamma"),
+    ],
+)
+def test_validate_params_names_the_key(server_env, extra, key):
+    with pytest.raises(ValueError, match=f"`{key}`"):
+        ThoughtSwitchPenalty.validate_params(SamplingParams(extra_args=extra))
+
+
+def test_validate_params_checks_triggers_against_the_tokenizer(server_env, tokenizers_dir, monkeypatch):
+    monkeypatch.setenv("TIP_DECODE_TOKENIZER", str(tokenizers_dir / "llama-3.1"))
+    ThoughtSwitchPenalty.validate_params(SamplingParams(extra_args={"tip_triggers": ["wait"], "tip_scope": "all"}))
+    with pytest.raises(ValueError, match="`tip_scope`"):  # Llama 3.1 has no think markers
+        ThoughtSwitchPenalty.validate_params(SamplingParams(extra_args={"tip_scope": "think"}))
+    ThoughtSwitchPenalty.validate_params(SamplingParams(extra_args={"tip_alpha": 0, "tip_scope": "think"}))
+
+
+def test_server_default_from_environment(server_env, monkeypatch):
+    default = server_default()
+    assert default == TIPConfig(alpha=2.5, beta=7, triggers=("hmm", "another approach"), scope="all")
+    assert request_config(SamplingParams(extra_args={"tip_alpha": 0}), default).enabled is False
+    assert request_config(SamplingParams(extra_args={"tip_beta": 3}), default) == TIPConfig(alpha=2.5, beta=3, triggers=default.triggers, scope="all")
+    monkeypatch.setenv("TIP_DECODE_BETA", "soon")
+    with pytest.raises(ValueError, match="TIP_DECODE_BETA"):
+        server_default()
+    monkeypatch.delenv("TIP_DECODE_ALPHA")
+    monkeypatch.delenv("TIP_DECODE_BETA")
+    assert server_default().enabled is False
+
+
+def test_think_markers_from_reasoning_config(server_env, tokenizers_dir):
+    from vllm.config.reasoning import ReasoningConfig
+
+    from tip_decode.vllm import think_markers_from_config
+
+    reasoning = ReasoningConfig(reasoning_parser="qwen3")
+    # What initialize_token_ids sets from the parser's strings (it needs a model config to run).
+    reasoning._reasoning_start_token_ids = [151667]
+    reasoning._reasoning_end_token_ids = [151668]
+    reasoning._natural_reasoning_end_token_ids = [151668]
+    reasoning._enabled = True
+    markers = think_markers_from_config(SimpleNamespace(reasoning_config=reasoning))
+    assert (markers.start_id, markers.end_id) == (151667, 151668)
+    reasoning._reasoning_start_token_ids = [27, 26865, 29]  # "<think>" spelled as three tokens
+    assert think_markers_from_config(SimpleNamespace(reasoning_config=reasoning)) is None
+    assert think_markers_from_config(SimpleNamespace(reasoning_config=None)) is None
+
+
+# ----- Model Runner V2 -----
+
+
+class HostAndDevice:
+    """A per-slot buffer with the `.np` (host) and `.gpu` (device) views of vLLM's UvaBackedTensor."""
+
+    def __init__(self, size, dtype=torch.int32) -> None:
+        self.cpu = torch.zeros(size, dtype=dtype)
+        self.np = self.cpu.numpy()
+        self.gpu = self.cpu  # on a CPU-only machine the device view is the host tensor
+
+
+def test_mrv2_slots_match_reference(server_env, tokenizers_dir):
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcessor, LogitsProcRequestState
+
+    capacity, max_len, steps = 6, 64, int(os.environ.get("TIP_MRV2_STEPS", "2500"))
+    rs = LogitsProcRequestState(
+        device=torch.device("cpu"),
+        max_num_reqs=capacity,
+        vocab_size=WIDTH,
+        all_token_ids=HostAndDevice((capacity, max_len)),
+        prompt_len=HostAndDevice(capacity),
+        prefill_len=HostAndDevice(capacity),
+        total_len=HostAndDevice(capacity),
+    )
+    path = str(tokenizers_dir / "qwen3")
+    assert issubclass(ThoughtSwitchPenalty, LogitsProcessor)
+    with pytest.raises(ValueError, match="speculative decoding"):
+        ThoughtSwitchPenalty(fake_config(path, capacity, speculative=True), rs)
+    processor = ThoughtSwitchPenalty(fake_config(path, capacity), rs)
+    assert processor.runner == "v2"
+    rng = random.Random(99)
+    world = World(processor, rng)
+    base = make_base(capacity, world, seed=1)
+    touched = all_penalisable(processor)
+    slots: dict[int, Req] = {}
+    computed: dict[int, int] = {}
+    waiting: list[Req] = []
+    divergences: list[str] = []
+    work = base.clone()
+    counts = {"added": 0, "resumed": 0, "chunked": 0, "penalised_rows": 0}
+    for _step in range(steps):
+        for slot, req in list(slots.items()):
+            if len(req.output) >= req.max_len or rng.random() < 0.03:
+                del slots[slot]
+                if len(req.output) < req.max_len:
+                    waiting.append(req)
+        for slot in [s for s in range(capacity) if s not in slots]:
+            if rng.random() < 0.5:
+                continue
+            if waiting and rng.random() < 0.5:
+                req = waiting.pop(rng.randrange(len(waiting)))
+                counts["resumed"] += 1
+            else:
+                req = world.new_request()
+                counts["added"] += 1
+            slots[slot] = req
+            computed[slot] = 0
+            processor.add_request(slot, req.params)
+            tokens = req.prompt + req.output
+            rs.all_token_ids.np[slot, : len(tokens)] = tokens
+            rs.prompt_len.np[slot] = len(req.prompt)
+            rs.prefill_len.np[slot] = len(tokens)
+            rs.total_len.np[slot] = len(tokens)
+        processor.apply_staged_writes()
+        scheduled = [s for s in slots if rng.random() < 0.9]
+        rng.shuffle(scheduled)
+        if not scheduled:
+            continue
+        positions, inputs, samples = [], [], []
+        for slot in scheduled:
+            total = int(rs.total_len.np[slot])
+            if computed[slot] < total:  # (chunked) prefill
+                chunk = rng.randint(1, total - computed[slot])
+                counts["chunked"] += chunk < total - computed[slot]
+                computed[slot] += chunk
+                position = computed[slot] - 1
+            else:
+                position = total - 1
+            positions.append(position)
+            inputs.append(int(rs.all_token_ids.np[slot, position]))
+            samples.append(computed[slot] >= total)
+        mapping = np.array(scheduled, dtype=np.int32)
+        ctx = LogitsContext(
+            expanded_idx_mapping=torch.from_numpy(mapping),
+            idx_mapping=torch.from_numpy(mapping),
+            idx_mapping_np=mapping,
+            expanded_local_pos=torch.zeros(len(scheduled), dtype=torch.int32),
+            input_ids=torch.tensor(inputs, dtype=torch.int32),
+            pos=torch.tensor(positions, dtype=torch.int64),
+            seq_lens_upper_bound_np=np.array(positions, dtype=np.int32) + 1,
+        )
+        rows_base = base[: len(scheduled)]
+        out = processor.apply(work[: len(scheduled)], ctx)
+        counts["penalised_rows"] += int((out[:, touched] != rows_base[:, touched]).any(dim=1).sum())
+        divergences += check_rows(out, rows_base, {row: slots[s] for row, s in enumerate(scheduled)}, world, touched)
+        restore(work, base, touched, _step)
+        for slot, sample in zip(scheduled, samples):
+            if not sample:
+                continue
+            req = slots[slot]
+            token = world.next_token()
+            total = int(rs.total_len.np[slot])
+            req.output.append(token)
+            rs.all_token_ids.np[slot, total] = token
+            rs.total_len.np[slot] = total + 1
+            computed[slot] = total + 1
+    print(f"\nMRV2 {steps} steps: {counts}")
+    assert not divergences, f"{len(divergences)} divergences, first: {divergences[:3]}"
+    assert min(counts.values()) > 50, counts
