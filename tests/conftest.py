@@ -91,3 +91,13 @@ def build_tiny_qwen2(path: Path, tokenizer_name: str = "qwen3", seed: int = 0, l
 @pytest.fixture(scope="session")
 def tiny_qwen2_dir(tmp_path_factory) -> Path:
     return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under CI (TIP_DECODE_REQUIRE_VLLM=1) a missing vLLM is a failure, never a silent skip."""
+    if os.environ.get("TIP_DECODE_REQUIRE_VLLM") != "1":
+        return
+    try:
+        import vllm  # noqa: F401
+    except ImportError as err:
+        raise pytest.UsageError(f"TIP_DECODE_REQUIRE_VLLM=1 but vllm cannot be imported: {err}") from None
