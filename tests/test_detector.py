@@ -32,7 +32,8 @@ def setup(tiny_qwen2_dir):
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
-    return torch.special.entr(torch.softmax(logits.float(), dim=-1)).sum(dim=-1)
+    """Reference entropy in float64 (the detector accumulates 151k terms in float32)."""
+    return torch.special.entr(torch.softmax(logits.double(), dim=-1)).sum(dim=-1).float()
 
 
 def generate(model, tok, inputs, processors, **kwargs):
@@ -53,7 +54,7 @@ def test_entropy_equals_output_logits_and_tokens_unchanged(setup):
     assert torch.equal(plain.sequences, watched.sequences)
     expected = entropy(torch.stack(watched.logits, dim=1))
     assert detector.entropy.shape == expected.shape == (2, 24)
-    torch.testing.assert_close(detector.entropy, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(detector.entropy, expected, rtol=5e-5, atol=1e-5)
     # The processor hands back the scores it got, untouched.
     scores = torch.randn(2, model.config.vocab_size)
     copy = scores.clone()
@@ -86,7 +87,7 @@ def test_switch_events_equal_offline_segmentation(setup):
         total += len(report.events)
     assert total >= 3
     # Sampling warpers are identity here, so output_scores is what the detector saw.
-    torch.testing.assert_close(detector.entropy, entropy(torch.stack(out.scores, dim=1)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(detector.entropy, entropy(torch.stack(out.scores, dim=1)), rtol=5e-5, atol=1e-5)
     probs = torch.softmax(torch.stack(out.scores, dim=1).float(), dim=-1)
     torch.testing.assert_close(detector.switch_mass, probs[..., list(vocab.token_ids)].sum(-1), rtol=1e-4, atol=1e-6)
 
@@ -101,7 +102,7 @@ def test_order_with_tip_processor(setup):
     assert torch.equal(only_tip.sequences, both.sequences)
     # Before TIP: the model's (biased) distribution; after TIP: the penalised one decoding uses.
     scores = torch.stack(only_tip.scores, dim=1)
-    torch.testing.assert_close(after.entropy, entropy(scores), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(after.entropy, entropy(scores), rtol=5e-5, atol=1e-5)
     assert not torch.allclose(before.entropy, after.entropy)
     assert (after.switch_mass <= before.switch_mass + 1e-6).all()
 
