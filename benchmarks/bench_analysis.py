@@ -7,7 +7,7 @@
 3. Offline analysis throughput: `analyze_response` (answer-match judge, math-verify grading) over the
    500 MATH-500 reference solutions, qwen3 tokenizer.
 
-    python benchmarks/bench_analysis.py [--tokenizers ../shared/tokenizers] [--data ../shared/data] [--json out.json]
+    python benchmarks/bench_analysis.py [--threads 1] [--tokenizers ../shared/tokenizers] [--data ../shared/data] [--json out.json]
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is steadiest on a shared box)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tokenizer = Tokenizer.from_file(str(args.tokenizers / "qwen3" / "tokenizer.json"))
     vocab = SwitchVocabulary.from_tokenizer(tokenizer, "reflection")
     results: dict = {"per_call_ms": {}, "generate_s": {}, "analysis": {}}
