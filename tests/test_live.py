@@ -127,3 +127,30 @@ def test_text_deltas_random_chunks_on_real_solutions(raw_tokenizers, data_dir):
         assert [e.position for e in events] == offline.switch_positions
         total_switches += len(events)
     assert total_switches > 0
+
+
+def test_top_logprob_signals_feed_thought_means(raw_tokenizers):
+    from dataclasses import dataclass
+
+    from tip_decode.analysis import top_logprob_signals
+
+    @dataclass
+    class Logprob:  # the shape of vLLM's Logprob record: only `.logprob` is read
+        logprob: float
+
+    tok = raw_tokenizers["qwen3"]
+    vocab = SwitchVocabulary.from_tokenizer(tok, "paper")
+    ids = TokenizerView(tok).encode("So x = 2.\n\nAlternatively x = 3.")
+    switch = ids.index(38478) if 38478 in ids else ids.index(92014)
+    steps = [{t: Logprob(math.log(0.5)), "token_id:1": Logprob(math.log(0.5))} if k < switch else {str(t): 0.0} for k, t in enumerate(ids)]
+    steps[1] = None  # a step without data is skipped, not counted as 0
+    chosen, entropies = top_logprob_signals(ids, steps)
+    assert math.isnan(chosen[1]) and chosen[0] == pytest.approx(math.log(0.5)) and chosen[-1] == 0.0
+    a = analyze_response(ids, vocabulary=vocab, scope="all", token_logprobs=chosen, token_entropies=entropies)
+    assert [t.start for t in a.thoughts] == [0, switch]
+    assert a.thoughts[0].mean_entropy == pytest.approx(math.log(2)) and a.thoughts[1].mean_entropy == 0.0
+    assert a.thoughts[0].mean_logprob == pytest.approx(math.log(0.5))
+    with pytest.raises(ValueError, match="`top_logprobs`"):
+        top_logprob_signals(ids, steps[:-1])
+    with pytest.raises(ValueError, match="`token_entropies`"):
+        analyze_response(ids, vocabulary=vocab, scope="all", token_entropies=entropies[:-1])

@@ -14,7 +14,7 @@ from tip_decode.analysis.judge import (
     Verdict,
     parse_judge_reply,
 )
-from tip_decode.analysis.signals import entropy_from_logprobs, entropy_from_top_logprobs
+from tip_decode.analysis.signals import entropy_from_logprobs, entropy_from_top_logprobs, top_logprob_signals
 from tip_decode.analysis.trace import (
     ResponseAnalysis,
     Switch,
@@ -43,5 +43,6 @@ __all__ = [
     "extract_candidates",
     "parse_judge_reply",
     "resolve_prompt_open",
+    "top_logprob_signals",
     "underthinking",
 ]

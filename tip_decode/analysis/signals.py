@@ -9,7 +9,7 @@ true entropy: the tail's mass spread over many tokens would add more.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 
 def entropy_from_logprobs(logprobs: Iterable[float]) -> float:
@@ -34,3 +34,35 @@ def entropy_from_top_logprobs(top: Mapping[object, float] | Iterable[float]) -> 
     if rest > 1e-12:
         entropy -= rest * math.log(rest)
     return entropy
+
+
+def _logprob_value(value: object) -> float:
+    # vLLM's Logprob objects carry `.logprob`; OpenAI-style replies are plain floats.
+    return float(getattr(value, "logprob", value))  # type: ignore[arg-type]
+
+
+def top_logprob_signals(
+    token_ids: Sequence[int], top_logprobs: Sequence[Mapping[object, object] | None]
+) -> tuple[list[float], list[float]]:
+    """Per-token `(chosen-token logprobs, top-k entropies)` from a backend's returned logprobs.
+
+    `top_logprobs[t]` maps token id (int, or vLLM's "token_id:123" string) to a logprob (a float or
+    a vLLM `Logprob`) for step t; vLLM always includes the sampled token. A step without data gives
+    NaN, which the per-thought means of `analyze_response` skip. Pass the results as
+    `token_logprobs` / `token_entropies`.
+    """
+    from tip_decode.live import token_id_of
+
+    if len(top_logprobs) != len(token_ids):
+        raise ValueError(f"`top_logprobs` has to have one entry per token ({len(token_ids)}), but has {len(top_logprobs)}")
+    chosen: list[float] = []
+    entropies: list[float] = []
+    for token, step in zip(token_ids, top_logprobs):
+        if not step:
+            chosen.append(math.nan)
+            entropies.append(math.nan)
+            continue
+        values = {token_id_of(k): _logprob_value(v) for k, v in step.items()}
+        chosen.append(values.get(int(token), math.nan))
+        entropies.append(entropy_from_top_logprobs(list(values.values())))
+    return chosen, entropies

@@ -197,7 +197,7 @@ def resolve_prompt_open(prompt_open: bool | str, vocabulary: SwitchVocabulary, s
     return False
 
 
-def _mean(values: Sequence[float] | None, start: int, end: int, name: str) -> float | None:
+def _mean(values: Sequence[float] | None, start: int, end: int) -> float | None:
     if values is None or end <= start:
         return None
     chunk = [float(v) for v in values[start:end]]
@@ -255,7 +255,7 @@ def analyze_response(
         raise TypeError(f"`correct` has to be True, False or None, but is {correct!r}")
     if reference is not None and not isinstance(reference, str):
         raise TypeError(f"`reference` has to be a string or None, but is {type(reference).__name__}")
-    view = TokenizerView(tokenizer) if tokenizer is not None else None
+    view = None if tokenizer is None else tokenizer if isinstance(tokenizer, TokenizerView) else TokenizerView(tokenizer)
     ids, text = _token_ids(response, view)
     for name, values in (("token_logprobs", token_logprobs), ("token_entropies", token_entropies)):
         if values is not None and len(values) != len(ids):
@@ -310,8 +310,8 @@ def analyze_response(
                 premature=ended and end - start < premature_threshold,
                 status=verdict.status,
                 confidence=verdict.confidence,
-                mean_entropy=_mean(token_entropies, start, end, "token_entropies"),
-                mean_logprob=_mean(token_logprobs, start, end, "token_logprobs"),
+                mean_entropy=_mean(token_entropies, start, end),
+                mean_logprob=_mean(token_logprobs, start, end),
             )
         )
     switches = [
