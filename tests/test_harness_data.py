@@ -147,3 +147,27 @@ def test_record_writer_drops_a_torn_line_and_appends_whole_lines(tmp_path):
         writer.write({"id": "c", "sample": 0})
     assert path.read_bytes().count(b"\n") == 3
     assert [r["id"] for r in read_records(path)] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"], "Error: cannot reach the server at http://127.0.0.1:9/v1"),
+        (["--backend", "hf", "-m", "/nonexistent/model-dir"], "Error: cannot load model '/nonexistent/model-dir'"),
+        (["--backend", "hf", "-c", "tip:alpha=-1"], "Error: configuration 'tip:alpha=-1': `alpha` has to be"),
+        (["--backend", "hf", "--question-field", "prompt"], "Error: "),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path, extra, message):
+    from click.testing import CliRunner
+
+    from tip_decode.cli import main
+
+    data = tmp_path / "p.jsonl"
+    data.write_text('{"question": "q", "answer": "1"}\n')
+    args = ["compare", "--data", str(data), "-o", str(tmp_path / "out"), "-m", "unused", *extra]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.output
