@@ -29,3 +29,6 @@ for _command in (compare, grid, score): main.add_command(_command)
 
 from tip_decode.cli.analyze import analyze  # noqa: E402
 main.add_command(analyze)
+
+from tip_decode.cli.demo import demo  # noqa: E402
+main.add_command(demo)

@@ -1,0 +1,307 @@
+"""`tip-decode demo` as a library call: the shipped model, held-out problems, the comparison harness.
+
+`run_demo` builds harness problems from the step-search task, runs baseline and TIP (or a small
+alpha x beta grid) through `tip_decode.harness.run_compare`, which writes the standard folder
+layout, then scores every thought with `WalkJudge` (a thought is correct when the walk it follows
+reaches the goal, which is the paper's definition of a correct thought) to get a task-aware
+underthinking score, and writes it to `demo.json` next to the harness's files. `explain` turns the
+measured numbers into the paragraph the command prints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tip_decode.config import TIPConfig
+from tip_decode.demo.evaluate import DEMO_MAX_NEW_TOKENS, DEMO_TEMPERATURE, DEMO_TRIGGERS
+from tip_decode.demo.task import make_problems
+
+logger = logging.getLogger(__name__)
+
+from tip_decode.demo import MODEL_DIR  # noqa: E402  (one definition of where the model lives)
+DEFAULT_PROBLEMS = 300
+#: The demo's TIP setting: the paper's alpha, and beta in the model's own units. The paper's beta
+#: (600) is about 1.3 times QwQ's mean thought length (446 tokens on MATH500-Hard); this model's
+#: thoughts average about 15 tokens at baseline, so the same ratio gives 20. (Chosen from that ratio,
+#: not tuned on the held-out problems.)
+DEMO_ALPHA = 3.0
+DEMO_BETA = 20
+GRID_ALPHAS = (1.0, 3.0, 10.0)
+GRID_BETAS = (10, 20, 40, 80)
+BACKENDS = ("hf", "vllm")
+_STEP = re.compile(r"\+(\d+)")
+
+
+class WalkJudge:
+    """Judges a thought of the step-search task: correct when its walk uses the answer's step.
+
+    The step of a walk is decided by its first step token, so a thought cut short after one step
+    still counts as on the right track (following it would reach the goal), as the paper's judges
+    were asked to decide.
+    """
+
+    def judge(self, request: Any) -> Any:
+        from tip_decode.analysis.judge import CORRECT, INCORRECT, UNJUDGED, Verdict
+
+        match = _STEP.search(request.thought_text.split("</think>")[0])
+        if match is None:
+            return Verdict(UNJUDGED, None, "the thought takes no step")
+        if match.group(1) == request.reference.strip():
+            return Verdict(CORRECT, 2, f"walks with step +{match.group(1)}, which reaches the goal")
+        return Verdict(INCORRECT, 0, f"walks with step +{match.group(1)}, a dead end")
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What a demo run produced: the harness summary, the task-judged metrics and the folder."""
+
+    out_dir: Path
+    summary: dict[str, Any]
+    walk_metrics: dict[str, dict[str, Any]]
+    grid: dict[str, Any] | None
+    seconds: float
+
+
+def harness_problems(count: int) -> list[Any]:
+    """`count` held-out step-search problems as harness `Problem` records (answers graded as numbers)."""
+    from tip_decode.harness import Problem
+
+    return [
+        Problem(id=f"demo-{i}", question=p.prompt_text(), answer=str(p.answer), answer_kind="number")
+        for i, p in enumerate(make_problems(count))
+    ]
+
+
+def demo_configs(grid: bool) -> list[Any]:
+    from tip_decode.harness import RunConfig, grid_configs
+
+    base = TIPConfig(alpha=DEMO_ALPHA, beta=DEMO_BETA, triggers=DEMO_TRIGGERS)
+    if grid:
+        return grid_configs(list(GRID_ALPHAS), list(GRID_BETAS), base)
+    return [RunConfig("baseline", None), RunConfig("tip", base)]
+
+
+def make_backend(kind: str, model_dir: Path, max_new_tokens: int = DEMO_MAX_NEW_TOKENS, **engine: Any) -> Any:
+    """The harness backend for the shipped model: "hf" (CPU) or "vllm" (a small CPU-friendly engine)."""
+    from tip_decode.harness import HFBackend, SamplingSettings, VLLMBackend
+
+    if kind not in BACKENDS:
+        raise ValueError(f"`backend` has to be one of {BACKENDS}, but is {kind!r}")
+    sampling = SamplingSettings(temperature=DEMO_TEMPERATURE, top_p=1.0, max_new_tokens=max_new_tokens)
+    if kind == "hf":
+        import torch
+
+        # More threads than cores only add contention; the model is tiny and batches are wide.
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+        return HFBackend(str(model_dir), sampling=sampling, batch_size=engine.pop("batch_size", 512), device=engine.pop("device", "cpu"))
+    settings = {
+        "dtype": "float32",
+        "enforce_eager": True,
+        "max_model_len": 512,
+        "max_num_seqs": 256,
+        "max_num_batched_tokens": 8192,
+        "gpu_memory_utilization": 0.15,
+        # An explicit KV-cache size: the CPU backend otherwise sizes it from the memory left under
+        # gpu_memory_utilization, which can be negative on a busy machine; 128 MiB is plenty here.
+        "kv_cache_memory_bytes": 128 * 2**20,
+        "seed": 0,
+        **engine,
+    }
+    return VLLMBackend(str(model_dir), sampling=sampling, **settings)
+
+
+def walk_metrics(out_dir: Path, configs: Sequence[str], tokenizer: Any) -> dict[str, dict[str, Any]]:
+    """Per configuration: the analysis aggregate with thoughts judged by `WalkJudge`."""
+    from tip_decode.analysis import aggregate, analyze_response
+    from tip_decode.grading import extract_boxed
+    from tip_decode.harness import read_records
+    from tip_decode.vocabulary import SwitchVocabulary
+
+    vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, DEMO_TRIGGERS)
+    judge = WalkJudge()
+    result = {}
+    for name in configs:
+        records = read_records(out_dir / f"{name}.jsonl")
+        analyses = [
+            analyze_response(
+                list(r["token_ids"]),
+                vocabulary=vocabulary,
+                tokenizer=tokenizer,
+                reference=r["reference"],
+                answer_kind=r["answer_kind"],
+                correct=bool(r["correct"]),
+                judge=judge,
+                prompt_open=bool(r.get("prompt_open", False)),
+                premature_threshold=DEMO_BETA,
+                id=r["id"],
+            )
+            for r in records
+        ]
+        metrics = aggregate(analyses, problem_ids=[r["id"] for r in records])
+        # "number" grading falls back to the last number of the text; a boxed answer is what the
+        # model gives when it has finished a walk.
+        metrics["answered"] = sum(extract_boxed(r["response"]) is not None for r in records) / len(records) if records else None
+        result[name] = metrics
+    return result
+
+
+def run_demo(
+    out_dir: str | Path,
+    problems: int = DEFAULT_PROBLEMS,
+    backend: str = "hf",
+    grid: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    model_dir: str | Path = MODEL_DIR,
+    engine: Mapping[str, Any] | None = None,
+) -> DemoResult:
+    """Run the demo comparison into `out_dir` and return its numbers (see the module docstring)."""
+    from tip_decode.harness import chat_prompt_builder, run_compare
+
+    if isinstance(problems, bool) or not isinstance(problems, int) or problems < 1:
+        raise ValueError(f"`problems` has to be a positive integer, but is {problems!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"`backend` has to be one of {BACKENDS}, but is {backend!r}")
+    began = time.perf_counter()
+    out = Path(out_dir)
+    engine_backend = make_backend(backend, Path(model_dir), **dict(engine or {}))
+    try:
+        configs = demo_configs(grid)
+        summary = run_compare(
+            harness_problems(problems),
+            configs,
+            engine_backend,
+            out,
+            seed=seed,
+            # The model was trained on the bare problem statement: no instruction around it.
+            prompt_builder=chat_prompt_builder(engine_backend.tokenizer, template="{question}"),
+            switch_triggers=list(DEMO_TRIGGERS),
+            dataset="tip-decode demo: step search (held-out)",
+            progress=progress,
+        )
+        grid_result = None
+        if grid:
+            from tip_decode.harness import grid_summary
+
+            grid_result = grid_summary(summary, list(GRID_ALPHAS), list(GRID_BETAS), out)
+        walks = walk_metrics(out, [c.name for c in configs], engine_backend.tokenizer)
+    finally:
+        close = getattr(engine_backend, "close", None)
+        if callable(close):
+            close()
+    seconds = time.perf_counter() - began
+    (out / "demo.json").write_text(
+        json.dumps({"walk_judged": walks, "seconds": round(seconds, 1), "problems": problems, "backend": backend}, indent=2, default=_json_default)
+        + "\n",
+        encoding="utf-8",
+    )
+    return DemoResult(out, summary, walks, grid_result, seconds)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def walk_table(result: DemoResult) -> str:
+    """Thought-level numbers judged by the task (UT with a thought judged by where its walk leads)."""
+    from tabulate import tabulate
+
+    rows = []
+    for name, m in result.walk_metrics.items():
+        rows.append(
+            [
+                name,
+                _pct(m.get("answered")),
+                _num(m.get("thoughts_per_response"), 2),
+                str(m.get("abandoned_on_track")),
+                _pct(m.get("incorrect_with_correct_thought")),
+                _num(m.get("ut"), 3),
+                _num(m.get("weighted_ut"), 3),
+            ]
+        )
+    headers = ["config", "answered", "thoughts/resp", "on-track thoughts abandoned", "wrong answers with a correct thought", "UT (walk judge)", "weighted UT"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _num(value: Any, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def explain(result: DemoResult) -> str:
+    """One paragraph, built only from measured numbers, saying what the comparison shows."""
+    configs = result.summary["configs"]
+    base_name = result.summary.get("baseline") or next(iter(configs))
+    others = [n for n in configs if n != base_name]
+    if not others:
+        return "Only the baseline was run, so there is nothing to compare."
+    if result.grid is not None:
+        best = result.grid["best"]["config"]
+        worst = min(others, key=lambda n: configs[n]["pass@1"]["mean"] or 0.0)
+    else:
+        best = worst = others[0]
+    base, tip = configs[base_name], configs[best]
+    paired = result.summary.get("paired", {}).get(best) or {}
+    delta, ci = paired.get("delta_pass@1"), paired.get("ci95") or [None, None]
+    walks_base, walks_tip = result.walk_metrics.get(base_name, {}), result.walk_metrics.get(best, {})
+    n = base["n_problems"]
+    if delta is None or ci[0] is None:
+        verdict = "the accuracy difference could not be estimated"
+    elif ci[0] > 0:
+        verdict = "an improvement whose 95% interval excludes zero"
+    elif ci[1] < 0:
+        verdict = "a loss whose 95% interval excludes zero"
+    else:
+        verdict = "a difference whose 95% interval includes zero, so this run cannot tell the two apart"
+    label = f"TIP ({_describe(tip.get('tip'))})"
+    text = (
+        f"On {n} held-out problems the tiny model switches {_num(base['switches_per_response'], 2)} times per response at baseline "
+        f"and {_num(tip['switches_per_response'], 2)} times with {label}; its thoughts last "
+        f"{_num(base['mean_tokens_between_switches'], 1)} and {_num(tip['mean_tokens_between_switches'], 1)} tokens on average. "
+        f"Pass@1 goes from {_pct(base['pass@1']['mean'])} to {_pct(tip['pass@1']['mean'])} "
+        f"(difference {_signed(delta)} points, 95% CI [{_signed(ci[0])}, {_signed(ci[1])}]): {verdict}. "
+        f"The walk judge (a thought is correct when its step size reaches the goal) finds that "
+        f"{walks_base.get('abandoned_on_track')} on-track thoughts were abandoned at baseline and "
+        f"{walks_tip.get('abandoned_on_track')} with TIP, and that "
+        f"{_pct(walks_base.get('incorrect_with_correct_thought'))} and {_pct(walks_tip.get('incorrect_with_correct_thought'))} "
+        f"of wrong answers had started a correct thought: "
+        + (
+            "the penalty kept promising walks alive long enough to finish. "
+            if (walks_tip.get("abandoned_on_track") or 0) < (walks_base.get("abandoned_on_track") or 0)
+            else "the penalty did not reduce how often promising walks were abandoned. "
+        )
+        + f"Responses took {_num(base['mean_tokens'], 1)} tokens at baseline and {_num(tip['mean_tokens'], 1)} with TIP, "
+        f"and {_pct(base.get('truncated'))} versus {_pct(tip.get('truncated'))} ran out of the {result.summary['run'].get('max_new_tokens')}-token budget "
+        "(longer-lived thoughts also keep dead-end walks going)."
+    )
+    if result.grid is not None and worst != best:
+        w = configs[worst]
+        text += (
+            f" Across the grid, the best cell is {best} and the worst is {worst} "
+            f"({_pct(w['pass@1']['mean'])} Pass@1, {_pct(w.get('truncated'))} out of budget): "
+            "a penalty that is too strong or too long keeps the model on dead ends."
+        )
+    return text
+
+
+def _describe(tip: Mapping[str, Any] | None) -> str:
+    if not tip:
+        return "off"
+    return f"alpha {tip.get('tip_alpha')}, beta {tip.get('tip_beta')}"
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.1f}"
