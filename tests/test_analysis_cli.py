@@ -95,3 +95,29 @@ def test_binary_file_and_llm_judge_without_model(tmp_path, qwen3_dir):
     good = write(tmp_path, RECORDS, "good.jsonl")
     result = run(["analyze", str(good), "--tokenizer", qwen3_dir, "--judge", "llm"])
     assert result.exit_code == 1 and "--judge-model" in result.output
+
+
+def test_harness_records(tmp_path, qwen3_dir):
+    """Records as the comparison harness writes them: token_ids, reference, answer_kind, prompt_open, correct."""
+    from tip_decode.analysis import analyze_response
+    from tip_decode.cli.common import load_tokenizer
+    from tip_decode import SwitchVocabulary
+
+    tok = load_tokenizer(qwen3_dir)
+    text = "So 2x = 6, the answer is 6.\n\nWait, then 7.</think>\n\\boxed{7}"
+    ids = tok.encode(text, add_special_tokens=False) + [tok.eos_token_id]
+    records = [
+        {"id": "p1", "sample": 0, "response": text, "token_ids": ids, "reference": "6", "answer_kind": "number", "prompt_open": True, "correct": False},
+        {"id": "p1", "sample": 1, "response": text, "token_ids": ids, "reference": "7", "answer_kind": "number", "prompt_open": True, "correct": True},
+    ]
+    path = write(tmp_path, records)
+    result = run(["analyze", str(path), "--tokenizer", qwen3_dir, "--triggers", "wait", "--json"])
+    assert result.exit_code == 0, result.output
+    first, second = json.loads(result.stdout)["responses"]
+    assert first["n_tokens"] == len(ids)  # the ids were used, eos included, not the re-tokenised text
+    vocab = SwitchVocabulary.from_tokenizer(tok, ["wait"])
+    expected = analyze_response(ids, vocabulary=vocab, tokenizer=tok, reference="6", answer_kind="number", prompt_open=True, correct=False)
+    assert first["switch_positions"] == expected.switch_positions and len(expected.switch_positions) == 1
+    assert first["correct"] is False and first["first_correct_thought"] == 0 and first["ut"] == pytest.approx(expected.ut)
+    assert second["correct"] is True and second["ut"] is None
+    assert json.loads(result.stdout)["aggregate"]["weighted_ut"] == pytest.approx(expected.ut / 2)

@@ -57,8 +57,15 @@ def _validated(
     id_field: str,
     problem_field: str,
     group_field: str | None,
+    ids_field: str = "token_ids",
 ) -> dict[str, Any]:
-    response = _field(path, number, record, response_field)
+    ids = record.get(ids_field) if ids_field else None
+    if isinstance(ids, list) and ids and all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+        response: Any = ids  # exact generated ids (the harness writes them): no re-tokenising
+    else:
+        response = _field(path, number, record, response_field)
+    if answer_field == "answer" and "answer" not in record and "reference" in record:
+        answer_field = "reference"  # the comparison harness's record field
     reference = _field(path, number, record, answer_field)
     is_ids = isinstance(response, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in response)
     if not is_ids and not isinstance(response, str):
@@ -80,6 +87,8 @@ def _validated(
         "reference": reference,
         # A grade already in the file (e.g. from the harness) is kept rather than redone.
         "correct": record.get("correct") if isinstance(record.get("correct"), bool) else None,
+        "prompt_open": record.get("prompt_open") if isinstance(record.get("prompt_open"), bool) else None,
+        "answer_kind": record.get("answer_kind") if record.get("answer_kind") in ("math", "number", "choice") else None,
         "problem": record.get(problem_field) if isinstance(record.get(problem_field), str) else None,
         "id": rid,
         "group": json.dumps(group, sort_keys=True) if isinstance(group, (dict, list)) else group,
@@ -93,9 +102,10 @@ def _validated(
 @click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where thoughts are looked for (as for the penalty).")
 @click.option("--prompt-open", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True, help="Responses start inside an open think block ('auto': when a response closes a block it never opened).")
 @click.option("--premature-threshold", type=click.IntRange(min=0), default=600, show_default=True, help="A switch is premature when the thought it ends is shorter (tokens).")
-@click.option("--kind", "answer_kind", type=click.Choice(["math", "number", "choice"]), default="math", show_default=True, help="Answer kind for grading.")
+@click.option("--kind", "answer_kind", type=click.Choice(["math", "number", "choice"]), default=None, help="Answer kind for grading (default: a record's answer_kind field, else math).")
 @click.option("--response-field", default="response", show_default=True, help="Field holding the response text (or its token ids).")
-@click.option("--answer-field", default="answer", show_default=True, help="Field holding the reference answer.")
+@click.option("--answer-field", default="answer", show_default=True, help="Field holding the reference answer ('reference', as the harness writes, is used when 'answer' is absent).")
+@click.option("--ids-field", default="token_ids", show_default=True, help="Field holding generated token ids; used instead of the text when present (as the harness writes).")
 @click.option("--id-field", default="id", show_default=True, help="Field holding the response id (optional; the line number otherwise).")
 @click.option("--problem-field", default="problem", show_default=True, help="Field holding the problem text (for the LLM judge; optional).")
 @click.option("--group-field", default=None, help=f"Field grouping samples of one problem for weighted UT (default: the first of {', '.join(GROUP_FIELDS)} present, else the id).")
@@ -115,9 +125,10 @@ def analyze(
     scope: str,
     prompt_open: str,
     premature_threshold: int,
-    answer_kind: str,
+    answer_kind: str | None,
     response_field: str,
     answer_field: str,
+    ids_field: str,
     id_field: str,
     problem_field: str,
     group_field: str | None,
@@ -145,7 +156,7 @@ def analyze(
     records = _read_records(file)
     # Check every line before the (slow) tokenizer load, so bad input fails at once.
     items = [
-        _validated(file, number, record, response_field, answer_field, id_field, problem_field, group_field)
+        _validated(file, number, record, response_field, answer_field, id_field, problem_field, group_field, ids_field)
         for number, record in records
     ]
     tokenizer = load_tokenizer(tokenizer_name)
@@ -171,11 +182,12 @@ def analyze(
                 vocabulary=vocabulary,
                 tokenizer=tokenizer,
                 reference=item["reference"],
-                answer_kind=answer_kind,
+                answer_kind=answer_kind or item["answer_kind"] or "math",
                 correct=item["correct"],
                 judge=judge,
                 scope=scope,
-                prompt_open=opened,
+                # A record's own prompt_open (the harness knows it from the prompt) beats the guess.
+                prompt_open=item["prompt_open"] if opened == "auto" and item["prompt_open"] is not None else opened,
                 premature_threshold=premature_threshold,
                 id=item["id"],
                 problem=item["problem"],
