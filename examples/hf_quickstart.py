@@ -3,8 +3,8 @@
     python examples/hf_quickstart.py                          # offline, on the demo model shipped with tip-decode
     python examples/hf_quickstart.py --model Qwen/QwQ-32B --max-new-tokens 4096
 
-Greedy decoding, so the two runs differ only where TIP acts. Prints both responses and where each one
-switched thoughts.
+Both runs sample with the same seed, so they differ only where TIP acts. Prints both responses and
+where each one switched thoughts.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--beta", type=int, default=600)
     parser.add_argument("--triggers", default="alternatively,wait")
     parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=2)
     args = parser.parse_args()
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -43,8 +45,12 @@ def main() -> None:
     tip = TIPLogitsProcessor(vocabulary, alpha=args.alpha, beta=args.beta)
     prompt_open = prompt_ends_in_open_think(inputs["input_ids"][0].tolist(), vocabulary.think)
     for name, processors in (("without TIP", []), (f"with TIP (alpha={args.alpha}, beta={args.beta})", [tip])):
+        torch.manual_seed(args.seed)
         with torch.no_grad():
-            out = model.generate(**inputs, logits_processor=processors, do_sample=False, max_new_tokens=args.max_new_tokens)
+            out = model.generate(
+                **inputs, logits_processor=processors, do_sample=True, temperature=args.temperature, top_k=0,
+                max_new_tokens=args.max_new_tokens,
+            )
         generated = out[0, prompt_len:].tolist()
         switches = find_switches(vocabulary, generated, tip.scope, prompt_open)
         print(f"--- {name}: {len(generated)} tokens, switches at {[s.position for s in switches]}")
@@ -55,7 +61,8 @@ def default_question(model: str) -> str:
     if Path(model) == DEMO_MODEL:
         from tip_decode.demo import task
 
-        return task.example_question()
+        # A held-out problem of the demo's synthetic task, in the demo tokenizer's words.
+        return task.make_problems(1, seed=7)[0].prompt_text()
     return "How many positive divisors does 2025 have?"
 
 
