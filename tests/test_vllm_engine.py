@@ -106,14 +106,15 @@ def test_processed_logits_match_reference(llm, tokenizer, untouched):
     outs = llm.generate(prompts, params, use_tqdm=False)
     compared = penalised_steps = closed_windows = 0
     think = vocab.think
-    for out, (p_index, config) in zip(outs, expected_on):
-        generated = list(out.outputs[0].token_ids)
+    completions = [(c, key) for out, key in zip(outs, expected_on) for c in out.outputs]
+    for completion, (p_index, config) in completions:
+        generated = list(completion.token_ids)
         base = list(raw[p_index].outputs[0].token_ids)
         prompt_ids = tokenizer.encode(PROMPTS[p_index])
         scope = vocab.resolve_scope(config.scope)
         prompt_open = scope == "think" and reference_open(prompt_ids, think.start_id, think.end_id)
         was_penalised = False
-        for t, (got, before) in enumerate(zip(out.outputs[0].logprobs, raw[p_index].outputs[0].logprobs)):
+        for t, (got, before) in enumerate(zip(completion.logprobs, raw[p_index].outputs[0].logprobs)):
             if generated[:t] != base[:t]:
                 break  # the histories differ from here on: raw values no longer known
             penalised = reference.penalised(vocab, scope, prompt_open, generated, t, config.beta) if config.enabled else set()
@@ -125,7 +126,7 @@ def test_processed_logits_match_reference(llm, tokenizer, untouched):
             penalised_steps += bool(penalised)
             closed_windows += was_penalised and not penalised
             was_penalised = bool(penalised) or was_penalised
-    assert compared >= len(outs) * MAX_TOKENS // 2, compared
+    assert compared >= len(completions) * MAX_TOKENS // 2, compared
     assert penalised_steps >= 4 and closed_windows >= 1, (penalised_steps, closed_windows)
 
 
