@@ -1,0 +1,81 @@
+"""`tip-decode demo` end to end on the shipped model (reduced problem count), and the explanation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tip_decode.cli import main
+
+PROBLEMS = 40
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--problems", str(PROBLEMS), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_demo_writes_the_compare_layout(demo_run):
+    out, _ = demo_run
+    for name in ("run.json", "summary.json", "summary.md", "baseline.jsonl", "tip.jsonl", "demo.json", "accuracy.png", "switches.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["configs"]) == {"baseline", "tip"}
+    for name in ("baseline", "tip"):
+        metrics = summary["configs"][name]
+        assert metrics["n"] == PROBLEMS
+        assert 0.0 <= metrics["pass@1"]["mean"] <= 1.0
+        assert metrics["switches_per_response"] is not None
+    assert summary["paired"]["tip"]["baseline"] == "baseline"
+    assert summary["configs"]["tip"]["tip"]["tip_beta"] == 20
+    walks = json.loads((out / "demo.json").read_text())["walk_judged"]
+    assert set(walks) == {"baseline", "tip"}
+
+
+def test_demo_prints_both_configurations_with_measured_numbers(demo_run):
+    out, output = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    for name in ("baseline", "tip"):
+        m = summary["configs"][name]
+        # The printed table and paragraph carry the numbers of summary.json, not typed-in ones.
+        assert f"{m['switches_per_response']:.2f}" in output
+        assert f"{100 * m['pass@1']['mean']:.1f}%" in output
+    assert f"On {PROBLEMS} held-out problems" in output
+    assert "| baseline" in output and "| tip" in output
+
+
+def test_rerun_resumes_and_bad_input_is_one_line(demo_run, tmp_path):
+    out, output = demo_run
+    again = CliRunner().invoke(main, ["demo", "--out", str(out), "--problems", str(PROBLEMS), "--quiet"])
+    assert again.exit_code == 0, again.output
+    # Nothing was regenerated: the same records, so the same table.
+    assert output.split("\n\n")[1] == again.output.split("\n\n")[1]
+    bad = CliRunner().invoke(main, ["demo", "--problems", "0"])
+    assert bad.exit_code != 0 and "--problems" in bad.output
+
+
+def test_explain_reports_a_grid_trade_off_from_numbers():
+    from pathlib import Path
+
+    from tip_decode.demo.run import DemoResult, explain
+
+    def cfg(p, s, tokens, trunc, tip):
+        return {"n_problems": 10, "pass@1": {"mean": p, "ci95": [p - 0.1, p + 0.1]}, "switches_per_response": s,
+                "mean_tokens_between_switches": 20.0, "mean_tokens": tokens, "truncated": trunc, "tip": tip}
+
+    summary = {
+        "configs": {"baseline": cfg(0.5, 3.0, 100.0, 0.2, None), "a3_b32": cfg(0.7, 1.0, 80.0, 0.1, {"tip_alpha": 3.0, "tip_beta": 32}),
+                    "a10_b128": cfg(0.2, 0.1, 150.0, 0.8, {"tip_alpha": 10.0, "tip_beta": 128})},
+        "baseline": "baseline",
+        "paired": {"a3_b32": {"delta_pass@1": 0.2, "ci95": [0.05, 0.35]}},
+        "run": {"max_new_tokens": 160},
+    }
+    walks = {"baseline": {"abandoned_on_track": 9, "incorrect_with_correct_thought": 0.8}, "a3_b32": {"abandoned_on_track": 2, "incorrect_with_correct_thought": 0.5}}
+    text = explain(DemoResult(Path("."), summary, walks, {"best": {"config": "a3_b32"}}, 1.0))
+    assert "50.0% to 70.0%" in text and "excludes zero" in text
+    assert "best cell is a3_b32 and the worst is a10_b128" in text and "20.0% Pass@1, 80.0% out of budget" in text
