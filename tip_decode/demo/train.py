@@ -28,8 +28,8 @@ MODEL_DIR = Path(__file__).resolve().parent / "model"
 #: Qwen2 tokenizer class). head_dim 64 is what vLLM's CPU attention accepts.
 ARCHITECTURE = dict(
     hidden_size=128,
-    intermediate_size=512,
-    num_hidden_layers=4,
+    intermediate_size=256,
+    num_hidden_layers=2,
     num_attention_heads=2,
     num_key_value_heads=2,
     head_dim=64,
@@ -167,11 +167,11 @@ def train(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=MODEL_DIR, help="folder to write the model to (default: the shipped one)")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=700)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for this model size on a busy machine)")
     parser.add_argument("--eval-problems", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=None, help="stop early (and say so in TRAINING.json)")
     parser.add_argument("--layers", type=int, default=ARCHITECTURE["num_hidden_layers"])
