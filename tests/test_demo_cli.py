@@ -79,3 +79,17 @@ def test_explain_reports_a_grid_trade_off_from_numbers():
     text = explain(DemoResult(Path("."), summary, walks, {"best": {"config": "a3_b32"}}, 1.0))
     assert "50.0% to 70.0%" in text and "excludes zero" in text
     assert "best cell is a3_b32 and the worst is a10_b128" in text and "20.0% Pass@1, 80.0% out of budget" in text
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_demo_runs_on_the_vllm_backend(tmp_path):
+    pytest.importorskip("vllm")
+    out = tmp_path / "vllm"
+    result = CliRunner().invoke(main, ["demo", "--backend", "vllm", "--out", str(out), "--problems", "16", "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["backend"] == "vllm"
+    assert {name: m["n"] for name, m in summary["configs"].items()} == {"baseline": 16, "tip": 16}
+    # TIP acts inside the engine: the penalised run switches less than the baseline on the same seeds.
+    assert summary["configs"]["tip"]["switches_per_response"] < summary["configs"]["baseline"]["switches_per_response"]
