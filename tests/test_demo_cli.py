@@ -78,6 +78,7 @@ def test_explain_reports_a_grid_trade_off_from_numbers():
     walks = {"baseline": {"abandoned_on_track": 9, "incorrect_with_correct_thought": 0.8}, "a3_b32": {"abandoned_on_track": 2, "incorrect_with_correct_thought": 0.5}}
     text = explain(DemoResult(Path("."), summary, walks, {"best": {"config": "a3_b32"}}, 1.0))
     assert "50.0% to 70.0%" in text and "excludes zero" in text
+    assert "chosen on these same problems" in text
     assert "best cell is a3_b32 and the worst is a10_b128" in text and "20.0% Pass@1, 80.0% out of budget" in text
 
 

@@ -270,6 +270,9 @@ def explain(result: DemoResult) -> str:
     else:
         verdict = "a difference whose 95% interval includes zero, so this run cannot tell the two apart"
     label = f"TIP ({_describe(tip.get('tip'))})"
+    if result.grid is not None:
+        # The best cell is picked on the very problems it is scored on, so its gain is optimistic.
+        label += ", the grid's best cell, chosen on these same problems"
     text = (
         f"On {n} held-out problems the tiny model switches {_num(base['switches_per_response'], 2)} times per response at baseline "
         f"and {_num(tip['switches_per_response'], 2)} times with {label}; its thoughts last "
