@@ -137,6 +137,8 @@ def whole_generate(tokenizer, device, batch: int, new_tokens: int, repeats: int)
         "plain_s": statistics.median(plain),
         "tip_s": statistics.median(with_tip),
         "ratio": statistics.median(with_tip) / statistics.median(plain),
+        "plain_runs_s": plain,
+        "tip_runs_s": with_tip,
     }
 
 
