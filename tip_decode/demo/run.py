@@ -189,6 +189,9 @@ def run_demo(
             switch_triggers=list(DEMO_TRIGGERS),
             dataset="tip-decode demo: step search (held-out)",
             progress=progress,
+            # A thought is correct when its walk uses the answer's step: the task's own judge, so
+            # the table's UT is the paper's UT (the answer-match judge would only see final answers).
+            judge=WalkJudge(),
         )
         grid_result = None
         if grid:

@@ -41,8 +41,13 @@ def grade_record(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def analyze_records(records: Sequence[dict[str, Any]], vocabulary: Any, tokenizer: Any, scope: str = "auto") -> tuple[list[Any], dict[str, Any] | None]:
-    """Run the analysis over records (in place: `switch_positions`); returns (analyses, aggregate)."""
+def analyze_records(
+    records: Sequence[dict[str, Any]], vocabulary: Any, tokenizer: Any, scope: str = "auto", judge: Any = None
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """Run the analysis over records (in place: `switch_positions`); returns (analyses, aggregate).
+
+    `judge` decides which thoughts are correct (for UT); None is the answer-match judge.
+    """
     api = _analysis_api()
     analyses = []
     for record in records:
@@ -58,6 +63,7 @@ def analyze_records(records: Sequence[dict[str, Any]], vocabulary: Any, tokenize
                 reference=record["reference"],
                 answer_kind=record["answer_kind"],
                 correct=record["correct"],
+                judge=judge,
                 scope=scope,
                 prompt_open=prompt_open,
                 id=record["id"],

@@ -89,6 +89,7 @@ def run_compare(
     progress: bool = True,
     plots: bool = True,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Generate every (problem, sample, configuration) not yet in `out_dir`, then write the summary.
 
@@ -107,6 +108,8 @@ def run_compare(
         progress: show a tqdm bar on stderr.
         plots: write the PNG plots.
         on_record: called with each record after it is written (the demo shows progress with it).
+        judge: the thought judge for UT (default: answer match). Its class is recorded in run.json as
+            "module:qualname" so that `tip-decode score` rebuilds the same judge.
 
     Returns:
         The summary (also written to `summary.json`).
@@ -140,6 +143,7 @@ def run_compare(
         "seed": seed,
         "switch_triggers": list(vocabulary.triggers),
         "switch_scope": switch_scope,
+        "judge": judge_name(judge),
         "configs": [c.to_dict() for c in configs],
     }
     _check_resume(out, run_info, configs)
@@ -211,7 +215,31 @@ def run_compare(
         for writer in writers.values():
             writer.close()
     wanted = {(p.id, s) for p in problems for s in range(samples)}
-    return summarize(out, tokenizer=tokenizer, configs=[c.name for c in configs], keep=wanted, plots=plots, regrade=False)
+    return summarize(out, tokenizer=tokenizer, configs=[c.name for c in configs], keep=wanted, plots=plots, regrade=False, judge=judge)
+
+
+def judge_name(judge: Any) -> str | None:
+    """"module:qualname" of a judge that can be rebuilt with no arguments, else None."""
+    if judge is None:
+        return None
+    cls = type(judge)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def load_judge(name: str | None) -> Any:
+    """The judge recorded in run.json (None: the default answer-match judge)."""
+    if not name:
+        return None
+    import importlib
+
+    module_name, _, qualname = name.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        return obj()
+    except (ImportError, AttributeError, TypeError) as err:
+        raise ValueError(f"cannot rebuild the judge {name!r} recorded in run.json: {err}") from None
 
 
 def _baseline_name(run_configs: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str | None:
@@ -232,8 +260,12 @@ def summarize(
     keep: set[tuple[str, int]] | None = None,
     plots: bool = True,
     regrade: bool = True,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Compute (and write) summary.json, summary.md and plots from the records in `run_dir`.
+
+    `judge` decides which thoughts are correct for UT; by default the judge recorded in run.json
+    (the answer-match judge when none is).
 
     With `regrade`, every record's `pred` / `correct` / `switch_positions` are recomputed and the
     record files rewritten (atomically, by rename) — this is `tip-decode score`.
@@ -249,6 +281,8 @@ def summarize(
         tokenizer = AutoTokenizer.from_pretrained(info.get("tokenizer") or info["model"])
     vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, info.get("switch_triggers") or "paper")
     scope = info.get("switch_scope", "auto")
+    if judge is None:
+        judge = load_judge(info.get("judge"))
     records_by_config: dict[str, list[dict[str, Any]]] = {}
     metrics: dict[str, Any] = {}
     for name in configs:
@@ -263,7 +297,7 @@ def summarize(
                 record["pred"] = extract_answer(record["response"], record["answer_kind"])
                 record["correct"] = answers_equal(record["pred"], record["reference"], record["answer_kind"])
         selected = [r for r in records if keep is None or (r["id"], r["sample"]) in keep]
-        _, aggregate = analyze_records(selected, vocabulary, tokenizer, scope)
+        _, aggregate = analyze_records(selected, vocabulary, tokenizer, scope, judge=judge)
         if regrade:
             tmp = out / f"{name}.jsonl.tmp"
             with tmp.open("w", encoding="utf-8") as handle:
