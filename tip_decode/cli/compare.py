@@ -128,8 +128,8 @@ def _run(opts: dict[str, Any], work: Callable[[list[Any], Any, dict[str, Any]], 
             "plots": not opts["no_plots"],
         }
         return work(problems, backend, compare_options)
-    except click.ClickException:
-        raise
+    except (click.ClickException, ModuleNotFoundError):
+        raise  # a missing optional package: the command group names the extra to install
     except _USER_ERRORS as err:
         raise click.ClickException(_one_line(err)) from None
     finally:
@@ -220,8 +220,8 @@ def score(run_dir: str, tokenizer: str | None, no_plots: bool) -> None:
 
             tok = load_tokenizer(tokenizer)
         summary = summarize(folder, tokenizer=tok, plots=not no_plots, regrade=True)
-    except click.ClickException:
-        raise
+    except (click.ClickException, ModuleNotFoundError):
+        raise  # a missing optional package: the command group names the extra to install
     except (*_USER_ERRORS, KeyError) as err:
         raise click.ClickException(f"cannot score {run_dir}: {_one_line(err)}") from None
     _print_summary(summary, run_dir)

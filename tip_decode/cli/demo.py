@@ -29,6 +29,8 @@ def demo(out: str, problems: int, backend: str, grid: bool, seed: int, quiet: bo
     logging.basicConfig(level=logging.WARNING)
     try:
         result = run_demo(out, problems=problems, backend=backend, grid=grid, seed=seed, progress=not quiet)
+    except ModuleNotFoundError:
+        raise  # the command group names the extra to install
     except (ValueError, TypeError, RuntimeError, ImportError, OSError) as err:
         lines = str(err).strip().splitlines()
         raise click.ClickException(lines[0] if lines else type(err).__name__) from None
