@@ -30,31 +30,12 @@ PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
 
 
 def build_tiny_model(path: Path, tokenizer_dir: Path, logit_scale: float = 30.0) -> Path:
-    """A tiny random-weight Qwen2 (hidden 128, 2 layers, head_dim 64) with a real tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    """The test suite's tiny random-weight Qwen2 (hidden 128, 2 layers, head_dim 64), real tokenizer."""
+    os.environ.setdefault("TIP_DECODE_TOKENIZERS", str(tokenizer_dir.parent))
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import build_tiny_qwen2
 
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer) + (-len(tokenizer)) % 64,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = Qwen2ForCausalLM(config)
-    with torch.no_grad():
-        model.lm_head.weight.mul_(logit_scale)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return build_tiny_qwen2(path, tokenizer_dir.name, logit_scale=logit_scale)
 
 
 def run_round(engine, prompts, params) -> tuple[float, int]:
