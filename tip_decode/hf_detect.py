@@ -31,9 +31,9 @@ from typing import Any
 import torch
 
 from tip_decode.analysis.trace import analyze_response
-from tip_decode.config import DEFAULT_TRIGGERS, PAPER_BETA, parse_scope
+from tip_decode.config import DEFAULT_TRIGGERS, PAPER_BETA
 from tip_decode.penalty import PenaltyState, PenaltyTables
-from tip_decode.recognizer import prompt_ends_in_open_think
+from tip_decode.recognizer import check_segmentation_arguments, prompt_ends_in_open_think
 from tip_decode.vocabulary import SwitchVocabulary
 
 try:
@@ -124,11 +124,7 @@ class AbandonmentDetector(LogitsProcessor):
         confident_entropy: float = 1.0,
         initial_steps: int = 256,
     ) -> None:
-        if not isinstance(vocabulary, SwitchVocabulary):
-            raise TypeError(f"`vocabulary` has to be a SwitchVocabulary, but is {type(vocabulary).__name__}")
-        parse_scope(scope)
-        if isinstance(premature_threshold, bool) or not isinstance(premature_threshold, int) or premature_threshold < 0:
-            raise ValueError(f"`premature_threshold` has to be a non-negative integer, but is {premature_threshold!r}")
+        check_segmentation_arguments(vocabulary, scope, premature_threshold)
         if not isinstance(confident_entropy, (int, float)) or math.isnan(confident_entropy):
             raise ValueError(f"`confident_entropy` has to be a number, but is {confident_entropy!r}")
         if not isinstance(initial_steps, int) or initial_steps < 1:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tip_decode.analysis.signals import entropy_from_top_logprobs
-from tip_decode.config import PAPER_BETA, parse_scope
-from tip_decode.recognizer import SwitchRecognizer
+from tip_decode.config import PAPER_BETA
+from tip_decode.recognizer import SwitchRecognizer, check_segmentation_arguments
 from tip_decode.vocabulary import SwitchVocabulary, TokenizerView
 
 logger = logging.getLogger(__name__)
@@ -71,11 +71,7 @@ class LiveMonitor:
         confident_entropy: float = 1.0,
         holdback: int = 2,
     ) -> None:
-        if not isinstance(vocabulary, SwitchVocabulary):
-            raise TypeError(f"`vocabulary` has to be a SwitchVocabulary, but is {type(vocabulary).__name__}")
-        parse_scope(scope)
-        if isinstance(premature_threshold, bool) or not isinstance(premature_threshold, int) or premature_threshold < 0:
-            raise ValueError(f"`premature_threshold` has to be a non-negative integer, but is {premature_threshold!r}")
+        check_segmentation_arguments(vocabulary, scope, premature_threshold)
         if not isinstance(holdback, int) or holdback < 1:
             raise ValueError(f"`holdback` has to be a positive integer, but is {holdback!r}")
         self.vocabulary = vocabulary

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from tip_decode.config import parse_scope
 from tip_decode.vocabulary import SwitchVocabulary, ThinkMarkers
 
 WAITING, REASONING, ENDED = 0, 1, 2
@@ -33,6 +34,15 @@ class SwitchEvent:
     def abandoned_length(self) -> int:
         """Length in tokens of the thought this switch abandoned."""
         return self.position - self.thought_start
+
+
+def check_segmentation_arguments(vocabulary: SwitchVocabulary, scope: str, premature_threshold: int) -> None:
+    """The argument checks shared by every component that segments thoughts (analysis, live, detector)."""
+    if not isinstance(vocabulary, SwitchVocabulary):
+        raise TypeError(f"`vocabulary` has to be a SwitchVocabulary, but is {type(vocabulary).__name__}")
+    parse_scope(scope)
+    if isinstance(premature_threshold, bool) or not isinstance(premature_threshold, int) or premature_threshold < 0:
+        raise ValueError(f"`premature_threshold` has to be a non-negative integer, but is {premature_threshold!r}")
 
 
 def prompt_ends_in_open_think(prompt_ids: Sequence[int] | None, think: ThinkMarkers) -> bool:

@@ -28,9 +28,9 @@ from typing import Any
 
 from tip_decode.analysis.candidates import CANDIDATE_SOURCES, extract_candidates
 from tip_decode.analysis.judge import UNJUDGED, AnswerMatchJudge, JudgeRequest, ThoughtJudge, Verdict
-from tip_decode.config import PAPER_BETA, parse_scope
+from tip_decode.config import PAPER_BETA
 from tip_decode.grading import ANSWER_KINDS, grade
-from tip_decode.recognizer import SwitchRecognizer
+from tip_decode.recognizer import SwitchRecognizer, check_segmentation_arguments
 from tip_decode.vocabulary import SwitchVocabulary, TokenizerView
 
 logger = logging.getLogger(__name__)
@@ -244,13 +244,9 @@ def analyze_response(
         problem: the problem statement, for judges that read it (LLMJudge).
         candidate_sources: which candidate answers to extract (see `extract_candidates`).
     """
-    if not isinstance(vocabulary, SwitchVocabulary):
-        raise TypeError(f"`vocabulary` has to be a SwitchVocabulary, but is {type(vocabulary).__name__}")
+    check_segmentation_arguments(vocabulary, scope, premature_threshold)
     if answer_kind not in ANSWER_KINDS:
         raise ValueError(f"`answer_kind` has to be one of {', '.join(map(repr, ANSWER_KINDS))}, but is {answer_kind!r}")
-    parse_scope(scope)
-    if isinstance(premature_threshold, bool) or not isinstance(premature_threshold, int) or premature_threshold < 0:
-        raise ValueError(f"`premature_threshold` has to be a non-negative integer, but is {premature_threshold!r}")
     if correct is not None and not isinstance(correct, bool):
         raise TypeError(f"`correct` has to be True, False or None, but is {correct!r}")
     if reference is not None and not isinstance(reference, str):
