@@ -114,6 +114,14 @@ class World:
     def next_token(self) -> int:
         return self.rng.choice(self.pool)
 
+    def admit(self, waiting: list[Req], counts: dict[str, int]) -> Req:
+        """A preempted request resumed with its output so far (half the time, if any), else a new one."""
+        if waiting and self.rng.random() < 0.5:
+            counts["resumed"] += 1
+            return waiting.pop(self.rng.randrange(len(waiting)))
+        counts["added"] += 1
+        return self.new_request()
+
 
 def last_index(tokens: list[int], token: int) -> int:
     return max((i for i, t in enumerate(tokens) if t == token), default=-1)
@@ -205,12 +213,7 @@ def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir):
         free = [i for i in range(capacity) if batch[i] is None]
         rng.shuffle(free)
         for i in free[: rng.randint(0, len(free))]:
-            if waiting and rng.random() < 0.5:
-                req = waiting.pop(rng.randrange(len(waiting)))
-                counts["resumed"] += 1
-            else:
-                req = world.new_request()
-                counts["added"] += 1
+            req = world.admit(waiting, counts)
             batch[i] = req
             added.append((i, req.params, req.prompt, req.output))
         for _ in range(rng.choice((0, 0, 1, 2))):
@@ -395,12 +398,7 @@ def test_mrv2_slots_match_reference(server_env, tokenizers_dir):
         for slot in [s for s in range(capacity) if s not in slots]:
             if rng.random() < 0.5:
                 continue
-            if waiting and rng.random() < 0.5:
-                req = waiting.pop(rng.randrange(len(waiting)))
-                counts["resumed"] += 1
-            else:
-                req = world.new_request()
-                counts["added"] += 1
+            req = world.admit(waiting, counts)
             slots[slot] = req
             computed[slot] = 0
             processor.add_request(slot, req.params)
