@@ -91,7 +91,7 @@ def main() -> None:
 
     from vllm import LLM, SamplingParams
 
-    from tip_decode.config import TIPConfig
+    from tip_decode.core.config import TIPConfig
 
     workdir = tempfile.mkdtemp(prefix="tip-bench-vllm-")
     model = args.model or str(build_tiny_model(Path(workdir) / "tiny", Path(args.tokenizers) / "qwen3"))

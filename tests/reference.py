@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from tip_decode.vocabulary import SwitchVocabulary
+from tip_decode.core.vocabulary import SwitchVocabulary
 
 
 def starts_word(vocab: SwitchVocabulary, generated: list[int], j: int, first_text_is_space: bool) -> bool:

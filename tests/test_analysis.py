@@ -17,8 +17,8 @@ from tip_decode.analysis import (
     extract_candidates,
     underthinking,
 )
-from tip_decode.penalty import PenaltyState, PenaltyTables
-from tip_decode.vocabulary import TokenizerView
+from tip_decode.core.state import PenaltyState, PenaltyTables
+from tip_decode.core.vocabulary import TokenizerView
 
 TOKENIZERS = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "llama-3.1")
 

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from tip_decode import TIPConfig, TRIGGER_PRESETS
-from tip_decode.config import MAPPING_KEYS
+from tip_decode.core.config import MAPPING_KEYS
 
 
 def test_defaults_are_the_papers():

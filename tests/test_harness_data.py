@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tip_decode.config import TIPConfig
+from tip_decode.core.config import TIPConfig
 from tip_decode.harness import (
     DATASETS,
     Problem,

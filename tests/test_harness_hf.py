@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from conftest import build_tiny_qwen2
 from tip_decode.cli import main
-from tip_decode.config import TIPConfig
+from tip_decode.core.config import TIPConfig
 from tip_decode.harness import HFBackend, Problem, SamplingSettings, parse_config_spec, read_records, run_compare, run_grid
 
 ALTERNATIVELY = 38478  # " Alternatively" in the Qwen vocabulary

@@ -10,8 +10,8 @@ from tokenizers import Tokenizer
 
 from tip_decode import SwitchVocabulary
 from tip_decode.analysis import analyze_response, entropy_from_logprobs, entropy_from_top_logprobs
-from tip_decode.live import LiveMonitor
-from tip_decode.vocabulary import TokenizerView
+from tip_decode.analysis.live import LiveMonitor
+from tip_decode.core.vocabulary import TokenizerView
 
 from test_analysis import TOKENIZERS, random_trace
 

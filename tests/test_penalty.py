@@ -9,7 +9,7 @@ from conftest import load_hf_tokenizer
 from reference import penalised, switches
 
 from tip_decode import SwitchVocabulary, find_switches
-from tip_decode.penalty import PenaltyState, PenaltyTables
+from tip_decode.core.state import PenaltyState, PenaltyTables
 
 TRIGGERS = ["alternatively", "wait", "hmm", "another approach"]
 

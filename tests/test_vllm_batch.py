@@ -33,7 +33,7 @@ pytestmark = pytest.mark.vllm
 from vllm import SamplingParams  # noqa: E402
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality  # noqa: E402
 
-from tip_decode.config import TIPConfig  # noqa: E402
+from tip_decode.core.config import TIPConfig  # noqa: E402
 from tip_decode.vllm import ThoughtSwitchPenalty, request_config, server_default  # noqa: E402
 
 WIDTH = 151680  # the tiny Qwen2's padded output width

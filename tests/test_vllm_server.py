@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from tip_decode.cli import main
 from tip_decode.cli.serve import server_command, server_env
-from tip_decode.config import TIPConfig
+from tip_decode.core.config import TIPConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

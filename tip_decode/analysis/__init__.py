@@ -1,7 +1,9 @@
 """Path-abandonment analysis: thoughts, switches, the underthinking (UT) score, and thought judges.
 
-Backend-neutral: nothing here imports torch, transformers or vLLM. The live monitor is
-`tip_decode.live`, the in-`generate` detector `tip_decode.hf.AbandonmentDetector`.
+`trace` segments saved responses, `live` follows a token or text stream as it arrives, `judge` and
+`candidates` decide which thoughts were on track, `signals` turns log-probabilities into entropies.
+Importing this package imports no torch, transformers or vLLM; the in-`generate` detector
+(`detector`, torch) is imported only through `tip_decode.hf.AbandonmentDetector`.
 """
 
 from tip_decode.analysis.candidates import CANDIDATE_SOURCES, extract_candidates
@@ -14,7 +16,8 @@ from tip_decode.analysis.judge import (
     Verdict,
     parse_judge_reply,
 )
-from tip_decode.analysis.signals import entropy_from_logprobs, entropy_from_top_logprobs, top_logprob_signals
+from tip_decode.analysis.live import LiveMonitor, LiveSwitchEvent
+from tip_decode.analysis.signals import entropy_from_logprobs, entropy_from_top_logprobs, token_id_of, top_logprob_signals
 from tip_decode.analysis.trace import (
     ResponseAnalysis,
     Switch,
@@ -31,6 +34,8 @@ __all__ = [
     "AnyJudge",
     "JudgeRequest",
     "LLMJudge",
+    "LiveMonitor",
+    "LiveSwitchEvent",
     "ResponseAnalysis",
     "Switch",
     "Thought",
@@ -43,6 +48,7 @@ __all__ = [
     "extract_candidates",
     "parse_judge_reply",
     "resolve_prompt_open",
+    "token_id_of",
     "top_logprob_signals",
     "underthinking",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 def entropy_from_logprobs(logprobs: Iterable[float]) -> float:
@@ -36,6 +37,18 @@ def entropy_from_top_logprobs(top: Mapping[object, float] | Iterable[float]) -> 
     return entropy
 
 
+def token_id_of(key: Any) -> int | None:
+    """A token id from an int, a digit string, or vLLM's "token_id:123" form (sent when a request
+    asks for `return_tokens_as_token_ids`); None for plain token text."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str):
+        text = key[len("token_id:") :] if key.startswith("token_id:") else key
+        if text.isdigit():
+            return int(text)
+    return None
+
+
 def _logprob_value(value: object) -> float:
     # vLLM's Logprob objects carry `.logprob`; OpenAI-style replies are plain floats.
     return float(getattr(value, "logprob", value))  # type: ignore[arg-type]
@@ -51,8 +64,6 @@ def top_logprob_signals(
     NaN, which the per-thought means of `analyze_response` skip. Pass the results as
     `token_logprobs` / `token_entropies`.
     """
-    from tip_decode.live import token_id_of
-
     if len(top_logprobs) != len(token_ids):
         raise ValueError(f"`top_logprobs` has to have one entry per token ({len(token_ids)}), but has {len(top_logprobs)}")
     chosen: list[float] = []

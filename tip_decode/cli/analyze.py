@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from tip_decode.cli.common import load_tokenizer, triggers_option
-from tip_decode.config import SCOPES
+from tip_decode.core.config import SCOPES
 
 #: Record fields tried, in order, as the problem key of weighted UT when --group-field is not given.
 GROUP_FIELDS = ("problem_id", "unique_id", "problem", "question")
@@ -151,7 +151,7 @@ def analyze(
     from tqdm import tqdm
 
     from tip_decode.analysis import AnswerMatchJudge, LLMJudge, aggregate, analyze_response
-    from tip_decode.vocabulary import SwitchVocabulary
+    from tip_decode.core.vocabulary import SwitchVocabulary
 
     records = _read_records(file)
     # Check every line before the (slow) tokenizer load, so bad input fails at once.

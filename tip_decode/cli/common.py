@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from tip_decode.config import SCOPES, TRIGGER_PRESETS, parse_triggers
+from tip_decode.core.config import SCOPES, TRIGGER_PRESETS, parse_triggers
 
 
 def _parse_triggers_option(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:

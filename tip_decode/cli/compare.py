@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from tip_decode.cli.common import triggers_option
-from tip_decode.config import SCOPES
+from tip_decode.core.config import SCOPES
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def _number_list(kind: type) -> Callable[[click.Context, click.Parameter, str], 
 @_generation_options
 def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope: str, **opts: Any) -> None:
     """Sweep alpha x beta (the paper's Table 2) against the baseline; heatmaps and the best cell."""
-    from tip_decode.config import TIPConfig
+    from tip_decode.core.config import TIPConfig
     from tip_decode.harness import run_grid
 
     base = TIPConfig(triggers=triggers, scope=scope)

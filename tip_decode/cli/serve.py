@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from tip_decode.cli.common import tip_options
-from tip_decode.config import TIPConfig
+from tip_decode.core.config import TIPConfig
 
 PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
 

@@ -15,7 +15,7 @@ from tip_decode.cli.common import load_tokenizer, triggers_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def vocab(tokenizer: str, triggers: tuple[str, ...], as_json: bool) -> None:
     """Print the switch vocabulary of TOKENIZER (a local folder or a Hub id) for a trigger list."""
-    from tip_decode.vocabulary import SwitchVocabulary
+    from tip_decode.core.vocabulary import SwitchVocabulary
 
     tok = load_tokenizer(tokenizer)
     try:
@@ -69,6 +69,6 @@ def vocab(tokenizer: str, triggers: tuple[str, ...], as_json: bool) -> None:
 
 
 def _piece(tokenizer, token_id: int) -> str:
-    from tip_decode.vocabulary import TokenizerView
+    from tip_decode.core.vocabulary import TokenizerView
 
     return TokenizerView(tokenizer).piece(token_id)

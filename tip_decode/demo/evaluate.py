@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tip_decode.config import TIPConfig
+from tip_decode.core.config import TIPConfig
 from tip_decode.demo.task import EOS, Problem, check_trace, parse_answer
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def sample(
 
 def score(tokenizer: Any, problems: Sequence[Problem], responses: Sequence[Sequence[int]]) -> DemoScore:
     """Accuracy, answer rate, switch words per response and rule-following of sampled responses."""
-    from tip_decode.vocabulary import SwitchVocabulary
+    from tip_decode.core.vocabulary import SwitchVocabulary
 
     switch_ids = set(SwitchVocabulary.from_tokenizer(tokenizer, DEMO_TRIGGERS).token_ids)
     correct = answered = switches = valid = tokens = 0

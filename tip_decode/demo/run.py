@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tip_decode.config import TIPConfig
+from tip_decode.core.config import TIPConfig
 from tip_decode.demo.evaluate import DEMO_MAX_NEW_TOKENS, DEMO_TEMPERATURE, DEMO_TRIGGERS
 from tip_decode.demo.task import make_problems
 
@@ -126,7 +126,7 @@ def walk_metrics(out_dir: Path, configs: Sequence[str], tokenizer: Any) -> dict[
     from tip_decode.analysis import aggregate, analyze_response
     from tip_decode.grading import extract_boxed
     from tip_decode.harness import read_records
-    from tip_decode.vocabulary import SwitchVocabulary
+    from tip_decode.core.vocabulary import SwitchVocabulary
 
     vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, DEMO_TRIGGERS)
     judge = WalkJudge()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tip_decode.config import TIPConfig
+from tip_decode.core.config import TIPConfig
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tip_decode.config import TIPConfig
+from tip_decode.core.config import TIPConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 #: Keys accepted after "NAME:" in a configuration spec.

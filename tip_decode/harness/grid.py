@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tip_decode.config import TIPConfig
+from tip_decode.core.config import TIPConfig
 from tip_decode.harness.backends import Backend
 from tip_decode.harness.configs import grid_configs
 from tip_decode.harness.problems import Problem

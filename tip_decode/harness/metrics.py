@@ -15,7 +15,7 @@ from typing import Any
 
 from tip_decode.grading import answers_equal, extract_answer
 from tip_decode.harness.stats import ks_for, mean_ci, paired_bootstrap, pass_at_k
-from tip_decode.recognizer import find_switches
+from tip_decode.core.recognizer import find_switches
 
 logger = logging.getLogger(__name__)
 

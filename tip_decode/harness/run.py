@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tip_decode import __version__
-from tip_decode.config import parse_triggers
+from tip_decode.core.config import parse_triggers
 from tip_decode.grading import answers_equal, extract_answer
 from tip_decode.harness.backends import Backend, Completion, GenerationRequest
 from tip_decode.harness.configs import RunConfig
@@ -29,8 +29,8 @@ from tip_decode.harness.problems import Problem
 from tip_decode.harness.prompts import PromptBuilder, chat_prompt_builder
 from tip_decode.harness.records import RecordWriter, read_records
 from tip_decode.harness.report import plot_comparison, write_summary_md
-from tip_decode.recognizer import prompt_ends_in_open_think
-from tip_decode.vocabulary import SwitchVocabulary
+from tip_decode.core.recognizer import prompt_ends_in_open_think
+from tip_decode.core.vocabulary import SwitchVocabulary
 
 logger = logging.getLogger(__name__)
 

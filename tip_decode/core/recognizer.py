@@ -1,7 +1,7 @@
 """Switch recognition on the host: one token at a time, in plain Python.
 
 This is the reading of section 3 of the contract (switches, psi, scope) that trace analysis and the
-live monitor use. The batched tensor state in `tip_decode.penalty` implements the same rules for
+live monitor use. The batched tensor state in `tip_decode.core.state` implements the same rules for
 the processors; the tests hold both to one slow reference so that "a switch" means one thing.
 """
 
@@ -11,8 +11,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tip_decode.config import parse_scope
-from tip_decode.vocabulary import SwitchVocabulary, ThinkMarkers
+from tip_decode.core.config import parse_scope
+from tip_decode.core.vocabulary import SwitchVocabulary, ThinkMarkers
 
 WAITING, REASONING, ENDED = 0, 1, 2
 

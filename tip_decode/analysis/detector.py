@@ -31,15 +31,15 @@ from typing import Any
 import torch
 
 from tip_decode.analysis.trace import analyze_response
-from tip_decode.config import DEFAULT_TRIGGERS, PAPER_BETA
-from tip_decode.penalty import PenaltyState, PenaltyTables
-from tip_decode.recognizer import check_segmentation_arguments, prompt_ends_in_open_think
-from tip_decode.vocabulary import SwitchVocabulary
+from tip_decode.core.config import DEFAULT_TRIGGERS, PAPER_BETA
+from tip_decode.core.state import PenaltyState, PenaltyTables
+from tip_decode.core.recognizer import check_segmentation_arguments, prompt_ends_in_open_think
+from tip_decode.core.vocabulary import SwitchVocabulary
 
 try:
     from transformers import LogitsProcessor
 except ImportError as err:  # pragma: no cover - transformers is a core dependency
-    raise ImportError('tip_decode.hf_detect needs transformers: pip install "tip-decode"') from err
+    raise ImportError('tip_decode.analysis.detector needs transformers: pip install "tip-decode"') from err
 
 logger = logging.getLogger(__name__)
 

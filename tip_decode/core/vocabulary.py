@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tip_decode.config import DEFAULT_TRIGGERS, parse_triggers
+from tip_decode.core.config import DEFAULT_TRIGGERS, parse_triggers
 
 # Byte-level BPE and SentencePiece vocabularies spell whitespace with these markers; some tokenizer
 # loaders return them undecoded, so they count as whitespace wherever the contract says "whitespace".

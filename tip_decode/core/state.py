@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
-from tip_decode.recognizer import ENDED, REASONING, WAITING, SwitchRecognizer
-from tip_decode.vocabulary import SwitchVocabulary
+from tip_decode.core.recognizer import ENDED, REASONING, WAITING, SwitchRecognizer
+from tip_decode.core.vocabulary import SwitchVocabulary
 
 _NO_TOKEN = -1
 _NO_MARKER = -2  # never equal to a real token nor to the empty-tail filler
