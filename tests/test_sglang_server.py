@@ -12,6 +12,7 @@ requests: log-softmax of the logits after the processor), compared with a run wi
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -224,11 +225,24 @@ def test_compare_harness_with_the_sglang_backend(served, model_dir, tmp_path):
     assert run["backend"] == "sglang" and run["backend_version"], run
     records = {name: [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines() if line.strip()] for name in ("baseline", "tip")}
     assert all(len(r) == 2 * 2 for r in records.values()), records
-    # The same run again: per-sample seeds reach SGLang (sampling_seed), so every sample repeats.
-    again = tmp_path / "again"
-    result = CliRunner().invoke(main, [a if a != str(out) else str(again) for a in args])
-    assert result.exit_code == 0, result.output
-    for name, first in records.items():
-        second = [json.loads(line) for line in (again / f"{name}.jsonl").read_text().splitlines() if line.strip()]
-        key = lambda r: (r["id"], r["sample"])  # noqa: E731
-        assert [r["token_ids"] for r in sorted(first, key=key)] == [r["token_ids"] for r in sorted(second, key=key)]
+
+
+def test_sglang_backend_sends_tip_only_with_a_configuration(served, tokenizer, untouched, model_dir):
+    from tip_decode import TIPConfig
+    from tip_decode.harness import GenerationRequest, SamplingSettings, SGLangBackend
+
+    backend = SGLangBackend(served.url + "/v1", tokenizer=str(model_dir), sampling=SamplingSettings(temperature=0.0, top_p=1.0, max_new_tokens=UNTOUCHED_STEPS))
+    assert backend.model == str(model_dir) and backend.version
+    words = word_triggers(tokenizer, untouched, 3)
+    ids = tuple(tokenizer.encode(PROMPTS[0]))
+    tip = TIPConfig(alpha=math.inf, beta=UNTOUCHED_STEPS, triggers=words, scope="all")
+    requests = [GenerationRequest(("p", 0, "baseline"), PROMPTS[0], ids, 0, None), GenerationRequest(("p", 0, "tip"), PROMPTS[0], ids, 0, tip)]
+    assert "custom_logit_processor" not in backend.payload(requests[0])
+    assert backend.payload(requests[1])["sampling_params"]["custom_params"]["tip_alpha"] == "inf"
+    done = {}
+    backend.generate(requests, lambda request, completion: done.setdefault(request.key[2], completion))
+    baseline, with_tip = done["baseline"], done["tip"]
+    assert list(baseline.token_ids) == untouched[0][: len(baseline.token_ids)]
+    assert with_tip.token_ids != baseline.token_ids
+    assert not any(tokenizer.decode([t]).strip().lower() in words for t in with_tip.token_ids)
+    assert baseline.finish_reason in ("length", "stop")

@@ -71,10 +71,10 @@ def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_arg
     """Start the SGLang server in the foreground and pass Ctrl-C / SIGTERM on to it."""
     from tip_decode.cli.serve import _option_value
 
-    if importlib.util.find_spec("sglang") is None:
-        raise click.ClickException("SGLang is not installed in this environment: pip install sglang (CPU-only machines: see docs/sglang.md)")
     if "--model-path" in sglang_args or any(a.startswith("--model-path=") for a in sglang_args):
         raise click.ClickException("pass the model as MODEL, not as --model-path")
+    if importlib.util.find_spec("sglang") is None:
+        raise click.ClickException("SGLang is not installed in this environment: pip install sglang (CPU-only machines: see docs/sglang.md)")
     tokenizer = _option_value(sglang_args, "--tokenizer-path") or model
     command = sglang_server_command(model, host, port, sglang_args)
     env = sglang_server_env(config, tokenizer, sglang_args)

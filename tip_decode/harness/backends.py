@@ -453,8 +453,9 @@ class SGLangBackend(Backend):
     Prompts go as token ids (`input_ids`), so the server generates from exactly the prompt the other
     backends see, and generated ids come back as `output_ids`. TIP requests name the processor
     (`tip_decode.sglang.ThoughtSwitchPenalty`) and carry their settings in `custom_params`; baseline
-    requests carry no processor. Seeds go as `sampling_seed`. The client needs neither SGLang nor an
-    HTTP library beyond the standard one.
+    requests carry no processor. Seeds go as `sampling_seed`, which SGLang honours only when the server
+    runs with `--enable-deterministic-inference` (otherwise samples are not reproducible per seed).
+    The client needs neither SGLang nor an HTTP library beyond the standard one.
 
     Args:
         base_url: the server's root URL (a trailing `/v1` is ignored).
