@@ -189,9 +189,12 @@ def test_shrunk_output_and_reused_rid_start_over(registry, tok):
     assert torch.equal(-out[0], expected_penalty(vocab, config, [5], request.output_ids, width))
     assert out[0].ne(0).any()  # one token after the switch: inside the window again
     # A new request with the same rid must not inherit the old state (its proxy is another object).
+    # Nor its settings: the newcomer asks for another alpha.
     newcomer = Request("same", [5])
-    out = processor(torch.zeros(1, width), [newcomer.params(custom_params(config))])
-    assert torch.equal(-out[0], expected_penalty(vocab, config, [5], [], width))
+    other = TIPConfig(alpha=5.0, beta=2, triggers=("wait",), scope="all")
+    out = processor(torch.zeros(1, width), [newcomer.params(custom_params(other))])
+    assert torch.equal(-out[0], expected_penalty(vocab, other, [5], [], width))
+    assert request.rid in registry.requests and registry.requests["same"].proxy is newcomer.params({})["__req__"]
 
 
 @pytest.mark.parametrize(
