@@ -14,7 +14,7 @@ from tip_decode.core.config import SCOPES
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("hf", "vllm", "openai")
+BACKENDS = ("hf", "vllm", "openai", "sglang")
 # Errors the library raises for bad input or an unreachable resource: shown as one line.
 _USER_ERRORS = (ValueError, TypeError, RuntimeError, ImportError, OSError)
 
@@ -51,7 +51,7 @@ def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--switch-scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where switches are counted in the metrics."),
         click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="hf: prompts per generate call."),
         click.option("--device", default=None, help="hf: torch device (default: cuda if available, else cpu)."),
-        click.option("--base-url", default="http://127.0.0.1:8000/v1", show_default=True, help="openai: the server's /v1 URL."),
+        click.option("--base-url", default="http://127.0.0.1:8000/v1", show_default=True, help="openai: the server's /v1 URL; sglang: the server's URL (default http://127.0.0.1:30000)."),
         click.option("--api-key", default="EMPTY", show_default=True, envvar="OPENAI_API_KEY", help="openai: the server's API key."),
         click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True, help="openai: requests in flight."),
         click.option("--dtype", default="auto", show_default=True, help="vllm: model dtype."),
@@ -91,6 +91,11 @@ def _make_backend(opts: dict[str, Any]) -> Any:
 
     sampling = SamplingSettings(opts["temperature"], opts["top_p"], opts["max_new_tokens"])
     backend = opts["backend"]
+    if backend == "sglang":
+        from tip_decode.harness import SGLangBackend
+
+        url = opts["base_url"] if opts["base_url"] != "http://127.0.0.1:8000/v1" else "http://127.0.0.1:30000"
+        return SGLangBackend(url, opts["model"], tokenizer=opts["tokenizer"], sampling=sampling, concurrency=opts["concurrency"])
     if backend == "openai":
         return OpenAIBackend(opts["base_url"], opts["model"], tokenizer=opts["tokenizer"], sampling=sampling, concurrency=opts["concurrency"], api_key=opts["api_key"])
     if not opts["model"]:

