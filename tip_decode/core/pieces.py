@@ -75,6 +75,9 @@ def unicode_to_bytes() -> dict[str, int]:
     return {c: b for b, c in bytes_to_unicode().items()}
 
 
+_TO_BYTE_CODE_POINT = {ord(c): b for c, b in unicode_to_bytes().items()}
+
+
 @dataclass(frozen=True)
 class PieceScheme:
     """How a tokenizer's pieces turn into text (see the module docstring).
@@ -214,10 +217,11 @@ def _scheme_from_pieces(pieces: Sequence[str | None]) -> PieceScheme:
 def piece_bytes(piece: str, scheme: PieceScheme) -> bytes:
     """The bytes `piece` contributes to a decoded sequence when it is neither first nor last."""
     if scheme.kind == BYTE_LEVEL:
-        table = unicode_to_bytes()
         try:
-            return bytes(table[c] for c in piece)
-        except KeyError:  # not a byte-level piece (should not happen outside added tokens)
+            # Each alphabet character becomes the code point of its byte; latin-1 writes those bytes.
+            return piece.translate(_TO_BYTE_CODE_POINT).encode("latin-1")
+        except UnicodeEncodeError:  # not a byte-level piece (should not happen outside added tokens)
+            table = unicode_to_bytes()
             return b"".join(bytes([table[c]]) if c in table else c.encode("utf-8") for c in piece)
     if scheme.byte_fallback:
         match = _BYTE_PIECE.fullmatch(piece)
@@ -340,7 +344,33 @@ def token_texts(
 
 
 def backend_config(backend: Any) -> dict[str, Any] | None:
-    """The parsed `tokenizer.json` of a `tokenizers.Tokenizer` (None when it cannot be serialised)."""
+    """The parts of a `tokenizers.Tokenizer`'s `tokenizer.json` that decide its piece scheme: the
+    model's type and flags, the decoder and the pre-tokenizer (None when none can be read).
+
+    Read component by component: serialising the whole tokenizer (merges included) would take
+    about a second for a 150k vocabulary.
+    """
+    try:
+        model = backend.model
+        info: dict[str, Any] = {"type": type(model).__name__}
+        for name in ("byte_fallback", "continuing_subword_prefix", "end_of_word_suffix"):
+            value = getattr(model, name, None)
+            if value is not None:
+                info[name] = value
+        if info["type"] == "Unigram":  # its flags are not exposed as attributes
+            info["byte_fallback"] = bool(json.loads(model.__getstate__()).get("byte_fallback"))
+        parts = {
+            name: json.loads(component.__getstate__()) if component is not None else None
+            for name, component in (("decoder", backend.decoder), ("pre_tokenizer", backend.pre_tokenizer))
+        }
+        return {"model": info, **parts}
+    except Exception:  # an older or unusual binding: serialise the whole tokenizer instead
+        logger.debug("tokenizer components could not be read one by one", exc_info=True)
+    return full_config(backend)
+
+
+def full_config(backend: Any) -> dict[str, Any] | None:
+    """The whole parsed `tokenizer.json` of a `tokenizers.Tokenizer` (None when it cannot be serialised)."""
     try:
         return json.loads(backend.to_str())
     except Exception:  # a backend that cannot serialise itself: fall back to its pieces

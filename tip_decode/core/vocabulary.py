@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tip_decode.core.config import DEFAULT_TRIGGERS, parse_triggers
-from tip_decode.core.pieces import TokenTexts, backend_config, byte_level_encoder, scheme_from_config, token_texts
+from tip_decode.core.pieces import TokenTexts, backend_config, byte_level_encoder, full_config, scheme_from_config, token_texts
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,9 @@ class TokenizerView:
         return str(self.tokenizer.id_to_token(int(token_id)))
 
     def token_to_id(self, piece: str) -> int | None:
+        if self.backend is not None:
+            found = self.backend.token_to_id(piece)
+            return None if found is None else int(found)
         if self._pieces is None:
             self._pieces = dict(self.tokenizer.get_vocab())
         return self._pieces.get(piece)
@@ -147,7 +150,7 @@ class TokenizerView:
         if self._variant_encoder is None:
             self._variant_encoder = self.encode
             if self.token_texts().scheme.repaired and self.backend is not None:
-                config = backend_config(self.backend)
+                config = full_config(self.backend)
                 if config is not None:
                     encoder = byte_level_encoder(config, getattr(self.tokenizer, "name_or_path", None))
                     self._variant_encoder = lambda text: list(encoder.encode(text, add_special_tokens=False).ids)
