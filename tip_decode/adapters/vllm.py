@@ -215,8 +215,8 @@ class ThoughtSwitchPenalty(*_PROCESSOR_BASES):  # type: ignore[misc]
         self._pending: list[int] = []
         self._active = np.zeros(capacity, dtype=bool)
         self._warned: set[str] = set()
-        # Decode the vocabulary now (about a second per 150k tokens, more on a busy machine), at
-        # engine start rather than inside the first TIP request's step.
+        # Build the vocabulary now (reading 150k pieces takes a fraction of a second, more on a busy
+        # machine), at engine start rather than inside the first TIP request's step.
         try:
             self._group(self.default if self.default.enabled else TIPConfig())
         except ValueError as err:

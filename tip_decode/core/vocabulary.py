@@ -400,7 +400,7 @@ def _build(view: TokenizerView, triggers: tuple[str, ...], think_markers: ThinkM
 
 
 # Vocabularies are cached per tokenizer object (weakly, so a dropped tokenizer frees its cache): vLLM
-# builds one per distinct per-request trigger list, and decoding 150k tokens costs about a second.
+# builds one per distinct per-request trigger list, and reading 150k pieces costs a fraction of a second.
 _VIEWS: weakref.WeakKeyDictionary[Any, TokenizerView] = weakref.WeakKeyDictionary()
 _VOCABS: weakref.WeakKeyDictionary[Any, dict[Any, SwitchVocabulary]] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
