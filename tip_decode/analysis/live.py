@@ -9,7 +9,6 @@ streaming response, which it re-tokenises (see `push_text`).
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -19,8 +18,6 @@ from tip_decode.analysis.signals import entropy_from_top_logprobs, token_id_of
 from tip_decode.core.config import PAPER_BETA
 from tip_decode.core.recognizer import REASONING, SwitchEvent, SwitchRecognizer, check_segmentation_arguments
 from tip_decode.core.vocabulary import SwitchVocabulary, TokenizerView
-
-logger = logging.getLogger(__name__)
 
 
 #: A switch as it happens: the project's one switch record (`tip_decode.core.recognizer.SwitchEvent`).
@@ -38,6 +35,8 @@ class LiveMonitor:
         premature_threshold: an abandoned thought shorter than this (tokens) makes the switch premature.
         tokenizer: needed only for `push_text` (text deltas).
         confident_entropy: an abandoned thought whose mean entropy (nats) is below this is "confident".
+        holdback: for `push_text`, the newest `holdback - 1` safe cuts in the text stay pending as a
+            margin (1 commits up to the last word boundary that is safe).
 
     Example:
         >>> monitor = LiveMonitor(vocab, scope="all", premature_threshold=600)   # doctest: +SKIP
