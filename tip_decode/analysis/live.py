@@ -70,8 +70,10 @@ class LiveMonitor:
         self.entropies: list[float] = []  # per token, NaN where no log-probabilities were given
         self.switch_mass: list[float] = []
         self._switch_ids = frozenset(vocabulary.token_ids)
-        # Text-delta state: text not yet turned into committed tokens.
+        # Text-delta state: text not yet turned into committed tokens, and the newest cut in it that
+        # was already tried (verifying costs three encodings; it is retried only at a new word).
         self._pending_text = ""
+        self._last_tried_cut: int | None = None
 
     @property
     def position(self) -> int:
@@ -186,21 +188,28 @@ class LiveMonitor:
         punctuation merged with the newlines after it (".\n\n"), SentencePiece's `▁` added to a
         text that starts with a newline, and tokens that split a character.
         """
-        cuts = [
-            c
-            for c in range(1, len(text))
-            if text[c].isspace() and not text[c - 1].isspace() and not text[c:].isspace()
-        ]
-        cuts = cuts[: max(0, len(cuts) - (self.holdback - 1))]
+        wanted = self.holdback - 1 + _CUTS_TRIED
+        cuts: list[int] = []  # newest first
+        end = len(text.rstrip())  # a cut needs a non-space character after its whitespace run
+        for c in range(end - 1, 0, -1):
+            if text[c].isspace() and not text[c - 1].isspace():
+                cuts.append(c)
+                if len(cuts) == wanted:
+                    break
+        cuts = cuts[self.holdback - 1 :]
+        if not cuts or cuts[0] == self._last_tried_cut:
+            return [], 0  # nothing new to try since the last delta: wait for the next word
+        self._last_tried_cut = cuts[0]
         whole: list[int] | None = None
         # The newest few cuts are tried; an older one would only commit less text.
-        for cut in reversed(cuts[-_CUTS_TRIED:]):
+        for cut in cuts:
             left = view.encode(text[:cut])
             if not left:
                 continue
             if whole is None:
                 whole = view.encode(text)
             if whole[: len(left)] == left and view.encode(text[cut:]) == whole[len(left) :]:
+                self._last_tried_cut = None
                 return left, cut
         return [], 0
 
