@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 pytest_plugins = ["vllm_fixtures"]
 
-TOKENIZER_NAMES = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "llama-3.1")
+TOKENIZER_NAMES = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "llama-3.1", "mistral-7b-v0.1")
 
 
 def shared_dir(env: str, sub: str) -> Path:
@@ -48,6 +48,30 @@ def load_hf_tokenizer(name: str):
         path = shared_dir("TIP_DECODE_TOKENIZERS", "tokenizers") / name
         _TOKENIZERS[name] = AutoTokenizer.from_pretrained(str(path))
     return _TOKENIZERS[name]
+
+
+_RAW: dict[str, object] = {}
+
+
+def load_raw_tokenizer(name: str):
+    """A `tokenizers.Tokenizer`: a shared tokenizer straight from its tokenizer.json, or one of the
+    tokenizers trained inside the tests (tests/trained_tokenizers.py), loaded once per session."""
+    if name not in _RAW:
+        from tokenizers import Tokenizer
+        from trained_tokenizers import TRAINED_NAMES, load_trained
+
+        if name in TRAINED_NAMES:
+            _RAW[name] = load_trained(name, shared_dir("TIP_DECODE_DATA", "data"))
+        else:
+            _RAW[name] = Tokenizer.from_file(str(shared_dir("TIP_DECODE_TOKENIZERS", "tokenizers") / name / "tokenizer.json"))
+    return _RAW[name]
+
+
+def wrap_as_hf(raw):
+    """A trained `tokenizers.Tokenizer` as a transformers tokenizer (`PreTrainedTokenizerFast`)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=raw)
 
 
 @pytest.fixture(scope="session")

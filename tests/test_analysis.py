@@ -20,7 +20,7 @@ from tip_decode.analysis import (
 from tip_decode.core.state import PenaltyState, PenaltyTables
 from tip_decode.core.vocabulary import TokenizerView
 
-TOKENIZERS = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "llama-3.1")
+TOKENIZERS = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "llama-3.1", "mistral-7b-v0.1")
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,8 @@ def random_trace(vocab: SwitchVocabulary, rng: random.Random, length: int) -> li
 def test_positions_equal_penalty_state_psi(raw_tokenizers, name, scope):
     tok = raw_tokenizers[name]
     vocab = SwitchVocabulary.from_tokenizer(tok, "reflection")
-    rng = random.Random(hash((name, scope)) % 1000)
+    rng = random.Random(sum(map(ord, name + scope)))
+    found = 0
     for trial in range(4):
         ids = random_trace(vocab, rng, 300)
         prompt_open = trial % 2 == 1
@@ -220,7 +221,9 @@ def test_positions_equal_penalty_state_psi(raw_tokenizers, name, scope):
                     expected = switch.position
             assert int(state.psi[0]) == expected, (name, scope, trial, t)
         assert [t.start for t in analysis.thoughts[1:]] == analysis.switch_positions
-        assert len(analysis.switches) > 0 or scope == "auto"
+        found += len(analysis.switches)
+    # Every tokenizer and scope really segments (half the trials start inside an open think block).
+    assert found > 0
 
 
 # ----- MATH-500 reference solutions analysed as responses -----

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from tip_decode import TIPConfig, TRIGGER_PRESETS
@@ -66,8 +67,9 @@ def test_invalid_mapping_values_name_the_key(mapping, key):
 
 
 def test_unknown_tip_key_is_an_error_other_keys_are_ignored():
-    with pytest.raises(ValueError, match="unknown TIP argument `tip_alpah`"):
-        TIPConfig.from_mapping({"tip_alpah": 3})
+    with pytest.raises(ValueError, match="unknown TIP argument `tip_alpah`") as info:
+        TIPConfig.from_mapping({"tip_alpah": 3.25})
+    assert "3.25" in str(info.value)  # the value is echoed as well as the key
     assert TIPConfig.from_mapping({"other_feature": 1, "tip_alpha": 2}).alpha == 2.0
 
 
@@ -83,7 +85,7 @@ def test_mapping_without_alpha_is_off_unless_a_default_is_given():
 def test_mapping_values_as_json_sends_them():
     # vllm_xargs arrive as JSON numbers/strings/lists: 600.0 is an integer, "3" a number
     config = TIPConfig.from_mapping({"tip_alpha": "3", "tip_beta": 600.0, "tip_triggers": ["Wait", "hmm"], "tip_scope": "all"})
-    assert config == TIPConfig(alpha=3.0, beta=600, triggers=("Wait", "hmm"), scope="all")
+    assert config == TIPConfig(alpha=3.0, beta=600, triggers=("wait", "hmm"), scope="all")
 
 
 def test_mapping_round_trip():
@@ -95,7 +97,10 @@ def test_mapping_round_trip():
 def test_presets_expand_and_duplicates_collapse():
     assert TIPConfig(triggers="paper").triggers == ("alternatively",)
     assert TIPConfig(triggers="reflection").triggers == TRIGGER_PRESETS["reflection"]
-    assert TIPConfig(triggers="paper,Wait,wait, Alternatively").triggers == ("alternatively", "Wait")
+    # Triggers are lowercased before anything else: "Wait" and "wait" are one trigger.
+    assert TIPConfig(triggers="paper,Wait,wait, Alternatively").triggers == ("alternatively", "wait")
+    assert TIPConfig(triggers=["HMM", "Hmm", "hmm", "Another  Approach"]).triggers == ("hmm", "another approach")
+    assert TIPConfig(triggers="REFLECTION").triggers == TRIGGER_PRESETS["reflection"]
     assert TIPConfig(triggers=["hmm", "paper"]).triggers == ("hmm", "alternatively")
 
 
@@ -103,3 +108,50 @@ def test_config_is_frozen():
     config = TIPConfig()
     with pytest.raises(AttributeError):
         config.alpha = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", [np.int64(600), np.int32(7), np.uint16(3), np.float64(600.0), np.float32(5.0)])
+def test_numpy_integers_are_valid_betas(value):
+    assert TIPConfig(beta=value).beta == int(value)
+    assert type(TIPConfig(beta=value).beta) is int
+    assert TIPConfig.from_mapping({"tip_alpha": 1, "tip_beta": value}).beta == int(value)
+
+
+@pytest.mark.parametrize("value", [np.float32(2.5), np.float64(3.0), np.float16(1.5), np.int64(2), np.float64("inf")])
+def test_numpy_numbers_are_valid_alphas(value):
+    assert TIPConfig(alpha=value).alpha == float(value)
+    assert type(TIPConfig(alpha=value).alpha) is float
+
+
+@pytest.mark.parametrize("value", [np.bool_(True), np.float32("nan"), np.float64(-1.0)])
+def test_numpy_non_numbers_are_rejected(value):
+    with pytest.raises(ValueError, match="`alpha`"):
+        TIPConfig(alpha=value)
+    with pytest.raises(ValueError, match="`beta`"):
+        TIPConfig(beta=value)
+
+
+@pytest.mark.parametrize("beta", [10**30, 2**63, 1e30, "99999999999999999999"])
+def test_huge_beta_is_clamped_to_a_window_that_never_closes(beta):
+    # 2**62 tokens is no sequence's length, and psi + beta still fits the state's int64.
+    assert TIPConfig(beta=beta).beta == 2**62
+    assert TIPConfig.from_mapping({"tip_alpha": 1, "tip_beta": beta}).beta == 2**62
+
+
+@pytest.mark.parametrize("text", ["1e400", "-1e400", "1E999"])
+def test_alpha_string_that_overflows_is_not_a_ban(text):
+    with pytest.raises(ValueError, match="`tip_alpha`") as info:
+        TIPConfig.from_mapping({"tip_alpha": text})
+    assert repr(text) in str(info.value)
+    with pytest.raises(ValueError, match="`alpha`"):
+        TIPConfig(alpha=text)
+
+
+@pytest.mark.parametrize("text", ["inf", "INF", " +inf ", "Infinity"])
+def test_only_an_explicit_infinity_bans(text):
+    assert math.isinf(TIPConfig(alpha=text).alpha)
+
+
+def test_alpha_int_beyond_float_range_is_a_value_error():
+    with pytest.raises(ValueError, match="`alpha` has to be a non-negative number below 1.8e308"):
+        TIPConfig(alpha=10**400)

@@ -63,7 +63,8 @@ def test_shipped_files_are_small_and_documented():
 def test_switch_words_and_think_markers_are_single_tokens(demo_model):
     _, tokenizer = demo_model
     vocab = SwitchVocabulary.from_tokenizer(tokenizer, DEMO_TRIGGERS)
-    assert [vocab.token_text[i] for i in vocab.token_ids] == ["Alternatively", "Wait"]
+    # token_text is a token's text in the middle of a sequence: word-level pieces read " Wait".
+    assert [vocab.token_text[i] for i in vocab.token_ids] == [" Alternatively", " Wait"]
     assert vocab.multi_token == ()
     assert vocab.think.available and vocab.default_scope() == "think"
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "start 1 goal 2 steps +1"}], add_generation_prompt=True)

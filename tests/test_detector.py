@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from tip_decode import SwitchVocabulary
-from tip_decode.analysis import analyze_response
 from tip_decode.hf import AbandonmentDetector, TIPLogitsProcessor
 
-from conftest import load_hf_tokenizer
+import reference
+from conftest import load_hf_tokenizer, load_raw_tokenizer
+from vocab_oracle import oracle_for
 
 #: Switch tokens of the qwen3 vocabulary (" Alternatively", "Alternatively", " Wait", "Wait"). A
 #: random-weight model spreads its mass almost evenly over 151k tokens; a bias of 9.5 gives these
@@ -61,35 +62,98 @@ def test_entropy_equals_output_logits_and_tokens_unchanged(setup):
     assert detector(watched.sequences[:, :-1], scores) is scores and torch.equal(scores, copy)
 
 
-def test_switch_events_equal_offline_segmentation(setup):
+def expected_events(rules, generated: list[int], entropies: torch.Tensor, probs: torch.Tensor, threshold: int):
+    """Switches, thoughts and their signals straight from the reference and the recorded scores.
+
+    Positions come from tests/reference.py on the oracle's rules; entropy and switch mass are read
+    at the step that chose the completing token, from `output_scores`: nothing the detector computed.
+    """
+    found = reference.switch_events(rules, "all", False, generated)
+    starts = [0] + [j for j, _ in found]
+    ends = [j for j, _ in found] + [len(generated)]
+    events = []
+    for k, (j, completed) in enumerate(found):
+        active = sorted(reference.penalised(rules, "all", False, generated, completed, 2**62))
+        mean = entropies[starts[k] : j].mean().item() if j > starts[k] else None
+        events.append(
+            {
+                "position": j,
+                "recognised_at": completed,
+                "abandoned_length": j - starts[k],
+                "premature": j - starts[k] < threshold,
+                "abandoned_mean_entropy": mean,
+                "entropy_at_switch": entropies[completed].item(),
+                "switch_mass_at_switch": probs[completed, active].sum().item(),
+            }
+        )
+    return events, list(zip(starts, ends))
+
+
+def check_report(report, rules, generated, scores_row, threshold: int) -> int:
+    entropies = entropy(scores_row)
+    probs = torch.softmax(scores_row.double(), dim=-1)
+    events, bounds = expected_events(rules, generated, entropies, probs, threshold)
+    assert report.token_ids == generated
+    assert [(t.start, t.end) for t in report.thoughts] == bounds
+    assert len(report.events) == len(events)
+    for got, want in zip(report.events, events):
+        for key in ("position", "recognised_at", "abandoned_length", "premature"):
+            assert getattr(got, key) == want[key], key
+        if want["abandoned_mean_entropy"] is None:
+            assert got.abandoned_mean_entropy is None
+        else:
+            assert got.abandoned_mean_entropy == pytest.approx(want["abandoned_mean_entropy"], rel=1e-4)
+        assert got.entropy_at_switch == pytest.approx(want["entropy_at_switch"], rel=1e-4, abs=1e-5)
+        assert got.switch_mass_at_switch == pytest.approx(want["switch_mass_at_switch"], rel=1e-4, abs=1e-6)
+    # The thought a switch ends carries the switch mass of the step that completed that switch.
+    for thought, want in zip(report.thoughts, events):
+        assert thought.switch_mass_before == pytest.approx(want["switch_mass_at_switch"], rel=1e-4, abs=1e-6)
+    assert report.thoughts[-1].switch_mass_before is None
+    return len(events)
+
+
+def sampled(model, tok, inputs, detector, bias, steps=48, seed=0):
+    torch.manual_seed(seed)
+    return generate(model, tok, inputs, [detector], max_new_tokens=steps, do_sample=True, top_k=0, top_p=1.0,
+                    temperature=1.0, sequence_bias=bias, output_scores=True)
+
+
+def test_switch_events_equal_the_reference(setup):
     tok, model, vocab, inputs = setup
+    rules = oracle_for(load_raw_tokenizer("qwen3")).rules(["alternatively", "wait"])
     detector = AbandonmentDetector(vocab, scope="all", premature_threshold=4, confident_entropy=5.0)
-    torch.manual_seed(0)
-    out = generate(model, tok, inputs, [detector], max_new_tokens=48, do_sample=True, top_k=0, top_p=1.0,
-                   temperature=1.0, sequence_bias=BIAS, output_scores=True)
+    out = sampled(model, tok, inputs, detector, BIAS)
     reports = detector.report(out, eos_token_id=tok.eos_token_id)
     prompt_len = inputs["input_ids"].shape[1]
+    scores = torch.stack(out.scores, dim=1)
     total = 0
     for row, report in enumerate(reports):
-        generated = out.sequences[row, prompt_len:].tolist()
-        assert report.token_ids == generated[: len(report.token_ids)]
-        offline = analyze_response(report.token_ids, vocabulary=vocab, scope="all", premature_threshold=4)
-        assert [e.position for e in report.events] == offline.switch_positions
-        assert [e.abandoned_length for e in report.events] == [s.abandoned_length for s in offline.switches]
-        assert [e.premature for e in report.events] == [s.premature for s in offline.switches]
-        assert [(t.start, t.end) for t in report.thoughts] == [(t.start, t.end) for t in offline.thoughts]
+        generated = out.sequences[row, prompt_len : prompt_len + len(report.token_ids)].tolist()
+        total += check_report(report, rules, generated, scores[row, : len(generated)], threshold=4)
         for event in report.events:
-            thought = next(t for t in report.thoughts if t.end == event.position)
-            assert event.abandoned_mean_entropy == pytest.approx(thought.mean_entropy)
-            assert event.confident == (thought.mean_entropy < 5.0)
-            # The step that chose the switch token had real mass on switch tokens.
-            assert thought.switch_mass_before == event.switch_mass_at_switch > 0.01
-        total += len(report.events)
+            assert event.confident == (event.abandoned_mean_entropy < 5.0)
     assert total >= 3
     # Sampling warpers are identity here, so output_scores is what the detector saw.
-    torch.testing.assert_close(detector.entropy, entropy(torch.stack(out.scores, dim=1)), rtol=5e-5, atol=1e-5)
-    probs = torch.softmax(torch.stack(out.scores, dim=1).float(), dim=-1)
-    torch.testing.assert_close(detector.switch_mass, probs[..., list(vocab.token_ids)].sum(-1), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(detector.entropy, entropy(scores), rtol=5e-5, atol=1e-5)
+
+
+def test_multi_token_switch_signals_are_read_where_the_switch_completes(setup):
+    """`altern` + `atively` after a non-letter: the switch is at `altern`, but TIP penalises (and the
+    model chooses) `atively` one step later; the switch's entropy and mass are that step's."""
+    tok, model, vocab, inputs = setup
+    rules = oracle_for(load_raw_tokenizer("qwen3")).rules(["alternatively", "wait"])
+    detector = AbandonmentDetector(vocab, scope="all", premature_threshold=4)
+    altern, atively = tok.convert_tokens_to_ids("altern"), tok.convert_tokens_to_ids("atively")
+    bias = {(altern,): 12.0, (atively,): 12.0, (tok.convert_tokens_to_ids("."),): 12.0}
+    out = sampled(model, tok, inputs, detector, bias, steps=48, seed=1)
+    prompt_len = inputs["input_ids"].shape[1]
+    scores = torch.stack(out.scores, dim=1)
+    multi = 0
+    for row, report in enumerate(detector.report(out, eos_token_id=tok.eos_token_id)):
+        generated = out.sequences[row, prompt_len : prompt_len + len(report.token_ids)].tolist()
+        check_report(report, rules, generated, scores[row, : len(generated)], threshold=4)
+        multi += sum(e.recognised_at > e.position for e in report.events)
+    assert multi >= 2
 
 
 def test_order_with_tip_processor(setup):

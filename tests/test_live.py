@@ -13,6 +13,7 @@ from tip_decode.analysis import analyze_response, entropy_from_logprobs, entropy
 from tip_decode.analysis.live import LiveMonitor
 from tip_decode.core.vocabulary import TokenizerView
 
+from conftest import load_raw_tokenizer
 from test_analysis import TOKENIZERS, random_trace
 
 TEXT = (
@@ -66,6 +67,66 @@ def test_text_deltas_equal_offline(raw_tokenizers, name):
         assert [e.premature for e in events] == [s.premature for s in offline.switches]
 
 
+#: Streams whose deltas may end between the tokens of one character: emoji (several tokens in
+#: byte-level vocabularies, byte-fallback pieces in SentencePiece), CJK, math symbols, combining marks.
+MULTI_BYTE_TEXTS = [
+    "Hmm, 🤔 let me think. 日本語のテキスト ∑ x ≤ 3 — wait 😀😀 Alternatively, try 𝔽 fields.\n\nActually no 🎉 ok.",
+    "<think>\nThe set 𝔽₂ ⊂ ℝ… so ∀x ∈ S: x² ≥ 0. 👍🏽 Wait: 🇫🇷 flags, e\u0301 vs é.\n\nHmm. Another approach → ∫₀¹ f.</think>\n\n答案是 \\boxed{42}。",
+    "😀" * 7 + " Wait " + "数学" * 5 + "\n\n\tAlternatively, ≈≈≈ 💡💡 done",
+]
+
+
+@pytest.mark.parametrize("name", ["llama-3.1", "qwen3", "mistral-7b-v0.1"])
+def test_text_deltas_any_split_equals_whole_encoding(name):
+    """For any split of a text into deltas, the committed ids are the tokenizer's encoding of the
+    whole text and the events are the offline switches (random splits, deltas of 1-6 characters)."""
+    tok = load_raw_tokenizer(name)
+    vocab = SwitchVocabulary.from_tokenizer(tok, "reflection")
+    rng = random.Random(11)
+    switches = 0
+    for text in MULTI_BYTE_TEXTS:
+        whole = TokenizerView(tok).encode(text)
+        offline = analyze_response(whole, vocabulary=vocab, scope="all", premature_threshold=8)
+        for _trial in range(25):
+            monitor = LiveMonitor(vocab, scope="all", premature_threshold=8, tokenizer=tok)
+            events, i = [], 0
+            while i < len(text):
+                step = rng.randint(1, 6)
+                events.extend(monitor.push_text(text[i : i + step]))
+                i += step
+            events.extend(monitor.finish())
+            assert monitor.token_ids == whole, (text, monitor.token_ids[: len(whole)])
+            assert [(e.position, e.recognised_at, e.premature) for e in events] == [
+                (s.position, s.recognised_at, s.premature) for s in offline.switches
+            ]
+            switches += len(events)
+    assert switches > 0
+
+
+def test_switch_mass_counts_armed_completions_like_the_detector():
+    """After a word-initial `altern`, `atively` would complete a switch: its probability is switch
+    mass at that step. Outside reasoning nothing is (the detector's definition)."""
+    tok = load_raw_tokenizer("qwen3")
+    vocab = SwitchVocabulary.from_tokenizer(tok, ["alternatively"])
+    view = TokenizerView(tok)
+    altern, atively = view.encode("altern")[0], view.encode("alternatively")[-1]
+    newline, hit = view.encode("\n")[0], view.encode(" Alternatively")[0]
+    top = {atively: math.log(0.3), hit: math.log(0.2), newline: math.log(0.1)}
+    monitor = LiveMonitor(vocab, scope="all")
+    monitor.push(newline, top)
+    monitor.push(altern, top)  # chosen after "\n": `altern` starts a word
+    events = monitor.push(atively, top)  # chosen with `atively` armed
+    assert monitor.switch_mass == pytest.approx([0.2, 0.2, 0.5])
+    assert [e.position for e in events] == [1]
+    # The switch's signals are read at the step that chose its completing token.
+    assert events[0].recognised_at == 2 and events[0].switch_mass_at_switch == pytest.approx(0.5)
+    assert events[0].entropy_at_switch == pytest.approx(monitor.entropies[2])
+    # scope "think" before <think>: no switch can open, so no switch mass.
+    waiting = LiveMonitor(vocab, scope="think")
+    waiting.push(newline, top)
+    assert waiting.switch_mass == [0.0]
+
+
 def test_think_scope_and_logprob_signals(raw_tokenizers):
     tok = raw_tokenizers["qwen3"]
     vocab = SwitchVocabulary.from_tokenizer(tok, "reflection")
@@ -83,7 +144,8 @@ def test_think_scope_and_logprob_signals(raw_tokenizers):
     expected_entropy = entropy_from_top_logprobs([math.log(0.9), math.log(0.05)])
     assert expected_entropy == pytest.approx(-(0.9 * math.log(0.9) + 0.05 * math.log(0.05) + 0.05 * math.log(0.05)))
     assert all(e.mean_entropy == pytest.approx(expected_entropy) and e.confident is True for e in events)
-    assert monitor.switch_mass[0] == pytest.approx(0.05)
+    # The step that chose <think> is outside reasoning (no switch can open there); the next one is inside.
+    assert monitor.switch_mass[0] == 0.0 and monitor.switch_mass[1] == pytest.approx(0.05)
 
 
 def test_entropy_helpers_and_errors(raw_tokenizers):

@@ -1,60 +1,115 @@
-"""The batched tensor state and the host recognizer against the slow reference (tests/reference.py)."""
+"""The batched tensor state and the host recognizer against the slow reference (tests/reference.py),
+whose rules come from the independent vocabulary oracle (tests/vocab_oracle.py), on every shared
+tokenizer and on the tokenizers trained in the tests."""
 
 import math
 import random
 
 import pytest
 import torch
-from conftest import load_hf_tokenizer
+from conftest import TOKENIZER_NAMES, load_hf_tokenizer, load_raw_tokenizer
 from reference import penalised, switches
+from trained_tokenizers import TRAINED_NAMES
+from vocab_oracle import oracle_for
 
-from tip_decode import SwitchVocabulary, find_switches
+from tip_decode import SwitchVocabulary, TIPConfig, find_switches
 from tip_decode.core.state import PenaltyState, PenaltyTables
 
 TRIGGERS = ["alternatively", "wait", "hmm", "another approach"]
+#: Text whose tokens exercise word starts and ends: letters that look like byte-level markers,
+#: punctuation, newlines, digits, multi-byte characters, and trigger words without a space.
+WORDS = " the value. So, 12 x(y peč oleč aĠ naïve 日本 😀\n\nok,\tHmm.altern xaltern (altern"
 
 
-def token_pool(vocab: SwitchVocabulary, tok) -> list[int]:
+def token_pool(rules, tok) -> list[int]:
     """Tokens that exercise every rule: hits, prefixes, completions, markers, punctuation, words."""
-    pool = list(vocab.token_ids) + [i for m in vocab.multi_token for i in m.prefix] + list(vocab.completion_ids)
-    if vocab.think.available:
-        pool += [vocab.think.start_id, vocab.think.end_id]
-    pool += tok.encode(" the value. So, 12 x(y", add_special_tokens=False) + tok.encode("\n\nok", add_special_tokens=False)
+    pool = list(rules.token_ids) + [i for p in rules.patterns for i in p.prefix] + [p.completion for p in rules.patterns]
+    if rules.think_start is not None:
+        pool += [rules.think_start, rules.think_end]
+    pool += tok.encode(WORDS, add_special_tokens=False).ids
     return pool
 
 
+def random_sequence(rules, pool: list[int], rng: random.Random, steps: int) -> list[int]:
+    """Pool tokens, with whole multi-token spellings (and prefixes left incomplete) mixed in."""
+    out: list[int] = []
+    while len(out) < steps:
+        roll = rng.random()
+        if roll < 0.15 and rules.patterns:
+            pattern = rng.choice(rules.patterns)
+            out += [*pattern.prefix, pattern.completion] if roll < 0.1 else list(pattern.prefix)
+        else:
+            out.append(rng.choice(pool))
+    return out[:steps]
+
+
 def run_against_reference(name: str, scope: str, seed: int, rows: int = 6, steps: int = 50) -> int:
-    tok = load_hf_tokenizer(name)
+    tok = load_raw_tokenizer(name)
+    rules = oracle_for(tok).rules(TRIGGERS)
     vocab = SwitchVocabulary.from_tokenizer(tok, TRIGGERS)
-    pool = token_pool(vocab, tok)
+    pool = token_pool(rules, tok)
     rng = random.Random(seed)
-    width = len(tok) + 7
+    width = tok.get_vocab_size(with_added_tokens=True) + 7
     tables = PenaltyTables(vocab, scope, width, "cpu")
     state = PenaltyState(tables, rows)
     betas = [rng.choice([0, 1, 2, 5, 20, 600]) for _ in range(rows)]
     opens = [rng.random() < 0.5 for _ in range(rows)]
-    seqs = [[rng.choice(pool) for _ in range(steps)] for _ in range(rows)]
+    seqs = [random_sequence(rules, pool, rng, steps) for _ in range(rows)]
     state.start_rows(torch.arange(rows), torch.full((rows,), 1.5), torch.tensor(betas), torch.tensor(opens))
     fired = 0
     for t in range(steps):
         amount = state.penalty()
         for b in range(rows):
-            expected = penalised(vocab, tables.scope, opens[b], seqs[b], t, betas[b])
+            expected = penalised(rules, tables.scope, opens[b], seqs[b], t, betas[b])
             got = {int(tables.columns[c]) for c in torch.nonzero(amount[b] > 0).flatten()}
             assert got == expected, f"{name} {scope} seed {seed} step {t} row {b}"
-            fired += bool(expected)
+            fired += bool(expected - rules.token_ids)  # a multi-token completion was armed
         state.update(torch.tensor([s[t] for s in seqs]))
     for b in range(rows):
         got = [e.position for e in find_switches(vocab, seqs[b], tables.scope, opens[b])]
-        assert got == switches(vocab, tables.scope, opens[b], seqs[b])
+        assert got == switches(rules, tables.scope, opens[b], seqs[b])
     return fired
 
 
-@pytest.mark.parametrize("name", ["qwen3", "deepseek-r1-distill-llama", "llama-3.1"])
+@pytest.mark.parametrize("name", TOKENIZER_NAMES + TRAINED_NAMES)
 @pytest.mark.parametrize("scope", ["auto", "all"])
 def test_state_and_recognizer_equal_the_reference(name, scope):
     fired = sum(run_against_reference(name, scope, seed) for seed in range(6))
-    assert fired > 50  # the window really opened; a test that never penalises proves nothing
+    assert fired > 10  # armed completions were penalised; a test that never penalises proves nothing
+
+
+@pytest.mark.parametrize("name", ["qwen3", "llama-3.1", "deepseek-r1-distill-llama", "mistral-7b-v0.1"])
+def test_no_completion_after_a_letter_that_looks_like_a_marker(name):
+    """`peč` + `altern`: the `č` is a letter, so `atively` is not penalised next (a false switch
+    would also move psi and reopen the window)."""
+    tok = load_raw_tokenizer(name)
+    vocab = SwitchVocabulary.from_tokenizer(tok, ["alternatively"])
+    atively = tok.encode("alternatively", add_special_tokens=False).ids[-1]
+    tables = PenaltyTables(vocab, "all", tok.get_vocab_size(with_added_tokens=True), "cpu")
+    for text, armed in ((" pečaltern", False), (" olečaltern", False), (" peč\naltern", True), (" x.\naltern", True)):
+        ids = tok.encode(text, add_special_tokens=False).ids
+        if name == "mistral-7b-v0.1" and not armed and tok.id_to_token(ids[-1]) != "altern":
+            continue
+        state = PenaltyState(tables, 1)
+        state.start_rows(torch.tensor([0]), torch.tensor([2.0]), torch.tensor([600]), torch.tensor([False]))
+        for token in ids:
+            state.update(torch.tensor([token]))
+        penalty = dict(zip(tables.columns.tolist(), state.penalty()[0].tolist()))
+        assert (penalty.get(atively, 0.0) > 0) == armed, (text, [tok.id_to_token(i) for i in ids])
+
+
+def test_sentencepiece_completion_is_penalised_after_a_word_initial_piece():
+    """Mistral: `▁H` + `mm` is "Hmm" wherever it stands, since `▁` is a space."""
+    tok = load_raw_tokenizer("mistral-7b-v0.1")
+    vocab = SwitchVocabulary.from_tokenizer(tok, ["hmm", "alternatively"])
+    tables = PenaltyTables(vocab, "all", tok.get_vocab_size(with_added_tokens=True), "cpu")
+    state = PenaltyState(tables, 1)
+    state.start_rows(torch.tensor([0]), torch.tensor([2.0]), torch.tensor([600]), torch.tensor([False]))
+    for token in tok.encode("So the word H", add_special_tokens=False).ids:
+        state.update(torch.tensor([token]))
+    penalty = dict(zip(tables.columns.tolist(), state.penalty()[0].tolist()))
+    assert penalty[tok.token_to_id("mm")] == 2.0
+    assert penalty.get(tok.token_to_id("atively"), 0.0) == 0.0
 
 
 def make_state(alpha=2.0, beta=10, rows=2, scope="all"):
@@ -78,6 +133,40 @@ def test_apply_returns_new_tensor_and_keeps_minus_inf():
     untouched = torch.ones(151936, dtype=torch.bool)
     untouched[list(vocab.token_ids)] = False
     assert torch.equal(out[:, untouched], scores[:, untouched])
+
+
+def test_infinite_alpha_never_gives_nan_even_on_a_plus_inf_logit():
+    """alpha = inf is a ban: a penalised logit becomes -inf whatever it was, +inf included (inf - inf
+    would be NaN); a finite alpha leaves +inf at +inf (never raised, never NaN)."""
+    vocab, state = make_state(alpha=math.inf)
+    scores = torch.randn(2, 151936)
+    scores[0, 38478] = math.inf
+    scores[1, 92014] = math.inf
+    scores[1, 38478] = -math.inf
+    out = state.apply(scores)
+    assert not torch.isnan(out).any()
+    assert torch.isneginf(out[:, list(vocab.token_ids)]).all()
+    _, finite = make_state(alpha=5.0)
+    out = finite.apply(scores)
+    assert not torch.isnan(out).any() and out[0, 38478] == math.inf and out[1, 38478] == -math.inf
+    # The helper the adapters use, in half precision too (an alpha beyond float16's range is inf there).
+    from tip_decode.core.state import subtract_penalty
+
+    logits = torch.tensor([math.inf, -math.inf, 0.0, 1.0], dtype=torch.float16)
+    amount = torch.tensor([math.inf, math.inf, 0.0, 70000.0]).to(torch.float16)
+    assert subtract_penalty(logits, amount).tolist() == [-math.inf, -math.inf, 0.0, -math.inf]
+
+
+def test_huge_beta_runs_in_the_state():
+    """A beta of 10**30 from an API call is clamped at construction (2**62), so the int64 state
+    takes it and the window never closes."""
+    config = TIPConfig(alpha=2.0, beta=10**30)
+    vocab = SwitchVocabulary.from_tokenizer(load_hf_tokenizer("qwen3"), ["alternatively"])
+    state = PenaltyState(PenaltyTables(vocab, "all", 151936, "cpu"), 1)
+    state.start_rows(torch.tensor([0]), torch.tensor([config.alpha]), torch.tensor([config.beta]), torch.tensor([False]))
+    for _ in range(3):
+        state.update(torch.tensor([11]))
+    assert (state.penalty()[:, state.tables.column_is_hit] == 2.0).all()
 
 
 def test_infinite_alpha_bans_without_nan_and_only_in_window():

@@ -26,6 +26,8 @@ import pytest
 import torch
 
 import reference
+from conftest import load_raw_tokenizer
+from vocab_oracle import oracle_for
 
 vllm = pytest.importorskip("vllm")
 pytestmark = pytest.mark.vllm
@@ -100,6 +102,13 @@ class World:
         pool += tok.encode(" the cat. so H ok,\n\nthen") + [think.start_id, think.end_id]
         self.pool = pool
         self.think = think
+        self._rules: dict[tuple[str, ...], object] = {}
+
+    def rules(self, triggers: tuple[str, ...]):
+        """What the contract penalises for `triggers` (the independent oracle, not the processor's vocabulary)."""
+        if triggers not in self._rules:
+            self._rules[triggers] = oracle_for(load_raw_tokenizer("qwen3")).rules(triggers)
+        return self._rules[triggers]
 
     def new_request(self) -> Req:
         rng = self.rng
@@ -154,10 +163,9 @@ def check_rows(out: torch.Tensor, base: torch.Tensor, rows: dict[int, Req], worl
 
 
 def expected_on_columns(world: World, req: Req, base_row: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    group = world.processor._group(req.config)
-    vocab, scope = group.tables.vocabulary, group.tables.scope
+    scope = world.processor._group(req.config).tables.scope
     prompt_open = scope == "think" and last_index(req.prompt, world.think.start_id) > last_index(req.prompt, world.think.end_id)
-    ids = reference.penalised(vocab, scope, prompt_open, req.output, len(req.output), req.config.beta)
+    ids = reference.penalised(world.rules(req.config.triggers), scope, prompt_open, req.output, len(req.output), req.config.beta)
     values = base_row[columns].tolist()
     column_list = columns.tolist()
     for i, token in enumerate(column_list):
@@ -275,6 +283,24 @@ def test_v1_unfilled_placeholder_is_deferred(server_env, tokenizers_dir):
     output[-1] = 7
     assert processor.apply(base.clone())[0, hit] == 0.0  # after [5, 7]: window closed (2 >= 2)
     assert processor._rows[0].seen == 2
+
+
+def test_needs_output_token_ids(server_env, tokenizers_dir):
+    """The processor reads each request's output tokens: vLLM must fill them before `apply` (upstream's
+    proposed hook defaults to False, under which async scheduling leaves -1 placeholders)."""
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
+    assert processor.needs_output_token_ids() is True
+
+
+def test_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan(server_env, tokenizers_dir):
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
+    hit = processor._group(server_default()).tables.vocabulary.token_ids[0]
+    params = SamplingParams(extra_args={"tip_alpha": "inf"})
+    processor.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, params, [1, 2], [])], moved=[]))
+    logits = torch.zeros(1, WIDTH)
+    logits[0, hit] = math.inf
+    out = processor.apply(logits)
+    assert not torch.isnan(out).any() and out[0, hit] == -math.inf
 
 
 def test_no_tip_rows_cost_nothing(server_env, tokenizers_dir, monkeypatch):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from tip_decode.core.config import TIPConfig, parse_alpha, parse_beta, parse_scope, parse_triggers
-from tip_decode.core.state import PenaltyState, PenaltyTables
+from tip_decode.core.state import PenaltyState, PenaltyTables, subtract_penalty
 from tip_decode.core.recognizer import prompt_ends_in_open_think
 from tip_decode.core.vocabulary import SwitchVocabulary, ThinkMarkers
 
@@ -215,8 +215,8 @@ class ThoughtSwitchPenalty(*_PROCESSOR_BASES):  # type: ignore[misc]
         self._pending: list[int] = []
         self._active = np.zeros(capacity, dtype=bool)
         self._warned: set[str] = set()
-        # Decode the vocabulary now (about a second per 150k tokens, more on a busy machine), at
-        # engine start rather than inside the first TIP request's step.
+        # Build the vocabulary now (reading 150k pieces takes a fraction of a second, more on a busy
+        # machine), at engine start rather than inside the first TIP request's step.
         try:
             self._group(self.default if self.default.enabled else TIPConfig())
         except ValueError as err:
@@ -244,6 +244,15 @@ class ThoughtSwitchPenalty(*_PROCESSOR_BASES):  # type: ignore[misc]
     def is_argmax_invariant(self) -> bool:
         """The penalty changes greedy choices."""
         return False
+
+    def needs_output_token_ids(self) -> bool:
+        """True: the penalty of a step depends on the tokens generated so far.
+
+        Upstream vLLM is adding this hook with a proposed default of False, under which async
+        scheduling (the GPU default) would leave the newest output token a -1 placeholder when
+        `apply` runs, and the switch state would advance on the wrong token.
+        """
+        return True
 
     def _group(self, config: TIPConfig) -> _Group:
         key = (config.triggers, config.scope)
@@ -293,7 +302,7 @@ class ThoughtSwitchPenalty(*_PROCESSOR_BASES):  # type: ignore[misc]
             return
         amount = group.state.penalty(state_rows).to(logits.dtype)
         index = (rows[:, None], columns[None, :])
-        logits[index] = logits[index] - amount
+        logits[index] = subtract_penalty(logits[index], amount)
 
     # ----- V1 model runner -----
 
@@ -491,7 +500,7 @@ class ThoughtSwitchPenalty(*_PROCESSOR_BASES):  # type: ignore[misc]
             columns = group.tables.columns
             if columns.numel():
                 # Rows of other requests have alpha 0 in this group's state: they subtract exactly 0.
-                logits[:, columns] = logits[:, columns] - group.state.penalty(slots).to(logits.dtype)
+                logits[:, columns] = subtract_penalty(logits[:, columns], group.state.penalty(slots).to(logits.dtype))
         return logits
 
     def _advance_v2(self, group: _Group, slots: torch.Tensor, ctx: LogitsContext) -> None:

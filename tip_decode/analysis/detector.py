@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -33,7 +33,7 @@ import torch
 from tip_decode.analysis.trace import analyze_response
 from tip_decode.core.config import DEFAULT_TRIGGERS, PAPER_BETA
 from tip_decode.core.state import PenaltyState, PenaltyTables
-from tip_decode.core.recognizer import check_segmentation_arguments, prompt_ends_in_open_think
+from tip_decode.core.recognizer import SwitchEvent, check_segmentation_arguments, prompt_ends_in_open_think
 from tip_decode.core.vocabulary import SwitchVocabulary
 
 try:
@@ -50,8 +50,8 @@ _ALWAYS = 2**62
 @dataclass(frozen=True)
 class ThoughtSignal:
     """Signals of one thought: positions `[start, end)`, mean entropy (nats) and switch mass over
-    its steps, and `switch_mass_before`: the switch-token mass at the step that chose the switch
-    ending it (None for the last thought)."""
+    its steps, and `switch_mass_before`: the switch-token mass at the step that chose the token
+    completing the switch that ends it (the switch's `recognised_at`; None for the last thought)."""
 
     index: int
     start: int
@@ -65,20 +65,10 @@ class ThoughtSignal:
         return self.end - self.start
 
 
-@dataclass(frozen=True)
-class SwitchSignal:
-    """One switch: its position, the abandoned thought's length, and whether that thought was
-    premature (shorter than the threshold) or confident (mean entropy below the threshold)."""
-
-    position: int
-    recognised_at: int
-    trigger: str
-    abandoned_length: int
-    premature: bool
-    confident: bool | None
-    abandoned_mean_entropy: float | None
-    entropy_at_switch: float
-    switch_mass_at_switch: float
+#: One switch with the detector's signals: the project's one switch record
+#: (`tip_decode.core.recognizer.SwitchEvent`) with `premature`, `confident`,
+#: `abandoned_mean_entropy`, `entropy_at_switch` and `switch_mass_at_switch` filled.
+SwitchSignal = SwitchEvent
 
 
 @dataclass(frozen=True)
@@ -90,7 +80,7 @@ class DetectionReport:
     entropies: list[float]
     switch_mass: list[float]
     thoughts: list[ThoughtSignal]
-    events: list[SwitchSignal]
+    events: list[SwitchEvent]
 
 
 class AbandonmentDetector(LogitsProcessor):
@@ -291,6 +281,9 @@ class AbandonmentDetector(LogitsProcessor):
             premature_threshold=self.premature_threshold,
             token_entropies=entropy,
         )
+        # A switch's signals are read at the step that chose the token completing it
+        # (`recognised_at`): for a multi-token trigger that is its last token, the one TIP penalises.
+        completed_at = {s.abandoned: s.recognised_at for s in analysis.switches}
         thoughts = [
             ThoughtSignal(
                 index=t.index,
@@ -298,26 +291,19 @@ class AbandonmentDetector(LogitsProcessor):
                 end=t.end,
                 mean_entropy=t.mean_entropy,
                 mean_switch_mass=sum(mass[t.start : t.end]) / t.n_tokens if t.n_tokens else None,
-                switch_mass_before=mass[t.end] if t.ended_by_switch and t.end < len(mass) else None,
+                switch_mass_before=mass[completed_at[t.index]] if t.index in completed_at else None,
             )
             for t in analysis.thoughts
         ]
-        events = []
-        for s in analysis.switches:
-            abandoned = analysis.thoughts[s.abandoned]
-            events.append(
-                SwitchSignal(
-                    position=s.position,
-                    recognised_at=s.recognised_at,
-                    trigger=s.trigger,
-                    abandoned_length=s.abandoned_length,
-                    premature=s.premature,
-                    confident=None if abandoned.mean_entropy is None else abandoned.mean_entropy < self.confident_entropy,
-                    abandoned_mean_entropy=abandoned.mean_entropy,
-                    entropy_at_switch=entropy[s.position],
-                    switch_mass_at_switch=mass[s.position],
-                )
+        events = [
+            replace(
+                s,
+                confident=None if s.abandoned_mean_entropy is None else s.abandoned_mean_entropy < self.confident_entropy,
+                entropy_at_switch=entropy[s.recognised_at],
+                switch_mass_at_switch=mass[s.recognised_at],
             )
+            for s in analysis.switches
+        ]
         return DetectionReport(row, ids, entropy, mass, thoughts, events)
 
 

@@ -9,43 +9,25 @@ streaming response, which it re-tokenises (see `push_text`).
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from tip_decode.analysis.signals import entropy_from_top_logprobs, token_id_of
 from tip_decode.core.config import PAPER_BETA
-from tip_decode.core.recognizer import SwitchRecognizer, check_segmentation_arguments
+from tip_decode.core.recognizer import REASONING, SwitchEvent, SwitchRecognizer, check_segmentation_arguments
 from tip_decode.core.vocabulary import SwitchVocabulary, TokenizerView
 
-logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class LiveSwitchEvent:
-    """A switch as it happens.
-
-    `position` is the switch position (first token of the trigger, generated tokens from 0),
-    `recognised_at` the token that completed it, `thought_start` the start of the abandoned thought,
-    `abandoned_length` its length in tokens, `premature` whether that is below the threshold.
-    `mean_entropy` is the abandoned thought's mean per-step entropy when log-probabilities were fed
-    (None otherwise), `confident` whether it is below `confident_entropy`.
-    """
-
-    position: int
-    recognised_at: int
-    trigger: str
-    thought_start: int
-    abandoned_length: int
-    premature: bool
-    mean_entropy: float | None = None
-    confident: bool | None = None
+#: A switch as it happens: the project's one switch record (`tip_decode.core.recognizer.SwitchEvent`).
+#: The monitor fills `premature`; with log-probabilities also `abandoned_mean_entropy` (alias
+#: `mean_entropy`), `confident`, `entropy_at_switch` and `switch_mass_at_switch`.
+LiveSwitchEvent = SwitchEvent
 
 
 class LiveMonitor:
-    """Emit a `LiveSwitchEvent` at every recognised switch of a streamed response.
+    """Emit a `SwitchEvent` at every recognised switch of a streamed response.
 
     Args:
         vocabulary: the switch vocabulary (the one the processor uses).
@@ -53,6 +35,8 @@ class LiveMonitor:
         premature_threshold: an abandoned thought shorter than this (tokens) makes the switch premature.
         tokenizer: needed only for `push_text` (text deltas).
         confident_entropy: an abandoned thought whose mean entropy (nats) is below this is "confident".
+        holdback: for `push_text`, the newest `holdback - 1` safe cuts in the text stay pending as a
+            margin (1 commits up to the last word boundary that is safe).
 
     Example:
         >>> monitor = LiveMonitor(vocab, scope="all", premature_threshold=600)   # doctest: +SKIP
@@ -81,13 +65,15 @@ class LiveMonitor:
         self._recognizer = SwitchRecognizer(vocabulary, scope, prompt_open)
         self.scope = self._recognizer.scope
         self._tokenizer = tokenizer
-        self.events: list[LiveSwitchEvent] = []
+        self.events: list[SwitchEvent] = []
         self.token_ids: list[int] = []
         self.entropies: list[float] = []  # per token, NaN where no log-probabilities were given
         self.switch_mass: list[float] = []
         self._switch_ids = frozenset(vocabulary.token_ids)
-        # Text-delta state: text not yet turned into committed tokens.
+        # Text-delta state: text not yet turned into committed tokens, and the newest cut in it that
+        # was already tried (verifying costs three encodings; it is retried only at a new word).
         self._pending_text = ""
+        self._last_tried_cut: int | None = None
 
     @property
     def position(self) -> int:
@@ -102,20 +88,20 @@ class LiveMonitor:
     def reasoning_ended(self) -> bool:
         return self._recognizer.reasoning_end is not None
 
-    def push(self, token_id: int, top_logprobs: Mapping[Any, float] | None = None) -> list[LiveSwitchEvent]:
+    def push(self, token_id: int, top_logprobs: Mapping[Any, float] | None = None) -> list[SwitchEvent]:
         """Feed one generated token; returns the switch it completed (a list of zero or one event).
 
         `top_logprobs` (token id -> logprob, the step's top-k) adds that step's entropy (top-k
-        approximation, see `tip_decode.analysis.signals`) and the listed mass on switch tokens.
+        approximation, see `tip_decode.analysis.signals`) and the listed mass on the tokens that
+        would open a switch at this step, as `AbandonmentDetector` defines it: single-token hits
+        and the multi-token completions whose prefix was just generated, 0 outside reasoning.
         """
         if isinstance(token_id, bool) or not hasattr(token_id, "__index__"):
             raise TypeError(f"`token_id` has to be an int, but is {token_id!r}")
         token_id = int(token_id)
         if top_logprobs is not None:
             self.entropies.append(entropy_from_top_logprobs(top_logprobs))
-            self.switch_mass.append(
-                sum(math.exp(v) for k, v in top_logprobs.items() if token_id_of(k) in self._switch_ids)
-            )
+            self.switch_mass.append(self._switch_mass(top_logprobs))
         else:
             self.entropies.append(math.nan)
             self.switch_mass.append(math.nan)
@@ -123,46 +109,50 @@ class LiveMonitor:
         event = self._recognizer.push(token_id)
         if event is None:
             return []
-        length = event.abandoned_length
         entropy = _nanmean(self.entropies[event.thought_start : event.position])
-        live = LiveSwitchEvent(
-            position=event.position,
-            recognised_at=event.recognised_at,
-            trigger=event.trigger,
-            thought_start=event.thought_start,
-            abandoned_length=length,
-            premature=length < self.premature_threshold,
-            mean_entropy=entropy,
+        step = event.recognised_at
+        live = replace(
+            event,
+            premature=event.abandoned_length < self.premature_threshold,
+            abandoned_mean_entropy=entropy,
             confident=None if entropy is None else entropy < self.confident_entropy,
+            entropy_at_switch=None if math.isnan(self.entropies[step]) else self.entropies[step],
+            switch_mass_at_switch=None if math.isnan(self.switch_mass[step]) else self.switch_mass[step],
         )
         self.events.append(live)
         return [live]
 
-    def feed(self, token_ids: Iterable[int]) -> list[LiveSwitchEvent]:
-        out: list[LiveSwitchEvent] = []
+    def _switch_mass(self, top_logprobs: Mapping[Any, float]) -> float:
+        if self._recognizer.phase != REASONING:
+            return 0.0
+        active = self._switch_ids | self._recognizer.armed_completions()
+        return sum(math.exp(v) for k, v in top_logprobs.items() if token_id_of(k) in active)
+
+    def feed(self, token_ids: Iterable[int]) -> list[SwitchEvent]:
+        out: list[SwitchEvent] = []
         for token in token_ids:
             out.extend(self.push(token))
         return out
 
     # ----- text deltas (OpenAI streams) -----
 
-    def push_text(self, delta: str) -> list[LiveSwitchEvent]:
-        """Feed a text delta; tokens are committed once the text after them makes them stable.
+    def push_text(self, delta: str) -> list[SwitchEvent]:
+        """Feed a text delta; tokens are committed once no later text can change them.
 
-        An OpenAI stream gives text, not ids, so the text is re-tokenised with `tokenizer`. A token
-        at the end of the text received so far may still merge with what comes next ("Alter" +
-        "natively"), so it stays pending until more text arrives or `finish()` is called; only
-        tokens that decode to exactly a prefix of the pending text are committed. Positions therefore count the re-tokenised text, which equals the
-        server's tokens whenever the tokenizer round-trips the text (the usual case for BPE). Text
-        is committed up to the last whitespace run, less a margin of `holdback - 1` tokens, so events
-        arrive about one word late.
+        An OpenAI stream gives text, not ids, so the text is re-tokenised with `tokenizer`, and the
+        committed ids always equal the tokenizer's encoding of the whole text received, however the
+        text was split into deltas (a delta may end inside a word, or between the two tokens of an
+        emoji). Text is committed only up to a cut at the start of a whitespace run that is followed
+        by more text, and only where encoding the text before and after the cut separately gives the
+        encoding of both together; the newest `holdback - 1` such cuts are skipped as a margin, so
+        events arrive about one word late. `finish()` commits the rest.
         """
         if not isinstance(delta, str):
             raise TypeError(f"`delta` has to be a string, but is {type(delta).__name__}")
         self._pending_text += delta
         return self._commit(final=False)
 
-    def finish(self) -> list[LiveSwitchEvent]:
+    def finish(self) -> list[SwitchEvent]:
         """Commit the text still held back (call once the stream ends)."""
         return self._commit(final=True)
 
@@ -173,44 +163,59 @@ class LiveMonitor:
             self._tokenizer = TokenizerView(self._tokenizer)
         return self._tokenizer
 
-    def _commit(self, final: bool) -> list[LiveSwitchEvent]:
-        if not self._pending_text:
+    def _commit(self, final: bool) -> list[SwitchEvent]:
+        text = self._pending_text
+        if not text:
             return []
         view = self._view()
-        text = self._pending_text
-        ids = view.encode(text)
         if final:
-            limit, keep = len(text), len(ids)
+            ids, consumed = view.encode(text), len(text)
         else:
-            # A word still being typed may re-tokenise ("Alter" -> "Alternatively"), and punctuation
-            # may merge with the newlines after it (".\n\n"): only text before the last whitespace
-            # run is settled, and of its tokens the newest `holdback - 1` stay pending as a margin.
-            stripped = text.rstrip()
-            word_start = max(stripped.rfind(c) for c in (" ", "\n", "\t", "\r")) if stripped else -1
-            limit = len(stripped[: word_start + 1].rstrip()) if word_start >= 0 else 0
-            keep = len(ids)
-        # Walk back to tokens that decode to exactly a prefix of the settled text (a token that holds
-        # half of a multi-byte character does not).
-        consumed = 0
-        while keep > 0:
-            decoded = view.decode(ids[:keep])
-            if len(decoded) <= limit and text.startswith(decoded):
-                consumed = len(decoded)
-                break
-            keep -= 1
-        if not final and keep > 0:
-            keep = max(0, keep - (self.holdback - 1))
-            consumed = len(view.decode(ids[:keep])) if keep else 0
-        if keep <= 0:
-            if final:
-                logger.warning("live monitor: %d characters of text could not be tokenised cleanly", len(text))
-                self._pending_text = ""
-            return []
-        events: list[LiveSwitchEvent] = []
-        for token in ids[:keep]:
+            ids, consumed = self._stable_prefix(view, text)
+        self._pending_text = text[consumed:]
+        events: list[SwitchEvent] = []
+        for token in ids:
             events.extend(self.push(token))
-        self._pending_text = self._pending_text[consumed:]
         return events
+
+    def _stable_prefix(self, view: TokenizerView, text: str) -> tuple[list[int], int]:
+        """Token ids of `text[:cut]` and `cut`, for the latest safe cut (no ids, 0 when there is none).
+
+        A cut must sit where whitespace starts after a non-space character, with a non-space
+        character after that whitespace run (a run still growing may re-tokenise, and so may a
+        word still arriving); byte-level and SentencePiece tokenizers start a token there. It is
+        safe when the two sides encode separately to the encoding of the whole: that rules out
+        punctuation merged with the newlines after it (".\n\n"), SentencePiece's `▁` added to a
+        text that starts with a newline, and tokens that split a character.
+        """
+        wanted = self.holdback - 1 + _CUTS_TRIED
+        cuts: list[int] = []  # newest first
+        end = len(text.rstrip())  # a cut needs a non-space character after its whitespace run
+        for c in range(end - 1, 0, -1):
+            if text[c].isspace() and not text[c - 1].isspace():
+                cuts.append(c)
+                if len(cuts) == wanted:
+                    break
+        cuts = cuts[self.holdback - 1 :]
+        if not cuts or cuts[0] == self._last_tried_cut:
+            return [], 0  # nothing new to try since the last delta: wait for the next word
+        self._last_tried_cut = cuts[0]
+        whole: list[int] | None = None
+        # The newest few cuts are tried; an older one would only commit less text.
+        for cut in cuts:
+            left = view.encode(text[:cut])
+            if not left:
+                continue
+            if whole is None:
+                whole = view.encode(text)
+            if whole[: len(left)] == left and view.encode(text[cut:]) == whole[len(left) :]:
+                self._last_tried_cut = None
+                return left, cut
+        return [], 0
+
+
+#: How many candidate cuts `push_text` verifies per delta before waiting for more text.
+_CUTS_TRIED = 4
 
 
 def _nanmean(values: list[float]) -> float | None:

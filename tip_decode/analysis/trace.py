@@ -23,14 +23,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tip_decode.analysis.candidates import CANDIDATE_SOURCES, extract_candidates
 from tip_decode.analysis.judge import UNJUDGED, AnswerMatchJudge, JudgeRequest, ThoughtJudge, Verdict
 from tip_decode.core.config import PAPER_BETA
 from tip_decode.grading import ANSWER_KINDS, grade
-from tip_decode.core.recognizer import SwitchRecognizer, check_segmentation_arguments
+from tip_decode.core.recognizer import SwitchEvent, SwitchRecognizer, check_segmentation_arguments
 from tip_decode.core.vocabulary import SwitchVocabulary, TokenizerView
 
 logger = logging.getLogger(__name__)
@@ -81,17 +81,10 @@ class Thought:
         return out
 
 
-@dataclass(frozen=True)
-class Switch:
-    """One recognised switch: it ends thought `abandoned` and opens thought `abandoned + 1`."""
-
-    position: int
-    recognised_at: int
-    trigger: str
-    abandoned: int
-    abandoned_length: int
-    premature: bool
-    on_track: bool
+#: One recognised switch: it ends thought `abandoned` and opens thought `abandoned + 1`. The one
+#: switch record of the project (`tip_decode.core.recognizer.SwitchEvent`); analysis fills
+#: `premature`, `on_track` and, with per-token entropies, `abandoned_mean_entropy`.
+Switch = SwitchEvent
 
 
 @dataclass(frozen=True)
@@ -311,16 +304,13 @@ def analyze_response(
             )
         )
     switches = [
-        Switch(
-            position=e.position,
-            recognised_at=e.recognised_at,
-            trigger=e.trigger,
-            abandoned=k,
-            abandoned_length=thoughts[k].n_tokens,
-            premature=thoughts[k].premature,
-            on_track=thoughts[k].abandoned_on_track,
+        replace(
+            e,
+            premature=thoughts[e.abandoned].premature,
+            on_track=thoughts[e.abandoned].abandoned_on_track,
+            abandoned_mean_entropy=thoughts[e.abandoned].mean_entropy,
         )
-        for k, e in enumerate(events)
+        for e in events
     ]
     first_correct: int | None = None
     undetermined = False

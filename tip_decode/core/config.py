@@ -8,6 +8,7 @@ lives here so that every backend rejects the same bad values with the same messa
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -46,22 +47,46 @@ DEFAULT_TRIGGERS = TRIGGER_PRESETS["paper"]
 MAPPING_KEYS = {"tip_alpha": "alpha", "tip_beta": "beta", "tip_triggers": "triggers", "tip_scope": "scope"}
 
 
+#: The largest beta kept as given. A larger one (10**30 from an API call) is clamped to it: no
+#: sequence is 2**62 tokens long, so the window never closes either way, and the per-row state
+#: (int64, psi + beta) cannot overflow.
+MAX_BETA = 2**62
+
+#: Strings that mean "ban the tokens outright" for alpha (compared lowercased, stripped).
+_INFINITY_SPELLINGS = ("inf", "+inf", "infinity", "+infinity")
+
+
 def _bad(key: str, value: Any, requirement: str) -> ValueError:
     return ValueError(f"`{key}` {requirement}, but is {value!r}")
 
 
+def _is_bool(value: Any) -> bool:
+    # numpy's bool_ is neither int nor numbers.Integral, but it must not pass as a number either.
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
 def parse_alpha(value: Any, key: str = "alpha") -> float:
-    """Return `value` as a non-negative float; the string "inf" bans the tokens outright."""
-    if isinstance(value, bool):
-        raise _bad(key, value, "has to be a non-negative number or 'inf'")
+    """Return `value` as a non-negative float; `inf` (or the string "inf") bans the tokens outright.
+
+    Python and numpy numbers are accepted. A number string that overflows to infinity ("1e400") is
+    an error: only an explicit infinity means a ban.
+    """
     requirement = "has to be a non-negative number or 'inf'"
+    if _is_bool(value):
+        raise _bad(key, value, requirement)
     if isinstance(value, str):
+        spelled = value.strip().lower()
         try:
-            number = float(value.strip())
+            number = float(spelled)
         except ValueError:
             raise _bad(key, value, requirement) from None
-    elif isinstance(value, (int, float)):
-        number = float(value)
+        if math.isinf(number) and spelled not in _INFINITY_SPELLINGS:
+            raise _bad(key, value, "has to be a non-negative number below 1.8e308 or 'inf'")
+    elif isinstance(value, numbers.Real):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float's range
+            raise _bad(key, value, "has to be a non-negative number below 1.8e308 or 'inf'") from None
     else:
         raise _bad(key, value, requirement)
     if math.isnan(number) or number < 0:
@@ -70,29 +95,40 @@ def parse_alpha(value: Any, key: str = "alpha") -> float:
 
 
 def parse_beta(value: Any, key: str = "beta") -> int:
-    """Return `value` as a non-negative int; integral floats (600.0, as JSON may send) are accepted."""
-    if isinstance(value, bool):
-        raise _bad(key, value, "has to be a non-negative integer")
-    number = value
+    """Return `value` as a non-negative int; integral floats (600.0, as JSON may send) and numpy
+    integers are accepted. Values above `MAX_BETA` are clamped to it (the window never closes)."""
+    requirement = "has to be a non-negative integer"
+    if _is_bool(value):
+        raise _bad(key, value, requirement)
+    number: Any = value
     if isinstance(number, str):
         try:
-            number = float(number.strip())
+            number = int(number.strip())
         except ValueError:
-            raise _bad(key, value, "has to be a non-negative integer") from None
-    if isinstance(number, float):
-        if not number.is_integer():
-            raise _bad(key, value, "has to be a non-negative integer")
+            try:
+                number = float(number.strip())
+            except ValueError:
+                raise _bad(key, value, requirement) from None
+    if isinstance(number, numbers.Integral):
         number = int(number)
-    if not isinstance(number, int) or number < 0:
-        raise _bad(key, value, "has to be a non-negative integer")
-    return number
+    elif isinstance(number, numbers.Real):
+        number = float(number)
+        if not number.is_integer():  # also NaN and inf
+            raise _bad(key, value, requirement)
+        number = int(number)
+    else:
+        raise _bad(key, value, requirement)
+    if number < 0:
+        raise _bad(key, value, requirement)
+    return min(number, MAX_BETA)
 
 
 def parse_triggers(value: Any, key: str = "triggers") -> tuple[str, ...]:
     """Return a tuple of trigger words from a preset name, a comma-separated string or a list.
 
-    A string is split on commas; an item that names a preset ("paper", "reflection") expands to it.
-    Duplicates (after case folding) are dropped, keeping the first spelling.
+    Triggers are case-insensitive: each is lowercased before anything else (so "HMM", "Hmm" and
+    "hmm" are one trigger). A string is split on commas; an item that names a preset ("paper",
+    "reflection") expands to it. Duplicates are dropped, keeping the first.
     """
     if isinstance(value, str):
         items: Iterable[Any] = value.split(",")
@@ -105,12 +141,12 @@ def parse_triggers(value: Any, key: str = "triggers") -> tuple[str, ...]:
     for item in items:
         if not isinstance(item, str):
             raise _bad(key, value, "has to contain only strings")
-        word = " ".join(item.split())
+        word = " ".join(item.split()).lower()
         if not word:
             raise _bad(key, value, "has to contain no empty trigger")
         for expanded in TRIGGER_PRESETS.get(word, (word,)):
-            if expanded.lower() not in seen:
-                seen.add(expanded.lower())
+            if expanded not in seen:
+                seen.add(expanded)
                 triggers.append(expanded)
     if not triggers:
         raise _bad(key, value, "has to name at least one trigger word")
@@ -178,7 +214,7 @@ class TIPConfig:
                 continue
             if key not in MAPPING_KEYS:
                 known = ", ".join(sorted(MAPPING_KEYS))
-                raise ValueError(f"unknown TIP argument `{key}` (known: {known})")
+                raise ValueError(f"unknown TIP argument `{key}` (given {value!r}; known: {known})")
             field_name = MAPPING_KEYS[key]
             parser = {"alpha": parse_alpha, "beta": parse_beta, "triggers": parse_triggers, "scope": parse_scope}
             values[field_name] = parser[field_name](value, key)

@@ -19,21 +19,48 @@ WAITING, REASONING, ENDED = 0, 1, 2
 
 @dataclass(frozen=True)
 class SwitchEvent:
-    """A recognised thought switch.
+    """A recognised thought switch: the one record type of the recognizer, trace analysis, the live
+    monitor and the in-`generate` detector.
 
-    `position` is the switch position j (the first token of the trigger), `recognised_at` the
-    position of the token that completed it, `thought_start` the start of the thought it ends.
+    The recognizer fills the first five fields; each component adds the signals it measures, and a
+    signal nobody measured stays None.
+
+    - `position`: the switch position j (the trigger's first token; generated tokens from 0).
+    - `recognised_at`: the position of the token that completed it (j for a single-token hit,
+      j + k - 1 for a k-token trigger); the step that chose that token is where the switch's
+      signals (`entropy_at_switch`, `switch_mass_at_switch`) are read.
+    - `trigger`: the (lowercased) trigger word it matched.
+    - `thought_start`: where the thought it abandons began; `abandoned_length` = position - thought_start.
+    - `abandoned`: the index of that thought (thought 0 starts where reasoning starts).
+    - `premature`: the abandoned thought is shorter than the premature threshold (analysis, live, detector).
+    - `on_track`: the abandoned thought was judged correct (analysis with a reference answer).
+    - `abandoned_mean_entropy`: mean per-step entropy (nats) of the abandoned thought, where
+      per-token entropies were given; `confident`: it is below the confident-entropy threshold.
+    - `entropy_at_switch`, `switch_mass_at_switch`: entropy and switch-token mass of the step that
+      chose the completing token (detector; live monitor with log-probabilities).
     """
 
     position: int
     recognised_at: int
     trigger: str
     thought_start: int
+    abandoned: int = 0
+    premature: bool | None = None
+    on_track: bool | None = None
+    abandoned_mean_entropy: float | None = None
+    confident: bool | None = None
+    entropy_at_switch: float | None = None
+    switch_mass_at_switch: float | None = None
 
     @property
     def abandoned_length(self) -> int:
         """Length in tokens of the thought this switch abandoned."""
-        return self.position - self.thought_start
+        return max(0, self.position - self.thought_start)
+
+    @property
+    def mean_entropy(self) -> float | None:
+        """The abandoned thought's mean entropy (the live monitor's name for `abandoned_mean_entropy`)."""
+        return self.abandoned_mean_entropy
 
 
 def check_segmentation_arguments(vocabulary: SwitchVocabulary, scope: str, premature_threshold: int) -> None:
@@ -129,7 +156,7 @@ class SwitchRecognizer:
                 # Two readings can end at one token (a completion that is also a hit); the later
                 # start wins, which is what moving psi at each recognised switch in order amounts to.
                 switch_at, trigger = max(starts)
-                event = SwitchEvent(switch_at, position, trigger, self.thought_start)
+                event = SwitchEvent(switch_at, position, trigger, self.thought_start, abandoned=len(self.events))
                 self.thought_start = switch_at
                 self.events.append(event)
         if self.scope == "think":

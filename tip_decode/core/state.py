@@ -9,6 +9,7 @@ the host. Backends (HF, vLLM) only decide which rows receive which token.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -20,6 +21,13 @@ _NO_TOKEN = -1
 _NO_MARKER = -2  # never equal to a real token nor to the empty-tail filler
 # Columns of the packed integer state; the tail and the armed flags follow.
 _POSITION, _PSI, _PHASE, _BETA = 0, 1, 2, 3
+
+
+def subtract_penalty(logits: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """`logits - amount`, except that an infinite amount (alpha = inf, a ban) gives -inf whatever the
+    logit is: `+inf - inf` would be NaN, and a ban must win over a logit another processor forced up.
+    A zero amount leaves the logit bit for bit as it was."""
+    return torch.where(torch.isposinf(amount), -math.inf, logits - amount)
 
 
 class PenaltyTables:
@@ -226,7 +234,8 @@ class PenaltyState:
         """Subtract the penalty from `scores` (rows of `scores` are `rows` of the state).
 
         A zero penalty leaves a logit bit for bit as it was (x - 0.0 == x, -inf stays -inf), and the
-        penalty is never negative, so no logit is raised.
+        penalty is never negative, so no logit is raised. With alpha = inf a penalised logit becomes
+        -inf, also a +inf one (`subtract_penalty`): never NaN.
         """
         if rows is None:
             rows = slice(0, scores.shape[0])
@@ -234,5 +243,5 @@ class PenaltyState:
         columns = self.tables.columns
         if columns.numel():
             amount = self.penalty(rows).to(out.dtype)
-            out[:, columns] = out[:, columns] - amount
+            out[:, columns] = subtract_penalty(out[:, columns], amount)
         return out

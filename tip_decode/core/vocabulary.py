@@ -7,6 +7,7 @@ Works with any Hugging Face tokenizer or a bare `tokenizers.Tokenizer`; imports 
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
@@ -16,10 +17,9 @@ from typing import Any
 import numpy as np
 
 from tip_decode.core.config import DEFAULT_TRIGGERS, parse_triggers
+from tip_decode.core.pieces import TokenTexts, backend_config, byte_level_encoder, full_config, scheme_from_config, token_texts
 
-# Byte-level BPE and SentencePiece vocabularies spell whitespace with these markers; some tokenizer
-# loaders return them undecoded, so they count as whitespace wherever the contract says "whitespace".
-_MARKER_TO_SPACE = str.maketrans({"\u0120": " ", "\u010a": "\n", "\u0109": "\t", "\u010d": "\r", "\u2581": " "})
+logger = logging.getLogger(__name__)
 
 #: Think-marker spellings of the reasoning model families we know, tried in order.
 THINK_MARKER_PAIRS: tuple[tuple[str, str], ...] = (
@@ -29,32 +29,37 @@ THINK_MARKER_PAIRS: tuple[tuple[str, str], ...] = (
     ("<|thinking|>", "<|/thinking|>"),
 )
 
-
-def normalise_text(text: str) -> str:
-    """Decoded token text with whitespace markers turned into the whitespace they stand for."""
-    return text.translate(_MARKER_TO_SPACE)
+#: The variants of a trigger are also encoded after this text and cut from it, which gives their
+#: spelling in the middle of a sequence (SentencePiece encodes a text's first word with a `▁`
+#: that the same word after a newline does not have). A newline never merges with a letter.
+_CONTEXT = "\n"
 
 
 class TokenizerView:
     """The handful of tokenizer operations the vocabulary needs, over either tokenizer library.
 
-    Decoding the whole vocabulary takes about a second for 150k tokens, so the decoded texts are
-    computed once per tokenizer object and shared by every vocabulary built from it.
+    Each token's mid-sequence text (`token_texts`) is read from the tokenizer's pieces through its
+    `tokenizers` backend (see `tip_decode.core.pieces`), computed once per tokenizer object and
+    shared by every vocabulary built from it.
     """
 
     def __init__(self, tokenizer: Any) -> None:
         if _is_hf_tokenizer(tokenizer):
             self.kind = "transformers"
+            backend = getattr(tokenizer, "backend_tokenizer", None)
+            self.backend = backend if _is_tokenizers_tokenizer(backend) else None
         elif _is_tokenizers_tokenizer(tokenizer):
             self.kind = "tokenizers"
+            self.backend = tokenizer
         else:
             raise TypeError(
                 "expected a Hugging Face tokenizer (transformers.PreTrainedTokenizerBase) or a "
                 f"tokenizers.Tokenizer, but got {type(tokenizer).__module__}.{type(tokenizer).__qualname__}"
             )
         self.tokenizer = tokenizer
-        self._texts: list[str] | None = None
+        self._texts: TokenTexts | None = None
         self._pieces: dict[str, int] | None = None
+        self._variant_encoder: Any = None
 
     @property
     def size(self) -> int:
@@ -67,19 +72,6 @@ class TokenizerView:
             return list(self.tokenizer.encode(text, add_special_tokens=False))
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def decode_each(self) -> list[str]:
-        """The decoded text of every id, special tokens included."""
-        if self._texts is None:
-            ids = [[i] for i in range(self.size)]
-            if self.kind == "transformers":
-                texts = self.tokenizer.batch_decode(
-                    ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
-                )
-            else:
-                texts = self.tokenizer.decode_batch(ids, skip_special_tokens=False)
-            self._texts = [t if isinstance(t, str) else "" for t in texts]
-        return self._texts
-
     def decode(self, ids: Sequence[int]) -> str:
         if self.kind == "transformers":
             return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -91,6 +83,9 @@ class TokenizerView:
         return str(self.tokenizer.id_to_token(int(token_id)))
 
     def token_to_id(self, piece: str) -> int | None:
+        if self.backend is not None:
+            found = self.backend.token_to_id(piece)
+            return None if found is None else int(found)
         if self._pieces is None:
             self._pieces = dict(self.tokenizer.get_vocab())
         return self._pieces.get(piece)
@@ -104,6 +99,62 @@ class TokenizerView:
             decoder = self.tokenizer.get_added_tokens_decoder()
         ids.update(int(i) for i, tok in decoder.items() if getattr(tok, "special", False))
         return frozenset(ids)
+
+    # ----- pieces -----
+
+    def _added_contents(self) -> dict[int, str]:
+        source = self.backend if self.backend is not None else self.tokenizer
+        getter = getattr(source, "get_added_tokens_decoder", None)
+        decoder = getter() if callable(getter) else getattr(source, "added_tokens_decoder", {}) or {}
+        return {int(i): str(getattr(tok, "content", tok)) for i, tok in decoder.items()}
+
+    def _piece_list(self) -> list[str | None]:
+        size = self.size
+        pieces: list[str | None] = [None] * size
+        if self.backend is not None:
+            for piece, index in self.backend.get_vocab(with_added_tokens=True).items():
+                if 0 <= index < size:
+                    pieces[index] = piece
+        else:
+            for index, piece in enumerate(self.tokenizer.convert_ids_to_tokens(list(range(size)))):
+                pieces[index] = piece if isinstance(piece, str) else None
+        return pieces
+
+    def token_texts(self) -> TokenTexts:
+        """Every token's text as it reads in the middle of a sequence (see `tip_decode.core.pieces`)."""
+        if self._texts is None:
+            pieces = self._piece_list()
+            added = self._added_contents()
+            config = backend_config(self.backend) if self.backend is not None else None
+            scheme = scheme_from_config(config, [None if i in added else p for i, p in enumerate(pieces)])
+            if scheme.repaired:
+                logger.warning(
+                    "the tokenizer's decoder and pre-tokenizer are not byte-level, but its vocabulary is "
+                    "(transformers 5 loads DeepSeek-V3/R1 tokenizers like this, huggingface/transformers#45488): "
+                    "reading its pieces as byte-level and encoding trigger words with a byte-level pre-tokenizer"
+                )
+            self._texts = token_texts(pieces, scheme, added, decode_one=lambda i: self.decode([i]))
+        return self._texts
+
+    def variant_encodings(self, text: str) -> list[list[int]]:
+        """How the tokenizer spells `text` alone and in the middle of a sequence (after a newline)."""
+        encode = self._encoder_for_variants()
+        out = [encode(text)]
+        context = encode(_CONTEXT)
+        after = encode(_CONTEXT + text)
+        if after[: len(context)] == context and after[len(context) :] and after[len(context) :] not in out:
+            out.append(after[len(context) :])
+        return out
+
+    def _encoder_for_variants(self) -> Any:
+        if self._variant_encoder is None:
+            self._variant_encoder = self.encode
+            if self.token_texts().scheme.repaired and self.backend is not None:
+                config = full_config(self.backend)
+                if config is not None:
+                    encoder = byte_level_encoder(config, getattr(self.tokenizer, "name_or_path", None))
+                    self._variant_encoder = lambda text: list(encoder.encode(text, add_special_tokens=False).ids)
+        return self._variant_encoder
 
 
 def _is_hf_tokenizer(obj: Any) -> bool:
@@ -260,63 +311,69 @@ def _view_of(tokenizer: Any) -> TokenizerView:
     return view
 
 
-def _variants(trigger: str) -> list[str]:
-    capitalised = trigger[:1].upper() + trigger[1:]
-    lowered = trigger[:1].lower() + trigger[1:]
+def trigger_variants(trigger: str) -> list[str]:
+    """`word`, ` word`, `Word`, ` Word` of a (lowercased) trigger, in that order, without repeats."""
+    lowered = trigger.lower()
+    capitalised = lowered[:1].upper() + lowered[1:]
     out: list[str] = []
-    for variant in (lowered, " " + lowered, capitalised, " " + capitalised, trigger, " " + trigger):
+    for variant in (lowered, " " + lowered, capitalised, " " + capitalised):
         if variant not in out:
             out.append(variant)
     return out
 
 
-def _matches(text: str, trigger: str) -> bool:
-    """Normalised, lowercased token text starts with `trigger` followed by nothing or a non-letter."""
+def _hit(text: str, trigger: str, ends_inside: bool) -> bool:
+    """Lowercased text (leading whitespace removed) is `trigger` followed by nothing or a non-letter.
+
+    A token that ends inside a character right after the trigger is not a hit: the character a
+    later token completes is unknown, and is a letter far more often than not (`Wait` + half of `é`).
+    """
     if not text.startswith(trigger):
         return False
-    return len(text) == len(trigger) or not text[len(trigger)].isalpha()
+    if len(text) == len(trigger):
+        return not ends_inside
+    return not text[len(trigger)].isalpha()
 
 
 def _build(view: TokenizerView, triggers: tuple[str, ...], think_markers: ThinkMarkers | None) -> SwitchVocabulary:
     think = think_markers if think_markers is not None else ThinkMarkers.from_tokenizer(view)
-    texts = view.decode_each()
-    size = len(texts)
+    texts = view.token_texts()
+    size = len(texts.text)
     excluded = set(view.special_ids())
     excluded.update(i for i in (think.start_id, think.end_id) if i is not None)
+    ends_word = texts.ends_word()
 
-    normalised = [normalise_text(t) for t in texts]
-    ends_word = np.fromiter((not t or not t[-1].isalpha() for t in normalised), dtype=bool, count=size)
-
-    lowered_triggers = tuple(t.lower() for t in triggers)
     hit_trigger: dict[int, str] = {}
-    for token_id, text in enumerate(normalised):
+    for token_id, text in enumerate(texts.text):
+        if token_id in excluded or texts.starts_inside[token_id]:
+            continue
         stripped = text.lstrip().lower()
         # One C-level startswith over all triggers filters almost every token before the exact check.
-        if not stripped or token_id in excluded or not stripped.startswith(lowered_triggers):
+        if not stripped or not stripped.startswith(triggers):
             continue
-        for trigger, lowered in zip(triggers, lowered_triggers):
-            if _matches(stripped, lowered):
+        for trigger in triggers:
+            if _hit(stripped, trigger, bool(texts.ends_inside[token_id])):
                 hit_trigger[token_id] = trigger
                 break
 
     multi: dict[tuple[tuple[int, ...], int], MultiTokenTrigger] = {}
     triggers_with_tokens = set(hit_trigger.values())
     for trigger in triggers:
-        for variant in _variants(trigger):
-            ids = view.encode(variant)
-            if len(ids) < 2 or any(i in excluded or not 0 <= i < size for i in ids):
-                continue
-            prefix, completion = tuple(ids[:-1]), ids[-1]
-            if (prefix, completion) in multi:
-                continue
-            multi[(prefix, completion)] = MultiTokenTrigger(
-                trigger=trigger,
-                variant=variant,
-                prefix=prefix,
-                completion=completion,
-                prefix_starts_with_space=normalised[prefix[0]][:1].isspace(),
-            )
-            triggers_with_tokens.add(trigger)
+        for variant in trigger_variants(trigger):
+            for ids in view.variant_encodings(variant):
+                if len(ids) < 2 or any(i in excluded or not 0 <= i < size for i in ids):
+                    continue
+                prefix, completion = tuple(ids[:-1]), ids[-1]
+                if (prefix, completion) in multi:
+                    continue
+                multi[(prefix, completion)] = MultiTokenTrigger(
+                    trigger=trigger,
+                    variant=variant,
+                    prefix=prefix,
+                    completion=completion,
+                    prefix_starts_with_space=texts.starts_with_space(prefix[0]),
+                )
+                triggers_with_tokens.add(trigger)
 
     missing = [t for t in triggers if t not in triggers_with_tokens]
     if missing:
@@ -325,10 +382,10 @@ def _build(view: TokenizerView, triggers: tuple[str, ...], think_markers: ThinkM
             "(it encodes only to special tokens, or to nothing)"
         )
     ids = tuple(sorted(hit_trigger))
-    token_text = {i: texts[i] for i in ids}
+    token_text = {i: texts.display(i) for i in ids}
     for m in multi.values():
         for i in (*m.prefix, m.completion):
-            token_text.setdefault(i, texts[i])
+            token_text.setdefault(i, texts.display(i))
     return SwitchVocabulary(
         triggers=triggers,
         token_ids=ids,
@@ -343,7 +400,7 @@ def _build(view: TokenizerView, triggers: tuple[str, ...], think_markers: ThinkM
 
 
 # Vocabularies are cached per tokenizer object (weakly, so a dropped tokenizer frees its cache): vLLM
-# builds one per distinct per-request trigger list, and decoding 150k tokens costs about a second.
+# builds one per distinct per-request trigger list, and reading 150k pieces costs a fraction of a second.
 _VIEWS: weakref.WeakKeyDictionary[Any, TokenizerView] = weakref.WeakKeyDictionary()
 _VOCABS: weakref.WeakKeyDictionary[Any, dict[Any, SwitchVocabulary]] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
