@@ -10,9 +10,10 @@ torch 2.13.0 (CPU): the prompt texts, their token ids, the logits of every posit
 trace sequences, and up to 60 greedy tokens per prompt. Rewrite it with
 `python tests/test_demo_portable.py --write-reference [MODEL_DIR]`.
 
-Measured when it was recorded: with the same torch (2.13.0), transformers 4.51.1, 4.57.6 and 5.19.0
-give bit-identical logits; with torch 2.1.0 (the floor, where transformers uses eager attention instead
-of SDPA) the largest logit difference is 9.1e-6 (logits up to 18.8). LOGIT_ATOL leaves ten times that.
+Measured against it: bit-identical logits and greedy tokens with transformers 4.51.1 + torch 2.3.0 (the
+floor set) and with 4.51.1, 4.57.6, 5.19.0 and 5.24.0 + torch 2.13.0. Other torch builds may differ in
+the last bits: with torch 2.1.0, where transformers uses eager attention instead of SDPA, the largest
+logit difference was 9.1e-6 (logits reach 18.8); LOGIT_ATOL leaves ten times that.
 """
 
 from __future__ import annotations
