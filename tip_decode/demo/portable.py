@@ -12,7 +12,7 @@ versions read different ones:
   rejects for a model that takes none.
 
 The weights and tokenizer.json are untouched: the same weights give the same logits
-(tests/test_demo_model.py holds them to a recorded reference in every CI environment).
+(tests/test_demo_portable.py holds them to a recorded reference in both CI environments).
 """
 
 from __future__ import annotations
