@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
 from click.testing import CliRunner
 
 from tip_decode.cli import main
+
+# click >= 8.2 keeps stderr out of result.stdout (and in result.output); click 8.1, the supported
+# floor, mixes it into stdout unless told not to (an argument 8.2 no longer takes).
+STDERR_APART = {"mix_stderr": False} if "mix_stderr" in inspect.signature(CliRunner).parameters else {}
 
 CONTRACT_RESPONSE = {"id", "n_tokens", "n_thoughts", "switch_positions", "premature", "abandoned_on_track", "first_correct_thought", "correct", "ut"}
 CONTRACT_AGGREGATE = {"n", "switches_per_response", "mean_tokens_between_switches", "premature_switches", "ut", "weighted_ut"}
@@ -25,8 +30,9 @@ def qwen3_dir(tokenizers_dir):
     return str(tokenizers_dir / "qwen3")
 
 
-def run(args):
-    result = CliRunner().invoke(main, args, catch_exceptions=False)
+def run(args, json_stdout=False):
+    """`json_stdout`: the test parses result.stdout as JSON, so stderr must stay out of it."""
+    result = CliRunner(**(STDERR_APART if json_stdout else {})).invoke(main, args, catch_exceptions=False)
     return result
 
 
@@ -39,7 +45,7 @@ def write(tmp_path, lines, name="r.jsonl"):
 def test_json_contract_and_plot(tmp_path, qwen3_dir):
     path = write(tmp_path, RECORDS)
     plot = tmp_path / "lengths.png"
-    result = run(["analyze", str(path), "--tokenizer", qwen3_dir, "--triggers", "alternatively,wait", "--premature-threshold", "8", "--json", "--plot", str(plot)])
+    result = run(["analyze", str(path), "--tokenizer", qwen3_dir, "--triggers", "alternatively,wait", "--premature-threshold", "8", "--json", "--plot", str(plot)], json_stdout=True)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert set(out) == {"responses", "aggregate"}
@@ -111,7 +117,7 @@ def test_harness_records(tmp_path, qwen3_dir):
         {"id": "p1", "sample": 1, "response": text, "token_ids": ids, "reference": "7", "answer_kind": "number", "prompt_open": True, "correct": True},
     ]
     path = write(tmp_path, records)
-    result = run(["analyze", str(path), "--tokenizer", qwen3_dir, "--triggers", "wait", "--json"])
+    result = run(["analyze", str(path), "--tokenizer", qwen3_dir, "--triggers", "wait", "--json"], json_stdout=True)
     assert result.exit_code == 0, result.output
     first, second = json.loads(result.stdout)["responses"]
     assert first["n_tokens"] == len(ids)  # the ids were used, eos included, not the re-tokenised text

@@ -63,6 +63,8 @@ def build_tokenizer() -> Any:
         eos_token=EOS,
         bos_token=None,
         model_max_length=512,
+        # transformers 4.x fast tokenizers return token_type_ids by default, which `generate` rejects.
+        model_input_names=["input_ids", "attention_mask"],
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer

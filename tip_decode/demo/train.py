@@ -2,7 +2,8 @@
 
 A tiny Qwen3 (transformers) learns the step-search traces of `tip_decode.demo.task`, generated
 fresh for every batch from the training split, with the loss on the response only. The script is
-seeded, writes the model and tokenizer with `save_pretrained`, and records how they were made
+seeded, writes the model and tokenizer with `save_pretrained` (then `tip_decode.demo.portable`
+makes the folder load the same on transformers 4.x and 5.x), and records how they were made
 (settings, time, losses, a held-out check) in TRAINING.json beside them.
 """
 
@@ -85,6 +86,7 @@ def train(
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     from tip_decode.demo.evaluate import DEMO_MAX_NEW_TOKENS, sample, score
+    from tip_decode.demo.portable import make_portable
     from tip_decode.demo.task import make_problems
     from tip_decode.demo.tokenizer import build_tokenizer
 
@@ -139,6 +141,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    # save_pretrained writes only the running transformers' keys; the shipped folder loads on 4.x and 5.x.
+    make_portable(out)
     record = {
         "command": (
             f"python -m tip_decode.demo.train --steps {steps} --batch-size {batch_size} --lr {lr} --seed {seed} "

@@ -166,7 +166,7 @@ class HFBackend(Backend):
         if isinstance(model, str):
             self.model = model
             try:
-                loaded = AutoModelForCausalLM.from_pretrained(model, dtype="auto")
+                loaded = AutoModelForCausalLM.from_pretrained(model, **{_dtype_argument(): "auto"})
             except Exception as err:
                 raise RuntimeError(f"cannot load model {model!r}: {str(err).strip().splitlines()[0]}") from None
         else:
@@ -329,6 +329,15 @@ class VLLMBackend(Backend):
     def close(self) -> None:
         if self._owns_llm:
             self.llm = None
+
+
+def _dtype_argument() -> str:
+    """`from_pretrained`'s dtype keyword: `dtype` from transformers 4.56, `torch_dtype` before (older
+    releases hand an unknown `dtype` on to the model class, which fails)."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
 # ----------------------------------------------------------------------------- openai
