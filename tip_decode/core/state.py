@@ -10,6 +10,7 @@ the host. Backends (HF, vLLM) only decide which rows receive which token.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -20,6 +21,20 @@ _NO_TOKEN = -1
 _NO_MARKER = -2  # never equal to a real token nor to the empty-tail filler
 # Columns of the packed integer state; the tail and the armed flags follow.
 _POSITION, _PSI, _PHASE, _BETA = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """A copy of a `PenaltyState`'s per-row tensors (opaque: made by `snapshot`, read by `restore`)."""
+
+    tensors: tuple[torch.Tensor, ...]
+
+
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's bits as integers (floats by their bit pattern), for exact comparisons."""
+    if tensor.is_floating_point():
+        return tensor.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[tensor.element_size()])
+    return tensor
 
 
 class PenaltyTables:
@@ -162,6 +177,33 @@ class PenaltyState:
     def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
         self.ints[dst] = self.ints[src]
         self.alpha[dst] = self.alpha[src]
+
+    # ----- whole-state copies (rollbacks, checks of a captured step) -----
+
+    def _row_tensors(self) -> tuple[torch.Tensor, ...]:
+        """Every tensor that holds per-row state; snapshots copy exactly these."""
+        return (self.ints, self.alpha)
+
+    def snapshot(self) -> StateSnapshot:
+        """A copy of every row's state, for `restore` and `matches` (device copies, no host sync)."""
+        return StateSnapshot(tuple(t.clone() for t in self._row_tensors()))
+
+    def restore(self, snapshot: StateSnapshot) -> None:
+        """Put every row back to `snapshot`, in place (the tensors keep their storage, so a
+        captured CUDA graph that reads them stays valid)."""
+        for tensor, saved in zip(self._row_tensors(), snapshot.tensors, strict=True):
+            tensor.copy_(saved)
+
+    def matches(self, snapshot: StateSnapshot) -> torch.Tensor:
+        """A 0-dim bool tensor on the state's device: every row equals `snapshot` bit for bit.
+
+        Stays on the device (no host sync); floats are compared by their bits, so -0.0 and 0.0
+        differ and inf equals inf.
+        """
+        same = torch.ones((), dtype=torch.bool, device=self.ints.device)
+        for tensor, saved in zip(self._row_tensors(), snapshot.tensors, strict=True):
+            same = same & _bits(tensor).eq(_bits(saved)).all()
+        return same
 
     # ----- per step -----
 
