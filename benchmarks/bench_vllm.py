@@ -172,7 +172,7 @@ class PersistentBatch:
         return self.builder.get_and_reset(self.num_reqs)
 
 
-def persistent_batch(workdir: Path, tokenizer_dir: Path, rows: int, width: int, history: int, steps: int, seed: int = 0) -> dict:
+def persistent_batch(workdir: Path, tokenizer_dir: Path, rows: int, width: int, triggers: str, history: int, steps: int, seed: int = 0) -> dict:
     """Median ms per step (update_state + apply) of TIP on every row, TIP off on every row, and
     MinTokens, under the same churn, in one run."""
     import torch
@@ -185,7 +185,7 @@ def persistent_batch(workdir: Path, tokenizer_dir: Path, rows: int, width: int, 
     config = processor_config(workdir, tokenizer_dir, width, capacity)
     saved = {k: os.environ.get(k) for k in TIP_ON_ENV}
     try:
-        os.environ.update(TIP_ON_ENV)  # the server default: TIP on for every request
+        os.environ.update(TIP_ON_ENV, TIP_DECODE_TRIGGERS=triggers)  # the server default: TIP on for every request
         tip_on = ThoughtSwitchPenalty(config, torch.device("cpu"), False)
         for key in TIP_ON_ENV:
             os.environ.pop(key)
@@ -250,8 +250,10 @@ def persistent_batch(workdir: Path, tokenizer_dir: Path, rows: int, width: int, 
         for request in batch.rows:
             request[2].append(rng.choice(pool))
     medians = {name: 1e3 * statistics.median(values) for name, values in timed.items()}
+    group = next(iter(tip_on._groups.values()))
     return {
-        "rows": rows, "width": width, "history": history, "steps": steps, "churn": counts,
+        "rows": rows, "width": width, "triggers": triggers, "penalised_columns": int(group.tables.columns.numel()),
+        "patterns": group.tables.num_patterns, "history": history, "steps": steps, "churn": counts,
         "tip_on_ms": medians["TIP on"], "min_tokens_ms": medians["MinTokens"], "tip_off_ms": medians["TIP off"],
         "ratio": medians["TIP on"] / medians["MinTokens"],
     }
@@ -266,21 +268,22 @@ def batch_part(args) -> None:
     tokenizer_dir = Path(args.tokenizers) / "qwen3"
     results = []
     try:
-        for width in [int(w) for w in args.widths.split(",")]:
+        for cell in args.cells.split(","):
+            width, triggers = int(cell.split(":")[0]), cell.split(":")[1]
             for rows in [int(r) for r in args.batch_rows.split(",")]:
                 for history in [int(h) for h in args.histories.split(",")]:
-                    r = persistent_batch(workdir, tokenizer_dir, rows, width, history, args.batch_steps)
+                    r = persistent_batch(workdir, tokenizer_dir, rows, width, triggers, history, args.batch_steps)
                     results.append(r)
-                    print(f"width {width} rows {rows} history {history}: TIP on {r['tip_on_ms']:.3f} ms, MinTokens "
+                    print(f"width {width} {triggers} rows {rows} history {history}: TIP on {r['tip_on_ms']:.3f} ms, MinTokens "
                           f"{r['min_tokens_ms']:.3f} ms, TIP off {r['tip_off_ms']:.3f} ms, ratio {r['ratio']:.2f} {r['churn']}",
                           file=sys.stderr, flush=True)
     finally:
         torch.set_num_threads(threads)
     print(f"\nPersistent batch, {args.batch_steps} steps per cell, 1 torch thread, load average {os.getloadavg()}\n")
-    print("| width | running requests | output history | TIP on ms/step | MinTokens ms/step | TIP / MinTokens | TIP off ms/step |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| width | triggers (columns) | running requests | output history | TIP on ms/step | MinTokens ms/step | TIP / MinTokens | TIP off ms/step |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
-        print(f"| {r['width']:,} | {r['rows']:,} | {r['history']:,} | {r['tip_on_ms']:.3f} | {r['min_tokens_ms']:.3f} | "
+        print(f"| {r['width']:,} | {r['triggers']} ({r['penalised_columns']}) | {r['rows']:,} | {r['history']:,} | {r['tip_on_ms']:.3f} | {r['min_tokens_ms']:.3f} | "
               f"{r['ratio']:.2f} | {r['tip_off_ms']:.4f} |")
     print(json.dumps({"part": "batch", "results": results}))
 
@@ -297,7 +300,8 @@ def main() -> None:
     parser.add_argument("--triggers", default="reflection", help="trigger list for the TIP-on requests (default: the 17-word preset)")
     parser.add_argument("--parts", default="engine,batch")
     parser.add_argument("--batch-rows", default="64,256,1024")
-    parser.add_argument("--widths", default="151680,64", help="logits widths of the batch part (151,680: the qwen3 tiny model's)")
+    parser.add_argument("--cells", default="151680:alternatively,151680:reflection,64:reflection",
+                        help="WIDTH:TRIGGERS of the batch part (151,680: the width of a qwen3 model; 64: bookkeeping only)")
     parser.add_argument("--histories", default="1024,16384", help="output tokens of the running requests (batch part)")
     parser.add_argument("--batch-steps", type=int, default=200)
     args = parser.parse_args()
