@@ -13,11 +13,13 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import pytest
 import torch
 from conftest import build_tiny_qwen2, load_hf_tokenizer
-from test_hf import PROMPTS, TRIGGERS, Recorder, bias, check_against_reference, encode
+from reference import penalised
+from test_hf import PROMPTS, TRIGGERS, Recorder, bias, check_against_reference, encode, prompt_open
 from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorList
 
 from tip_decode.adapters.hf import GRAPH_CHECK_STEPS
@@ -213,6 +215,44 @@ def test_rows_sharing_a_prompt_are_tracked_only_within_their_group(tokenizer):
     # groups of 4: O(rows * 4**2) per table, not O(rows**3)
     assert held_tensor_bytes(tip) <= 256 * (2048 + 8 * 4 * 4 * 8)
     assert tip.tracks_reordering
+
+
+def test_random_reordering_within_prompt_groups_matches_reference(tokenizer):
+    """Rows reordered at random within groups of identical prompts (groups not adjacent, of
+    different sizes), with rows that become identical: every call equals the reference."""
+    vocab = SwitchVocabulary.from_tokenizer(tokenizer, TRIGGERS)
+    tip = TIPLogitsProcessor(vocab, alpha=1.5, beta=4, scope="think")
+    pool = list(vocab.token_ids) + [t for m in vocab.multi_token for t in (*m.prefix, m.completion)]
+    pool += [vocab.think.start_id, vocab.think.end_id] + tokenizer.encode(" the cat. so", add_special_tokens=False)
+    prompts = [tokenizer.encode(text, add_special_tokens=False) for text in ("Solve it. <think>\n", "Why is that so", "Hmm, well ok")]
+    width = max(prompts[0] + prompts[1] + prompts[2] + pool) + 1  # pad all prompts to one length on the left
+    length = max(len(p) for p in prompts)
+    prompts = [[tokenizer.pad_token_id] * (length - len(p)) + p for p in prompts]
+    row_prompt = [0, 1, 0, 2, 0, 1, 1]
+    groups = {g: [r for r, p in enumerate(row_prompt) if p == g] for g in set(row_prompt)}
+    rng = random.Random(5)
+    generated: list[list[int]] = [[] for _ in row_prompt]
+    scores = torch.zeros(len(row_prompt), width)
+    checked = fired = reorders = 0
+    for step in range(60):
+        ids = torch.tensor([prompts[p] + g for p, g in zip(row_prompt, generated)])
+        out = tip(ids, scores)
+        for row, p in enumerate(row_prompt):
+            expected = penalised(vocab, tip.scope, prompt_open(prompts[p], vocab), generated[row], step, 4)
+            got = {int(i) for i in torch.nonzero(out[row] != 0).flatten()}
+            assert got == expected, f"step {step} row {row}"
+            assert torch.all(out[row, sorted(expected)] == -1.5)
+            checked += 1
+            fired += bool(expected)
+        parents = [rng.choice(groups[p]) for p in row_prompt]
+        tokens = [rng.choice(pool) for _ in row_prompt]
+        for row, p in enumerate(row_prompt):
+            if rng.random() < 0.3:  # copy another row of the group: identical sequences
+                twin = rng.choice(groups[p])
+                parents[row], tokens[row] = parents[twin], tokens[twin]
+        reorders += parents != list(range(len(row_prompt)))
+        generated = [generated[parent] + [token] for parent, token in zip(parents, tokens)]
+    assert tip.tracks_reordering and reorders > 40 and 0 < fired < checked
 
 
 class StandInGraph:

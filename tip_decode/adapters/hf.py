@@ -292,6 +292,9 @@ class TIPLogitsProcessor(LogitsProcessor):
         if graph is not None and self.check_cuda_graphs:
             self._graph_checks_left = GRAPH_CHECK_STEPS
             self._graph_mismatch = torch.zeros((), dtype=torch.bool, device=device)
+            # Allocated here, at the start of a generation: pinned memory is not allocated on
+            # the per-step path.
+            self._graph_verdict_host = torch.empty((), dtype=torch.bool, pin_memory=device.type == "cuda")
 
     def _run_step(self) -> None:
         graph = self._graph
@@ -325,7 +328,7 @@ class TIPLogitsProcessor(LogitsProcessor):
         self._graph_mismatch |= ~self._step_matches(from_graph)
         self._graph_checks_left -= 1
         if not self._graph_checks_left:
-            self._graph_verdict = _HostFlag(self._graph_mismatch)
+            self._graph_verdict = _HostFlag(self._graph_mismatch, self._graph_verdict_host)
 
     def _reject_graph(self) -> None:
         self._graph = None
@@ -464,17 +467,16 @@ class _RowTracker:
 
 
 class _HostFlag:
-    """A device boolean on its way to the host without blocking (pinned copy and an event on CUDA)."""
+    """A device boolean on its way to the host without blocking (a copy into pinned memory and an
+    event on CUDA; `host` is a 0-dim bool CPU tensor, pinned for a CUDA flag)."""
 
-    def __init__(self, flag: torch.Tensor) -> None:
+    def __init__(self, flag: torch.Tensor, host: torch.Tensor) -> None:
         self._event = None
+        self._host = host
+        self._host.copy_(flag, non_blocking=flag.device.type == "cuda")
         if flag.device.type == "cuda":
-            self._host = torch.empty((), dtype=torch.bool, pin_memory=True)
-            self._host.copy_(flag, non_blocking=True)
             self._event = torch.cuda.Event()
             self._event.record()
-        else:
-            self._host = flag.clone()
 
     def result(self) -> bool | None:
         """The value, or None while the copy is still on its way."""
