@@ -326,3 +326,14 @@ def test_a_failed_capture_falls_back_to_eager_steps(model, tokenizer, caplog):
     check_against_reference(before, after, tip, inputs["input_ids"].shape[1])
     assert not tip.graph_active
     assert any("without CUDA graphs" in r.getMessage() for r in caplog.records)
+
+
+def test_rows_are_grouped_exactly_even_when_checksums_collide(monkeypatch):
+    from tip_decode.adapters import hf
+
+    ids = torch.tensor([[1, 2, 3, 4], [4, 3, 2, 1], [1, 2, 3, 4], [2, 2, 3, 3], [4, 3, 2, 1]])
+    assert hf._identical_row_groups(ids) == [[0, 2], [1, 4], [3]]
+    # every row has the same sum; with the other checksums forced equal too, only the exact
+    # comparison can tell the rows apart
+    monkeypatch.setattr(hf, "_row_dot", lambda rows, weights: torch.zeros(rows.shape[0], dtype=torch.long))
+    assert sorted(hf._identical_row_groups(ids)) == [[0, 2], [1, 4], [3]]

@@ -494,26 +494,38 @@ def _ends_in_open_think(ids: torch.Tensor, start: int, end: int) -> torch.Tensor
 
 
 def _identical_row_groups(ids: torch.Tensor) -> list[list[int]]:
-    """Rows of `ids` grouped by equal content, in order of first appearance (one host sync).
+    """Rows of `ids` grouped by equal content, in order of first appearance.
 
-    Rows are first grouped by three integer sums (exact in int64 far beyond any real length),
-    then every row is compared with the first row of its group; only when two different rows
-    collide on all three sums does it fall back to sorting whole rows.
+    Rows are first grouped by three integer checksums (exact integer arithmetic: equal rows always
+    agree), then the rows of every group of two or more are compared with the group's first row;
+    only if two different rows collided on all three sums does it sort whole rows instead. Reads
+    the group labels back to the host (one sync), plus one more when some rows share a group.
     """
     rows, length = ids.shape
     if length == 0:
         return [list(range(rows))]
     positions = torch.arange(1, length + 1, device=ids.device)
-    features = torch.stack((ids.sum(dim=1), (ids * positions).sum(dim=1), (ids * ids).sum(dim=1)), dim=1)
-    _, group_of = torch.unique(features, dim=0, return_inverse=True)
-    first = torch.full((rows,), rows, dtype=torch.long, device=ids.device)
-    first = first.scatter_reduce(0, group_of, torch.arange(rows, device=ids.device), reduce="amin")
-    exact = (ids == ids[first[group_of]]).all(dim=1)
-    group_of = torch.where(exact.all(), group_of, -1)
-    labels = group_of.tolist()
-    if labels[0] < 0:  # a collision of the sums between different rows: sort whole rows instead
-        labels = torch.unique(ids, dim=0, return_inverse=True)[1].tolist()
+    mixed = (positions * 2_654_435_761) % 2_147_483_647
+    features = torch.stack((ids.sum(dim=1), _row_dot(ids, positions), _row_dot(ids, mixed)), dim=1)
+    labels = torch.unique(features, dim=0, return_inverse=True)[1].tolist()
     groups: dict[int, list[int]] = {}
     for row, label in enumerate(labels):
         groups.setdefault(label, []).append(row)
+    shared = [g for g in groups.values() if len(g) > 1]
+    if shared:
+        members = torch.tensor([r for g in shared for r in g], device=ids.device)
+        firsts = torch.tensor([g[0] for g in shared for _ in g], device=ids.device)
+        if not bool((ids[members] == ids[firsts]).all()):  # a collision of the sums: sort whole rows
+            labels = torch.unique(ids, dim=0, return_inverse=True)[1].tolist()
+            groups = {}
+            for row, label in enumerate(labels):
+                groups.setdefault(label, []).append(row)
     return list(groups.values())
+
+
+def _row_dot(ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """ids @ weights in int64 (wrapping on overflow, the same for equal rows); `mv` on the CPU
+    avoids a (rows, length) temporary, CUDA has no integer `mv`."""
+    if ids.device.type == "cpu":
+        return torch.mv(ids.long(), weights)
+    return (ids.long() * weights).sum(dim=1)
