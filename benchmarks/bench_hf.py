@@ -19,7 +19,7 @@ generate  whole `generate` with vs without TIP, interleaved pairs, on a random-w
           the mean of per-pair ratios with a 95% t interval and a BCa bootstrap interval
           (scipy.stats).
 
-    flock /tmp/tip-heavy.lock python benchmarks/bench_hf.py [--parts per-call,beam,generate] [--json out.json]
+    flock /tmp/tip-heavy.lock python benchmarks/bench_hf.py [--parts per-call,beam,generate] [--threads 1] [--json out.json]
     python benchmarks/bench_hf.py --device cuda --sync-check   # on a GPU
 
 With --sync-check on CUDA the steady-state calls run under torch.cuda.set_sync_debug_mode("error"),
@@ -243,11 +243,13 @@ def main() -> None:
     parser.add_argument("--generate-batch", type=int, default=4)
     parser.add_argument("--generate-tokens", type=int, default=32)
     parser.add_argument("--pairs", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: both sides of every ratio alike, steadier on a shared machine)")
     parser.add_argument("--sync-check", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
     parts = set(args.parts.split(","))
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     batches = [int(b) for b in args.batches.split(",")]
