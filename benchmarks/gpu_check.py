@@ -98,15 +98,19 @@ def tiny_qwen2(width: int, device: Any, seed: int) -> Any:
     return Qwen2ForCausalLM(config).to(device).eval()
 
 
-class Recorder:
+def recorder() -> Any:
     """A logits processor that records what it sees and changes nothing."""
+    from transformers import LogitsProcessor
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, Any]] = []
+    class Recorder(LogitsProcessor):
+        def __init__(self) -> None:
+            self.calls: list[tuple[Any, Any]] = []
 
-    def __call__(self, input_ids, scores):
-        self.calls.append((input_ids.clone(), scores.clone()))
-        return scores
+        def __call__(self, input_ids, scores):
+            self.calls.append((input_ids.clone(), scores.clone()))
+            return scores
+
+    return Recorder()
 
 
 class WarningLog(logging.Handler):
@@ -142,7 +146,7 @@ def prompt_open(prompt: list[int], vocab) -> bool:
     return bool(starts) and (not ends or starts[-1] > ends[-1])
 
 
-def compare_with_reference(before: Recorder, after: Recorder, tip, prompt_len: int) -> dict:
+def compare_with_reference(before: Any, after: Any, tip, prompt_len: int) -> dict:
     """Every call of the processor against tests/reference.py, bit for bit."""
     import torch
     from reference import penalised
@@ -176,6 +180,7 @@ def section_tokenizer(ctx: dict) -> dict:
     from tip_decode import SwitchVocabulary
 
     tokenizer = build_tokenizer()
+    tokenizer.padding_side = "left"
     vocab = SwitchVocabulary.from_tokenizer(tokenizer, TRIGGERS)
     reflection = SwitchVocabulary.from_tokenizer(tokenizer, "reflection")
     ctx.update(tokenizer=tokenizer, vocab=vocab)
@@ -220,8 +225,8 @@ def section_exactness(ctx: dict) -> dict:
                         tip.use_cuda_graphs = graphs
                     else:
                         tip = reused
-                    inputs = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
-                    before, after = Recorder(), Recorder()
+                    inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+                    before, after = recorder(), recorder()
                     warnings_before = len(log.messages)
                     torch.manual_seed(seed)
                     model.generate(**inputs, logits_processor=LogitsProcessorList([bias, before, tip, after]),
