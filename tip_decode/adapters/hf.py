@@ -9,9 +9,9 @@ What costs what (docs/hf.md, docs/performance.md):
 - one token per row: O(rows), whatever the history length;
 - rows that share a prompt (beam search, `num_return_sequences`): a pairwise divergence table per
   group of identical prompts, O(rows * group size**2); rows with distinct prompts pay nothing;
-- the first call of a generation with more than one row reads one small tensor back to the host
-  (which rows share a prompt); a rollback of a batch of one compares the input with the tokens
-  seen so far on the host.
+- the first call of a generation with more than one row reads back to the host which rows share a
+  prompt (once more to confirm when some do); a possible rollback of a batch of one compares the
+  input with the tokens seen so far on the host. Nothing else leaves the device.
 """
 
 from __future__ import annotations
