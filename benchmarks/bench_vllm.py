@@ -15,9 +15,10 @@ batch   The processor alone, in process, at 64 / 256 / 1,024 running requests of
         output grows by one token. TIP (on every row) and vLLM's own `MinTokensLogitsProcessor`
         (which also follows every request's output each step: `min_tokens` is never reached)
         see the same churn in the same run, alternating which goes first; a third instance with
-        TIP off on every row shows what TIP-off rows cost. Once at the full vocabulary width and
-        once at a tiny width (64 logits: no penalised column, so only bookkeeping), each with the
-        running requests' outputs 1k and 16k tokens long. One torch thread, as the engine worker.
+        TIP off on every row shows what TIP-off rows cost. At the full vocabulary width with the
+        paper's trigger and with the 17-word `reflection` preset, and at a tiny width (64 logits:
+        no penalised column, so only bookkeeping), each with the running requests' outputs 1k and
+        16k tokens long (`--cells`, `--histories`). One torch thread, as the engine worker.
 
     python benchmarks/bench_vllm.py --parts batch         # processor at serving batch sizes (minutes)
     python benchmarks/bench_vllm.py --parts engine --rounds 7
