@@ -1,15 +1,30 @@
-"""Throughput of a vLLM engine with the TIP processor: not loaded vs loaded with TIP off vs TIP on.
+"""vLLM with the TIP processor: engine throughput, and the processor at serving batch sizes.
 
-Two engines live side by side in one run: one without custom processors and one with
-`tip_decode.vllm:ThoughtSwitchPenalty`; the second serves both the TIP-off and the TIP-on
-configuration (TIP is chosen per request). Rounds interleave the three configurations in a
-shuffled order, and ratios are taken within a round, so that load from other processes on a shared
-machine hits all three alike; the spread across rounds is the noise to report.
+Parts (`--parts`, both by default):
 
-    python benchmarks/bench_vllm.py                       # tiny random Qwen2 built from ../shared
+engine  Two engines live side by side in one run: one without custom processors and one with
+        `tip_decode.vllm:ThoughtSwitchPenalty`; the second serves both the TIP-off and the TIP-on
+        configuration (TIP is chosen per request). Rounds interleave the three configurations in a
+        shuffled order, and ratios are taken within a round, so that load from other processes on
+        a shared machine hits all three alike; the spread across rounds is the noise to report.
+batch   The processor alone, in process, at 64 / 256 / 1,024 running requests of a persistent
+        batch driven the way vLLM's V1 `InputBatch` drives it: every step some requests finish
+        and new ones take their rows (`BatchUpdateBuilder.removed_append` / `pop_removed` /
+        `added`), the rest of the batch is condensed with one-way moves, and two rows swap; the
+        builder's `BatchUpdate` goes to `update_state`, then `apply` runs, then every request's
+        output grows by one token. TIP (on every row) and vLLM's own `MinTokensLogitsProcessor`
+        (which also follows every request's output each step: `min_tokens` is never reached)
+        see the same churn in the same run, alternating which goes first; a third instance with
+        TIP off on every row shows what TIP-off rows cost. At the full vocabulary width with the
+        paper's trigger and with the 17-word `reflection` preset, and at a tiny width (64 logits:
+        no penalised column, so only bookkeeping), each with the running requests' outputs 1k and
+        16k tokens long (`--cells`, `--histories`). One torch thread, as the engine worker.
+
+    python benchmarks/bench_vllm.py --parts batch         # processor at serving batch sizes (minutes)
+    python benchmarks/bench_vllm.py --parts engine --rounds 7
     python benchmarks/bench_vllm.py --model PATH --requests 64 --max-tokens 256 --rounds 7
 
-Prints a Markdown table and one JSON line with every round.
+Prints Markdown tables and one JSON line per part.
 """
 
 from __future__ import annotations
@@ -77,6 +92,203 @@ def processor_step_ms(vllm_config, config, rows: int, steps: int = 300) -> float
         torch.set_num_threads(threads)
 
 
+# ----- the processor at serving batch sizes, through vLLM's BatchUpdateBuilder -----
+
+TIP_ON_ENV = {"TIP_DECODE_ALPHA": "3.0", "TIP_DECODE_BETA": "600", "TIP_DECODE_TRIGGERS": "reflection", "TIP_DECODE_SCOPE": "all"}
+
+
+def processor_config(workdir: Path, tokenizer_dir: Path, width: int, capacity: int):
+    """A real VllmConfig for a model folder holding only a config (logits width `width`) and the tokenizer."""
+    from transformers import AutoTokenizer, Qwen2Config
+    from vllm.config import ModelConfig, SchedulerConfig, VllmConfig
+
+    path = workdir / f"config-{width}"
+    if not path.exists():
+        Qwen2Config(vocab_size=width, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                    num_key_value_heads=2, max_position_embeddings=4096).save_pretrained(path)
+        AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(path)
+    model = ModelConfig(model=str(path), dtype="float32", max_model_len=1024)
+    scheduler = SchedulerConfig(max_num_seqs=capacity, max_num_batched_tokens=max(8192, capacity), max_model_len=1024,
+                                is_encoder_decoder=False)
+    return VllmConfig(model_config=model, scheduler_config=scheduler)
+
+
+class PersistentBatch:
+    """Rows of running requests, changed the way vLLM's V1 InputBatch changes them.
+
+    Removals register through `BatchUpdateBuilder.removed_append`; additions fill the lowest
+    freed row (`pop_removed`) or append; `condense` moves the last requests down into the rows
+    still free (one-way moves); `swap` exchanges two rows. `update()` is the step's BatchUpdate.
+    """
+
+    def __init__(self) -> None:
+        from vllm.v1.sample.logits_processor import BatchUpdateBuilder
+
+        self.builder = BatchUpdateBuilder()
+        self.rows: list[tuple | None] = []
+        self.num_reqs = 0
+
+    def add(self, request: tuple) -> None:
+        index = self.builder.pop_removed()
+        if index is None:
+            index = self.num_reqs
+        if index == len(self.rows):
+            self.rows.append(None)
+        self.rows[index] = request
+        params, prompt, output = request
+        self.builder.added.append((index, params, prompt, output))
+        self.num_reqs += 1
+
+    def remove(self, index: int) -> None:
+        self.builder.removed_append(index)
+        self.rows[index] = None
+        self.num_reqs -= 1
+
+    def condense(self) -> None:
+        from vllm.v1.sample.logits_processor import MoveDirectionality
+
+        empty = self.builder.removed  # descending
+        if not empty or self.num_reqs == 0:
+            return
+        last = self.num_reqs + len(empty) - 1
+        while empty:
+            while last in empty:
+                last -= 1
+            hole = self.builder.peek_removed()
+            if hole >= last:
+                break
+            self.builder.pop_removed()
+            self.rows[hole], self.rows[last] = self.rows[last], None
+            self.builder.moved.append((last, hole, MoveDirectionality.UNIDIRECTIONAL))
+            last -= 1
+        del self.rows[self.num_reqs :]
+
+    def swap(self, a: int, b: int) -> None:
+        from vllm.v1.sample.logits_processor import MoveDirectionality
+
+        self.rows[a], self.rows[b] = self.rows[b], self.rows[a]
+        self.builder.moved.append((a, b, MoveDirectionality.SWAP))
+
+    def update(self):
+        return self.builder.get_and_reset(self.num_reqs)
+
+
+def persistent_batch(workdir: Path, tokenizer_dir: Path, rows: int, width: int, triggers: str, history: int, steps: int, seed: int = 0) -> dict:
+    """Median ms per step (update_state + apply) of TIP on every row, TIP off on every row, and
+    MinTokens, under the same churn, in one run."""
+    import torch
+    from vllm import SamplingParams
+    from vllm.v1.sample.logits_processor.builtin import MinTokensLogitsProcessor
+
+    from tip_decode.vllm import ThoughtSwitchPenalty
+
+    capacity = rows + 16
+    config = processor_config(workdir, tokenizer_dir, width, capacity)
+    saved = {k: os.environ.get(k) for k in TIP_ON_ENV}
+    try:
+        os.environ.update(TIP_ON_ENV, TIP_DECODE_TRIGGERS=triggers)  # the server default: TIP on for every request
+        tip_on = ThoughtSwitchPenalty(config, torch.device("cpu"), False)
+        for key in TIP_ON_ENV:
+            os.environ.pop(key)
+        tip_off = ThoughtSwitchPenalty(config, torch.device("cpu"), False)  # no server default: off for every request
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    min_tokens = MinTokensLogitsProcessor(config, torch.device("cpu"), False)
+    processors = {"TIP on": tip_on, "MinTokens": min_tokens, "TIP off": tip_off}
+    logits = {name: torch.randn(capacity, width) for name in processors}
+    rng = random.Random(seed)
+    pool = [rng.randrange(1000, min(width, 100_000)) if width > 1000 else rng.randrange(width) for _ in range(4096)]
+    stops = [151643, 151645] if width > 151645 else [2, 3]
+
+    def new_request() -> tuple:
+        # min_tokens is never reached, so MinTokens follows every request's output every step
+        params = SamplingParams(max_tokens=10**9, min_tokens=10**9 - 1, stop_token_ids=stops)
+        return params, [rng.choice(pool) for _ in range(16)], []
+
+    def step(update, timed: dict | None, order) -> None:
+        for name in order:
+            processor = processors[name]
+            start = time.perf_counter()
+            processor.update_state(update)
+            processor.apply(logits[name][: batch.num_reqs])
+            if timed is not None:
+                timed[name].append(time.perf_counter() - start)
+
+    batch = PersistentBatch()
+    for _ in range(rows):
+        batch.add(new_request())
+    step(batch.update(), None, list(processors))
+    # Running requests with `history` tokens of output: grow every list at once, one catch-up step.
+    for request in batch.rows:
+        request[2].extend(rng.choices(pool, k=history))
+    step(None, None, list(processors))
+    timed: dict[str, list[float]] = {name: [] for name in processors}
+    counts = {"added": 0, "removed": 0, "moved": 0, "swapped": 0}
+    for k in range(steps + 10):
+        finished = [i for i, r in enumerate(batch.rows) if r is not None and rng.random() < 0.02]
+        for index in finished:
+            batch.remove(index)
+        arrivals = max(0, min(capacity - batch.num_reqs, rows - batch.num_reqs + rng.choice((-1, 0, 1))))
+        for _ in range(arrivals):
+            batch.add(new_request())
+        moves_before = len(batch.builder.moved)
+        batch.condense()
+        moved = len(batch.builder.moved) - moves_before
+        if batch.num_reqs >= 2:
+            batch.swap(*rng.sample(range(batch.num_reqs), 2))
+        update = batch.update()
+        order = ["TIP on", "MinTokens"] if k % 2 == 0 else ["MinTokens", "TIP on"]
+        step(update, timed if k >= 10 else None, [*order, "TIP off"])
+        if k >= 10:
+            counts["added"] += arrivals
+            counts["removed"] += len(finished)
+            counts["moved"] += moved
+            counts["swapped"] += 1
+        for request in batch.rows:
+            request[2].append(rng.choice(pool))
+    medians = {name: 1e3 * statistics.median(values) for name, values in timed.items()}
+    group = next(iter(tip_on._groups.values()))
+    return {
+        "rows": rows, "width": width, "triggers": triggers, "penalised_columns": int(group.tables.columns.numel()),
+        "patterns": group.tables.num_patterns, "history": history, "steps": steps, "churn": counts,
+        "tip_on_ms": medians["TIP on"], "min_tokens_ms": medians["MinTokens"], "tip_off_ms": medians["TIP off"],
+        "ratio": medians["TIP on"] / medians["MinTokens"],
+    }
+
+
+def batch_part(args) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    workdir = Path(tempfile.mkdtemp(prefix="tip-bench-batch-"))
+    tokenizer_dir = Path(args.tokenizers) / "qwen3"
+    results = []
+    try:
+        for cell in args.cells.split(","):
+            width, triggers = int(cell.split(":")[0]), cell.split(":")[1]
+            for rows in [int(r) for r in args.batch_rows.split(",")]:
+                for history in [int(h) for h in args.histories.split(",")]:
+                    r = persistent_batch(workdir, tokenizer_dir, rows, width, triggers, history, args.batch_steps)
+                    results.append(r)
+                    print(f"width {width} {triggers} rows {rows} history {history}: TIP on {r['tip_on_ms']:.3f} ms, MinTokens "
+                          f"{r['min_tokens_ms']:.3f} ms, TIP off {r['tip_off_ms']:.3f} ms, ratio {r['ratio']:.2f} {r['churn']}",
+                          file=sys.stderr, flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"\nPersistent batch, {args.batch_steps} steps per cell, 1 torch thread, load average {os.getloadavg()}\n")
+    print("| width | triggers (columns) | running requests | output history | TIP on ms/step | MinTokens ms/step | TIP / MinTokens | TIP off ms/step |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(f"| {r['width']:,} | {r['triggers']} ({r['penalised_columns']}) | {r['rows']:,} | {r['history']:,} | {r['tip_on_ms']:.3f} | {r['min_tokens_ms']:.3f} | "
+              f"{r['ratio']:.2f} | {r['tip_off_ms']:.4f} |")
+    print(json.dumps({"part": "batch", "results": results}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder or Hub id (default: a tiny random Qwen2 built from ../shared)")
@@ -87,7 +299,18 @@ def main() -> None:
     parser.add_argument("--alpha", default="3.0")
     parser.add_argument("--beta", type=int, default=600)
     parser.add_argument("--triggers", default="reflection", help="trigger list for the TIP-on requests (default: the 17-word preset)")
+    parser.add_argument("--parts", default="engine,batch")
+    parser.add_argument("--batch-rows", default="64,256,1024")
+    parser.add_argument("--cells", default="151680:alternatively,151680:reflection,64:reflection",
+                        help="WIDTH:TRIGGERS of the batch part (151,680: the width of a qwen3 model; 64: bookkeeping only)")
+    parser.add_argument("--histories", default="1024,16384", help="output tokens of the running requests (batch part)")
+    parser.add_argument("--batch-steps", type=int, default=200)
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if "batch" in parts:
+        batch_part(args)
+    if "engine" not in parts:
+        return
 
     from vllm import LLM, SamplingParams
 

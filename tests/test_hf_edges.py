@@ -34,11 +34,6 @@ def test_huge_beta_runs_inside_generate(model):
     assert torch.equal(out, model.generate(**inputs, logits_processor=[large], **common))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/hf.py adds -alpha with index_add_ (+inf + -inf is NaN); it is being rewritten in "
-    "another branch, which is to apply the penalty with tip_decode.core.state.subtract_penalty",
-)
 def test_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan():
     tok = load_hf_tokenizer("qwen3")
     tip = TIPLogitsProcessor.from_tokenizer(tok, alpha=math.inf, beta=600, scope="all")

@@ -87,9 +87,10 @@ class Req:
 class World:
     """Random requests over the real qwen3 vocabulary, and their expected penalties."""
 
-    def __init__(self, processor: ThoughtSwitchPenalty, rng: random.Random) -> None:
+    def __init__(self, processor: ThoughtSwitchPenalty, rng: random.Random, request_args: list[dict] = REQUEST_ARGS) -> None:
         self.processor = processor
         self.rng = rng
+        self.request_args = request_args
         self.default = server_default()
         tok = processor.tokenizer
         vocabs = [processor._group(c).tables.vocabulary for c in (self.default, TIPConfig(triggers=("alternatively", "wait")))]
@@ -112,7 +113,7 @@ class World:
 
     def new_request(self) -> Req:
         rng = self.rng
-        args = rng.choice(REQUEST_ARGS)
+        args = rng.choice(self.request_args)
         params = SamplingParams(max_tokens=64, extra_args=dict(args) if args else None)
         config = request_config(params, self.default)
         prompt = [rng.choice(self.pool) for _ in range(rng.randint(1, 5))]
@@ -193,17 +194,27 @@ def all_penalisable(processor: ThoughtSwitchPenalty) -> torch.Tensor:
 # ----- V1 model runner -----
 
 
-def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir):
-    capacity, steps = 8, 10_000
+@pytest.mark.parametrize(
+    ("request_args", "steps"),
+    [
+        (REQUEST_ARGS, 10_000),
+        # every request on one configuration: rows are consecutive, the path that uses views
+        ([{"tip_alpha": 2.0, "tip_beta": 6, "tip_triggers": ["alternatively", "wait"], "tip_scope": "think"}], 3_000),
+    ],
+    ids=["mixed", "all-tip"],
+)
+def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir, request_args, steps):
+    capacity = 8
     processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), capacity), torch.device("cpu"), False)
     rng = random.Random(1234)
-    world = World(processor, rng)
+    world = World(processor, rng, request_args)
     base = make_base(capacity, world, seed=0)
     touched = all_penalisable(processor)
     batch: list[Req | None] = [None] * capacity
     waiting: list[Req] = []
     unfilled: list[tuple[list[int], int]] = []
-    counts = {"added": 0, "resumed": 0, "removed": 0, "moved": 0, "swapped": 0, "penalised_rows": 0, "placeholders": 0}
+    counts = {"added": 0, "resumed": 0, "removed": 0, "moved": 0, "swapped": 0, "penalised_rows": 0, "placeholders": 0,
+              "rows_as_slice": 0, "rows_as_index": 0}
     divergences: list[str] = []
     work = base.clone()
     started = time.monotonic()
@@ -248,6 +259,9 @@ def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir):
                 output[-1] = token
         unfilled = []
         out = processor.apply(work)
+        for group in processor._groups.values():
+            if group.rows is not None:
+                counts["rows_as_slice" if isinstance(group.rows, slice) else "rows_as_index"] += 1
         live = {i: req for i, req in enumerate(batch) if req is not None}
         counts["penalised_rows"] += int((out[:, touched] != base[:, touched]).any(dim=1).sum())
         divergences += check_rows(out, base, live, world, touched)
@@ -267,6 +281,63 @@ def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir):
     assert not divergences, f"{len(divergences)} divergences, first: {divergences[:3]}"
     # The fuzz must exercise what it claims to.
     assert min(counts.values()) > 200, counts
+
+
+class ReadCountingList(list):
+    """A request's output list that counts the entries a processor reads in bulk (iteration, slices)."""
+
+    bulk_reads = 0
+
+    def __iter__(self):
+        ReadCountingList.bulk_reads += len(self)
+        return super().__iter__()
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            ReadCountingList.bulk_reads += len(range(*key.indices(len(self))))
+        return super().__getitem__(key)
+
+
+def test_v1_step_reads_only_the_newest_token_of_each_output(server_env, tokenizers_dir):
+    """Per-step cost must not grow with the outputs' length: a row just added (no token yet) must
+    not make the processor re-read every other request's whole output (it did, every step)."""
+    capacity, history = 16, 2000
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), capacity), "cpu", False)
+    params = SamplingParams(extra_args={"tip_beta": 600})
+    outputs = [ReadCountingList() for _ in range(8)]
+    processor.update_state(BatchUpdate(batch_size=8, removed=[], added=[(i, params, [1, 2], o) for i, o in enumerate(outputs)], moved=[]))
+    logits = torch.zeros(capacity, WIDTH)
+    rng = random.Random(0)
+    for output in outputs:
+        output.extend(rng.randrange(1000, 100_000) for _ in range(history))
+    processor.apply(logits[:8])  # catches up with 2000 tokens per row once
+    ReadCountingList.bulk_reads = 0
+    for step in range(20):
+        index = 8 + step % 8  # a new request in a free row every step, finished the step after
+        added = [(index, params, [1, 2], ReadCountingList())]
+        removed = [8 + (step - 1) % 8] if step else []
+        processor.update_state(BatchUpdate(batch_size=capacity, removed=removed, added=added, moved=[]))
+        for output in outputs:
+            output.append(rng.randrange(1000, 100_000))
+        processor.apply(logits)
+    assert ReadCountingList.bulk_reads == 0
+    for i, output in enumerate(outputs):
+        assert processor._rows[i].seen == history + 20
+
+
+def test_request_arguments_are_remembered_by_value(server_env, tokenizers_dir):
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
+    first = processor._config_or_off(SamplingParams(extra_args={"tip_beta": 3, "tip_triggers": ["wait"]}))
+    again = processor._config_or_off(SamplingParams(extra_args={"tip_triggers": ["wait"], "tip_beta": 3, "other": 1}))
+    assert again is first and first.beta == 3 and first.triggers == ("wait",)
+    assert processor._config_or_off(SamplingParams(extra_args={"tip_beta": 4, "tip_triggers": ["wait"]})).beta == 4
+    assert processor._config_or_off(SamplingParams(extra_args={"tip_beta": 1.5})) is None  # invalid: TIP off
+    assert processor._config_or_off(SamplingParams(extra_args={"tip_alpha": 0})) is None
+    assert processor._config_or_off(SamplingParams(extra_args={"tip_alpha": 0.5})).alpha == 0.5
+    # True == 1 and both hash alike, but only 1 is a valid alpha: the key must tell them apart.
+    assert processor._config_or_off(SamplingParams(extra_args={"tip_alpha": 1})).alpha == 1.0
+    assert processor._config_or_off(SamplingParams(extra_args={"tip_alpha": True})) is None
+    assert processor._config_or_off(SamplingParams(extra_args={"tip_alpha": 1})).alpha == 1.0
 
 
 def test_v1_unfilled_placeholder_is_deferred(server_env, tokenizers_dir):

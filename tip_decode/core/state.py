@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -28,6 +29,20 @@ def subtract_penalty(logits: torch.Tensor, amount: torch.Tensor) -> torch.Tensor
     logit is: `+inf - inf` would be NaN, and a ban must win over a logit another processor forced up.
     A zero amount leaves the logit bit for bit as it was."""
     return torch.where(torch.isposinf(amount), -math.inf, logits - amount)
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """A copy of a `PenaltyState`'s per-row tensors (opaque: made by `snapshot`, read by `restore`)."""
+
+    tensors: tuple[torch.Tensor, ...]
+
+
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's bits as integers (floats by their bit pattern), for exact comparisons."""
+    if tensor.is_floating_point():
+        return tensor.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[tensor.element_size()])
+    return tensor
 
 
 class PenaltyTables:
@@ -170,6 +185,33 @@ class PenaltyState:
     def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
         self.ints[dst] = self.ints[src]
         self.alpha[dst] = self.alpha[src]
+
+    # ----- whole-state copies (rollbacks, checks of a captured step) -----
+
+    def _row_tensors(self) -> tuple[torch.Tensor, ...]:
+        """Every tensor that holds per-row state; snapshots copy exactly these."""
+        return (self.ints, self.alpha)
+
+    def snapshot(self) -> StateSnapshot:
+        """A copy of every row's state, for `restore` and `matches` (device copies, no host sync)."""
+        return StateSnapshot(tuple(t.clone() for t in self._row_tensors()))
+
+    def restore(self, snapshot: StateSnapshot) -> None:
+        """Put every row back to `snapshot`, in place (the tensors keep their storage, so a
+        captured CUDA graph that reads them stays valid)."""
+        for tensor, saved in zip(self._row_tensors(), snapshot.tensors, strict=True):
+            tensor.copy_(saved)
+
+    def matches(self, snapshot: StateSnapshot) -> torch.Tensor:
+        """A 0-dim bool tensor on the state's device: every row equals `snapshot` bit for bit.
+
+        Stays on the device (no host sync); floats are compared by their bits, so -0.0 and 0.0
+        differ and inf equals inf.
+        """
+        same = torch.ones((), dtype=torch.bool, device=self.ints.device)
+        for tensor, saved in zip(self._row_tensors(), snapshot.tensors, strict=True):
+            same = same & _bits(tensor).eq(_bits(saved)).all()
+        return same
 
     # ----- per step -----
 
