@@ -40,9 +40,9 @@ def grid_summary(summary: dict[str, Any], alphas: Sequence[float], betas: Sequen
     base = metrics.get(baseline_name, {}) if baseline_name else {}
     size = next(iter(metrics.values()), {})
     n_label = f"n = {size.get('n_problems')} problems × {size.get('samples')} sample{'s' if size.get('samples') != 1 else ''}"
-    plot_heatmap(pass1, alpha_labels, list(betas), f"Pass@1 per cell ({n_label})", out / "heatmap_pass1.png",
+    plot_heatmap(pass1, alpha_labels, list(betas), f"Pass@1 per cell\n{n_label}", out / "heatmap_pass1.png",
                  baseline=base.get("pass@1", {}).get("mean"), colourbar_label="Pass@1")
-    plot_heatmap(switches, alpha_labels, list(betas), f"Switches per response per cell ({n_label})", out / "heatmap_switches.png",
+    plot_heatmap(switches, alpha_labels, list(betas), f"Switches per response per cell\n{n_label}", out / "heatmap_switches.png",
                  fmt=".2f", baseline=base.get("switches_per_response"), colourbar_label="switches per response")
     best_name, reason = best_cell(summary, list(cells))
     order = list(cells)

@@ -139,14 +139,18 @@ def _unknowns(summary: Mapping[str, Any]) -> list[str]:
     for name, m in summary["configs"].items():
         notes = []
         if m.get("unjudged_thoughts"):
-            notes.append(f"{m['unjudged_thoughts']} thoughts could not be judged")
+            notes.append(f"{_plural(m['unjudged_thoughts'], 'thought')} could not be judged ({m.get('abandoned_unjudged') or 0} of them abandoned by a switch: on-track unknown)")
         if m.get("ut_unknown"):
-            notes.append(f"UT is unknown for {m['ut_unknown']} incorrect responses (left out of UT and weighted UT)")
+            notes.append(f"UT is unknown for {_plural(m['ut_unknown'], 'incorrect response')} (left out of UT and weighted UT)")
         if m.get("truncated") is None and m.get("n"):
             notes.append("the records do not say which responses hit the token limit")
         if notes:
             lines.append(f"- {name}: " + "; ".join(notes) + ".")
     return lines
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def write_summary_md(summary: Mapping[str, Any], path: str | Path) -> None:
@@ -253,7 +257,7 @@ def plot_comparison(summary: Mapping[str, Any], records_by_config: Mapping[str, 
 
     means = [summary["configs"][n]["pass@1"]["mean"] for n in names]
     intervals = [summary["configs"][n]["pass@1"]["ci95"] or [None, None] for n in names]
-    written.append(_bar_plot(names, means, intervals, colours, baseline, "Pass@1 (95% CI)", f"Accuracy per configuration ({size})", out / "accuracy.png", ylim=(0, 1)))
+    written.append(_bar_plot(names, means, intervals, colours, baseline, "Pass@1 (95% CI)", f"Pass@1 per configuration\n{size}", out / "accuracy.png", ylim=(0, 1)))
 
     switch_means, switch_intervals = [], []
     for name in names:
@@ -261,7 +265,7 @@ def plot_comparison(summary: Mapping[str, Any], records_by_config: Mapping[str, 
         mean, ci = mean_interval(counts)
         switch_means.append(mean)
         switch_intervals.append(ci)
-    written.append(_bar_plot(names, switch_means, switch_intervals, colours, baseline, "switches per response (95% CI)", f"Thought switches per configuration ({size})", out / "switches.png"))
+    written.append(_bar_plot(names, switch_means, switch_intervals, colours, baseline, "switches per response (95% CI)", f"Thought switches per response\n{size}", out / "switches.png"))
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     lengths_by_config = {}
@@ -280,11 +284,11 @@ def plot_comparison(summary: Mapping[str, Any], records_by_config: Mapping[str, 
             lengths = lengths_by_config[name]
             if lengths:
                 # Outlines, not filled bars: many configurations stay readable on top of each other.
-                ax.hist(lengths, bins=bins, histtype="step", linewidth=2.2 if name == baseline else 1.4,
-                        linestyle="--" if name == baseline else "-", color=colours[name], label=f"{name} ({len(lengths)} thoughts)")
+                ax.hist(lengths, bins=bins, histtype="step", linewidth=2.4 if name == baseline else 1.5,
+                        color=colours[name], label=f"{name} ({len(lengths)} thoughts)")
     ax.set_xlabel("thought length (tokens between switches)")
     ax.set_ylabel("thoughts")
-    ax.set_title(f"Thought lengths ({size})", fontsize=10)
+    ax.set_title(f"Thought lengths\n{size}", fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()
