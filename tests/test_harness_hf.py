@@ -20,39 +20,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import build_tiny_qwen2
+from conftest import ALTERNATIVELY
 from tip_decode.cli import main
 from tip_decode.core.config import TIPConfig
 from tip_decode.harness import HFBackend, Problem, SamplingSettings, parse_config_spec, read_records, run_compare, run_grid
 
-ALTERNATIVELY = 38478  # " Alternatively" in the Qwen vocabulary
 SUMMARY_KEYS = {"n", "pass@1", "pass@k", "mean_tokens", "switches_per_response", "mean_tokens_between_switches", "ut", "weighted_ut"}
 RECORD_KEYS = {"id", "sample", "config", "seed", "prompt", "response", "n_tokens", "pred", "correct", "switch_positions", "versions"}
-
-
-def build_switchy_model(path: Path) -> Path:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    build_tiny_qwen2(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    with torch.no_grad():
-        embed = model.model.embed_tokens.weight
-        embed.copy_(embed[0].expand_as(embed))
-        hidden = model.model(torch.tensor([[1, 2, 3]])).last_hidden_state[0, -1]
-        unit = hidden / hidden.norm() ** 2  # lm_head row r = s * unit gives logit s
-        model.lm_head.weight.mul_(0.0)
-        model.lm_head.weight[ALTERNATIVELY] = 40.0 * unit
-        model.lm_head.weight[tokenizer.eos_token_id] = 25.0 * unit
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def switchy_model_dir(tmp_path_factory) -> Path:
-    return build_switchy_model(tmp_path_factory.mktemp("switchy"))
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,17 @@ def user_errors(prefix: str = "") -> Iterator[None]:
         raise click.ClickException(prefix + message) from None
 
 
+def require_eval_extra(plots: bool = True) -> None:
+    """Import what the harness needs from the `eval` extra now, so that a missing package is named
+    (by the command group) before a model loads, not after the generation it would waste."""
+    import math_verify  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import tqdm  # noqa: F401
+
+    if plots:
+        import matplotlib  # noqa: F401
+
+
 def quiet_libraries() -> None:
     """`--quiet`: no progress bars from transformers, huggingface_hub or datasets, and fewer logs."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

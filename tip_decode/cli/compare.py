@@ -15,7 +15,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from tip_decode.cli.common import MAX_BETA, UsageFailure, emit_json, one_line, quiet_libraries, triggers_option, user_errors
+from tip_decode.cli.common import MAX_BETA, UsageFailure, emit_json, one_line, quiet_libraries, require_eval_extra, triggers_option, user_errors
 from tip_decode.core.config import SCOPES, parse_triggers
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
 
     if opts["quiet"]:
         quiet_libraries()
+    require_eval_extra(plots=not opts["no_plots"])
     _check_command_line(opts, configs)
     backend = opts["backend"]
     sampling = SamplingSettings(opts["temperature"], opts["top_p"], opts["max_new_tokens"])
@@ -318,6 +319,7 @@ def score(run_dir: str, tokenizer: str | None, no_plots: bool, as_json: bool, qu
 
     if quiet:
         quiet_libraries()
+    require_eval_extra(plots=not no_plots)
     folder = Path(run_dir)
     if not folder.is_dir():
         raise UsageFailure(f"no such folder: {run_dir!r}")

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from tip_decode.cli.common import emit_json, quiet_libraries, user_errors
+from tip_decode.cli.common import emit_json, quiet_libraries, require_eval_extra, user_errors
 from tip_decode.demo.run import BACKENDS, DEFAULT_PROBLEMS
 
 #: More held-out problems than this only makes the run long: problems are drawn with replacement.
@@ -34,6 +34,7 @@ def demo(out: str, problems: int, backend: str, grid: bool, seed: int, as_json: 
     logging.basicConfig(level=logging.WARNING)
     if quiet:
         quiet_libraries()
+    require_eval_extra()
     with user_errors():
         result = run_demo(out, problems=problems, backend=backend, grid=grid, seed=seed, progress=not quiet)
     text = report(result)
