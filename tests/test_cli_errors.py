@@ -171,3 +171,17 @@ def test_a_fifty_megabyte_line_is_refused_at_once_with_little_memory(tmp_path):
     assert seconds < 60
     peak_kb = int(result.stderr.strip().splitlines()[-1].split()[-1])
     assert peak_kb < 1024 * 1024, peak_kb  # under 1 GB, the interpreter and its imports included
+
+
+def test_serve_and_vocab_mistakes(tmp_path, qwen3_dir):
+    # Checked before vLLM starts: huge or overflowing values, a missing model folder.
+    for args, message in (
+        (["serve", qwen3_dir, "--alpha", "1e400"], "too large for a number"),
+        (["serve", qwen3_dir, "--beta", "99999999999999999999"], "--beta"),
+        (["serve", "./no-such-model"], "no such folder: './no-such-model'"),
+        (["serve", qwen3_dir, "--", "--tokenizer", "./no-such-tokenizer"], "no such folder: './no-such-tokenizer'"),
+        (["vocab", "./no-such-tokenizer"], "no such folder"),
+    ):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+        assert result.exit_code == 2 and len(errors) == 1 and message in errors[0], result.output
