@@ -97,6 +97,24 @@ def test_tokenizer_other_than_the_runs_is_refused(compare_run, tokenizers_dir):
         assert result.exit_code == 2 and len(errors) == 1 and "is not the one that wrote" in errors[0], result.output
 
 
+def test_records_away_from_their_run_still_name_their_model(compare_run, tokenizers_dir, tmp_path):
+    _, out, _ = compare_run
+    copied = tmp_path / "records.jsonl"
+    copied.write_bytes((out / "baseline.jsonl").read_bytes())
+    # The model folder named in the records is here: its tokenizer is compared, and differs.
+    result = CliRunner().invoke(main, ["analyze", str(copied), "--tokenizer", str(tokenizers_dir / "qwen2.5")])
+    assert result.exit_code == 2 and "is not the one that wrote these records" in result.output
+    # The same tokenizer under another name is accepted.
+    assert invoke("analyze", copied, "--tokenizer", tokenizers_dir / "qwen3", "-q").exit_code == 0
+    # A model that is not here cannot be checked: a loud warning.
+    rewritten = [json.loads(line) for line in copied.read_text().splitlines()]
+    for record in rewritten:
+        record["versions"]["model"] = "/gone/model"
+    copied.write_text("".join(json.dumps(r) + "\n" for r in rewritten))
+    result = invoke("analyze", copied, "--tokenizer", tokenizers_dir / "qwen3", "-q")
+    assert result.exit_code == 0 and "WARNING: these records were written by '/gone/model'" in result.stderr
+
+
 def test_analyze_a_run_folder_reproduces_the_runs_numbers(compare_run):
     _, out, _ = compare_run
     result = invoke("analyze", out, "--json", "-q")  # no --tokenizer: the run's

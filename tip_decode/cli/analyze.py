@@ -300,7 +300,7 @@ def analyze(
         with user_errors():
             check_tokenizer_matches(info, tokenizer, source)
     else:
-        _warn_other_model(per_file, tokenizer_name)
+        _check_other_model(per_file, tokenizer, tokenizer_name)
     size = _vocabulary_size(tokenizer)
     for _, path, items in per_file:
         _check_id_range(path, items, size)
@@ -362,14 +362,36 @@ def _check_id_range(path: Path, items: list[dict[str, Any]], size: int | None) -
                 )
 
 
-def _warn_other_model(per_file: list[tuple[Any, Path, list[dict[str, Any]]]], tokenizer_name: str) -> None:
-    from tip_decode.harness.preflight import same_source
+def _check_other_model(per_file: list[tuple[Any, Path, list[dict[str, Any]]]], tokenizer: Any, tokenizer_name: str) -> None:
+    """Records that name the model that wrote them (`versions.model`, as the harness writes) and a
+    --tokenizer of another name: refused when that model's folder is here and its tokenizer differs,
+    a loud warning when it cannot be checked."""
+    import os
+
+    from tip_decode.harness.backends import load_hf_tokenizer
+    from tip_decode.harness.preflight import same_source, tokenizer_fingerprint
 
     models = {item["model"] for _, _, items in per_file for item in items if item["model"]}
-    others = sorted(m for m in models if not same_source(m, tokenizer_name))
-    if others:
+    unchecked = []
+    given = None
+    for model in sorted(m for m in models if not same_source(m, tokenizer_name)):
+        if not os.path.isdir(model):
+            unchecked.append(model)
+            continue
+        try:
+            recorded = tokenizer_fingerprint(load_hf_tokenizer(model))
+        except (RuntimeError, ValueError):
+            unchecked.append(model)
+            continue
+        given = given or tokenizer_fingerprint(tokenizer)
+        if recorded and given and recorded != given:
+            raise UsageFailure(
+                f"tokenizer {tokenizer_name!r} is not the one that wrote these records (they name {model!r}, whose vocabulary differs): "
+                "its token ids would be read as other words"
+            )
+    if unchecked:
         click.echo(
-            f"WARNING: these records were written by {', '.join(repr(m) for m in others)}, and --tokenizer is {tokenizer_name!r}: "
+            f"WARNING: these records were written by {', '.join(repr(m) for m in unchecked)}, and --tokenizer is {tokenizer_name!r}: "
             "unless that is the same tokenizer, token ids are read as other words and switches, thoughts and UT are wrong",
             err=True,
         )

@@ -50,7 +50,7 @@ def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True, help="Where to generate."),
         click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True, help="Output folder; rerunning with the same folder resumes."),
         click.option("--samples", "-k", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per problem and configuration."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Run seed; each sample's seed derives from it, the problem id and the sample index."),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Run seed; each sample's seed derives from it, the problem id and the sample index."),
         click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True, help="Sampling temperature (0: greedy)."),
         click.option("--top-p", type=click.FloatRange(min=0, min_open=True, max=1), default=0.95, show_default=True, help="Nucleus sampling mass."),
         click.option("--max-new-tokens", type=click.IntRange(min=1), default=4096, show_default=True, help="Longest response in tokens (prompt + this must fit the model's context)."),
@@ -109,6 +109,8 @@ def _check_command_line(opts: dict[str, Any], configs: list[Any]) -> None:
         parse_triggers(opts["switch_triggers"], "--switch-triggers")
     except ValueError as err:
         raise UsageFailure(one_line(err)) from None
+    if opts["temperature"] == 0 and opts["samples"] > 1:
+        click.echo(f"note: --temperature 0 is greedy decoding: all {opts['samples']} samples of a problem will be the same", err=True)
     names = [c.name for c in configs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

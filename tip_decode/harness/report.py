@@ -340,11 +340,12 @@ def plot_heatmap(
             else:
                 ax.text(j, i, NA, ha="center", va="center", color="black", fontsize=8)
     bar = fig.colorbar(image, ax=ax)
-    if colourbar_label:
-        bar.set_label(colourbar_label)
+    label = colourbar_label or ""
     if _known(baseline):
-        bar.ax.axhline(baseline, color="red", linewidth=2)
-        bar.ax.text(1.05, baseline, f" baseline {format(baseline, fmt)}", transform=bar.ax.get_yaxis_transform(), va="center", ha="left", fontsize=8, color="red")
+        bar.ax.axhline(baseline, color="red", linewidth=2.5)
+        label = f"{label}\n(red line: baseline, {format(baseline, fmt)})".strip()
+    if label:
+        bar.set_label(label, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
