@@ -130,6 +130,16 @@ def test_analyze_a_run_folder_reproduces_the_runs_numbers(compare_run):
     assert json.loads(one.stdout)["aggregate"]["switches_per_response"] == summary["baseline"]["switches_per_response"]
 
 
+def test_grid_names_no_best_cell_when_cells_tie(switchy_model_dir, problems_file, tmp_path):
+    result = invoke("grid", "-m", switchy_model_dir, "--data", problems_file, "-o", tmp_path / "grid", "--alphas", "3,inf", "--betas", "1",
+                    "--scope", "all", "--switch-scope", "all", "--temperature", "0", "--max-new-tokens", "3", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    grid = json.loads(result.stdout)["grid"]
+    assert grid["best"] is None and grid["highest"]["config"] == "a3_b1"
+    assert "no best cell: every cell has the same Pass@1 (0.000)" in result.stderr
+    assert "best cell: alpha" not in result.output
+
+
 def test_ctrl_c_exits_130_and_the_same_command_resumes(switchy_model_dir, tmp_path):
     data = tmp_path / "p.jsonl"
     data.write_text("".join(json.dumps({"question": f"Q{i}", "answer": "1"}) + "\n" for i in range(12)))

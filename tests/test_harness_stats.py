@@ -147,3 +147,32 @@ def test_paired_differences_against_named_baseline():
     assert list(paired) == ["tip"]
     assert paired["tip"]["delta_pass@1"] == pytest.approx(0.5)
     assert paired["tip"]["baseline"] == "baseline"
+
+
+def _grid_summary(means, lows):
+    configs = {"baseline": {"pass@1": {"mean": 0.5}}}
+    paired = {}
+    for name, mean in means.items():
+        configs[name] = {"pass@1": {"mean": mean}}
+        paired[name] = {"delta_pass@1": mean - 0.5, "ci95": [lows[name], mean - 0.5 + 0.1]}
+    return {"configs": configs, "paired": paired, "baseline": "baseline"}
+
+
+def test_best_cell_only_when_the_data_can_tell():
+    from tip_decode.harness.grid import best_cell
+
+    cells = ["a", "b", "c"]
+    # A unique top whose paired interval lies above zero is named.
+    name, reason = best_cell(_grid_summary({"a": 0.6, "b": 0.7, "c": 0.55}, {"a": -0.1, "b": 0.02, "c": -0.2}), cells)
+    assert name == "b" and "lies above zero" in reason
+    # The top cell's interval includes zero: no best cell, even though its mean is highest.
+    name, reason = best_cell(_grid_summary({"a": 0.6, "b": 0.7, "c": 0.55}, {"a": -0.1, "b": -0.01, "c": -0.2}), cells)
+    assert name is None and "no cell is distinguishable from the baseline" in reason
+    # ... and when a lower cell's interval lies above zero, that is said too.
+    name, reason = best_cell(_grid_summary({"a": 0.6, "b": 0.7, "c": 0.55}, {"a": 0.01, "b": -0.01, "c": -0.2}), cells)
+    assert name is None and "the intervals of a lie above zero" in reason
+    # Ties.
+    name, reason = best_cell(_grid_summary({"a": 0.7, "b": 0.7, "c": 0.55}, {"a": 0.1, "b": 0.1, "c": 0.0}), cells)
+    assert name is None and "2 cells tie" in reason
+    name, reason = best_cell(_grid_summary({"a": 0.5, "b": 0.5, "c": 0.5}, {"a": 0.0, "b": 0.0, "c": 0.0}), cells)
+    assert name is None and "every cell has the same Pass@1" in reason

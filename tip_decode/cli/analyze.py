@@ -130,6 +130,8 @@ def _sources(source: Path, config_names: tuple[str, ...]) -> tuple[dict[str, Any
 
     if not source.exists():
         raise UsageFailure(f"no such file or folder: {str(source)!r}")
+    if source.name == "run.json" and source.is_file():
+        source = source.parent  # the run's settings file: analyse the run
     if source.is_dir():
         if not (source / "run.json").is_file():
             raise UsageFailure(f"{source} is not a run folder (no run.json); give a JSON-lines file of responses, or a folder written by `tip-decode compare`")
@@ -250,6 +252,8 @@ def analyze(
                 raise UsageFailure(f"--{name.replace('_', '-')} is for --judge llm")
     if plot is not None:
         _check_plot_path(plot)
+    if source.name == "run.json" and source.is_file():
+        source = source.parent  # the run's settings file stands for its folder
     info, files = _sources(source, config_names)
     folder_input = source.is_dir()
 

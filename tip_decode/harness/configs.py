@@ -127,7 +127,11 @@ def parse_config_spec(spec: str) -> RunConfig:
         raise ValueError(f"configuration {spec!r} needs settings (e.g. {name}:alpha=3,beta=600), or use 'baseline' / 'tip'")
     if name == "baseline":
         raise ValueError(f"configuration {spec!r}: 'baseline' is standard decoding and takes no settings; name a TIP configuration otherwise")
-    return RunConfig(name, tip_from_settings(spec, settings))
+    tip = tip_from_settings(spec, settings)
+    try:
+        return RunConfig(name, tip)
+    except ValueError as err:
+        raise ValueError(f"configuration {spec!r}: {err}") from None
 
 
 def grid_configs(alphas: list[float], betas: list[int], base: TIPConfig | None = None) -> list[RunConfig]:
