@@ -16,7 +16,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from tip_decode.cli.common import UsageFailure, emit_json, load_tokenizer, one_line, quiet_libraries, triggers_option, user_errors
+from tip_decode.cli.common import UsageFailure, emit_json, library_progress, load_tokenizer, one_line, triggers_option, user_errors
 from tip_decode.core.config import PAPER_BETA, SCOPES, parse_triggers
 
 #: Record fields tried, in order, as the problem key of weighted UT when --group-field is not given.
@@ -240,8 +240,7 @@ def analyze(
     from tip_decode.analysis import AnswerMatchJudge, LLMJudge
     from tip_decode.harness.preflight import tokenizer_fingerprint
 
-    if quiet:
-        quiet_libraries()
+    library_progress(quiet)
     if with_thoughts and not as_json:
         raise UsageFailure("--thoughts adds every thought to the JSON output: use it with --json")
     if judge_name == "llm" and not judge_model:

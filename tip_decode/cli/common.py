@@ -74,6 +74,27 @@ def require_eval_extra(plots: bool = True) -> None:
         import matplotlib  # noqa: F401
 
 
+def library_progress(quiet: bool) -> None:
+    """Progress bars of transformers and the Hub: off with `--quiet`, and off when stderr is not a
+    terminal (a redrawn bar writes a carriage return per update into logs); `quiet` also lowers
+    the libraries' logging."""
+    import sys
+
+    if quiet:
+        quiet_libraries()
+        return
+    isatty = getattr(sys.stderr, "isatty", None)
+    if callable(isatty) and isatty():
+        return
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
 def quiet_libraries() -> None:
     """`--quiet`: no progress bars from transformers, huggingface_hub or datasets, and fewer logs."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

@@ -15,7 +15,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from tip_decode.cli.common import MAX_BETA, UsageFailure, emit_json, one_line, quiet_libraries, require_eval_extra, triggers_option, user_errors
+from tip_decode.cli.common import MAX_BETA, UsageFailure, emit_json, library_progress, one_line, require_eval_extra, triggers_option, user_errors
 from tip_decode.core.config import SCOPES, parse_triggers
 
 logger = logging.getLogger(__name__)
@@ -124,8 +124,7 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
     from tip_decode.harness.preflight import check_context, check_device, check_output_dir, resolve_source
     from tip_decode.harness.run import RESUME_KEYS, check_resume
 
-    if opts["quiet"]:
-        quiet_libraries()
+    library_progress(opts["quiet"])
     require_eval_extra(plots=not opts["no_plots"])
     _check_command_line(opts, configs)
     backend = opts["backend"]
@@ -319,8 +318,7 @@ def score(run_dir: str, tokenizer: str | None, no_plots: bool, as_json: bool, qu
     from tip_decode.cli.common import load_tokenizer
     from tip_decode.harness import summarize
 
-    if quiet:
-        quiet_libraries()
+    library_progress(quiet)
     require_eval_extra(plots=not no_plots)
     folder = Path(run_dir)
     if not folder.is_dir():

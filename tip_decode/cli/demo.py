@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from tip_decode.cli.common import emit_json, quiet_libraries, require_eval_extra, user_errors
+from tip_decode.cli.common import emit_json, library_progress, require_eval_extra, user_errors
 from tip_decode.demo.run import BACKENDS, DEFAULT_PROBLEMS
 
 #: More held-out problems than this only makes the run long: problems are drawn with replacement.
@@ -32,8 +32,7 @@ def demo(out: str, problems: int, backend: str, grid: bool, seed: int, as_json: 
     from tip_decode.demo.run import explain, report, run_demo
 
     logging.basicConfig(level=logging.WARNING)
-    if quiet:
-        quiet_libraries()
+    library_progress(quiet)
     require_eval_extra()
     with user_errors():
         result = run_demo(out, problems=problems, backend=backend, grid=grid, seed=seed, progress=not quiet)

@@ -326,6 +326,9 @@ def plot_heatmap(
     high = max([*finite.tolist(), *([baseline] if _known(baseline) else [])], default=1.0)
     if low == high:
         low, high = low - 0.5, high + 0.5
+    # A margin, so a baseline at either end of the range stays visible on the colour bar.
+    margin = 0.03 * (high - low)
+    low, high = low - margin, high + margin
     image = ax.imshow(data, cmap="viridis", aspect="auto", vmin=low, vmax=high)
     ax.set_xticks(range(len(betas)), [str(b) for b in betas])
     ax.set_yticks(range(len(alphas)), [str(a) for a in alphas])
