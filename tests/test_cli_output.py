@@ -52,6 +52,7 @@ def test_compare_json_on_stdout_and_the_table_on_stderr(compare_run):
     summary = json.loads(result.stdout)  # stdout is exactly one JSON object
     assert summary == json.loads((out / "summary.json").read_text())
     assert "| baseline" in result.stderr and "| baseline" not in result.stdout
+    assert "note: baseline: 100.0% of responses hit the token limit" in result.stderr
 
 
 def test_runs_are_portable(compare_run, tmp_path):
@@ -86,6 +87,7 @@ def test_summary_md_explains_itself(compare_run):
     assert "| 100.0%" in md and "| 0.0%" in md  # truncated shares: the baseline never stops
     assert "every problem has the same accuracy" in md  # which interval, and why
     assert "every problem has the same difference" in md
+    assert "baseline: 100.0% of responses hit the token limit (5 new tokens)" in md  # called out, not buried
 
 
 def test_tokenizer_other_than_the_runs_is_refused(compare_run, tokenizers_dir):

@@ -216,7 +216,11 @@ def _report(summary: dict[str, Any], out: str, as_json: bool, extra: dict[str, A
     """The table (stdout; stderr with --json) and, with --json, the summary as JSON on stdout."""
     from tip_decode.harness import format_table
 
+    from tip_decode.harness.report import truncation_notes
+
     click.echo(format_table(summary), err=as_json)
+    for note in truncation_notes(summary):
+        click.echo(f"note: {note}", err=True)
     for line in lines:
         click.echo(line, err=as_json)
     click.echo(f"\nrecords, summary.json, summary.md and plots in {out}", err=as_json)

@@ -134,6 +134,24 @@ def _methods(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+#: A truncated share at or above this is called out: Pass@1 and UT then largely describe cut-off responses.
+TRUNCATION_NOTE = 0.2
+
+
+def truncation_notes(summary: Mapping[str, Any]) -> list[str]:
+    """One line per configuration whose responses often hit the token limit."""
+    limit = summary.get("run", {}).get("max_new_tokens")
+    lines = []
+    for name, m in summary["configs"].items():
+        share = m.get("truncated")
+        if _known(share) and share >= TRUNCATION_NOTE:
+            lines.append(
+                f"{name}: {_pct(share)} of responses hit the token limit ({limit} new tokens): their answers are cut off, "
+                "so Pass@1 and UT largely describe unfinished responses (raise --max-new-tokens)"
+            )
+    return lines
+
+
 def _unknowns(summary: Mapping[str, Any]) -> list[str]:
     lines = []
     for name, m in summary["configs"].items():
@@ -184,6 +202,10 @@ def write_summary_md(summary: Mapping[str, Any], path: str | Path) -> None:
     lines += [f"- **{name}**: {text}" for name, text in METRIC_TEXT.items()]
     lines += ["", "## Intervals", ""]
     lines += _methods(summary)
+    truncated = truncation_notes(summary)
+    if truncated:
+        lines += ["", "## Truncated responses", ""]
+        lines += [f"- {line}." for line in truncated]
     unknown = _unknowns(summary)
     if unknown:
         lines += ["", "## Unknown values", "", "`n/a` marks a value that was not measured.", ""]
