@@ -68,6 +68,11 @@ COMPARE_MISTAKES = [
     (["--switch-triggers", ","], 2, "--switch-triggers"),
     (["--backend", "hf", "--concurrency", "4"], 2, "--concurrency is an option of --backend openai"),
     (["--max-model-len", "64"], 2, "--max-model-len is an option of --backend vllm"),
+    (["--temperature", "nan"], 2, "has to be a finite number"),
+    (["--temperature", "1e400"], 2, "has to be a finite number"),
+    (["--top-p", "nan"], 2, "has to be a finite number"),
+    (["--samples", "1000000000"], 2, "--samples"),
+    (["--seed", "-1"], 2, "--seed"),
 ]
 
 

@@ -31,7 +31,8 @@ def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
         records = list(iter_jsonl(path))
     except JSONLError as err:
-        raise click.ClickException(str(err)) from None
+        hint = " (a .json file? analyze reads JSON lines: one object per line)" if path.suffix.lower() == ".json" else ""
+        raise click.ClickException(f"{err}{hint}") from None
     if not records:
         raise click.ClickException(f"{path}: no responses (the file is empty)")
     return records
@@ -197,7 +198,7 @@ def _check_plot_path(plot: Path) -> None:
 @click.option("--judge-base-url", default="http://127.0.0.1:8000/v1", show_default=True, help="OpenAI-compatible endpoint for --judge llm.")
 @click.option("--judge-api-key", envvar="TIP_JUDGE_API_KEY", default="EMPTY", show_default=True, help="API key for --judge llm (env TIP_JUDGE_API_KEY).")
 @click.option("--judge-cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON-lines cache of judge replies (default: SOURCE.judge-cache.jsonl).")
-@click.option("--judge-retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries per thought for --judge llm.")
+@click.option("--judge-retries", type=click.IntRange(min=0, max=10), default=2, show_default=True, help="Retries per thought for --judge llm.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the output contract) instead of tables.")
 @click.option("--thoughts", "with_thoughts", is_flag=True, help="With --json: include every thought (span, text, candidates, verdict).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a plot of thought-length distributions to this file (PNG, PDF or SVG).")

