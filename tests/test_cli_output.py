@@ -4,7 +4,6 @@ the tokenizer that wrote the records, judges that do not answer, and one JSON-li
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

@@ -239,7 +239,6 @@ def analyze(
     switches, premature switches, abandoned-on-track thoughts, UT and weighted UT.
     """
     from tip_decode.analysis import AnswerMatchJudge, LLMJudge
-    from tip_decode.harness.preflight import tokenizer_fingerprint
 
     library_progress(quiet)
     if with_thoughts and not as_json:
