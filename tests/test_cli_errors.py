@@ -88,6 +88,10 @@ def test_more_compare_mistakes(broken_model_dir, data_file, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     check(*invoke(["compare", *base, "--data", data_file, "-o", blocker / "out"]), 2, "cannot write to the output folder")
+    check(*invoke(["compare", *base, "--data", data_file, "-o", blocker / "deeper" / "out"]), 2, "is not a writable folder")
+    # A mistake found after the folder check leaves no empty folder behind.
+    check(*invoke(["compare", *base, "--data", tmp_path / "absent.jsonl", "-o", tmp_path / "never-made"]), 2, "no such file")
+    assert not (tmp_path / "never-made").exists()
     # A missing model folder says so (transformers would say "Repo id must be in the form ...").
     check(*invoke(["compare", "-m", "./no-such-model", "--data", data_file, "-o", tmp_path / "o1"]), 2, "no such folder: './no-such-model'")
     check(*invoke(["compare", "-m", tmp_path / "absent", "--data", data_file, "-o", tmp_path / "o2"]), 2, "no such folder")

@@ -145,7 +145,7 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         device = check_device(opts["device"]) if backend == "hf" else None
         model = resolve_source(opts["model"], "model") if backend != "openai" else opts["model"]
         tokenizer_name = resolve_source(opts["tokenizer"], "tokenizer") if opts["tokenizer"] else None
-        check_output_dir(opts["out"])
+        check_output_dir(opts["out"], create=False)
         known = {"model": model, "temperature": sampling.temperature, "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens, "seed": opts["seed"]}
         check_resume(Path(opts["out"]), {k: v for k, v in known.items() if k in RESUME_KEYS and v is not None}, configs)
         problems = load_problems(

@@ -89,11 +89,24 @@ def check_device(device: str | None) -> str:
     return device
 
 
-def check_output_dir(path: str | Path) -> Path:
-    """Create `path` if needed and check that files can be written in it (`InputError` otherwise)."""
+def check_output_dir(path: str | Path, create: bool = True) -> Path:
+    """Check that files can be written in the output folder `path` (`InputError` otherwise).
+
+    With `create` the folder is made (parents included) and a file is written and removed in it.
+    Without, nothing is created: a folder that exists gets the same write test, and for one that does
+    not, its nearest existing parent must be a writable folder (a mistake found later then leaves no
+    empty folder behind).
+    """
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"output folder {str(folder)!r} exists and is not a folder")
+    if not create and not folder.exists():
+        parent = folder.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(f"cannot write to the output folder {str(folder)!r}: {str(parent)!r} is not a writable folder")
+        return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
