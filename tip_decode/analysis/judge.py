@@ -280,6 +280,8 @@ class LLMJudge:
         try:
             served = [m.id for m in self.client.models.list()]
         except Exception as err:  # connection refused, timeouts, HTTP errors
+            if getattr(err, "status_code", None) in (404, 405):
+                return  # a server without a model list: nothing to check here, judging will tell
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise RuntimeError(f"cannot reach the judge at {getattr(self.client, 'base_url', '?')}: {first}") from None
         if served and self.model not in served:
