@@ -117,6 +117,39 @@ def tiny_qwen2_dir(tmp_path_factory) -> Path:
     return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
 
 
+ALTERNATIVELY = 38478  # " Alternatively" in the Qwen vocabulary
+
+
+def build_switchy_model(path: Path) -> Path:
+    """A tiny Qwen2 whose every token embedding is the same vector, so its final hidden state is one
+    fixed vector H whatever the context; its output layer gets a large logit for " Alternatively" and
+    a smaller one for end-of-text. Without TIP it says " Alternatively" at every step (a switch per
+    token); with alpha=inf the word is banned and it ends at once: exact, not statistical, effects."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    build_tiny_qwen2(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    with torch.no_grad():
+        embed = model.model.embed_tokens.weight
+        embed.copy_(embed[0].expand_as(embed))
+        hidden = model.model(torch.tensor([[1, 2, 3]])).last_hidden_state[0, -1]
+        unit = hidden / hidden.norm() ** 2  # lm_head row r = s * unit gives logit s
+        model.lm_head.weight.mul_(0.0)
+        model.lm_head.weight[ALTERNATIVELY] = 40.0 * unit
+        model.lm_head.weight[tokenizer.eos_token_id] = 25.0 * unit
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def switchy_model_dir(tmp_path_factory) -> Path:
+    """A tiny Qwen2 that says " Alternatively" at every step (see `build_switchy_model`)."""
+    return build_switchy_model(tmp_path_factory.mktemp("switchy"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Under CI (TIP_DECODE_REQUIRE_VLLM=1) a missing vLLM is a failure, never a silent skip."""
     if os.environ.get("TIP_DECODE_REQUIRE_VLLM") != "1":

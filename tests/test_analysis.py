@@ -158,6 +158,36 @@ def test_aggregate_formulas(qwen3):
     assert aggregate([])["ut"] is None
 
 
+def test_aggregate_treats_unknown_ut_and_unjudged_thoughts_as_unknown(qwen3):
+    """A judge that could not judge (an unreachable LLM judge) leaves UT unknown: UT and weighted UT
+    both leave such samples out, and abandoned-on-track is null when no abandoned thought was judged."""
+    from tip_decode.analysis import Verdict
+
+    tok, vocab = qwen3
+
+    class Unjudging:
+        def judge(self, request):
+            return Verdict("unjudged", None, "request failed: connection refused")
+
+    def run(text, ref, rid, judge=None):
+        return analyze_response(text, vocabulary=vocab, tokenizer=tok, reference=ref, scope="all", premature_threshold=5, id=rid, judge=judge)
+
+    known = run("x = 4, the answer is 4.\n\nWait, maybe \\boxed{5}", "4", "p1-a")
+    unknown = run("x = 4, the answer is 4.\n\nWait, maybe \\boxed{5}", "4", "p1-b", judge=Unjudging())
+    right = run("It is \\boxed{4}", "4", "p2-a", judge=Unjudging())
+    assert known.ut is not None and known.ut > 0 and unknown.ut is None and unknown.correct is False
+    summary = aggregate([known, unknown, right], problem_ids=["p1", "p1", "p2"])
+    assert summary["ut"] == pytest.approx(known.ut) and summary["ut_unknown"] == 1
+    # p1 holds one known sample (ut) and one unknown one, left out as `ut` leaves it out; p2 is correct.
+    assert summary["weighted_ut"] == pytest.approx((known.ut + 0.0) / 2)
+    assert summary["unjudged_thoughts"] == unknown.n_thoughts + right.n_thoughts
+    assert summary["abandoned_unjudged"] == 1 and summary["abandoned_on_track"] == 1  # a lower bound, with its count
+    everything_unjudged = aggregate([unknown, right])
+    assert everything_unjudged["abandoned_on_track"] is None and everything_unjudged["ut"] is None
+    assert everything_unjudged["weighted_ut"] == 0.0  # only the correct sample is known
+    assert unknown.to_dict()["abandoned_on_track"] is None and unknown.to_dict()["abandoned_unjudged"] == 1
+
+
 def test_candidates():
     text = "We get \\boxed{\\frac{1}{2}} first, then \\boxed{3}. So the answer is $7$.\nThus x = 12."
     assert extract_candidates(text, "math") == ("\\frac{1}{2}", "3", "7", "12")

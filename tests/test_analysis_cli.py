@@ -97,10 +97,10 @@ def test_binary_file_and_llm_judge_without_model(tmp_path, qwen3_dir):
     path = tmp_path / "r.jsonl"
     path.write_bytes(b"\xff\xfe\x00binary")
     result = run(["analyze", str(path), "--tokenizer", qwen3_dir])
-    assert result.exit_code == 1 and "not a UTF-8 text file" in result.output
+    assert result.exit_code == 1 and "line 1: not UTF-8 text" in result.output
     good = write(tmp_path, RECORDS, "good.jsonl")
     result = run(["analyze", str(good), "--tokenizer", qwen3_dir, "--judge", "llm"])
-    assert result.exit_code == 1 and "--judge-model" in result.output
+    assert result.exit_code == 2 and "--judge-model" in result.output
 
 
 def test_harness_records(tmp_path, qwen3_dir):

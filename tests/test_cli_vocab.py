@@ -37,7 +37,9 @@ def test_vocab_tokenizer_json_file_and_presets(tokenizers_dir):
 
 def test_vocab_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(main, ["vocab", str(tmp_path / "nowhere")])
-    assert result.exit_code != 0
-    assert "cannot load tokenizer" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2  # a usage error: the path does not exist
+    assert "no such folder" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["vocab", str(tmp_path)])  # a folder without tokenizer files
+    assert result.exit_code == 1 and "cannot load tokenizer" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["vocab", str(tmp_path), "--triggers", ","])
     assert result.exit_code != 0 and "--triggers" in result.output and "Traceback" not in result.output

@@ -49,6 +49,33 @@ def test_demo_prints_both_configurations_with_measured_numbers(demo_run):
     assert "| baseline" in output and "| tip" in output
 
 
+def test_demo_writes_its_report_and_names_files_that_exist(demo_run):
+    out, output = demo_run
+    report = (out / "demo.md").read_text()
+    paragraph = next(block for block in output.split("\n\n") if block.startswith(f"On {PROBLEMS} held-out problems"))
+    assert paragraph in report  # the explanatory paragraph
+    assert "| config   | answered" in report  # the second table
+    closing = output.strip().splitlines()[-1]
+    assert closing.startswith(f"Wrote {out}/: ")
+    named = closing.split(": ", 1)[1].rsplit(" in ", 1)[0].split(", ")
+    assert "demo.md" in named and "summary.md" in named and "baseline.jsonl" in named
+    assert all((out / name).is_file() for name in named), named
+
+
+def test_analyze_on_the_demo_folder_reproduces_the_demo(demo_run):
+    # Before: analyze used its own defaults (paper triggers, answer-match judge): 1.19 switches and
+    # UT 0 against the demo's 2.53 and 0.398. Now the run's settings come from run.json.
+    out, _ = demo_run
+    result = CliRunner().invoke(main, ["analyze", str(out), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    analysed = json.loads(result.stdout)["configs"]
+    summary = json.loads((out / "summary.json").read_text())["configs"]
+    for name in ("baseline", "tip"):
+        for key in ("switches_per_response", "mean_tokens_between_switches", "premature_switches", "ut", "weighted_ut", "abandoned_on_track"):
+            assert analysed[name]["aggregate"][key] == summary[name][key], (name, key)
+    assert summary["baseline"]["ut"] > 0  # the walk judge, not the answer-match judge
+
+
 def test_rerun_resumes_and_bad_input_is_one_line(demo_run, tmp_path):
     out, output = demo_run
     again = CliRunner().invoke(main, ["demo", "--out", str(out), "--problems", str(PROBLEMS), "--quiet"])
@@ -56,7 +83,14 @@ def test_rerun_resumes_and_bad_input_is_one_line(demo_run, tmp_path):
     # Nothing was regenerated: the same records, so the same table.
     assert output.split("\n\n")[1] == again.output.split("\n\n")[1]
     bad = CliRunner().invoke(main, ["demo", "--problems", "0"])
-    assert bad.exit_code != 0 and "--problems" in bad.output
+    assert bad.exit_code == 2 and "--problems" in bad.output
+    # --json: the results on stdout as one object, the report on stderr.
+    as_json = CliRunner().invoke(main, ["demo", "--out", str(out), "--problems", str(PROBLEMS), "--quiet", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert data["summary"] == json.loads((out / "summary.json").read_text())
+    assert data["explanation"].startswith(f"On {PROBLEMS} held-out problems") and "demo.md" in data["files"]
+    assert "| baseline" in as_json.stderr
 
 
 def test_explain_reports_a_grid_trade_off_from_numbers():
@@ -76,10 +110,15 @@ def test_explain_reports_a_grid_trade_off_from_numbers():
         "run": {"max_new_tokens": 160},
     }
     walks = {"baseline": {"abandoned_on_track": 9, "incorrect_with_correct_thought": 0.8}, "a3_b32": {"abandoned_on_track": 2, "incorrect_with_correct_thought": 0.5}}
-    text = explain(DemoResult(Path("."), summary, walks, {"best": {"config": "a3_b32"}}, 1.0))
+    text = explain(DemoResult(Path("."), summary, walks, {"best": {"config": "a3_b32"}, "highest": {"config": "a3_b32"}}, 1.0))
     assert "50.0% to 70.0%" in text and "excludes zero" in text
     assert "chosen on these same problems" in text
-    assert "best cell is a3_b32 and the worst is a10_b128" in text and "20.0% Pass@1, 80.0% out of budget" in text
+    assert "the highest Pass@1 is a3_b32's and the lowest is a10_b128's" in text and "20.0% Pass@1, 80.0% out of budget" in text
+    assert "includes zero" in text  # the lowest cell has no interval here: no claim that it is worse
+    # No cell distinguishable from the baseline: the paragraph never calls one "best".
+    summary["paired"]["a3_b32"]["ci95"] = [-0.05, 0.35]
+    text = explain(DemoResult(Path("."), summary, walks, {"best": None, "highest": {"config": "a3_b32"}}, 1.0))
+    assert "best" not in text and "cannot tell the two apart" in text
 
 
 @pytest.mark.vllm

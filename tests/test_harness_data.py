@@ -44,7 +44,7 @@ def test_gsm8k_file_reduces_worked_answers_to_the_number(data_dir):
 def test_missing_field_and_bad_files_are_named(data_dir, tmp_path):
     with pytest.raises(ValueError, match="no field 'question'.*problem"):
         load_file(data_dir / "math500.jsonl")
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(ValueError, match="no such file"):
         load_file(tmp_path / "absent.jsonl")
     (tmp_path / "x.txt").write_text("q")
     with pytest.raises(ValueError, match="unknown data set"):
@@ -150,15 +150,16 @@ def test_record_writer_drops_a_torn_line_and_appends_whole_lines(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "message", "status"),
     [
-        (["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"], "Error: cannot reach the server at http://127.0.0.1:9/v1"),
-        (["--backend", "hf", "-m", "/nonexistent/model-dir"], "Error: cannot load model '/nonexistent/model-dir'"),
-        (["--backend", "hf", "-c", "tip:alpha=-1"], "Error: configuration 'tip:alpha=-1': `alpha` has to be"),
-        (["--backend", "hf", "--question-field", "prompt"], "Error: "),
+        (["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"], "Error: cannot reach the server at http://127.0.0.1:9/v1", 1),
+        (["--backend", "hf", "-m", "/nonexistent/model-dir"], "Error: no such folder: '/nonexistent/model-dir'", 2),
+        (["--backend", "hf", "-m", "./missing-model"], "Error: no such folder: './missing-model'", 2),
+        (["--backend", "hf", "-c", "tip:alpha=-1"], "Error: configuration 'tip:alpha=-1': `alpha` has to be", 2),
+        (["--backend", "hf", "--question-field", "prompt"], "Error: ", 1),
     ],
 )
-def test_user_errors_are_one_line(tmp_path, extra, message):
+def test_user_errors_are_one_line(tmp_path, extra, message, status):
     from click.testing import CliRunner
 
     from tip_decode.cli import main
@@ -167,7 +168,7 @@ def test_user_errors_are_one_line(tmp_path, extra, message):
     data.write_text('{"question": "q", "answer": "1"}\n')
     args = ["compare", "--data", str(data), "-o", str(tmp_path / "out"), "-m", "unused", *extra]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 1
+    assert result.exit_code == status, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and errors[0].startswith(message), result.output

@@ -20,39 +20,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import build_tiny_qwen2
+from conftest import ALTERNATIVELY
 from tip_decode.cli import main
 from tip_decode.core.config import TIPConfig
 from tip_decode.harness import HFBackend, Problem, SamplingSettings, parse_config_spec, read_records, run_compare, run_grid
 
-ALTERNATIVELY = 38478  # " Alternatively" in the Qwen vocabulary
 SUMMARY_KEYS = {"n", "pass@1", "pass@k", "mean_tokens", "switches_per_response", "mean_tokens_between_switches", "ut", "weighted_ut"}
 RECORD_KEYS = {"id", "sample", "config", "seed", "prompt", "response", "n_tokens", "pred", "correct", "switch_positions", "versions"}
-
-
-def build_switchy_model(path: Path) -> Path:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    build_tiny_qwen2(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    with torch.no_grad():
-        embed = model.model.embed_tokens.weight
-        embed.copy_(embed[0].expand_as(embed))
-        hidden = model.model(torch.tensor([[1, 2, 3]])).last_hidden_state[0, -1]
-        unit = hidden / hidden.norm() ** 2  # lm_head row r = s * unit gives logit s
-        model.lm_head.weight.mul_(0.0)
-        model.lm_head.weight[ALTERNATIVELY] = 40.0 * unit
-        model.lm_head.weight[tokenizer.eos_token_id] = 25.0 * unit
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def switchy_model_dir(tmp_path_factory) -> Path:
-    return build_switchy_model(tmp_path_factory.mktemp("switchy"))
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +70,21 @@ def test_compare_end_to_end(switchy_model_dir, problems_file, tmp_path):
     assert set(summary["configs"]) == {"baseline", "ban"}
     for metrics in summary["configs"].values():
         assert SUMMARY_KEYS <= set(metrics)
-        assert set(metrics["pass@1"]) == {"mean", "ci95"}
+        assert set(metrics["pass@1"]) == {"mean", "ci95", "ci_method"}
+        # Every sample of both configurations is wrong: the bootstrap has nothing to resample, so the
+        # interval is Wilson's over the 3 problems ([0, 0.56]), never a zero-width [0, 0].
+        assert metrics["pass@1"]["ci_method"] == "wilson-equal" and metrics["pass@1"]["ci95"][1] > 0.5
     assert summary["configs"]["baseline"]["switches_per_response"] == 6
     assert summary["configs"]["baseline"]["mean_tokens"] == 6
     assert summary["configs"]["ban"]["switches_per_response"] == 0
     assert summary["configs"]["ban"]["mean_tokens"] == 1
     assert summary["configs"]["baseline"]["pass@k"] == {"1": 0.0, "2": 0.0}
-    assert summary["paired"] == {"ban": {"delta_pass@1": 0.0, "ci95": [0.0, 0.0], "n_problems": 3, "baseline": "baseline"}}
-    assert "| ban" in (out / "summary.md").read_text()
+    # Every problem has the same difference (0): no interval can be estimated, and it says so.
+    assert summary["paired"] == {"ban": {"delta_pass@1": 0.0, "ci95": [None, None], "ci_method": "undefined-equal", "n_problems": 3, "baseline": "baseline"}}
+    assert summary["configs"]["baseline"]["truncated"] == 1.0 and summary["configs"]["ban"]["truncated"] == 0.0
+    md = (out / "summary.md").read_text()
+    assert "| ban" in md and "0.000 [n/a]" in md and "every problem has the same difference" in md
+    assert "| 100.0%" in md  # the truncated share of the baseline
     for name in ("accuracy.png", "switches.png", "thought_lengths.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -140,10 +121,12 @@ def test_grid_writes_heatmaps_and_best_cell(switchy_model_dir, tmp_path):
     # alpha 3 cannot close a logit gap of 15; alpha=inf bans the word at step 0 (0 < psi + beta), so eos.
     assert grid["switches_per_response"] == [[3, 3], [0, 0]]
     assert summary["configs"]["baseline"]["switches_per_response"] == 3
-    assert grid["best"]["config"] == "a3_b1"  # all Pass@1 tie at 0: the first cell
-    assert grid["best"]["pass@1"]["ci95"] == [0.0, 0.0]
+    # Every cell ties at Pass@1 0: no cell is named best, and the reason says so.
+    assert grid["best"] is None and "every cell has the same Pass@1" in grid["best_reason"]
+    assert grid["highest"]["config"] == "a3_b1"
     for name in ("heatmap_pass1.png", "heatmap_switches.png", "grid.json"):
         assert (tmp_path / name).exists()
+    assert json.loads((tmp_path / "grid.json").read_text())["best"] is None
 
 
 def test_samples_do_not_depend_on_batching(tiny_qwen2_dir, tmp_path):

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -201,6 +201,13 @@ class LLMJudge:
         self.max_draft_chars = max_draft_chars
         self.cache_path = Path(cache_path) if cache_path is not None else None
         self.calls = 0  # requests actually sent (for tests and cost accounting)
+        # Per thought judged: answered by the server (a verdict, parsable or not), found in the cache,
+        # or failed (every attempt a transport or server error). `failed` with nothing answered or
+        # cached means the judge never worked, and the CLI exits with an error.
+        self.answered = 0
+        self.cached = 0
+        self.failed = 0
+        self.last_error: str | None = None
         self._lock = threading.Lock()
         self._cache: dict[str, dict[str, Any]] = {}
         if self.cache_path is not None and self.cache_path.exists():
@@ -249,12 +256,36 @@ class LLMJudge:
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
+            with self._lock:
+                self.cached += 1
             return Verdict(cached["status"], cached.get("confidence"), cached.get("detail", ""))
         verdict, reply, transport_failed = self._ask(body)
+        with self._lock:
+            if transport_failed:
+                self.failed += 1
+                self.last_error = verdict.detail
+            else:
+                self.answered += 1
         if not transport_failed:
             # Malformed replies are cached too: at temperature 0 the judge would say the same again.
             self._store(key, verdict, reply)
         return verdict
+
+    def check(self) -> None:
+        """Raise `RuntimeError` (one line) unless the endpoint answers and serves `model`.
+
+        One cheap request (the model list) before judging thousands of thoughts, so that a wrong URL
+        or a server that is not running fails at once instead of after every retry of every thought.
+        """
+        try:
+            served = [m.id for m in self.client.models.list()]
+        except Exception as err:  # connection refused, timeouts, HTTP errors
+            if getattr(err, "status_code", None) in (404, 405):
+                return  # a server without a model list: nothing to check here, judging will tell
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise RuntimeError(f"cannot reach the judge at {getattr(self.client, 'base_url', '?')}: {first}") from None
+        if served and self.model not in served:
+            raise RuntimeError(f"the judge server does not serve {self.model!r} (it serves: {', '.join(served)})")
 
     def _ask(self, body: dict[str, Any]) -> tuple[Verdict, str | None, bool]:
         wait = self.retry_wait

@@ -120,8 +120,14 @@ class ResponseAnalysis:
 
     @property
     def abandoned_on_track(self) -> int:
-        """Number of switches that abandoned a thought judged correct."""
+        """Number of switches that abandoned a thought judged correct (see `abandoned_unjudged`)."""
         return sum(s.on_track for s in self.switches)
+
+    @property
+    def abandoned_unjudged(self) -> int:
+        """Number of switches that abandoned a thought the judge could not judge: for those, whether
+        the thought was on track is unknown, so `abandoned_on_track` is a lower bound when this is > 0."""
+        return sum(t.ended_by_switch and t.status == UNJUDGED for t in self.thoughts)
 
     @property
     def t_hat(self) -> int | None:
@@ -137,7 +143,9 @@ class ResponseAnalysis:
             "n_thoughts": self.n_thoughts,
             "switch_positions": self.switch_positions,
             "premature": self.premature,
-            "abandoned_on_track": self.abandoned_on_track,
+            # Unknown (None) when every thought this response abandoned went unjudged.
+            "abandoned_on_track": None if self.switches and self.abandoned_unjudged == len(self.switches) else self.abandoned_on_track,
+            "abandoned_unjudged": self.abandoned_unjudged,
             "first_correct_thought": self.first_correct_thought,
             "correct": self.correct,
             "ut": self.ut,
@@ -366,11 +374,19 @@ def aggregate(analyses: Sequence[ResponseAnalysis], problem_ids: Sequence[Any] |
     - `switches_per_response`: mean number of switches per response.
     - `mean_tokens_between_switches`: mean thought length, pooled over every thought of every response.
     - `premature_switches`: total number of premature switches (`premature_per_response`: mean).
-    - `abandoned_on_track`: total number of switches that abandoned a thought judged correct.
-    - `ut`: mean UT over the incorrect responses (None when there are none).
-    - `weighted_ut`: per problem, the mean over its graded samples of UT (correct samples count 0);
-      then the mean over problems. Problems are `problem_ids` (aligned with `analyses`), else each
-      response's `id`.
+    - `abandoned_on_track`: total number of switches that abandoned a thought judged correct; None
+      when every abandoned thought went unjudged (nothing was measured). `abandoned_unjudged` counts
+      switches whose abandoned thought went unjudged (for them on-track is unknown, so the total is a
+      lower bound when this is > 0); `unjudged_thoughts` counts every unjudged thought.
+    - `ut`: mean UT over the incorrect responses whose UT is known (None when there are none);
+      `ut_unknown` counts incorrect responses whose UT is unknown (a thought before the first
+      correct one went unjudged).
+    - `weighted_ut`: per problem, the mean over its graded samples of UT (correct samples count 0),
+      leaving out samples whose UT is unknown exactly as `ut` does; then the mean over problems (a
+      problem whose every sample is unknown is left out). Problems are `problem_ids` (aligned with
+      `analyses`), else each response's `id`.
+    - `incorrect_with_correct_thought`: share of the incorrect responses with known UT that have a
+      correct thought.
     UT values are fractions in [0, 1]; the paper prints them as percentages.
     """
     analyses = list(analyses)
@@ -380,13 +396,20 @@ def aggregate(analyses: Sequence[ResponseAnalysis], problem_ids: Sequence[Any] |
     lengths = [t.n_tokens for a in analyses for t in a.thoughts]
     graded = [a for a in analyses if a.correct is not None]
     incorrect = [a for a in graded if a.correct is False]
+    known_incorrect = [a for a in incorrect if a.ut is not None]
+    problems: set[Any] = set()
     groups: dict[Any, list[float]] = {}
     keys = list(problem_ids) if problem_ids is not None else [a.id for a in analyses]
     for key, a in zip(keys, analyses):
         if a.correct is None:
             continue
-        groups.setdefault(_hashable(key), []).append(a.ut if a.correct is False and a.ut is not None else 0.0)
+        problems.add(_hashable(key))
+        if a.correct is False and a.ut is None:
+            continue  # unknown UT: left out, as in `ut`
+        groups.setdefault(_hashable(key), []).append(a.ut if a.correct is False else 0.0)
     per_problem = [sum(v) / len(v) for v in groups.values()]
+    n_switches = sum(len(a.switches) for a in analyses)
+    abandoned_unjudged = sum(a.abandoned_unjudged for a in analyses)
     return {
         "n": n,
         "n_graded": len(graded),
@@ -397,11 +420,14 @@ def aggregate(analyses: Sequence[ResponseAnalysis], problem_ids: Sequence[Any] |
         "mean_tokens": _mean_or_none([a.n_tokens for a in analyses]),
         "premature_switches": sum(a.premature for a in analyses),
         "premature_per_response": _mean_or_none([a.premature for a in analyses]),
-        "abandoned_on_track": sum(a.abandoned_on_track for a in analyses),
-        "incorrect_with_correct_thought": _mean_or_none([a.first_correct_thought is not None for a in incorrect]),
-        "ut": _mean_or_none([a.ut for a in incorrect if a.ut is not None]),
+        "abandoned_on_track": None if n_switches and abandoned_unjudged == n_switches else sum(a.abandoned_on_track for a in analyses),
+        "abandoned_unjudged": abandoned_unjudged,
+        "unjudged_thoughts": sum(a.unjudged_thoughts for a in analyses),
+        "incorrect_with_correct_thought": _mean_or_none([a.first_correct_thought is not None for a in known_incorrect]),
+        "ut": _mean_or_none([a.ut for a in known_incorrect]),
+        "ut_unknown": len(incorrect) - len(known_incorrect),
         "weighted_ut": _mean_or_none(per_problem),
-        "n_problems": len(groups),
+        "n_problems": len(problems),
     }
 
 

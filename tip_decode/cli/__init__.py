@@ -13,17 +13,29 @@ from tip_decode import __version__
 
 #: Optional packages, and the extra that installs each.
 _EXTRAS = {
-    "math_verify": "eval", "datasets": "eval", "matplotlib": "eval", "openai": "eval", "tqdm": "eval",
+    "math_verify": "eval", "datasets": "eval", "matplotlib": "eval", "openai": "eval", "tqdm": "eval", "scipy": "eval",
     "vllm": "vllm",
 }
 
 
+#: Commands that write records as they go: an interrupted run resumes when rerun.
+_RESUMABLE = ("compare", "grid", "demo")
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
 class _Group(click.Group):
-    """Turns a missing optional package into one line that says what to install."""
+    """Turns a missing optional package into one line that says what to install, and Ctrl-C into
+    exit status 130 with a line saying how to resume."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            command = ctx.invoked_subcommand or ""
+            hint = "; records written so far are kept: rerun the same command to resume" if command in _RESUMABLE else ""
+            click.echo(f"\nInterrupted{hint}.", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except ModuleNotFoundError as err:
             package = (err.name or "").split(".")[0]
             if package not in _EXTRAS:

@@ -1,13 +1,125 @@
-"""Options and helpers shared by several commands."""
+"""Options and helpers shared by several commands: errors, exit codes, quiet mode, JSON output.
+
+Exit codes (every command):
+
+- 0: success.
+- 1: a runtime error: the command was well formed but something failed while running (a line of a
+  file that is not JSON, a model that does not load, a server that does not answer, every judge
+  request failed).
+- 2: a usage error: the command line asks for something that cannot work (a bad option value or
+  combination, a path that does not exist, an output folder that cannot be written, a response
+  budget longer than the model's context). These are found before any model loads.
+- 130: interrupted (Ctrl-C); `compare`, `grid` and `demo` resume when the same command is rerun.
+
+Every error is one line on stderr starting with "Error:" (click's own option-parsing errors add
+its usage line above it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
-from tip_decode.core.config import SCOPES, TRIGGER_PRESETS, parse_triggers
+from tip_decode.core.config import SCOPES, TRIGGER_PRESETS, parse_alpha, parse_triggers
+
+#: Largest --beta accepted on the command line (see tip_decode.harness.configs.MAX_SPEC_BETA).
+MAX_BETA = 2**31 - 1
+
+
+class UsageFailure(click.ClickException):
+    """A usage error reported in one line ("Error: ..."), exit status 2."""
+
+    exit_code = 2
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+@contextmanager
+def user_errors(prefix: str = "") -> Iterator[None]:
+    """Turn the library's errors into one-line CLI errors with the right exit status.
+
+    `InputError` (what the user asked for cannot work) exits 2; other `ValueError`s, `TypeError`,
+    `RuntimeError`, `OSError` and `ImportError` exit 1. A missing optional package is left to the
+    command group, which names the extra to install.
+    """
+    from tip_decode.harness.preflight import InputError
+
+    try:
+        yield
+    except (click.ClickException, click.exceptions.Exit, ModuleNotFoundError):
+        raise
+    except InputError as err:
+        raise UsageFailure(prefix + one_line(err)) from None
+    except (ValueError, TypeError, RuntimeError, OSError, ImportError, KeyError) as err:
+        message = one_line(err) if not isinstance(err, KeyError) else f"missing field {err}"
+        raise click.ClickException(prefix + message) from None
+
+
+def require_eval_extra(plots: bool = True) -> None:
+    """Import what the harness needs from the `eval` extra now, so that a missing package is named
+    (by the command group) before a model loads, not after the generation it would waste."""
+    import math_verify  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import tqdm  # noqa: F401
+
+    if plots:
+        import matplotlib  # noqa: F401
+
+
+def library_progress(quiet: bool) -> None:
+    """Progress bars of transformers and the Hub: off with `--quiet`, and off when stderr is not a
+    terminal (a redrawn bar writes a carriage return per update into logs); `quiet` also lowers
+    the libraries' logging."""
+    import sys
+
+    if quiet:
+        quiet_libraries()
+        return
+    isatty = getattr(sys.stderr, "isatty", None)
+    if callable(isatty) and isatty():
+        return
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
+def quiet_libraries() -> None:
+    """`--quiet`: no progress bars from transformers, huggingface_hub or datasets, and fewer logs."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def emit_json(data: Any) -> None:
+    """One JSON object on stdout (NaN as null: strict JSON for other programs)."""
+    from tip_decode.harness.metrics import json_safe
+
+    click.echo(json.dumps(json_safe(data), ensure_ascii=False, allow_nan=False))
 
 
 def _parse_triggers_option(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -15,6 +127,16 @@ def _parse_triggers_option(ctx: click.Context, param: click.Parameter, value: st
         return parse_triggers(value, "--triggers")
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
+
+
+def _parse_alpha_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        number = parse_alpha(value, "--alpha")
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    if number == float("inf") and value.strip().lower() not in ("inf", "+inf", "infinity", "+infinity"):
+        raise click.BadParameter(f"{value} is too large for a number (it would be read as infinity, which bans the switch words); write 'inf' to ban them")
+    return value
 
 
 def triggers_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,22 +154,27 @@ def tip_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--alpha, --beta, --triggers, --scope, declared once for every command that decodes."""
     func = click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where the penalty acts.")(func)
     func = triggers_option(func)
-    func = click.option("--beta", type=click.IntRange(min=0), default=600, show_default=True, help="Penalty duration in tokens.")(func)
-    func = click.option("--alpha", type=str, default="3.0", show_default=True, help="Penalty strength (a number >= 0, or 'inf').")(func)
+    func = click.option("--beta", type=click.IntRange(min=0, max=MAX_BETA), default=600, show_default=True, help="Penalty duration in tokens.")(func)
+    func = click.option("--alpha", type=str, default="3.0", show_default=True, callback=_parse_alpha_option, help="Penalty strength (a number >= 0, or 'inf').")(func)
     return func
 
 
 def load_tokenizer(name_or_path: str) -> Any:
-    """Load a tokenizer from a local folder, a tokenizer.json file, or the Hugging Face Hub."""
-    import os
+    """Load a tokenizer from a local folder, a tokenizer.json file, or the Hugging Face Hub.
 
-    if name_or_path.endswith(".json") and os.path.isfile(name_or_path):
+    A missing path is a usage error ("no such folder"), not the Hub's repository-id rule.
+    """
+    from tip_decode.harness.backends import load_hf_tokenizer
+
+    path = os.path.expanduser(name_or_path)
+    if path.endswith(".json") and os.path.isfile(path):
         from tokenizers import Tokenizer
 
-        return Tokenizer.from_file(name_or_path)
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(name_or_path)
-    except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
-        raise click.ClickException(f"cannot load tokenizer {name_or_path!r}: {str(err).splitlines()[0]}") from None
+        try:
+            return Tokenizer.from_file(path)
+        except Exception as err:  # tokenizers raises its own Exception type
+            raise click.ClickException(f"cannot load tokenizer {name_or_path!r}: {one_line(err)}") from None
+    if path.endswith(".json") and not os.path.exists(path):
+        raise UsageFailure(f"no such file: {name_or_path!r} (the tokenizer path does not exist)")
+    with user_errors():
+        return load_hf_tokenizer(name_or_path)

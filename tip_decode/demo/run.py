@@ -173,8 +173,10 @@ def run_demo(
         raise ValueError(f"`problems` has to be a positive integer, but is {problems!r}")
     if backend not in BACKENDS:
         raise ValueError(f"`backend` has to be one of {BACKENDS}, but is {backend!r}")
+    from tip_decode.harness.preflight import check_output_dir
+
     began = time.perf_counter()
-    out = Path(out_dir)
+    out = check_output_dir(out_dir)  # before the model loads: a folder we cannot write fails at once
     engine_backend = make_backend(backend, Path(model_dir), **dict(engine or {}))
     try:
         configs = demo_configs(grid)
@@ -192,6 +194,8 @@ def run_demo(
             # A thought is correct when its walk uses the answer's step: the task's own judge, so
             # the table's UT is the paper's UT (the answer-match judge would only see final answers).
             judge=WalkJudge(),
+            # Premature means shorter than the demo's penalty window, in the model's own units.
+            premature_threshold=DEMO_BETA,
         )
         grid_result = None
         if grid:
@@ -204,12 +208,42 @@ def run_demo(
         if callable(close):
             close()
     seconds = time.perf_counter() - began
+    result = DemoResult(out, summary, walks, grid_result, seconds)
+    explanation = explain(result)
     (out / "demo.json").write_text(
-        json.dumps({"walk_judged": walks, "seconds": round(seconds, 1), "problems": problems, "backend": backend}, indent=2, default=_json_default)
+        json.dumps(
+            {"walk_judged": walks, "explanation": explanation, "seconds": round(seconds, 1), "problems": problems, "backend": backend},
+            indent=2,
+            default=_json_default,
+        )
         + "\n",
         encoding="utf-8",
     )
-    return DemoResult(out, summary, walks, grid_result, seconds)
+    (out / "demo.md").write_text(report(result, explanation) + "\n", encoding="utf-8")
+    return result
+
+
+def header(result: DemoResult) -> str:
+    """The first line of the demo's report: what was run."""
+    run = result.summary["run"]
+    problems = next(iter(result.summary["configs"].values()), {}).get("n_problems")
+    return (
+        f"tip-decode demo: {problems} held-out problems, backend {run.get('backend')}, temperature {run.get('temperature')}, "
+        f"at most {run.get('max_new_tokens')} new tokens, switch words {', '.join(run.get('switch_triggers', []))}"
+    )
+
+
+def report(result: DemoResult, explanation: str | None = None) -> str:
+    """The demo's report as printed (and written to demo.md): header, both tables, the paragraph."""
+    from tip_decode.harness import format_table
+
+    parts = [header(result), format_table(result.summary), walk_table(result), explanation if explanation is not None else explain(result)]
+    if result.grid is not None:
+        best = result.grid.get("best")
+        parts.append(
+            f"Best cell: {best['config']} ({result.grid['best_reason']})." if best else f"No best cell: {result.grid['best_reason']}."
+        )
+    return "\n\n".join(parts)
 
 
 def _json_default(value: Any) -> Any:
@@ -233,14 +267,21 @@ def walk_table(result: DemoResult) -> str:
                 name,
                 _pct(m.get("answered")),
                 _num(m.get("thoughts_per_response"), 2),
-                str(m.get("abandoned_on_track")),
+                _on_track(m),
                 _pct(m.get("incorrect_with_correct_thought")),
-                _num(m.get("ut"), 3),
-                _num(m.get("weighted_ut"), 3),
+                str(m.get("unjudged_thoughts", "n/a")),
             ]
         )
-    headers = ["config", "answered", "thoughts/resp", "on-track thoughts abandoned", "wrong answers with a correct thought", "UT (walk judge)", "weighted UT"]
+    headers = ["config", "answered", "thoughts/resp", "on-track thoughts abandoned", "wrong answers with a correct thought", "thoughts the judge could not judge"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _on_track(m: Mapping[str, Any]) -> str:
+    value = m.get("abandoned_on_track")
+    if value is None:
+        return "n/a"
+    unjudged = m.get("abandoned_unjudged") or 0
+    return f"{value} (+{unjudged} unjudged)" if unjudged else str(value)
 
 
 def _num(value: Any, digits: int) -> str:
@@ -255,7 +296,9 @@ def explain(result: DemoResult) -> str:
     if not others:
         return "Only the baseline was run, so there is nothing to compare."
     if result.grid is not None:
-        best = result.grid["best"]["config"]
+        # The cell with the highest Pass@1 (the grid names it "best" only when it is distinguishable
+        # from the baseline).
+        best = (result.grid.get("best") or result.grid["highest"])["config"]
         worst = min(others, key=lambda n: configs[n]["pass@1"]["mean"] or 0.0)
     else:
         best = worst = others[0]
@@ -274,8 +317,8 @@ def explain(result: DemoResult) -> str:
         verdict = "a difference whose 95% interval includes zero, so this run cannot tell the two apart"
     label = f"TIP ({_describe(tip.get('tip'))})"
     if result.grid is not None:
-        # The best cell is picked on the very problems it is scored on, so its gain is optimistic.
-        label += ", the grid's best cell, chosen on these same problems"
+        # The cell is picked on the very problems it is scored on, so its gain is optimistic.
+        label += ", the grid's cell with the highest Pass@1, chosen on these same problems"
     text = (
         f"On {n} held-out problems the tiny model switches {_num(base['switches_per_response'], 2)} times per response at baseline "
         f"and {_num(tip['switches_per_response'], 2)} times with {label}; its thoughts last "
@@ -299,10 +342,14 @@ def explain(result: DemoResult) -> str:
     if result.grid is not None and worst != best:
         w = configs[worst]
         text += (
-            f" Across the grid, the best cell is {best} and the worst is {worst} "
-            f"({_pct(w['pass@1']['mean'])} Pass@1, {_pct(w.get('truncated'))} out of budget): "
-            "a penalty that is too strong or too long keeps the model on dead ends."
+            f" Across the grid, the highest Pass@1 is {best}'s and the lowest is {worst}'s "
+            f"({_pct(w['pass@1']['mean'])} Pass@1, {_pct(w.get('truncated'))} out of budget)"
         )
+        worst_ci = (result.summary.get("paired", {}).get(worst) or {}).get("ci95") or [None, None]
+        if worst_ci[1] is not None and worst_ci[1] < 0:
+            text += ": a penalty that is too strong or too long keeps the model on dead ends."
+        else:
+            text += ", although its paired interval against the baseline includes zero."
     return text
 
 

@@ -28,10 +28,10 @@ from tip_decode.harness.configs import RunConfig, grid_configs, parse_config_spe
 from tip_decode.harness.grid import PAPER_ALPHAS, PAPER_BETAS, grid_summary, run_grid
 from tip_decode.harness.problems import DATASETS, Problem, load_file, load_named, load_problems, shuffle_choices
 from tip_decode.harness.prompts import DEFAULT_TEMPLATE, chat_prompt_builder, user_message
-from tip_decode.harness.records import RecordWriter, read_records
+from tip_decode.harness.records import RecordWriter, iter_records, read_records
 from tip_decode.harness.report import format_table, plot_comparison, plot_heatmap, write_summary_md
 from tip_decode.harness.run import run_compare, sample_seed, summarize
-from tip_decode.harness.stats import mean_ci, paired_bootstrap, pass_at_k
+from tip_decode.harness.stats import mean_interval, paired_bootstrap, pass1_interval, pass_at_k, wilson_interval
 
 __all__ = [
     "DATASETS",
@@ -54,11 +54,13 @@ __all__ = [
     "format_table",
     "grid_configs",
     "grid_summary",
+    "iter_records",
     "load_file",
     "load_named",
     "load_problems",
-    "mean_ci",
+    "mean_interval",
     "paired_bootstrap",
+    "pass1_interval",
     "parse_config_spec",
     "pass_at_k",
     "plot_comparison",
@@ -70,5 +72,6 @@ __all__ = [
     "shuffle_choices",
     "summarize",
     "user_message",
+    "wilson_interval",
     "write_summary_md",
 ]

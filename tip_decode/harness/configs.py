@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,34 +43,95 @@ class RunConfig:
         return cls(data["name"], TIPConfig.from_mapping(tip, default=TIPConfig()) if tip else None)
 
 
+#: Largest beta a configuration spec accepts. A stopgap at the command line until the core's own
+#: validation of huge betas lands (today a beta past int64 overflows inside generation); no run
+#: needs a penalty window of more than two billion tokens.
+MAX_SPEC_BETA = 2**31 - 1
+_INFINITY_WORDS = ("inf", "+inf", "infinity", "+infinity")
+
+
+def split_spec(spec: str) -> tuple[str, dict[str, str] | None]:
+    """`NAME` -> (NAME, None); `NAME:key=value,...` -> (NAME, {key: value}).
+
+    The checks every kind of configuration shares: a non-empty name, something after a colon, each
+    setting written `key=value` with a value, and no key given twice.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"`spec` has to be a string, but is {type(spec).__name__}")
+    name, colon, rest = spec.strip().partition(":")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"configuration {spec!r} has no name (write NAME or NAME:key=value,...)")
+    if not colon:
+        return name, None
+    if not rest.strip():
+        raise ValueError(f"configuration {spec!r} has a colon but no settings after it (e.g. {name}:alpha=3,beta=600, or just {name!r})")
+    settings: dict[str, str] = {}
+    for item in rest.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not item.strip():
+            raise ValueError(f"configuration {spec!r} has an empty setting (two commas, or a trailing comma)")
+        if not sep or not key:
+            raise ValueError(f"configuration {spec!r}: {item.strip()!r} is not key=value")
+        if not value.strip():
+            raise ValueError(f"configuration {spec!r}: {key}= has no value")
+        if key in settings:
+            raise ValueError(f"configuration {spec!r} sets {key} twice ({key}={settings[key]} and {key}={value.strip()})")
+        settings[key] = value.strip()
+    return name, settings
+
+
+def tip_from_settings(spec: str, settings: Mapping[str, str]) -> TIPConfig:
+    """The TIP configuration of `NAME:alpha=...,beta=...,triggers=...,scope=...`."""
+    values: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key not in SPEC_KEYS:
+            raise ValueError(f"configuration {spec!r}: {key}={value} is not a setting; use {', '.join(k + '=...' for k in SPEC_KEYS)}")
+        if key == "alpha" and value.lower() not in _INFINITY_WORDS:
+            try:
+                number = float(value)
+            except ValueError:
+                number = 0.0  # not a number: TIPConfig's own check names it below
+            if math.isinf(number):
+                raise ValueError(
+                    f"configuration {spec!r}: alpha={value} is too large for a number (it would be read as infinity, "
+                    "which bans the switch words); write alpha=inf to ban them"
+                )
+        if key == "beta":
+            try:
+                too_big = float(value) > MAX_SPEC_BETA
+            except ValueError:
+                too_big = False
+            if too_big:
+                raise ValueError(f"configuration {spec!r}: beta={value} is too large; beta is a number of tokens, at most {MAX_SPEC_BETA}")
+        values[key] = value.split("+") if key == "triggers" and "+" in value else value
+    try:
+        return TIPConfig(**values)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"configuration {spec!r}: {err}") from None
+
+
 def parse_config_spec(spec: str) -> RunConfig:
     """Parse `baseline`, `tip` (paper defaults) or `NAME:key=value,...`.
 
     Keys: alpha, beta, triggers (words joined with `+`, or a preset name), scope. Example:
     `tip:alpha=3,beta=600`, `wait:alpha=inf,beta=300,triggers=wait+hmm,scope=all`.
     """
-    if not isinstance(spec, str):
-        raise TypeError(f"`spec` has to be a string, but is {type(spec).__name__}")
-    name, _, rest = spec.strip().partition(":")
-    name = name.strip()
-    if not rest.strip():
+    name, settings = split_spec(spec)
+    if settings is None:
         if name == "baseline":
             return RunConfig("baseline", None)
         if name == "tip":
             return RunConfig("tip", TIPConfig())
         raise ValueError(f"configuration {spec!r} needs settings (e.g. {name}:alpha=3,beta=600), or use 'baseline' / 'tip'")
-    values: dict[str, Any] = {}
-    for item in rest.split(","):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in SPEC_KEYS:
-            raise ValueError(f"configuration {spec!r}: {item.strip()!r} is not one of {', '.join(k + '=...' for k in SPEC_KEYS)}")
-        values[key] = value.strip().split("+") if key == "triggers" and "+" in value else value.strip()
+    if name == "baseline":
+        raise ValueError(f"configuration {spec!r}: 'baseline' is standard decoding and takes no settings; name a TIP configuration otherwise")
+    tip = tip_from_settings(spec, settings)
     try:
-        tip = TIPConfig(**values)
+        return RunConfig(name, tip)
     except ValueError as err:
         raise ValueError(f"configuration {spec!r}: {err}") from None
-    return RunConfig(name, tip)
 
 
 def grid_configs(alphas: list[float], betas: list[int], base: TIPConfig | None = None) -> list[RunConfig]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from tip_decode.core.config import TIPConfig
 from tip_decode.harness.backends import Backend
 from tip_decode.harness.configs import grid_configs
+from tip_decode.harness.metrics import json_safe
 from tip_decode.harness.problems import Problem
 from tip_decode.harness.report import plot_heatmap
 from tip_decode.harness.run import run_compare
@@ -20,28 +22,100 @@ PAPER_BETAS = (300, 400, 500, 600, 700)
 
 
 def grid_summary(summary: dict[str, Any], alphas: Sequence[float], betas: Sequence[int], out_dir: str | Path) -> dict[str, Any]:
-    """Heatmaps of Pass@1 and switches per response, and the best cell (highest Pass@1 mean)."""
+    """Heatmaps of Pass@1 and switches per response, and the best cell when there is one.
+
+    A cell is named best only when the data can tell it apart: it has the highest Pass@1, no other
+    cell ties it, and its paired interval against the baseline lies above zero. Otherwise `best` is
+    None and `best_reason` says why (every cell tied, or the top cell's interval includes the
+    baseline's Pass@1); `highest` always gives the cell with the highest Pass@1 and its numbers.
+    """
     out = Path(out_dir)
     configs = grid_configs(list(alphas), list(betas))[1:]
     cells = {c.name: c for c in configs}
-    pass1 = [[summary["configs"][f"{_cell(a, b, cells)}"]["pass@1"]["mean"] for b in betas] for a in alphas]
-    switches = [[summary["configs"][_cell(a, b, cells)]["switches_per_response"] for b in betas] for a in alphas]
+    metrics = summary["configs"]
+    pass1 = [[metrics[_cell(a, b, cells)]["pass@1"]["mean"] for b in betas] for a in alphas]
+    switches = [[metrics[_cell(a, b, cells)]["switches_per_response"] for b in betas] for a in alphas]
     alpha_labels = [c.name.split("_")[0][1:] for c in configs[:: len(betas)]]
-    plot_heatmap(pass1, alpha_labels, list(betas), "Pass@1", out / "heatmap_pass1.png")
-    plot_heatmap(switches, alpha_labels, list(betas), "switches per response", out / "heatmap_switches.png", fmt=".2f")
-    best_name = max(cells, key=lambda n: (summary["configs"][n]["pass@1"]["mean"] or 0.0, -list(cells).index(n)))
-    best_metrics = summary["configs"][best_name]
-    best = {
-        "config": best_name,
-        "alpha": cells[best_name].tip.to_mapping()["tip_alpha"],
-        "beta": cells[best_name].tip.beta,
-        "pass@1": best_metrics["pass@1"],
-        "switches_per_response": best_metrics["switches_per_response"],
-        "paired": summary.get("paired", {}).get(best_name),
+    baseline_name = summary.get("baseline")
+    base = metrics.get(baseline_name, {}) if baseline_name else {}
+    size = next(iter(metrics.values()), {})
+    n_label = f"n = {size.get('n_problems')} problems × {size.get('samples')} sample{'s' if size.get('samples') != 1 else ''}"
+    plot_heatmap(pass1, alpha_labels, list(betas), f"Pass@1 per cell\n{n_label}", out / "heatmap_pass1.png",
+                 baseline=base.get("pass@1", {}).get("mean"), colourbar_label="Pass@1")
+    plot_heatmap(switches, alpha_labels, list(betas), f"Switches per response per cell\n{n_label}", out / "heatmap_switches.png",
+                 fmt=".2f", baseline=base.get("switches_per_response"), colourbar_label="switches per response")
+    best_name, reason = best_cell(summary, list(cells))
+    order = list(cells)
+    top_name = max(order, key=lambda n: (_mean(metrics[n]), -order.index(n)))
+
+    def describe(name: str) -> dict[str, Any]:
+        return {
+            "config": name,
+            "alpha": cells[name].tip.to_mapping()["tip_alpha"],
+            "beta": cells[name].tip.beta,
+            "pass@1": metrics[name]["pass@1"],
+            "switches_per_response": metrics[name]["switches_per_response"],
+            "paired": summary.get("paired", {}).get(name),
+        }
+
+    result = {
+        "alphas": alpha_labels,
+        "betas": list(betas),
+        "pass@1": pass1,
+        "switches_per_response": switches,
+        "best": describe(best_name) if best_name else None,
+        "best_reason": reason,
+        "highest": describe(top_name),
     }
-    result = {"alphas": alpha_labels, "betas": list(betas), "pass@1": pass1, "switches_per_response": switches, "best": best}
-    (out / "grid.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (out / "grid.json").write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _mean(metrics: dict[str, Any]) -> float:
+    value = metrics["pass@1"]["mean"]
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
+
+
+def best_cell(summary: dict[str, Any], cells: Sequence[str]) -> tuple[str | None, str]:
+    """(the best cell, why) or (None, why no cell can be named).
+
+    The best cell has the unique highest Pass@1 and a paired interval against the baseline whose
+    lower end is above zero; anything less is not a difference this run can see.
+    """
+    metrics = summary["configs"]
+    means = {name: _mean(metrics[name]) for name in cells}
+    top = max(means.values())
+    leaders = [name for name in cells if means[name] == top]
+    if len(leaders) == len(cells):
+        return None, f"every cell has the same Pass@1 ({_fmt(top)}): no cell is better than another"
+    if len(leaders) > 1:
+        return None, f"{len(leaders)} cells tie at the highest Pass@1 ({_fmt(top)}: {', '.join(leaders)})"
+    leader = leaders[0]
+    paired = summary.get("paired", {}).get(leader) or {}
+    ci = paired.get("ci95") or [None, None]
+    if ci[0] is None or not math.isfinite(ci[0]):
+        return None, f"{leader} has the highest Pass@1 ({_fmt(top)}), but its difference to the baseline has no interval"
+    if ci[0] <= 0:
+        above = [n for n in cells if _lower(summary, n) > 0]
+        tail = (
+            "no cell is distinguishable from the baseline"
+            if not above
+            else f"the intervals of {', '.join(above)} lie above zero, but their Pass@1 is lower, so no single best cell can be named"
+        )
+        return None, (
+            f"{leader} has the highest Pass@1 ({_fmt(top)}), but its paired 95% interval against the baseline "
+            f"[{ci[0]:+.3f}, {ci[1]:+.3f}] includes zero: {tail}"
+        )
+    return leader, f"{leader} has the highest Pass@1 ({_fmt(top)}) and its paired 95% interval against the baseline [{ci[0]:+.3f}, {ci[1]:+.3f}] lies above zero (picked on these same problems, so the gain is optimistic)"
+
+
+def _lower(summary: dict[str, Any], name: str) -> float:
+    ci = (summary.get("paired", {}).get(name) or {}).get("ci95") or [None, None]
+    return ci[0] if isinstance(ci[0], (int, float)) and math.isfinite(ci[0]) else -math.inf
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "n/a"
 
 
 def _cell(alpha: float, beta: int, cells: dict[str, Any]) -> str:

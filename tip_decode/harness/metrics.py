@@ -1,8 +1,8 @@
 """From records to the summary: grading, switch analysis, and per-configuration metrics.
 
 Switch positions, UT and weighted UT come from `tip_decode.analysis` (the same code behind
-`tip-decode analyze`), so the numbers agree between the two commands. When that package is not
-importable, switch counts fall back to the core recognizer and UT is reported as null.
+`tip-decode analyze`), so the numbers agree between the two commands. `config_metrics` without an
+analysis aggregate counts switches from the records' `switch_positions` and reports UT as null.
 """
 
 from __future__ import annotations
@@ -14,18 +14,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tip_decode.grading import answers_equal, extract_answer
-from tip_decode.harness.stats import ks_for, mean_ci, paired_bootstrap, pass_at_k
+from tip_decode.harness.stats import ks_for, paired_bootstrap, pass1_interval, pass_at_k
+from tip_decode.core.config import PAPER_BETA
 from tip_decode.core.recognizer import find_switches
 
 logger = logging.getLogger(__name__)
-
-
-def _analysis_api() -> tuple[Any, Any] | None:
-    try:
-        from tip_decode.analysis import aggregate, analyze_response
-    except ImportError:
-        return None
-    return analyze_response, aggregate
 
 
 def switch_positions(vocabulary: Any, token_ids: Sequence[int], scope: str = "auto", prompt_open: bool = False) -> list[int]:
@@ -42,39 +35,41 @@ def grade_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def analyze_records(
-    records: Sequence[dict[str, Any]], vocabulary: Any, tokenizer: Any, scope: str = "auto", judge: Any = None
-) -> tuple[list[Any], dict[str, Any] | None]:
+    records: Sequence[dict[str, Any]],
+    vocabulary: Any,
+    tokenizer: Any,
+    scope: str = "auto",
+    judge: Any = None,
+    premature_threshold: int = PAPER_BETA,
+) -> tuple[list[Any], dict[str, Any]]:
     """Run the analysis over records (in place: `switch_positions`); returns (analyses, aggregate).
 
     `judge` decides which thoughts are correct (for UT); None is the answer-match judge.
+    `premature_threshold` is the run's (run.json), so that `tip-decode analyze RUN_DIR` agrees.
     """
-    api = _analysis_api()
+    from tip_decode.analysis import aggregate, analyze_response
+
     analyses = []
     for record in records:
         ids = record.get("token_ids")
         if ids is None:
             ids = tokenizer(record["response"], add_special_tokens=False)["input_ids"] if tokenizer is not None else []
-        prompt_open = bool(record.get("prompt_open", False))
-        if api is not None:
-            analysis = api[0](
-                list(ids),
-                vocabulary=vocabulary,
-                tokenizer=tokenizer,
-                reference=record["reference"],
-                answer_kind=record["answer_kind"],
-                correct=record["correct"],
-                judge=judge,
-                scope=scope,
-                prompt_open=prompt_open,
-                id=record["id"],
-            )
-            record["switch_positions"] = list(analysis.switch_positions)
-            analyses.append(analysis)
-        else:
-            record["switch_positions"] = switch_positions(vocabulary, ids, scope, prompt_open)
-    if api is None:
-        return [], None
-    return analyses, api[1](analyses, problem_ids=[r["id"] for r in records])
+        analysis = analyze_response(
+            list(ids),
+            vocabulary=vocabulary,
+            tokenizer=tokenizer,
+            reference=record["reference"],
+            answer_kind=record["answer_kind"],
+            correct=record["correct"],
+            judge=judge,
+            scope=scope,
+            prompt_open=bool(record.get("prompt_open", False)),
+            premature_threshold=premature_threshold,
+            id=record["id"],
+        )
+        record["switch_positions"] = list(analysis.switch_positions)
+        analyses.append(analysis)
+    return analyses, aggregate(analyses, problem_ids=[r["id"] for r in records])
 
 
 def _fallback_switch_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -88,20 +83,39 @@ def _fallback_switch_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, 
     }
 
 
+def per_problem_outcomes(records: Sequence[Mapping[str, Any]]) -> dict[str, list[bool]]:
+    """Per problem id, the correctness of each of its samples."""
+    by_problem: dict[str, list[bool]] = defaultdict(list)
+    for record in records:
+        by_problem[record["id"]].append(bool(record["correct"]))
+    return dict(by_problem)
+
+
 def per_problem_accuracy(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    by_problem: dict[str, list[bool]] = defaultdict(list)
-    for record in records:
-        by_problem[record["id"]].append(bool(record["correct"]))
-    return {pid: sum(v) / len(v) for pid, v in by_problem.items()}
+    return {pid: sum(v) / len(v) for pid, v in per_problem_outcomes(records).items()}
 
 
-def config_metrics(records: Sequence[Mapping[str, Any]], aggregate: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Metrics of one configuration (the keys of summary.json's `configs` entries)."""
-    by_problem: dict[str, list[bool]] = defaultdict(list)
-    for record in records:
-        by_problem[record["id"]].append(bool(record["correct"]))
-    accuracy = {pid: sum(v) / len(v) for pid, v in by_problem.items()}
-    mean, ci = mean_ci(list(accuracy.values()))
+#: Aggregate keys of `tip_decode.analysis.aggregate` copied into a configuration's metrics.
+ANALYSIS_KEYS = (
+    "switches_per_response",
+    "mean_tokens_between_switches",
+    "ut",
+    "weighted_ut",
+    "premature_switches",
+    "abandoned_on_track",
+    "unjudged_thoughts",
+    "abandoned_unjudged",
+    "ut_unknown",
+)
+
+
+def config_metrics(records: Sequence[Mapping[str, Any]], aggregate: Mapping[str, Any] | None, seed: int = 0) -> dict[str, Any]:
+    """Metrics of one configuration (the keys of summary.json's `configs` entries).
+
+    `truncated` is the share of responses that stopped at the token limit (`finish_reason` "length")
+    among the records that say why they stopped (None when none does); `n_truncated` their number.
+    """
+    by_problem = per_problem_outcomes(records)
     samples = min((len(v) for v in by_problem.values()), default=0)
     pass_k: dict[str, float] = {}
     for k in ks_for(samples) if samples else []:
@@ -109,24 +123,27 @@ def config_metrics(records: Sequence[Mapping[str, Any]], aggregate: Mapping[str,
         pass_k[str(k)] = float(sum(values) / len(values))
     switch = _fallback_switch_metrics(records)
     if aggregate is not None:
-        for key in ("switches_per_response", "mean_tokens_between_switches", "ut", "weighted_ut", "premature_switches"):
+        for key in ANALYSIS_KEYS:
             if key in aggregate:
                 switch[key] = aggregate[key]
     tokens = [r["n_tokens"] for r in records]
+    reasons = [r.get("finish_reason") for r in records if r.get("finish_reason") is not None]
+    n_truncated = sum(reason == "length" for reason in reasons)
     return {
         "n": len(records),
         "n_problems": len(by_problem),
         "samples": samples,
-        "pass@1": {"mean": mean, "ci95": ci},
+        "pass@1": pass1_interval(by_problem, seed=seed),
         "pass@k": pass_k,
         "mean_tokens": float(sum(tokens) / len(tokens)) if tokens else math.nan,
         **switch,
-        "truncated": float(sum(r.get("finish_reason") == "length" for r in records) / len(records)) if records else math.nan,
+        "truncated": n_truncated / len(reasons) if reasons else None,
+        "n_truncated": n_truncated if reasons else None,
     }
 
 
 def paired_differences(records_by_config: Mapping[str, Sequence[Mapping[str, Any]]], baseline: str | None, seed: int = 0) -> dict[str, Any]:
-    """For every configuration but the baseline: Pass@1 difference to it with a bootstrap CI."""
+    """For every configuration but the baseline: Pass@1 difference to it with a paired bootstrap CI."""
     if baseline is None or baseline not in records_by_config:
         return {}
     base = per_problem_accuracy(records_by_config[baseline])
@@ -135,7 +152,13 @@ def paired_differences(records_by_config: Mapping[str, Sequence[Mapping[str, Any
         if name == baseline:
             continue
         result = paired_bootstrap(per_problem_accuracy(records), base, seed=seed)
-        paired[name] = {"delta_pass@1": result["delta"], "ci95": result["ci95"], "n_problems": result["n_problems"], "baseline": baseline}
+        paired[name] = {
+            "delta_pass@1": result["delta"],
+            "ci95": result["ci95"],
+            "ci_method": result["ci_method"],
+            "n_problems": result["n_problems"],
+            "baseline": baseline,
+        }
     return paired
 
 

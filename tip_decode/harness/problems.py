@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tip_decode.grading import ANSWER_KINDS, CHOICE_LETTERS, extract_answer
+from tip_decode.harness.jsonl import iter_jsonl
+from tip_decode.harness.preflight import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +142,7 @@ def load_named(name: str, limit: int | None = None) -> list[Problem]:
     the Hub cannot be reached or the data set is gated.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r} (known: {', '.join(DATASETS)}; or pass a .jsonl/.json/.csv file)")
+        raise InputError(f"unknown data set {name!r} (known: {', '.join(DATASETS)}; or pass a .jsonl/.json/.csv file)")
     spec = DATASETS[name]
     try:
         import datasets
@@ -158,30 +160,59 @@ def load_named(name: str, limit: int | None = None) -> list[Problem]:
     return _limit((p for p in converted if p is not None), limit)
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def _read_rows(path: Path) -> list[tuple[str, Any]]:
+    """(where, row) for every row of a data file; `where` names the row the way an editor finds it."""
     suffix = path.suffix.lower()
-    with path.open(encoding="utf-8", newline="") as handle:
-        if suffix == ".jsonl":
-            rows = []
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
-            return rows
-        if suffix == ".json":
+    if suffix == ".jsonl":
+        return [(f"line {number}", row) for number, row in iter_jsonl(path)]
+    if suffix not in (".json", ".csv"):
+        raise ValueError(f"`path` has to end in .jsonl, .json or .csv, but is {str(path)!r}")
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            if suffix == ".csv":
+                # Line numbers of a CSV file: the header is line 1 (quoted newlines aside).
+                return [(f"line {index + 2}", row) for index, row in enumerate(csv.DictReader(handle))]
             data = json.load(handle)
-            if isinstance(data, dict):
-                # {"data": [...]} or {"rows": [...]} style wrappers.
-                lists = [v for v in data.values() if isinstance(v, list)]
-                if len(lists) != 1:
-                    raise ValueError(f"{path}: expected a list of rows or an object holding one list")
-                data = lists[0]
-            return list(data)
-        if suffix == ".csv":
-            return list(csv.DictReader(handle))
-    raise ValueError(f"`path` has to end in .jsonl, .json or .csv, but is {str(path)!r}")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    if isinstance(data, dict):
+        # {"data": [...]} or {"rows": [...]} style wrappers.
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise ValueError(f"{path}: expected a list of rows or an object holding one list")
+        data = lists[0]
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of rows, got {type(data).__name__}")
+    return [(f"item {index}", row) for index, row in enumerate(data)]
+
+
+def _text_field(path: Path, where: str, row: dict[str, Any], name: str) -> str:
+    value = row[name]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{path} {where}: field {name!r} has to be text or a number, but is {_kind(value)}")
+    text = str(value)
+    if not text.strip():
+        raise ValueError(f"{path} {where}: field {name!r} is empty")
+    return text
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
+
+
+def _choices(path: Path, where: str, raw: Any, name: str) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError(f"{path} {where}: field {name!r} has to be a list of options (a JSON list in a text field), but is {raw[:60]!r}") from None
+    if not isinstance(raw, list) or not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in raw):
+        raise ValueError(f"{path} {where}: field {name!r} has to be a list of options, but is {_kind(raw)}")
+    if not 2 <= len(raw) <= len(CHOICE_LETTERS):
+        raise ValueError(f"{path} {where}: field {name!r} has to hold 2 to {len(CHOICE_LETTERS)} options, but holds {len(raw)}")
+    return tuple(str(c).strip() for c in raw)
 
 
 def load_file(
@@ -196,36 +227,55 @@ def load_file(
     """Load problems from a JSONL / JSON / CSV file.
 
     For answer kind "number" an answer that is a worked solution ending in `#### N` (GSM8K) is
-    reduced to N. For "choice", `choices_field` names a list of options (shown in file order) and the
-    answer is either the correct letter or the text of the correct option. Rows without an id field
-    get their 0-based row number as id.
+    reduced to N. For "choice", `choices_field` names a list of options (shown in file order; required)
+    and the answer is either the correct letter or the text of the correct option. Rows without an id
+    field get their 0-based row number as id. Errors name the file and the line (or item).
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"data file {str(path)!r} is a folder")
     if not path.is_file():
-        raise ValueError(f"data file not found: {str(path)!r}")
+        raise InputError(f"no such file: {str(path)!r} (the data file does not exist)")
     if answer_kind not in ANSWER_KINDS:
         raise ValueError(f"`answer_kind` has to be one of {ANSWER_KINDS}, but is {answer_kind!r}")
-    rows = _read_rows(path)
+    if answer_kind == "choice" and choices_field is None:
+        raise InputError("answer kind 'choice' needs the field holding each problem's options (`choices_field`, --choices-field)")
     problems = []
-    for index, row in enumerate(rows):
+    seen: dict[str, str] = {}
+    for index, (where, row) in enumerate(_read_rows(path)):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} {where}: expected an object with named fields, got {_kind(row)}")
         for field_name in (question_field, answer_field, id_field, choices_field):
             if field_name is not None and field_name not in row:
-                known = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
-                raise ValueError(f"{path}: row {index} has no field {field_name!r} (fields: {known})")
-        answer = str(row[answer_field])
+                known = ", ".join(sorted(row)) or "none"
+                raise ValueError(f"{path} {where}: no field {field_name!r} (fields: {known})")
+        question = _text_field(path, where, row, question_field)
+        answer = _text_field(path, where, row, answer_field).strip()
         if answer_kind == "number" and "####" in answer:
-            answer = gsm8k_reference(answer)
+            try:
+                answer = gsm8k_reference(answer)
+            except ValueError as err:
+                raise ValueError(f"{path} {where}: {err}") from None
         choices = None
         if choices_field is not None:
-            raw = row[choices_field]
-            choices = tuple(json.loads(raw) if isinstance(raw, str) else raw)
-            if answer.strip() in choices:
-                answer = CHOICE_LETTERS[choices.index(answer.strip())]
-        problem_id = str(row[id_field]) if id_field is not None else str(index)
-        problems.append(Problem(id=problem_id, question=str(row[question_field]), answer=answer, answer_kind=answer_kind, choices=choices))
+            choices = _choices(path, where, row[choices_field], choices_field)
+            if answer in choices:
+                answer = CHOICE_LETTERS[choices.index(answer)]
+            elif answer_kind == "choice" and answer.upper() not in CHOICE_LETTERS[: len(choices)]:
+                raise ValueError(
+                    f"{path} {where}: answer {answer!r} is neither one of the {len(choices)} options nor a letter "
+                    f"{CHOICE_LETTERS[0]}-{CHOICE_LETTERS[len(choices) - 1]}"
+                )
+            elif answer_kind == "choice":
+                answer = answer.upper()
+        problem_id = _text_field(path, where, row, id_field).strip() if id_field is not None else str(index)
+        if problem_id in seen:
+            raise ValueError(f"{path} {where}: duplicate problem id {problem_id!r} (also at {seen[problem_id]}); ids key records and resume")
+        seen[problem_id] = where
+        problems.append(Problem(id=problem_id, question=question, answer=answer, answer_kind=answer_kind, choices=choices))
         if limit is not None and len(problems) >= limit:
             break
-    return _limit(problems, None)
+    return problems
 
 
 def load_problems(source: str, limit: int | None = None, **file_options: Any) -> list[Problem]:
@@ -234,4 +284,4 @@ def load_problems(source: str, limit: int | None = None, **file_options: Any) ->
         return load_named(source, limit)
     if Path(source).suffix.lower() in (".jsonl", ".json", ".csv"):
         return load_file(source, limit=limit, **file_options)
-    raise ValueError(f"unknown data set {source!r} (known: {', '.join(DATASETS)}; or pass a .jsonl/.json/.csv file)")
+    raise InputError(f"unknown data set {source!r} (known: {', '.join(DATASETS)}; or pass a .jsonl/.json/.csv file)")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from typing import Any
 
 from tip_decode.grading import CHOICE_LETTERS
+from tip_decode.harness.preflight import InputError
 from tip_decode.harness.problems import Problem
 
 #: The user-message template: the instruction DeepSeek-R1 and Qwen reasoning models are evaluated with.
@@ -20,6 +22,19 @@ PromptBuilder = Callable[[Problem], str]
 
 def format_choices(choices: tuple[str, ...]) -> str:
     return "\n".join(f"{CHOICE_LETTERS[i]}) {option}" for i, option in enumerate(choices))
+
+
+def check_template(template: str) -> None:
+    """`InputError` unless `template` is a format string that uses `{question}` and no other field but `{choices}`."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as err:
+        raise InputError(f"--template {template!r} is not a format string ({err}); write literal braces as {{{{ and }}}}") from None
+    unknown = sorted(f for f in fields if f not in ("question", "choices"))
+    if unknown:
+        raise InputError(f"--template {template!r} uses {', '.join('{' + f + '}' for f in unknown)}; only {{question}} and {{choices}} exist (write literal braces as {{{{ and }}}})")
+    if "question" not in fields:
+        raise InputError(f"--template {template!r} has no {{question}}: every prompt would be the same text without the problem")
 
 
 def user_message(problem: Problem, template: str | None = None) -> str:

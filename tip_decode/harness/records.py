@@ -15,28 +15,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tip_decode.harness.jsonl import iter_jsonl
+
 logger = logging.getLogger(__name__)
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """All complete records of `path` (a torn or unparsable last line is skipped)."""
+def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The complete records of `path` one at a time (none when it does not exist).
+
+    A torn last line (a write cut short by a kill) is skipped; any other line that is not a JSON
+    object is an error naming the file and line (`tip_decode.harness.jsonl.JSONLError`), because
+    it can only come from a hand-edited or damaged file, and resuming over it would hide that.
+    """
     path = Path(path)
     if not path.exists():
-        return []
-    records = []
-    with path.open("rb") as handle:
-        lines = handle.read().split(b"\n")
-    # The element after the last newline is either empty or a torn line.
-    for number, line in enumerate(lines[:-1], 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            logger.warning("%s:%d: skipping a line that is not JSON", path, number)
-    if lines[-1].strip():
-        logger.warning("%s: ignoring a torn last line (%d bytes)", path, len(lines[-1]))
-    return records
+        return
+    for _, record in iter_jsonl(path, torn_tail=True):
+        yield record
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """All complete records of `path` (see `iter_records`)."""
+    return list(iter_records(path))
 
 
 def repair_tail(path: Path) -> int:

@@ -10,10 +10,10 @@ Output folder layout (the contract other programs rely on):
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
-import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,21 +21,36 @@ from typing import Any
 
 from tip_decode import __version__
 from tip_decode.core.config import parse_triggers
-from tip_decode.grading import answers_equal, extract_answer
+from tip_decode.grading import ANSWER_KINDS, answers_equal, extract_answer
 from tip_decode.harness.backends import Backend, Completion, GenerationRequest
 from tip_decode.harness.configs import RunConfig
 from tip_decode.harness.metrics import analyze_records, config_metrics, json_safe, paired_differences, switch_positions
 from tip_decode.harness.problems import Problem
 from tip_decode.harness.prompts import PromptBuilder, chat_prompt_builder
+from tip_decode.harness.backends import load_hf_tokenizer
+from tip_decode.harness.jsonl import iter_jsonl
+from tip_decode.harness.preflight import InputError, check_output_dir, same_source, tokenizer_fingerprint
+from tip_decode.harness.progress import Progress
 from tip_decode.harness.records import RecordWriter, read_records
 from tip_decode.harness.report import plot_comparison, write_summary_md
-from tip_decode.core.recognizer import prompt_ends_in_open_think
+from tip_decode.core.config import PAPER_BETA
+from tip_decode.core.recognizer import check_segmentation_arguments, prompt_ends_in_open_think
 from tip_decode.core.vocabulary import SwitchVocabulary
 
 logger = logging.getLogger(__name__)
 
-#: run.json fields that must match for a rerun to resume into an existing folder.
+#: run.json fields that must match for a rerun to resume into an existing folder ("model" is
+#: compared as a folder: the same folder written another way, relative or absolute, matches).
 RESUME_KEYS = ("model", "temperature", "top_p", "max_new_tokens", "seed")
+#: Record fields `summarize` reads, with the types they must have.
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "sample": (int,),
+    "response": (str,),
+    "reference": (str,),
+    "answer_kind": (str,),
+    "n_tokens": (int,),
+}
 
 
 def sample_seed(seed: int, problem_id: str, sample: int) -> int:
@@ -47,24 +62,37 @@ def sample_seed(seed: int, problem_id: str, sample: int) -> int:
     return zlib.crc32(f"{seed}:{problem_id}:{sample}".encode()) & 0x7FFFFFFF
 
 
-def _check_resume(out_dir: Path, run_info: dict[str, Any], configs: Sequence[RunConfig]) -> None:
+def check_resume(out_dir: Path, run_info: Mapping[str, Any], configs: Sequence[RunConfig]) -> None:
+    """`InputError` when `out_dir` holds a run that the new one must not be mixed with.
+
+    `run_info` may hold only some of the keys (the CLI checks before the model loads, when the
+    tokenizer fingerprint is not known yet); keys it lacks are not compared.
+    """
     path = out_dir / "run.json"
     if not path.exists():
         return
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path} is damaged (not JSON): use another output folder, or delete run.json to start over there") from None
+    if not isinstance(previous, dict):
+        raise InputError(f"{path} is damaged (not a JSON object): use another output folder")
     for key in RESUME_KEYS:
-        if key in previous and previous[key] != run_info[key]:
-            raise ValueError(
+        if key not in previous or key not in run_info:
+            continue
+        same = same_source(previous[key], run_info[key]) if key == "model" else previous[key] == run_info[key]
+        if not same:
+            raise InputError(
                 f"{out_dir} holds a run with {key}={previous[key]!r}, not {run_info[key]!r}: use another output folder"
             )
-    earlier = {c["name"]: c.get("tip") for c in previous.get("configs", [])}
+    before, now = previous.get("tokenizer_fingerprint"), run_info.get("tokenizer_fingerprint")
+    if before and now and before != now:
+        raise InputError(f"{out_dir} holds a run written with another tokenizer (vocabulary {before}, not {now}): use another output folder")
+    earlier = {c["name"]: c.get("tip") for c in previous.get("configs", []) if isinstance(c, dict) and "name" in c}
     for config in configs:
         mapping = config.to_dict()["tip"]
         if config.name in earlier and earlier[config.name] != mapping:
-            raise ValueError(f"{out_dir} holds configuration {config.name!r} with other settings ({earlier[config.name]}): rename it")
+            raise InputError(f"{out_dir} holds configuration {config.name!r} with other settings ({earlier[config.name]}): rename it")
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -90,6 +118,7 @@ def run_compare(
     plots: bool = True,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     judge: Any = None,
+    premature_threshold: int = PAPER_BETA,
 ) -> dict[str, Any]:
     """Generate every (problem, sample, configuration) not yet in `out_dir`, then write the summary.
 
@@ -110,6 +139,8 @@ def run_compare(
         on_record: called with each record after it is written (the demo shows progress with it).
         judge: the thought judge for UT (default: answer match). Its class is recorded in run.json as
             "module:qualname" so that `tip-decode score` rebuilds the same judge.
+        premature_threshold: a switch is premature when the thought it ends is shorter (tokens);
+            recorded in run.json, so `tip-decode analyze RUN_DIR` uses the same.
 
     Returns:
         The summary (also written to `summary.json`).
@@ -122,17 +153,20 @@ def run_compare(
         raise ValueError("`configs` is empty: give at least one configuration")
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
-        raise ValueError(f"`configs` names have to be unique, but are {names}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+        raise InputError(f"`configs` names have to be unique, but are {names}")
+    out = check_output_dir(out_dir)
     tokenizer = backend.tokenizer
     vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, parse_triggers(switch_triggers))
+    check_segmentation_arguments(vocabulary, switch_scope, premature_threshold)
     build = prompt_builder or chat_prompt_builder(tokenizer)
     sampling = getattr(backend, "sampling", None)
+    tokenizer_name = str(getattr(tokenizer, "name_or_path", "") or backend.model)
     run_info = {
         "dataset": dataset,
         "model": backend.model,
-        "tokenizer": str(getattr(tokenizer, "name_or_path", "") or backend.model),
+        "model_as_typed": getattr(backend, "model_as_typed", None) or backend.model,
+        "tokenizer": os.path.abspath(tokenizer_name) if os.path.exists(tokenizer_name) else tokenizer_name,
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
         "backend": backend.name,
         "backend_version": backend.version,
         "tip_decode": __version__,
@@ -143,10 +177,11 @@ def run_compare(
         "seed": seed,
         "switch_triggers": list(vocabulary.triggers),
         "switch_scope": switch_scope,
+        "premature_threshold": premature_threshold,
         "judge": judge_name(judge),
         "configs": [c.to_dict() for c in configs],
     }
-    _check_resume(out, run_info, configs)
+    check_resume(out, run_info, configs)
     _write_json(out / "run.json", run_info)
 
     prompts: dict[str, tuple[str, tuple[int, ...], bool]] = {}
@@ -173,9 +208,7 @@ def run_compare(
     total = len(problems) * samples * len(configs)
     logger.info("%d of %d samples to generate (%d already in %s)", len(requests), total, total - len(requests), out)
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(requests), desc="compare", unit="sample", file=sys.stderr, disable=not progress or not requests, dynamic_ncols=True)
+    bar = Progress(len(requests), "compare", enabled=progress)
 
     def complete(request: GenerationRequest, completion: Completion) -> None:
         problem_id, sample, config_name = request.key
@@ -204,18 +237,82 @@ def run_compare(
             "versions": versions,
         }
         writers[config_name].write(record)
-        bar.update(1)
+        if not reports_tokens:
+            bar.add_tokens(len(token_ids))
+        bar.finish_sample()
         if on_record is not None:
             on_record(record)
 
+    # Backends report tokens while they generate (progress that moves during long responses); one
+    # written before `on_tokens` existed is counted when each sample finishes.
+    reports_tokens = "on_tokens" in inspect.signature(backend.generate).parameters
     try:
-        backend.generate(requests, complete)
+        if reports_tokens:
+            backend.generate(requests, complete, on_tokens=bar.add_tokens)
+        else:
+            backend.generate(requests, complete)
     finally:
         bar.close()
         for writer in writers.values():
             writer.close()
     wanted = {(p.id, s) for p in problems for s in range(samples)}
     return summarize(out, tokenizer=tokenizer, configs=[c.name for c in configs], keep=wanted, plots=plots, regrade=False, judge=judge)
+
+
+def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    """The run's run.json (an empty dict when there is none); a damaged one is an error naming it."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); it is written by `tip-decode compare`") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} has to hold a JSON object, but holds {type(info).__name__}")
+    return info
+
+
+def check_tokenizer_matches(info: Mapping[str, Any], tokenizer: Any, where: str | Path) -> None:
+    """`InputError` when `tokenizer` is not the one that wrote the run's records.
+
+    Compares vocabulary fingerprints (every piece and its id): token ids written by one tokenizer
+    mean other words under another, so switches, thoughts and UT would be silently wrong.
+    """
+    recorded = info.get("tokenizer_fingerprint")
+    if not recorded:
+        return
+    given = tokenizer_fingerprint(tokenizer)
+    if given is not None and given != recorded:
+        name = getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__
+        raise InputError(
+            f"tokenizer {name!r} is not the one that wrote {where} (vocabulary {given}, the run's is {recorded}, "
+            f"from {info.get('tokenizer')!r}): its token ids would be read as other words"
+        )
+
+
+def checked_records(path: Path) -> list[dict[str, Any]]:
+    """The records of one configuration file, each checked for the fields `summarize` reads.
+
+    A record with a missing or mistyped field (a hand-edited file) is an error naming file and line.
+    """
+    records = []
+    if not path.exists():
+        return records
+    for number, record in iter_jsonl(path, torn_tail=True):
+        for key, types in _RECORD_FIELDS.items():
+            value = record.get(key)
+            if key not in record:
+                raise ValueError(f"{path} line {number}: missing field {key!r}")
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise ValueError(f"{path} line {number}: field {key!r} has to be {'an integer' if types == (int,) else 'text'}, but is {value!r}"[:300])
+        ids = record.get("token_ids")
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids)):
+            raise ValueError(f"{path} line {number}: field 'token_ids' has to be a list of non-negative integer token ids")
+        if record["answer_kind"] not in ANSWER_KINDS:
+            raise ValueError(f"{path} line {number}: field 'answer_kind' has to be one of {', '.join(ANSWER_KINDS)}, but is {record['answer_kind']!r}")
+        records.append(record)
+    return records
 
 
 def judge_name(judge: Any) -> str | None:
@@ -271,22 +368,29 @@ def summarize(
     record files rewritten (atomically, by rename) — this is `tip-decode score`.
     """
     out = Path(run_dir)
-    info_path = out / "run.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+    info = read_run_info(out)
     if configs is None:
         configs = [c["name"] for c in info.get("configs", [])] or [p.stem for p in sorted(out.glob("*.jsonl"))]
     if tokenizer is None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(info.get("tokenizer") or info["model"])
+        source = info.get("tokenizer") or info.get("model")
+        if not source:
+            raise InputError(f"{out}/run.json names no model or tokenizer: pass one (--tokenizer)")
+        try:
+            tokenizer = load_hf_tokenizer(source)
+        except (InputError, RuntimeError) as err:
+            raise InputError(f"{err}; the run's tokenizer is gone: pass it with --tokenizer") from None
+    else:
+        check_tokenizer_matches(info, tokenizer, out)
     vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, info.get("switch_triggers") or "paper")
     scope = info.get("switch_scope", "auto")
+    threshold = int(info.get("premature_threshold", PAPER_BETA))
+    seed = int(info.get("seed", 0) or 0)
     if judge is None:
         judge = load_judge(info.get("judge"))
     records_by_config: dict[str, list[dict[str, Any]]] = {}
     metrics: dict[str, Any] = {}
     for name in configs:
-        records = read_records(out / f"{name}.jsonl")
+        records = checked_records(out / f"{name}.jsonl")
         # One record per (id, sample): a duplicate could only come from a hand-edited file.
         unique: dict[tuple[str, int], dict[str, Any]] = {}
         for record in records:
@@ -297,7 +401,7 @@ def summarize(
                 record["pred"] = extract_answer(record["response"], record["answer_kind"])
                 record["correct"] = answers_equal(record["pred"], record["reference"], record["answer_kind"])
         selected = [r for r in records if keep is None or (r["id"], r["sample"]) in keep]
-        _, aggregate = analyze_records(selected, vocabulary, tokenizer, scope, judge=judge)
+        _, aggregate = analyze_records(selected, vocabulary, tokenizer, scope, judge=judge, premature_threshold=threshold)
         if regrade:
             tmp = out / f"{name}.jsonl.tmp"
             with tmp.open("w", encoding="utf-8") as handle:
@@ -307,12 +411,12 @@ def summarize(
                 os.fsync(handle.fileno())
             os.replace(tmp, out / f"{name}.jsonl")
         records_by_config[name] = selected
-        metrics[name] = config_metrics(selected, aggregate)
+        metrics[name] = config_metrics(selected, aggregate, seed=seed)
         metrics[name]["tip"] = next((c.get("tip") for c in info.get("configs", []) if c["name"] == name), None)
     baseline = _baseline_name(info.get("configs", []), list(configs))
     summary = {
         "configs": metrics,
-        "paired": paired_differences(records_by_config, baseline, seed=int(info.get("seed", 0) or 0)),
+        "paired": paired_differences(records_by_config, baseline, seed=seed),
         "baseline": baseline,
         "run": {k: v for k, v in info.items() if k != "configs"},
     }
