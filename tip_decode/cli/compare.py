@@ -106,6 +106,8 @@ def _check_command_line(opts: dict[str, Any], configs: list[Any]) -> None:
         if other == backend:
             continue
         for name in names:
+            if name in _BACKEND_OPTIONS.get(backend, ()):
+                continue  # shared by both backends (--base-url, --concurrency)
             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) and name != "api_key":
                 raise UsageFailure(f"--{name.replace('_', '-')} is an option of --backend {other}, not of --backend {backend}")
     if backend in ("hf", "vllm") and not opts["model"]:
