@@ -177,7 +177,8 @@ class BudgetTables(RuleTables):
             banned = below_min
         values = torch.where(banned[:, None] & self.ban[None, :], -math.inf, -0.0).to(step.sub.dtype)
         self.bias_into(step, values)
-        step.force(forced)
+        # `forced` indexes this rule's ids; the plan forces by its own column order.
+        step.force(torch.where(forced >= 0, self.index[forced.clamp(0)], -1))
 
     def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
         # A word being forced when the request was preempted is not resumed: whether its first

@@ -122,7 +122,7 @@ class InterventionSet:
             mapping = {}
         if not isinstance(mapping, Mapping):
             raise TypeError(f"expected a mapping of intervention keys, got {type(mapping).__name__}")
-        default = default or cls()
+        default = default if default is not None else cls()
         return cls(**{kind.name: _parse_kind(kind, mapping, getattr(default, kind.name)) for kind in KINDS})
 
     @staticmethod
