@@ -39,9 +39,9 @@ def reasoning_ended_before(vocab: SwitchVocabulary, scope: str, prompt_open: boo
     return any(token == vocab.think.end_id for token in generated[start:t])
 
 
-def switches(vocab: SwitchVocabulary, scope: str, prompt_open: bool, generated: list[int]) -> list[int]:
-    """Switch positions j in `generated`, in order of the position that completes them."""
-    out: list[tuple[int, int]] = []  # (completed_at, j)
+def switch_events(vocab: SwitchVocabulary, scope: str, prompt_open: bool, generated: list[int]) -> list[tuple[int, int]]:
+    """(position that completes it, switch position j) of every switch in `generated`, in order."""
+    out: list[tuple[int, int]] = []
     start = reasoning_start(vocab, scope, prompt_open, generated)
     if start is None:
         return []
@@ -60,7 +60,12 @@ def switches(vocab: SwitchVocabulary, scope: str, prompt_open: bool, generated: 
                 candidates.append(j)
         if candidates:
             out.append((end, max(candidates)))
-    return [j for _, j in out]
+    return out
+
+
+def switches(vocab: SwitchVocabulary, scope: str, prompt_open: bool, generated: list[int]) -> list[int]:
+    """Switch positions j in `generated`, in order of the position that completes them."""
+    return [j for _, j in switch_events(vocab, scope, prompt_open, generated)]
 
 
 def psi_at(vocab: SwitchVocabulary, scope: str, prompt_open: bool, generated: list[int], t: int) -> int | None:

@@ -30,13 +30,25 @@ class Row:
     prompt_open: bool
     prompt_think: int
     generated: list[int] = field(default_factory=list)
-    logits: list[torch.Tensor] = field(default_factory=list)  # raw logits of steps 0..t (t included)
+    logits: list[torch.Tensor] | dict[int, torch.Tensor] = field(default_factory=list)  # raw logits of steps 0..t
     entropies: dict[int, float] = field(default_factory=dict)
+    #: Positions where the state was rebuilt from the token history (a request resumed after
+    #: preemption): apply-time statistics (gated's entropies, a word being forced) restart there.
+    restarts: list[int] = field(default_factory=list)
+
+    tops: dict[int, int] = field(default_factory=dict)
 
     def entropy(self, step: int) -> float:
+        """Entropy of the raw logits of `step` (cached; a test may fill the cache itself)."""
         if step not in self.entropies:
             self.entropies[step] = entropy(self.logits[step])
         return self.entropies[step]
+
+    def top(self, step: int) -> int:
+        """The most likely token of the raw logits of `step` (cached likewise)."""
+        if step not in self.tops:
+            self.tops[step] = int(torch.argmax(self.logits[step]))
+        return self.tops[step]
 
 
 class Reference:
@@ -149,8 +161,8 @@ class Reference:
             return {}, False
         # Steps counted: after reasoning opened and after the token that completed the latest switch.
         start = 0 if scope == "all" else self.reasoning_start(row, history)
-        completed = [end for end, _ in switch_events(vocab, scope, row.prompt_open, history)]
-        first = max([start] + [end + 1 for end in completed])
+        completed = [end for end, _ in reference.switch_events(vocab, scope, row.prompt_open, history)]
+        first = max([start] + [end + 1 for end in completed] + [r for r in row.restarts if r <= t])
         entropies = [row.entropy(s) for s in range(first, t + 1)]
         mean = sum(entropies) / len(entropies)
         close = abs(mean - config.threshold) < 1e-4
@@ -165,6 +177,8 @@ class Reference:
         word = self.tokenizer.encode(config.word, add_special_tokens=False) if config.word else []
         progress = 0
         for s in range(t + 1):
+            if s in row.restarts:
+                progress = 0
             history = row.generated[:s]
             bias: dict[int, float] = {}
             forced = None
@@ -178,7 +192,7 @@ class Reference:
                 elif word and progress > 0:
                     forced = word[progress]
                 elif length < config.min:
-                    top = int(torch.argmax(row.logits[s]))
+                    top = row.top(s)
                     if word and (top == end_id or top in eos):
                         forced, started = word[0], True
                     else:
@@ -240,12 +254,3 @@ class Reference:
 def entropy(logits: torch.Tensor) -> float:
     probs = torch.softmax(logits.double(), dim=-1)
     return float(-(probs[probs > 0] * probs[probs > 0].log()).sum())
-
-
-def switch_events(vocab: SwitchVocabulary, scope: str, prompt_open: bool, generated: list[int]) -> list[tuple[int, int]]:
-    """(completed_at, switch position) of every switch, from tests/reference.py's reading."""
-    events = []
-    for end in range(len(generated)):
-        if reference.switches(vocab, scope, prompt_open, generated[: end + 1]) != reference.switches(vocab, scope, prompt_open, generated[:end]):
-            events.append((end, reference.switches(vocab, scope, prompt_open, generated[: end + 1])[-1]))
-    return events
