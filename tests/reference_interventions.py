@@ -54,8 +54,9 @@ class Row:
 class Reference:
     """The docs' rules for one tokenizer and think markers."""
 
-    def __init__(self, tokenizer, markers: ThinkMarkers | None = None) -> None:
+    def __init__(self, tokenizer, markers: ThinkMarkers | None = None, gate_margin: float = 1e-4) -> None:
         self.tokenizer = tokenizer
+        self.gate_margin = gate_margin  # a gate this close to its threshold is not called
         self.info = TokenizerInfo.from_tokenizer(tokenizer, markers)
         self.markers = self.info.markers
 
@@ -165,7 +166,7 @@ class Reference:
         first = max([start] + [end + 1 for end in completed] + [r for r in row.restarts if r <= t])
         entropies = [row.entropy(s) for s in range(first, t + 1)]
         mean = sum(entropies) / len(entropies)
-        close = abs(mean - config.threshold) < 1e-4
+        close = abs(mean - config.threshold) < self.gate_margin
         return ({i: -config.alpha for i in ids} if mean < config.threshold else {}), close
 
     # ----- budget -----
