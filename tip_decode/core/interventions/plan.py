@@ -258,7 +258,10 @@ class PlanTables:
     # ----- per step -----
 
     def advance(self, ints: torch.Tensor, floats: torch.Tensor | None, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The state after one more token per row (pure: returns new tensors)."""
+        """The state after one more token per row (pure: returns new tensors).
+
+        `floats` may be None only when no rule updates float columns per token (`advances_floats`).
+        """
         layout = self.layout
         tokens = tokens.to(device=ints.device, dtype=torch.long)
         position = ints[:, layout.POSITION]
