@@ -351,5 +351,6 @@ def test_per_step_path_runs_on_the_meta_device():
         state.update(torch.empty(4, dtype=torch.long, device="meta"))
         state.apply(logits)
         state.apply(logits, rows=torch.arange(2, device="meta"), logit_rows=torch.arange(2, device="meta"))
+        state.apply(logits, rows=slice(1, 3), logit_rows=slice(1, 3))
     with pytest.raises((RuntimeError, NotImplementedError)):
         state.ints.sum().item()  # the check would catch a sync

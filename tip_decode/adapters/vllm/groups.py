@@ -34,6 +34,7 @@ class Group:
     member_mask: np.ndarray | None = None  # MRV2: slot -> member, on the host
     rows: torch.Tensor | None = None  # V1: sorted member rows on the device
     row_list: list[int] = field(default_factory=list)
+    span: slice | None = None  # V1: the member rows when they are consecutive
 
 
 class Groups:

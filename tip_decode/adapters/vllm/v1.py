@@ -97,6 +97,8 @@ class V1Runner:
         for group in changed.values():
             group.row_list = sorted(group.members)
             group.rows = self._to_device(group.row_list, torch.long) if group.row_list else None  # type: ignore[attr-defined]
+            first, count = (group.row_list[0], len(group.row_list)) if group.row_list else (0, 0)
+            group.span = slice(first, first + count) if count and group.row_list[-1] == first + count - 1 else None
 
     def _apply_v1(self, logits: torch.Tensor) -> torch.Tensor:
         if not self._rows:
@@ -105,7 +107,9 @@ class V1Runner:
             if group.rows is None:
                 continue
             self._advance_v1(group)
-            group.state.apply(logits, rows=group.rows, logit_rows=group.rows)
+            # A group on consecutive rows (the usual case) is read through a view, not a copy.
+            rows = group.span if group.span is not None else group.rows
+            group.state.apply(logits, rows=rows, logit_rows=rows)
         return logits
 
     def _advance_v1(self, group: Group) -> None:

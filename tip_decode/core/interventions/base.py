@@ -304,9 +304,9 @@ class AdvanceStep:
     tokens: torch.Tensor
     safe_tokens: torch.Tensor  # tokens clamped into [0, width) for table lookups
     position: torch.Tensor
-    reasoning: torch.Tensor
-    opens: torch.Tensor
-    closes: torch.Tensor
+    reasoning: torch.Tensor | None  # None when the plan does not track the phase (no "think" rule)
+    opens: torch.Tensor | None
+    closes: torch.Tensor | None
     new_tail: torch.Tensor
     pending: torch.Tensor | None
 
@@ -315,7 +315,8 @@ class AdvanceStep:
 class ApplyStep:
     """The state of each row (after its newest token) and the logits the next token is chosen from.
 
-    `sub` holds the logits at the plan's columns. Rules add to `bias` (summed, then added once),
+    `sub` holds the logits at the plan's columns. Rules add to `bias` (summed, then added once;
+    a rule writes -0.0, never +0.0, where it adds nothing),
     set `forced` (an index into the plan's columns; the forced token's logit becomes
     `FORCED_LOGIT`), and record apply-time decisions with `write_int` / `write_float`.
     """
@@ -354,7 +355,7 @@ class ApplyStep:
             self.bias = values if self.bias is None else self.bias + values
             return
         if self.bias is None:
-            self.bias = torch.zeros_like(self.sub)
+            self.bias = torch.full_like(self.sub, -0.0)  # "nothing added", see PlanTables.combine
         self.bias = self.bias.index_add(1, index, values.to(self.bias.dtype))
 
     def force(self, columns: torch.Tensor) -> None:

@@ -178,7 +178,7 @@ class CyclicTables(RuleTables):
         if self.think:
             acting = acting & step.reasoning
         wave = triangle(t.to(floats.dtype), floats[:, self.AMPLITUDE], floats[:, self.PERIOD], floats[:, self.SHIFT])
-        row = torch.where(acting, wave, 0.0).to(step.sub.dtype)
+        row = torch.where(acting & (wave != 0), wave, -0.0).to(step.sub.dtype)
         self.bias_into(step, row[:, None].expand(-1, len(self.token_ids)))
 
 

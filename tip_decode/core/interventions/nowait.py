@@ -35,7 +35,7 @@ from tip_decode.core.interventions.base import (
     resolve_scope,
 )
 
-#: The paper's keyword list (section 3, mined from 32 QwQ-32B runs on AIME 2025).
+#: The paper's keyword list (mined from QwQ-32B outputs on AIME 2025).
 PAPER_KEYWORDS: tuple[str, ...] = (
     "wait", "alternatively", "hmm", "but", "however", "alternative", "another", "check",
     "double-check", "oh", "maybe", "verify", "other", "again", "now", "ah", "any",

@@ -222,9 +222,12 @@ class PlanTables:
         self.plan = plan
         self.width = width
         self.device = device
-        markers = plan.markers
-        self.think_start = int(markers.start_id) if markers.available else NO_MARKER
-        self.think_end = int(markers.end_id) if markers.available else NO_MARKER
+        # The phase is tracked only when some rule reads it: a plan of "all"-scope rules treats the
+        # whole response as reasoning and skips the marker tests on every step.
+        tracked = plan.markers.available and any(r.scope == "think" for r in plan.rules)
+        self.markers = plan.markers if tracked else ThinkMarkers()
+        self.think_start = int(plan.markers.start_id) if tracked else NO_MARKER
+        self.think_end = int(plan.markers.end_id) if tracked else NO_MARKER
         tail = max((r.tail_width for r in plan.rules), default=0)
         self.layout = Layout(tail, pending=any(r.needs_pending for r in plan.rules))
         self.rules: tuple[RuleTables, ...] = tuple(r.compile(self.layout, width, device) for r in plan.rules)
@@ -265,10 +268,14 @@ class PlanTables:
         layout = self.layout
         tokens = tokens.to(device=ints.device, dtype=torch.long)
         position = ints[:, layout.POSITION]
-        phase = ints[:, layout.PHASE]
-        reasoning = phase == REASONING
-        opens = (phase == WAITING) & (tokens == self.think_start)
-        closes = reasoning & (tokens == self.think_end)
+        tracked = self.think_start >= 0  # a Python constant of the plan: no data-dependent branch
+        if tracked:
+            phase = ints[:, layout.PHASE]
+            reasoning = phase == REASONING
+            opens = (phase == WAITING) & (tokens == self.think_start)
+            closes = reasoning & (tokens == self.think_end)
+        else:
+            reasoning = opens = closes = None
         tail = ints[:, layout.tail_slice()]
         new_tail = torch.cat((tail[:, 1:], tokens[:, None]), dim=1) if layout.tail_width else tail
         out_ints = ints.clone()
@@ -292,8 +299,9 @@ class PlanTables:
         for rule in self.rules:
             rule.advance(step)
         out_ints[:, layout.POSITION] = position + 1
-        out_ints[:, layout.PHASE] = torch.where(opens, REASONING, torch.where(closes, ENDED, phase))
-        out_ints[:, layout.REASONING_START] = torch.where(opens, position + 1, ints[:, layout.REASONING_START])
+        if tracked:
+            out_ints[:, layout.PHASE] = torch.where(opens, REASONING, torch.where(closes, ENDED, phase))
+            out_ints[:, layout.REASONING_START] = torch.where(opens, position + 1, ints[:, layout.REASONING_START])
         if layout.tail_width:
             out_ints[:, layout.tail_slice()] = new_tail
         return out_ints, out_floats
@@ -310,9 +318,9 @@ class PlanTables:
         """The new values of the plan's columns: biases added once, then forcing."""
         out = sub
         if step.bias is not None:
-            bias = step.bias.to(sub.dtype)
-            # Where the bias is 0 the logit is kept bit for bit (x + 0.0 would turn -0.0 into +0.0).
-            out = torch.where(bias != 0, sub + bias, sub)
+            # Rules write -0.0 where they add nothing, and x + (-0.0) is x bit for bit (also for
+            # -0.0 and -inf), so no mask is needed to keep untouched logits exact.
+            out = sub + step.bias.to(sub.dtype)
         if step.forced is not None:
             columns = torch.arange(sub.shape[1], device=sub.device)
             forced = torch.full((), FORCED_LOGIT, dtype=sub.dtype, device=sub.device)

@@ -104,9 +104,11 @@ class InterventionState:
         count = ints.shape[0]
         device = self.tables.device
         opened = _as_tensor(prompt_open, count, torch.bool, device)
-        if self.tables.think_start < 0:
-            opened = torch.ones_like(opened)  # no think markers: the whole response is reasoning
         thinking = _as_tensor(prompt_think, count, torch.long, device)
+        if self.tables.think_start < 0:
+            # No tracked phase: the whole response is reasoning, and no thinking is counted.
+            opened = torch.ones_like(opened)
+            thinking = torch.zeros_like(thinking)
         ints = ints.clone()
         ints[:, layout.ACTIVE] = 1
         ints[:, layout.PHASE] = torch.where(opened, REASONING, WAITING)
@@ -127,7 +129,7 @@ class InterventionState:
         layout = self.layout
         generated = [int(t) for t in generated]
         ints, floats = tables.row_values(settings)
-        markers = tables.plan.markers
+        markers = tables.markers
         opened = bool(prompt_open) or not markers.available
         trace = PhaseTrace.run(markers, opened, generated)
         ints[layout.POSITION] = trace.position
@@ -180,20 +182,23 @@ class InterventionState:
         """Advance `rows` (default: the first `len(tokens)` rows) by one generated token each."""
         if rows is None:
             rows = slice(0, tokens.shape[0])
-        ints, floats = self.tables.advance(self.ints[rows], self.floats[rows], tokens)
-        self.ints[rows] = ints
         if self.tables.advances_floats:
+            ints, floats = self.tables.advance(self.ints[rows], self.floats[rows], tokens)
             self.floats[rows] = floats
+        else:
+            ints, _ = self.tables.advance(self.ints[rows], None, tokens)
+        self.ints[rows] = ints
 
     def advance(self, ints: torch.Tensor, floats: torch.Tensor | None, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The state after one more token per row (pure; for adapters that reorder rows first)."""
         return self.tables.advance(ints, floats, tokens)
 
-    def apply(self, logits: torch.Tensor, rows: Rows = None, logit_rows: torch.Tensor | None = None) -> torch.Tensor:
+    def apply(self, logits: torch.Tensor, rows: Rows = None, logit_rows: torch.Tensor | slice | None = None) -> torch.Tensor:
         """Write every intervention's bias into `logits` in place and return it.
 
         `rows` are the state rows of the logits rows `logit_rows` (default: all logits rows, in
-        order; `rows` default: the first `logits.shape[0]` state rows). Columns outside the plan's
+        order; `rows` default: the first `logits.shape[0]` state rows). A slice for `logit_rows`
+        avoids copying whole logits rows for the rules that read them (gated, budget's word). Columns outside the plan's
         token ids are never touched; inside them a zero bias leaves the logit bit for bit as it was.
         Apply-time decisions (gated's entropy, budget's forced word) are recorded for the position of
         each row's next token, so a step whose token is discarded (chunked prefill) and repeated
@@ -205,11 +210,12 @@ class InterventionState:
         if not tables.token_ids:
             return logits
         columns = tables.columns
-        if logit_rows is None:
-            sub = logits[:, columns]
+        if logit_rows is None or isinstance(logit_rows, slice):
+            view = logits if logit_rows is None else logits[logit_rows]
+            sub = view[:, columns]
 
             def full() -> torch.Tensor:
-                return logits
+                return view
         else:
             sub = logits[logit_rows[:, None], columns[None, :]]
 
@@ -220,8 +226,8 @@ class InterventionState:
         floats = self.floats[rows]
         step = tables.contribute(ints, floats, sub, full)
         new = tables.combine(sub, step)
-        if logit_rows is None:
-            logits[:, columns] = new
+        if logit_rows is None or isinstance(logit_rows, slice):
+            view[:, columns] = new
         else:
             logits[logit_rows[:, None], columns[None, :]] = new
         if step.out_ints is not None:
