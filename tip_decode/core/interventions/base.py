@@ -250,6 +250,7 @@ class Layout:
         self.int_defaults: dict[int, int] = {}
         self.float_defaults: dict[int, float] = {}
         self.ACTIVE = self.add_int("active")
+        # POSITION, PHASE, REASONING_START stay adjacent: `PlanTables.advance` writes them at once.
         self.POSITION = self.add_int("position")
         self.PHASE = self.add_int("phase", default=ENDED)
         self.REASONING_START = self.add_int("reasoning_start", default=-1)

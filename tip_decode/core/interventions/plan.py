@@ -298,10 +298,14 @@ class PlanTables:
         )
         for rule in self.rules:
             rule.advance(step)
-        out_ints[:, layout.POSITION] = position + 1
+        following = position + 1
         if tracked:
-            out_ints[:, layout.PHASE] = torch.where(opens, REASONING, torch.where(closes, ENDED, phase))
-            out_ints[:, layout.REASONING_START] = torch.where(opens, position + 1, ints[:, layout.REASONING_START])
+            # POSITION, PHASE and REASONING_START are adjacent columns: one write for the three.
+            new_phase = torch.where(opens, REASONING, torch.where(closes, ENDED, phase))
+            new_start = torch.where(opens, following, ints[:, layout.REASONING_START])
+            out_ints[:, layout.POSITION : layout.REASONING_START + 1] = torch.stack((following, new_phase, new_start), dim=1)
+        else:
+            out_ints[:, layout.POSITION] = following
         if layout.tail_width:
             out_ints[:, layout.tail_slice()] = new_tail
         return out_ints, out_floats
