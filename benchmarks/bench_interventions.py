@@ -8,6 +8,7 @@ cannot resolve (see bench_vllm.py).
 
     python benchmarks/bench_interventions.py                          # every configuration, this tree
     python benchmarks/bench_interventions.py --compare-with 2566798   # TIP-only: this tree vs that commit
+    python benchmarks/bench_interventions.py --compare-with 2566798 --hf --rows 1   # the HF processor
 
 `--compare-with` exports the commit with `git archive` and runs the TIP-only measurement in fresh
 subprocesses, alternating old and new, so that both see the same machine load.
@@ -80,13 +81,42 @@ def measure(extra: dict, rows: int, steps: int, tokenizer: str) -> float:
     return 1000 * (time.perf_counter() - start) / steps
 
 
+def measure_hf(batch: int, steps: int, tokenizer: str) -> float:
+    """Milliseconds per call of the Hugging Face TIP processor (reflection preset, 1k history)."""
+    import statistics as stats
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from tip_decode.hf import TIPLogitsProcessor
+
+    torch.set_num_threads(1)
+    processor = TIPLogitsProcessor.from_tokenizer(AutoTokenizer.from_pretrained(tokenizer), alpha=3.0, beta=600, triggers=REFLECTION)
+    ids = torch.randint(1000, 100000, (batch, 1024))
+    ids[:, -1] = 151667  # the prompt ends inside an open think block
+    scores = torch.randn(batch, 151936)
+    processor(ids, scores)
+    times = []
+    for _ in range(steps):
+        ids = torch.cat([ids, torch.randint(1000, 100000, (batch, 1))], 1)
+        start = time.perf_counter()
+        processor(ids, scores)
+        times.append(time.perf_counter() - start)
+    return 1000 * stats.median(times)
+
+
 def child(args: argparse.Namespace) -> None:
+    if args.hf:
+        print(json.dumps({"ms": measure_hf(args.rows, args.steps, args.tokenizer)}))
+        return
     print(json.dumps({"ms": measure(json.loads(args.child), args.rows, args.steps, args.tokenizer)}))
 
 
 def run_child(tree: Path, extra: dict, args: argparse.Namespace) -> float:
     env = dict(os.environ, PYTHONPATH=str(tree))
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(extra), "--rows", str(args.rows), "--steps", str(args.steps), "--tokenizer", args.tokenizer]
+    if args.hf:
+        command.append("--hf")
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=True, cwd=tree)
     return json.loads(result.stdout.strip().splitlines()[-1])["ms"]
 
@@ -98,6 +128,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compare-with", metavar="GITREF", help="measure TIP-only here and at GITREF, alternating")
+    parser.add_argument("--hf", action="store_true", help="with --compare-with: the Hugging Face TIP processor per call (--rows is the batch)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -116,7 +147,8 @@ def main() -> None:
             rounds.append(pair)
             print(f"round {r + 1}: old {pair['old']:.3f} ms, new {pair['new']:.3f} ms", file=sys.stderr, flush=True)
         ratios = [p["new"] / p["old"] for p in rounds]
-        print(f"\nTIP-only processor, {args.rows} rows, {args.steps} steps, one thread; {args.compare_with} vs this tree, {args.rounds} rounds alternating\n")
+        what = f"Hugging Face TIP processor per call, batch {args.rows}, 1k history" if args.hf else f"TIP-only vLLM processor, {args.rows} rows"
+        print(f"\n{what}, {args.steps} steps, one thread; {args.compare_with} vs this tree, {args.rounds} rounds alternating\n")
         print("| tree | median ms per step | min | max |")
         print("| --- | ---: | ---: | ---: |")
         for name in ("old", "new"):
