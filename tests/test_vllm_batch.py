@@ -1,11 +1,13 @@
-"""Batch bookkeeping of `ThoughtSwitchPenalty` on both vLLM model runners, without an engine.
+"""Batch bookkeeping of the vLLM processor (`ThoughtSwitchPenalty`) on both model runners, without an engine.
 
 The V1 runner is driven with vLLM's own `BatchUpdate` records through a randomized persistent
 batch (adds, removals, one-way moves, swaps, preemption with resumption, async placeholders,
-chunked-prefill steps with no new token, mixed per-request settings); Model Runner V2 through its
-real `LogitsProcRequestState` / `LogitsContext` interface objects with slots, reordered rows,
-chunked prefill and resumption after preemption. Every step's output is compared with the slow
-reference of tests/reference.py.
+chunked-prefill steps with no new token, mixed per-request interventions: TIP alone with various
+settings, NoWait, CyclicReflex, budgets with and without a forced word, gated TIP, and
+combinations); Model Runner V2 through its real `LogitsProcRequestState` / `LogitsContext`
+interface objects with slots, reordered rows, chunked prefill and resumption after preemption.
+Every step's output is compared with the slow references of tests/reference.py and
+tests/reference_interventions.py.
 
 vLLM's MRV2 buffers (`StagedWriteTensor`, `UvaBackedTensor`) need pinned memory, which a CPU-only
 machine lacks, so the MRV2 test holds the token history in plain tensors exposing the same
@@ -14,6 +16,7 @@ machine lacks, so the MRV2 test holds the token history in plain tensors exposin
 
 from __future__ import annotations
 
+import math
 import math
 import os
 import random
@@ -24,10 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
-import reference
-from conftest import load_raw_tokenizer
-from vocab_oracle import oracle_for
+from reference_interventions import Reference, Row
 
 vllm = pytest.importorskip("vllm")
 pytestmark = pytest.mark.vllm
@@ -36,7 +36,8 @@ from vllm import SamplingParams  # noqa: E402
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality  # noqa: E402
 
 from tip_decode.core.config import TIPConfig  # noqa: E402
-from tip_decode.vllm import ThoughtSwitchPenalty, request_config, server_default  # noqa: E402
+from tip_decode.core.interventions import FORCED_LOGIT, InterventionSet, plan_for  # noqa: E402
+from tip_decode.vllm import ReasoningInterventions, ThoughtSwitchPenalty, request_config, request_settings, server_default, server_settings  # noqa: E402
 
 WIDTH = 151680  # the tiny Qwen2's padded output width
 SERVER_ENV = {
@@ -45,7 +46,8 @@ SERVER_ENV = {
     "TIP_DECODE_TRIGGERS": "hmm,another approach",
     "TIP_DECODE_SCOPE": "all",
 }
-#: Per-request extra args, mixing TIP off, the server default, and different alpha/beta/triggers/scope.
+#: Per-request extra args: TIP off, the server default, different alpha/beta/triggers/scope, and every
+#: other intervention alone and combined (the server default TIP applies unless `tip_alpha: 0`).
 REQUEST_ARGS = [
     {},
     {"other_feature": 1},
@@ -55,6 +57,15 @@ REQUEST_ARGS = [
     {"tip_alpha": "inf", "tip_beta": 9, "tip_triggers": ["alternatively", "wait"], "tip_scope": "think"},
     {"tip_alpha": 1.5, "tip_beta": 12, "tip_scope": "auto"},
     {"tip_alpha": 4, "tip_beta": 4, "tip_triggers": ["alternatively", "wait"], "tip_scope": "all"},
+    {"tip_alpha": 0, "nowait": 1},
+    {"nowait_keywords": ["but", "maybe"], "nowait_scope": "all"},
+    {"tip_alpha": 0, "cyclic_amplitude": 2.0, "cyclic_period": 7, "cyclic_shift": 0.1},
+    {"cyclic": 1, "cyclic_period": 5, "cyclic_start": 2, "cyclic_end": 15, "budget_max": 9},
+    {"tip_alpha": 0, "budget_min": 6, "budget_max": 11, "budget_word": "Wait"},
+    {"tip_alpha": 0, "budget_min": 5, "budget_word": " Hmm, wait"},
+    {"budget_min": 3},
+    {"tip_alpha": 0, "gated_alpha": 2.0, "gated_beta": 6, "gated_triggers": ["wait", "hmm"], "gated_threshold": 11.2},
+    {"gated": 1, "gated_threshold": 12.0, "nowait_keywords": "wait", "budget_max": 8, "budget_min": 2, "budget_word": "Wait"},
 ]
 
 
@@ -73,6 +84,7 @@ def server_env(monkeypatch):
     for key, value in SERVER_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("TIP_DECODE_TOKENIZER", raising=False)
+    monkeypatch.delenv("TIP_DECODE_INTERVENTIONS", raising=False)
 
 
 @dataclass
@@ -81,54 +93,68 @@ class Req:
     prompt: list[int]
     output: list[int]
     max_len: int
-    config: TIPConfig | None
+    settings: InterventionSet | None
+    row: Row  # the reference's view: prompt facts, raw logits per position, restarts
 
 
 class World:
-    """Random requests over the real qwen3 vocabulary, and their expected penalties."""
+    """Random requests over the real qwen3 vocabulary, and their expected logits."""
 
     def __init__(self, processor: ThoughtSwitchPenalty, rng: random.Random, request_args: list[dict] = REQUEST_ARGS) -> None:
         self.processor = processor
         self.rng = rng
         self.request_args = request_args
-        self.default = server_default()
+        self.default = server_settings()
         tok = processor.tokenizer
-        vocabs = [processor._group(c).tables.vocabulary for c in (self.default, TIPConfig(triggers=("alternatively", "wait")))]
-        think = vocabs[0].think
+        self.reference = Reference(tok)
+        think = self.reference.markers
         pool: list[int] = []
-        for v in vocabs:
-            pool += list(v.token_ids[:6])
-            for m in v.multi_token[:6]:
-                pool += [*m.prefix, m.completion]
-        pool += tok.encode(" the cat. so H ok,\n\nthen") + [think.start_id, think.end_id]
+        for args in REQUEST_ARGS:
+            settings = request_settings(SamplingParams(extra_args=args), self.default)
+            if not settings:
+                continue
+            plan = plan_for(tok, settings)
+            for name, rule in zip(plan.names, plan.rules):
+                if name in ("tip", "gated"):
+                    pool += list(rule.vocabulary.token_ids[:6])
+                    for m in rule.vocabulary.multi_token[:6]:
+                        pool += [*m.prefix, m.completion]
+                elif name == "nowait":
+                    pool += list(rule.token_ids[:6])
+                elif name == "cyclic":
+                    pool += list(rule.token_ids)
+                elif name == "budget":
+                    pool += list(rule.word_ids)
+        self.neutral = tok.encode(" the cat. so H ok,\n\nthen")
+        pool += self.neutral + [think.start_id, think.end_id] * 3
         self.pool = pool
         self.think = think
-        self._rules: dict[tuple[str, ...], object] = {}
-
-    def rules(self, triggers: tuple[str, ...]):
-        """What the contract penalises for `triggers` (the independent oracle, not the processor's vocabulary)."""
-        if triggers not in self._rules:
-            self._rules[triggers] = oracle_for(load_raw_tokenizer("qwen3")).rules(triggers)
-        return self._rules[triggers]
 
     def new_request(self) -> Req:
         rng = self.rng
         args = rng.choice(self.request_args)
         params = SamplingParams(max_tokens=64, extra_args=dict(args) if args else None)
-        config = request_config(params, self.default)
+        settings = request_settings(params, self.default)
         prompt = [rng.choice(self.pool) for _ in range(rng.randint(1, 5))]
         if rng.random() < 0.5:
             prompt.append(self.think.start_id)  # a chat template that ends inside an open think block
-        return Req(params, prompt, [], rng.randint(1, 22), config if config.enabled else None)
+            prompt += rng.sample(self.neutral, rng.randint(0, 2))  # thinking already in the prompt
+        opened = last_index(prompt, self.think.start_id) > last_index(prompt, self.think.end_id)
+        thinking = len(prompt) - last_index(prompt, self.think.start_id) - 1 if opened else 0
+        return Req(params, prompt, [], rng.randint(1, 22), settings if settings else None, Row(opened, thinking, logits={}))
 
-    def next_token(self) -> int:
+    def next_token(self, forced: int | None = None) -> int:
+        if forced is not None and self.rng.random() < 0.8:
+            return forced
         return self.rng.choice(self.pool)
 
     def admit(self, waiting: list[Req], counts: dict[str, int]) -> Req:
         """A preempted request resumed with its output so far (half the time, if any), else a new one."""
         if waiting and self.rng.random() < 0.5:
             counts["resumed"] += 1
-            return waiting.pop(self.rng.randrange(len(waiting)))
+            req = waiting.pop(self.rng.randrange(len(waiting)))
+            req.row.restarts.append(len(req.output))  # its state is rebuilt from the token history
+            return req
         counts["added"] += 1
         return self.new_request()
 
@@ -139,55 +165,75 @@ def last_index(tokens: list[int], token: int) -> int:
 
 def make_base(capacity: int, world: World, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    base = torch.randn(capacity, WIDTH, generator=generator)
+    base = torch.randn(capacity, WIDTH, generator=generator) * 3
     # A penalised logit that is already -inf must stay -inf.
     base[0, world.pool[0]] = -math.inf
+    # Half the rows "want" to end thinking: budget forcing and bans happen there.
+    base[1::2, world.think.end_id] = base.max() + 1
     return base
 
 
-def check_rows(out: torch.Tensor, base: torch.Tensor, rows: dict[int, Req], world: World, touched_ids: torch.Tensor) -> list[str]:
-    """Compare the penalisable columns of every live row exactly; returns one line per divergence."""
+class BaseStats:
+    """Per base row: entropy and most likely token, computed once (the reference asks for them often)."""
+
+    def __init__(self, base: torch.Tensor) -> None:
+        from reference_interventions import entropy
+
+        self.entropy = [entropy(row) for row in base]
+        self.top = base.argmax(dim=1).tolist()
+
+    def record(self, req: Req, base_row: int, base: torch.Tensor) -> None:
+        """`req` is sampled from `base[base_row]` at its next position (a repeat overwrites)."""
+        position = len(req.output)
+        req.row.logits[position] = base[base_row]
+        req.row.entropies[position] = self.entropy[base_row]
+        req.row.tops[position] = self.top[base_row]
+
+
+def check_rows(out: torch.Tensor, base: torch.Tensor, rows: dict[int, Req], world: World, touched_ids: torch.Tensor) -> tuple[list[str], dict[int, int]]:
+    """Compare the touched columns of every live row; returns one line per divergence and the forced token per row."""
     problems = []
+    forced_tokens: dict[int, int] = {}
+    ids = touched_ids.tolist()
     for row, req in rows.items():
-        if req.config is None:
-            expected = base[row, touched_ids]
-        else:
-            expected = expected_on_columns(world, req, base[row], touched_ids)
         got = out[row, touched_ids]
-        if not torch.equal(got, expected):
-            bad = (got != expected).nonzero().flatten().tolist()
+        if req.settings is None:
+            expected = base[row, touched_ids]
+            uncertain = False
+        else:
+            req.row.generated = req.output
+            bias, forced, uncertain = world.reference.expected(req.settings, req.row, len(req.output))
+            expected = Reference.apply(base[row], ids, bias, forced)
+            if forced is not None:
+                forced_tokens[row] = forced
+        if uncertain:
+            continue
+        close = torch.isclose(got, expected, atol=1e-4, rtol=0) | (got == expected)
+        if not bool(close.all()):
+            bad = (~close).nonzero().flatten().tolist()
             problems.append(
-                f"row {row} config {req.config} prompt {req.prompt} output {req.output}: "
-                f"column ids {[int(touched_ids[i]) for i in bad]} got {got[bad].tolist()} expected {expected[bad].tolist()}"
+                f"row {row} settings {req.settings} prompt {req.prompt} output {req.output}: "
+                f"column ids {[ids[i] for i in bad]} got {got[bad].tolist()} expected {expected[bad].tolist()}"
             )
-    return problems
-
-
-def expected_on_columns(world: World, req: Req, base_row: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    scope = world.processor._group(req.config).tables.scope
-    prompt_open = scope == "think" and last_index(req.prompt, world.think.start_id) > last_index(req.prompt, world.think.end_id)
-    ids = reference.penalised(world.rules(req.config.triggers), scope, prompt_open, req.output, len(req.output), req.config.beta)
-    values = base_row[columns].tolist()
-    column_list = columns.tolist()
-    for i, token in enumerate(column_list):
-        if token in ids:
-            values[i] = values[i] - req.config.alpha if not math.isinf(req.config.alpha) else -math.inf
-    return torch.tensor(values, dtype=base_row.dtype)
+    return problems, forced_tokens
 
 
 def restore(work: torch.Tensor, base: torch.Tensor, touched: torch.Tensor, step: int) -> None:
-    """Undo the step's writes; every 64 steps also prove that nothing outside the penalisable columns was written."""
+    """Undo the step's writes; every 64 steps also prove that nothing outside the touched columns was written."""
     if step % 64 == 0:
         untouched = torch.ones(WIDTH, dtype=torch.bool)
         untouched[touched] = False
-        assert torch.equal(work[:, untouched], base[:, untouched]), f"step {step} wrote outside the switch columns"
+        assert torch.equal(work[:, untouched], base[:, untouched]), f"step {step} wrote outside the plans' columns"
     work[:, touched] = base[:, touched]
 
 
-def all_penalisable(processor: ThoughtSwitchPenalty) -> torch.Tensor:
+def all_touched(processor: ThoughtSwitchPenalty, world: World) -> torch.Tensor:
+    """Every column any request's plan may write."""
     ids: set[int] = set()
-    for group in processor._groups.values():
-        ids.update(group.tables.columns.tolist())
+    for args in REQUEST_ARGS:
+        settings = request_settings(SamplingParams(extra_args=args), world.default)
+        if settings:
+            ids.update(processor._groups.get(settings.structure).tables.token_ids)
     return torch.tensor(sorted(ids), dtype=torch.long)
 
 
@@ -197,9 +243,9 @@ def all_penalisable(processor: ThoughtSwitchPenalty) -> torch.Tensor:
 @pytest.mark.parametrize(
     ("request_args", "steps"),
     [
-        (REQUEST_ARGS, 10_000),
-        # every request on one configuration: rows are consecutive, the path that uses views
-        ([{"tip_alpha": 2.0, "tip_beta": 6, "tip_triggers": ["alternatively", "wait"], "tip_scope": "think"}], 3_000),
+        (REQUEST_ARGS, int(os.environ.get("TIP_V1_STEPS", "5000"))),
+        # every request on one configuration: rows are consecutive
+        ([{"tip_alpha": 2.0, "tip_beta": 6, "tip_triggers": ["alternatively", "wait"], "tip_scope": "think"}], 2_000),
     ],
     ids=["mixed", "all-tip"],
 )
@@ -209,12 +255,12 @@ def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir, 
     rng = random.Random(1234)
     world = World(processor, rng, request_args)
     base = make_base(capacity, world, seed=0)
-    touched = all_penalisable(processor)
+    stats = BaseStats(base)
+    touched = all_touched(processor, world)
     batch: list[Req | None] = [None] * capacity
     waiting: list[Req] = []
     unfilled: list[tuple[list[int], int]] = []
-    counts = {"added": 0, "resumed": 0, "removed": 0, "moved": 0, "swapped": 0, "penalised_rows": 0, "placeholders": 0,
-              "rows_as_slice": 0, "rows_as_index": 0}
+    counts = {"added": 0, "resumed": 0, "removed": 0, "moved": 0, "swapped": 0, "penalised_rows": 0, "placeholders": 0, "forced_rows": 0}
     divergences: list[str] = []
     work = base.clone()
     started = time.monotonic()
@@ -258,18 +304,19 @@ def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir, 
             if output and output[-1] == -1:
                 output[-1] = token
         unfilled = []
-        out = processor.apply(work)
-        for group in processor._groups.values():
-            if group.rows is not None:
-                counts["rows_as_slice" if isinstance(group.rows, slice) else "rows_as_index"] += 1
         live = {i: req for i, req in enumerate(batch) if req is not None}
+        for i, req in live.items():
+            stats.record(req, i, base)
+        out = processor.apply(work)
         counts["penalised_rows"] += int((out[:, touched] != base[:, touched]).any(dim=1).sum())
-        divergences += check_rows(out, base, live, world, touched)
+        problems, forced = check_rows(out, base, live, world, touched)
+        divergences += problems
+        counts["forced_rows"] += len(forced)
         restore(work, base, touched, _step)
-        for req in live.values():
+        for i, req in live.items():
             if rng.random() < 0.1:
                 continue  # a chunked-prefill step: the row is sampled, the token discarded
-            token = world.next_token()
+            token = world.next_token(forced.get(i))
             if rng.random() < 0.5:
                 req.output.append(-1)
                 unfilled.append((req.output, token))
@@ -343,7 +390,7 @@ def test_request_arguments_are_remembered_by_value(server_env, tokenizers_dir):
 def test_v1_unfilled_placeholder_is_deferred(server_env, tokenizers_dir):
     """A -1 still present at apply time is not read as a token; the next step catches up."""
     processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
-    hit = processor._group(server_default()).tables.vocabulary.token_ids[0]
+    hit = plan_for(processor.tokenizer, InterventionSet(tip=server_default())).rule("tip").vocabulary.token_ids[0]
     params = SamplingParams(extra_args={"tip_beta": 2})
     output: list[int] = []
     processor.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, params, [1, 2], output)], moved=[]))
@@ -479,13 +526,14 @@ def test_mrv2_slots_match_reference(server_env, tokenizers_dir):
     rng = random.Random(99)
     world = World(processor, rng)
     base = make_base(capacity, world, seed=1)
-    touched = all_penalisable(processor)
+    stats = BaseStats(base)
+    touched = all_touched(processor, world)
     slots: dict[int, Req] = {}
     computed: dict[int, int] = {}
     waiting: list[Req] = []
     divergences: list[str] = []
     work = base.clone()
-    counts = {"added": 0, "resumed": 0, "chunked": 0, "penalised_rows": 0}
+    counts = {"added": 0, "resumed": 0, "chunked": 0, "penalised_rows": 0, "forced_rows": 0}
     for _step in range(steps):
         for slot, req in list(slots.items()):
             if len(req.output) >= req.max_len or rng.random() < 0.03:
@@ -533,15 +581,19 @@ def test_mrv2_slots_match_reference(server_env, tokenizers_dir):
             seq_lens_upper_bound_np=np.array(positions, dtype=np.int32) + 1,
         )
         rows_base = base[: len(scheduled)]
+        for row, slot in enumerate(scheduled):
+            stats.record(slots[slot], row, base)
         out = processor.apply(work[: len(scheduled)], ctx)
         counts["penalised_rows"] += int((out[:, touched] != rows_base[:, touched]).any(dim=1).sum())
-        divergences += check_rows(out, rows_base, {row: slots[s] for row, s in enumerate(scheduled)}, world, touched)
+        problems, forced = check_rows(out, rows_base, {row: slots[s] for row, s in enumerate(scheduled)}, world, touched)
+        divergences += problems
+        counts["forced_rows"] += len(forced)
         restore(work, base, touched, _step)
-        for slot, sample in zip(scheduled, samples):
+        for row, (slot, sample) in enumerate(zip(scheduled, samples)):
             if not sample:
                 continue
             req = slots[slot]
-            token = world.next_token()
+            token = world.next_token(forced.get(row))
             total = int(rs.total_len.np[slot])
             req.output.append(token)
             rs.all_token_ids.np[slot, total] = token

@@ -1,10 +1,11 @@
-"""The penalty as batched tensor operations: per-row state and the logits write.
+"""TIP alone as batched tensor operations: `PenaltyTables` / `PenaltyState`.
 
-`PenaltyTables` turns a `SwitchVocabulary` into device tensors once; `PenaltyState` holds, for a
-fixed number of rows, everything the penalty of the next step depends on (tokens generated so far,
-psi, the reasoning phase, a short tail of tokens, which multi-token prefixes are armed) and updates
-it in O(1) per step: nothing here looks at the whole history, and nothing reads a tensor back to
-the host. Backends (HF, vLLM) only decide which rows receive which token.
+A thin TIP-only front of the intervention family's generic state (`tip_decode.core.interventions`):
+the tensor rules live once, in `core/interventions/tip.py`; this module keeps the interface the
+Hugging Face adapter, the abandonment detector and the SGLang adapter were written against (alpha and
+beta given as tensors, `ints` with `position` / `psi` / `phase` / `beta` / `tail` / `armed` views,
+`advance` / `amount` as pure functions of packed rows). Nothing here looks at the whole history, and
+nothing reads a tensor back to the host.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from tip_decode.core.recognizer import ENDED, REASONING, WAITING, SwitchRecognizer
-from tip_decode.core.vocabulary import SwitchVocabulary
-
-_NO_TOKEN = -1
-_NO_MARKER = -2  # never equal to a real token nor to the empty-tail filler
-# Columns of the packed integer state; the tail and the armed flags follow.
-_POSITION, _PSI, _PHASE, _BETA = 0, 1, 2, 3
+from tip_decode.core.interventions.base import NO_MARKER
+from tip_decode.core.interventions.plan import InterventionPlan, PlanTables
+from tip_decode.core.interventions.state import InterventionState
+from tip_decode.core.interventions.tip import SwitchTables, TipRule, TipTables
+from tip_decode.core.vocabulary import SwitchVocabulary, ThinkMarkers
 
 
 def subtract_penalty(logits: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
@@ -46,50 +46,40 @@ def _bits(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class PenaltyTables:
-    """Device-side lookup tables of one switch vocabulary, for logits of width `width`."""
+    """Device-side lookup tables of one switch vocabulary and scope, for logits of width `width`."""
 
     def __init__(self, vocabulary: SwitchVocabulary, scope: str, width: int, device: torch.device | str) -> None:
         self.vocabulary = vocabulary
         self.scope = vocabulary.resolve_scope(scope)
         self.width = width
         self.device = torch.device(device)
-        ids = [i for i in vocabulary.penalised_ids if i < width]
-        hits = set(vocabulary.token_ids)
-        self.columns = torch.tensor(ids, dtype=torch.long, device=self.device)
-        self.column_is_hit = torch.tensor([i in hits for i in ids], dtype=torch.bool, device=self.device)
-        self.is_hit = torch.zeros(width, dtype=torch.bool, device=self.device)
-        self.is_hit[[i for i in vocabulary.token_ids if i < width]] = True
-        # Ids past the tokenizer's vocabulary (padding rows of the output layer) end a word: they
-        # decode to nothing.
-        ends_word = torch.ones(width, dtype=torch.bool)
-        known = min(width, len(vocabulary.ends_word))
-        ends_word[:known] = torch.from_numpy(vocabulary.ends_word[:known].copy())
-        self.ends_word = ends_word.to(self.device)
+        # Scope "all" ignores think markers altogether: reasoning starts at 0 and never ends.
+        markers = vocabulary.think if self.scope == "think" else ThinkMarkers()
+        rule = TipRule.from_vocabulary(vocabulary, self.scope)
+        plan = InterventionPlan(markers, (("tip", (vocabulary.triggers, self.scope)),), [rule])
+        self.plan_tables: PlanTables = plan.tables(width, self.device)
+        self.tip: TipTables = self.plan_tables.rules[0]  # type: ignore[assignment]
+        self.switch: SwitchTables = self.tip.switch
+        self.columns = self.switch.columns
+        self.think_start = self.plan_tables.think_start
+        self.think_end = self.plan_tables.think_end
 
-        patterns = [m for m in vocabulary.multi_token if m.completion < width and max(m.prefix) < width]
-        self.prefix_width = max((len(m.prefix) for m in patterns), default=0)
-        k = self.prefix_width
-        # Prefixes are right-aligned so that a pattern compares against the newest tokens of the tail.
-        prefixes = torch.full((len(patterns), k), _NO_TOKEN, dtype=torch.long)
-        for row, m in enumerate(patterns):
-            prefixes[row, k - len(m.prefix) :] = torch.tensor(m.prefix)
-        self.prefixes = prefixes.to(self.device)
-        self.prefix_mask = self.prefixes != _NO_TOKEN
-        self.prefix_len = torch.tensor([len(m.prefix) for m in patterns], dtype=torch.long, device=self.device)
-        # Index in the tail (prefix_width + 1 newest tokens) of the token just before each prefix.
-        self.before_index = k - self.prefix_len
-        self.prefix_space = torch.tensor([m.prefix_starts_with_space for m in patterns], dtype=torch.bool, device=self.device)
-        self.completion = torch.tensor([m.completion for m in patterns], dtype=torch.long, device=self.device)
-        column_of = {c: i for i, c in enumerate(ids)}
-        to_column = torch.zeros((len(patterns), len(ids)), dtype=torch.float32)
-        for row, m in enumerate(patterns):
-            to_column[row, column_of[m.completion]] = 1.0
-        self.pattern_to_column = to_column.to(self.device)
-        self.num_patterns = len(patterns)
-        think = vocabulary.think
-        use_markers = self.scope == "think"
-        self.think_start = think.start_id if use_markers and think.start_id is not None else _NO_MARKER
-        self.think_end = think.end_id if use_markers and think.end_id is not None else _NO_MARKER
+    def __getattr__(self, name: str) -> Any:
+        # column_is_hit, is_hit, ends_word, prefixes, completion, num_patterns, ...
+        if name in ("switch", "tip", "plan_tables"):
+            raise AttributeError(name)
+        return getattr(self.switch, name)
+
+
+@dataclass(frozen=True)
+class _TipSettings:
+    alpha: float
+    beta: int
+
+
+@dataclass(frozen=True)
+class _Settings:
+    tip: _TipSettings
 
 
 class PenaltyState:
@@ -108,89 +98,70 @@ class PenaltyState:
     def __init__(self, tables: PenaltyTables, capacity: int) -> None:
         self.tables = tables
         self.capacity = capacity
-        device = tables.device
-        self._tail_start = 4
-        self._armed_start = self._tail_start + tables.prefix_width + 1
-        self.ints = torch.zeros((capacity, self._armed_start + tables.num_patterns), dtype=torch.long, device=device)
-        self.ints[:, _PHASE] = ENDED
-        self.ints[:, self._tail_start : self._armed_start] = _NO_TOKEN
-        self.alpha = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.generic = InterventionState(tables.plan_tables, capacity)
+        self._tip = tables.tip
+        self._layout = tables.plan_tables.layout
+
+    @property
+    def ints(self) -> torch.Tensor:
+        return self.generic.ints
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.generic.floats[:, self._tip.ALPHA]
 
     @property
     def position(self) -> torch.Tensor:
-        return self.ints[:, _POSITION]
+        return self.ints[:, self._layout.POSITION]
 
     @property
     def psi(self) -> torch.Tensor:
-        return self.ints[:, _PSI]
+        return self.ints[:, self._tip.PSI]
 
     @property
     def phase(self) -> torch.Tensor:
-        return self.ints[:, _PHASE]
+        return self.ints[:, self._layout.PHASE]
 
     @property
     def beta(self) -> torch.Tensor:
-        return self.ints[:, _BETA]
+        return self.ints[:, self._tip.BETA]
 
     @property
     def tail(self) -> torch.Tensor:
-        return self.ints[:, self._tail_start : self._armed_start]
+        return self.ints[:, self._layout.tail_slice()]
 
     @property
     def armed(self) -> torch.Tensor:
-        return self.ints[:, self._armed_start :].bool()
+        return self._tip.armed_flags(self.ints)
 
     # ----- row lifecycle (called when the batch changes, not every step) -----
 
     def start_rows(self, rows: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, prompt_open: torch.Tensor) -> None:
         """Begin fresh sequences in `rows` (nothing generated yet)."""
-        fresh = torch.zeros((len(rows), self.ints.shape[1]), dtype=torch.long, device=self.ints.device)
-        if self.tables.scope == "all":
-            fresh[:, _PHASE] = REASONING
-        else:
-            fresh[:, _PHASE] = torch.where(prompt_open.to(fresh.device), REASONING, WAITING)
-        fresh[:, _BETA] = beta.to(fresh.device, torch.long)
-        fresh[:, self._tail_start : self._armed_start] = _NO_TOKEN
-        self.ints[rows] = fresh
-        self.alpha[rows] = alpha.to(self.alpha.device, self.alpha.dtype)
+        ints, floats = self.generic.fresh(len(rows))
+        ints[:, self._tip.BETA] = beta.to(ints.device, torch.long)
+        floats[:, self._tip.ALPHA] = alpha.to(floats.device, torch.float32)
+        self.generic.start_rows_from(rows, ints, floats, prompt_open)
 
     def replay_row(self, row: int, alpha: float, beta: int, prompt_open: bool, generated: Sequence[int]) -> None:
-        """Set `row` to the state after `generated` (a request resumed with output already present).
-
-        Runs on the host through the same recognizer that trace analysis uses; this happens when a
-        batch changes (preemption, resumption), never per step.
-        """
-        recognizer = SwitchRecognizer(self.tables.vocabulary, self.tables.scope, prompt_open)
-        recognizer.feed(int(t) for t in generated)
-        width = self._armed_start - self._tail_start
-        tail = ([_NO_TOKEN] * width + [int(t) for t in generated])[-width:] if width else []
-        values = [recognizer.position, recognizer.thought_start, recognizer.phase, int(beta), *tail]
-        row_ints = torch.tensor(values + [0] * self.tables.num_patterns, dtype=torch.long, device=self.ints.device)
-        row_ints = row_ints[None]
-        row_ints[:, self._armed_start :] = self._armed(row_ints[:, self._tail_start : self._armed_start], row_ints[:, _POSITION]).long()
-        self.ints[row] = row_ints[0]
-        self.alpha[row] = float(alpha)
+        """Set `row` to the state after `generated` (a request resumed with output already present)."""
+        self.generic.replay_row(row, _Settings(_TipSettings(float(alpha), int(beta))), prompt_open, 0, generated)  # type: ignore[arg-type]
 
     def stop_rows(self, rows: torch.Tensor) -> None:
         """Turn rows off (their logits are left unchanged by `apply`)."""
-        self.alpha[rows] = 0.0
-        self.ints[rows, _PHASE] = ENDED
+        self.generic.stop_rows(rows)
+        self.generic.floats[rows, self._tip.ALPHA] = 0.0
 
     def select(self, order: torch.Tensor) -> None:
         """Reorder rows: row i takes the state of row `order[i]` (beam search, vLLM moves)."""
-        count = order.shape[0]
-        self.ints[:count] = self.ints[order]
-        self.alpha[:count] = self.alpha[order]
+        self.generic.select(order)
 
     def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
-        self.ints[dst] = self.ints[src]
-        self.alpha[dst] = self.alpha[src]
-
-    # ----- whole-state copies (rollbacks, checks of a captured step) -----
+        self.generic.copy_rows(src, dst)
 
     def _row_tensors(self) -> tuple[torch.Tensor, ...]:
         """Every tensor that holds per-row state; snapshots copy exactly these."""
-        return (self.ints, self.alpha)
+        return (self.generic.ints, self.generic.floats)
 
     def snapshot(self) -> StateSnapshot:
         """A copy of every row's state, for `restore` and `matches` (device copies, no host sync)."""
@@ -217,43 +188,11 @@ class PenaltyState:
 
     def update(self, tokens: torch.Tensor, rows: torch.Tensor | slice | None = None) -> None:
         """Advance `rows` (default: the first `len(tokens)` rows) by one generated token each."""
-        if rows is None:
-            rows = slice(0, tokens.shape[0])
-        self.ints[rows] = self.advance(self.ints[rows], tokens.to(device=self.tables.device, dtype=torch.long))
+        self.generic.update(tokens, rows)
 
     def advance(self, ints: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """The packed state after one more token per row (pure: returns a new tensor)."""
-        t = self.tables
-        position, psi, phase = ints[:, _POSITION], ints[:, _PSI], ints[:, _PHASE]
-        reasoning = phase == REASONING
-        switch_at = torch.where(t.is_hit[tokens.clamp(0, t.width - 1)] & (tokens >= 0), position, -1)
-        if t.num_patterns:
-            completed = ints[:, self._armed_start :].bool() & (tokens[:, None] == t.completion[None, :])
-            multi_at = torch.where(completed, position[:, None] - t.prefix_len[None, :], -1).amax(dim=1)
-            switch_at = torch.maximum(switch_at, multi_at)
-        psi = torch.where(reasoning & (switch_at >= 0), switch_at, psi)
-        opens = (phase == WAITING) & (tokens == t.think_start)
-        closes = reasoning & (tokens == t.think_end)
-        psi = torch.where(opens, position + 1, psi)
-        phase = torch.where(opens, REASONING, torch.where(closes, ENDED, phase))
-        tail = torch.cat((ints[:, self._tail_start + 1 : self._armed_start], tokens[:, None]), dim=1)
-        position = position + 1
-        parts = [position[:, None], psi[:, None], phase[:, None], ints[:, _BETA : _BETA + 1], tail]
-        if t.num_patterns:
-            parts.append(self._armed(tail, position).long())
-        return torch.cat(parts, dim=1)
-
-    def _armed(self, tail: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        """(rows, patterns): the tail ends with the pattern's prefix, and prefix[0] starts a word."""
-        t = self.tables
-        if not t.num_patterns:
-            return torch.zeros((tail.shape[0], 0), dtype=torch.bool, device=tail.device)
-        newest = tail[:, 1:]
-        same = ((newest[:, None, :] == t.prefixes[None]) | ~t.prefix_mask[None]).all(dim=2)
-        before = tail[:, t.before_index]
-        first_generated = (position[:, None] - t.prefix_len[None, :]) == 0
-        boundary = t.prefix_space[None, :] | first_generated | t.ends_word[before.clamp(0, t.width - 1)]
-        return same & boundary
+        return self.tables.plan_tables.advance(ints, None, tokens)[0]
 
     def penalty(self, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
         """(rows, columns) amounts to subtract at `tables.columns` for the next token."""
@@ -263,27 +202,16 @@ class PenaltyState:
 
     def amount(self, ints: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
         """Penalty per (row, column) for packed state `ints` (pure)."""
-        t = self.tables
-        in_window = (ints[:, _PHASE] == REASONING) & (ints[:, _POSITION] < ints[:, _PSI] + ints[:, _BETA])
-        row_alpha = torch.where(in_window, alpha, 0.0)
-        active = t.column_is_hit[None, :]
-        if t.num_patterns:
-            active = active | ((ints[:, self._armed_start :].float() @ t.pattern_to_column) > 0)
-        # torch.where, not a product: alpha may be inf and inf * 0 would be NaN.
-        return torch.where(active, row_alpha[:, None], 0.0)
+        return self._tip.amount(ints, alpha)
 
     def apply(self, scores: torch.Tensor, rows: torch.Tensor | slice | None = None, inplace: bool = False) -> torch.Tensor:
         """Subtract the penalty from `scores` (rows of `scores` are `rows` of the state).
 
-        A zero penalty leaves a logit bit for bit as it was (x - 0.0 == x, -inf stays -inf), and the
-        penalty is never negative, so no logit is raised. With alpha = inf a penalised logit becomes
-        -inf, also a +inf one (`subtract_penalty`): never NaN.
+        A zero penalty leaves a logit bit for bit as it was, and the penalty is never negative, so
+        no logit is raised.
         """
-        if rows is None:
-            rows = slice(0, scores.shape[0])
         out = scores if inplace else scores.clone()
-        columns = self.tables.columns
-        if columns.numel():
-            amount = self.penalty(rows).to(out.dtype)
-            out[:, columns] = subtract_penalty(out[:, columns], amount)
-        return out
+        return self.generic.apply(out, rows)
+
+
+__all__ = ["NO_MARKER", "PenaltyState", "PenaltyTables", "StateSnapshot", "subtract_penalty"]

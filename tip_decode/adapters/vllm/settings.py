@@ -1,0 +1,134 @@
+"""Per-request settings in vLLM: server defaults, request arguments, admission checks, think markers.
+
+A request's interventions come from its flat `extra_args` (`vllm_xargs` from an OpenAI client) over
+the server-wide default, which `tip-decode serve` passes in environment variables: the original TIP
+ones (`TIP_DECODE_ALPHA`, `_BETA`, `_TRIGGERS`, `_SCOPE`) and `TIP_DECODE_INTERVENTIONS`, a JSON
+object of flat keys for the rest (`{"nowait": 1}`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from tip_decode.core.config import TIPConfig, parse_alpha, parse_beta, parse_scope, parse_triggers
+from tip_decode.core.interventions import InterventionSet, plan_for
+from tip_decode.core.vocabulary import ThinkMarkers
+
+logger = logging.getLogger(__name__)
+
+#: Environment variables read when the processor is built (server-wide defaults).
+ENV_ALPHA, ENV_BETA, ENV_TRIGGERS, ENV_SCOPE = "TIP_DECODE_ALPHA", "TIP_DECODE_BETA", "TIP_DECODE_TRIGGERS", "TIP_DECODE_SCOPE"
+ENV_INTERVENTIONS = "TIP_DECODE_INTERVENTIONS"
+#: Tokenizer the API-server process validates vocabulary-dependent settings with (`tip-decode serve` sets it).
+ENV_TOKENIZER = "TIP_DECODE_TOKENIZER"
+
+
+def server_default(environ: Mapping[str, str] | None = None) -> TIPConfig:
+    """The server-wide TIP default from `TIP_DECODE_*` variables (TIP off when alpha is unset).
+
+    Raises:
+        ValueError: a variable holds a bad value; the message names the variable.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    parsers = ((ENV_ALPHA, "alpha", parse_alpha), (ENV_BETA, "beta", parse_beta), (ENV_TRIGGERS, "triggers", parse_triggers), (ENV_SCOPE, "scope", parse_scope))
+    for name, field_name, parser in parsers:
+        raw = env.get(name)
+        if raw is not None and raw.strip() != "":
+            values[field_name] = parser(raw.strip(), name)
+    return replace(TIPConfig.off(), **values)
+
+
+def server_settings(environ: Mapping[str, str] | None = None) -> InterventionSet:
+    """Every intervention's server-wide default: TIP from its variables, the rest from `TIP_DECODE_INTERVENTIONS`.
+
+    Raises:
+        ValueError: a variable holds a bad value; the message names the variable.
+    """
+    env = os.environ if environ is None else environ
+    base = InterventionSet(tip=server_default(env))
+    raw = env.get(ENV_INTERVENTIONS, "").strip()
+    if not raw:
+        return base
+    try:
+        mapping = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{ENV_INTERVENTIONS} has to be a JSON object of flat keys, but is {raw!r} ({err})") from None
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{ENV_INTERVENTIONS} has to be a JSON object of flat keys, but is {raw!r}")
+    try:
+        return InterventionSet.from_mapping(mapping, default=base)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{ENV_INTERVENTIONS}: {err}") from None
+
+
+def request_config(sampling_params: Any, default: TIPConfig) -> TIPConfig:
+    """The request's TIP configuration: its `tip_*` extra args over the server default."""
+    extra = getattr(sampling_params, "extra_args", None) or {}
+    return TIPConfig.from_mapping(extra, default=default)
+
+
+def request_settings(sampling_params: Any, default: InterventionSet) -> InterventionSet:
+    """The request's interventions: its namespaced extra args over the server default.
+
+    vLLM's own `thinking_token_budget` is the maximum thinking length where the engine has it: a
+    request may combine it with `budget_min`, and `budget_max` must then agree with it.
+
+    Raises:
+        ValueError: a bad or unknown key, or a budget that contradicts `thinking_token_budget`.
+    """
+    extra = getattr(sampling_params, "extra_args", None) or {}
+    settings = InterventionSet.from_mapping(extra, default=default)
+    vllm_budget = getattr(sampling_params, "thinking_token_budget", None)
+    budget = settings.budget
+    if vllm_budget is not None and budget is not None:
+        if budget.max is not None and budget.max != vllm_budget:
+            raise ValueError(f"`budget_max` has to equal `thinking_token_budget` ({vllm_budget}) when both are set, but is {budget.max}")
+        if budget.min > vllm_budget:
+            raise ValueError(f"`budget_min` has to be at most `thinking_token_budget` ({vllm_budget}), but is {budget.min}")
+    return settings
+
+
+# ----- tokenizer and think markers, shared by every processor in a process -----
+
+_TOKENIZERS: dict[tuple[str, str | None, bool], Any] = {}
+_TOKENIZER_LOCK = threading.Lock()
+
+
+def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    key = (path, revision, trust_remote_code)
+    with _TOKENIZER_LOCK:
+        if key not in _TOKENIZERS:
+            from transformers import AutoTokenizer
+
+            _TOKENIZERS[key] = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        return _TOKENIZERS[key]
+
+
+def think_markers_from_config(vllm_config: Any) -> ThinkMarkers | None:
+    """Single-token think markers from vLLM's reasoning parser, when the server runs with one."""
+    reasoning = getattr(vllm_config, "reasoning_config", None)
+    if reasoning is None or not getattr(reasoning, "enabled", False):
+        return None
+    start = reasoning.reasoning_start_token_ids or []
+    end = reasoning.natural_reasoning_end_token_ids or reasoning.reasoning_end_token_ids or []
+    if len(start) == 1 and len(end) == 1:
+        return ThinkMarkers.from_ids(int(start[0]), int(end[0]))
+    logger.warning("reasoning markers are not single tokens (start %s, end %s); using the tokenizer's", start, end)
+    return None
+
+
+def check_against_tokenizer(settings: InterventionSet, tokenizer_path: str | None) -> None:
+    """Vocabulary-dependent checks (a trigger with no token, 'think' scope without markers, ...).
+
+    The plan is cached per tokenizer and structure, so after the first request of a structure this
+    is a dictionary lookup.
+    """
+    if settings and tokenizer_path:
+        plan_for(load_tokenizer(tokenizer_path), settings)

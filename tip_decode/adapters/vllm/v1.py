@@ -1,0 +1,170 @@
+"""The V1 model runner's side of the processor: follow the persistent batch, feed tokens, write logits.
+
+vLLM hands `update_state` the batch changes (`follow_batch_update` applies them) and each added
+request's live output list; `apply` reads the newest token of every row from those lists (passed by
+name, vLLM fills async-scheduling placeholders before `apply`), advances each group's state by one
+token per row and writes the group's biases. Row i of the logits is persistent-batch index i.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tip_decode.adapters.vllm.batch import follow_batch_update
+from tip_decode.adapters.vllm.groups import Group
+from tip_decode.core.interventions import InterventionSet, prompt_state
+
+if TYPE_CHECKING:
+    from vllm.v1.sample.logits_processor import BatchUpdate
+
+
+@dataclass
+class V1Row:
+    """Bookkeeping of one row: its group, settings, prompt facts and the request's live output list."""
+
+    group: Group
+    settings: InterventionSet
+    output: list[int]
+    seen: int
+    prompt_open: bool
+    prompt_think: int
+
+
+class V1Runner:
+    """Mixin of the processor for the V1 model runner (state attributes are set by the processor)."""
+
+    _rows: dict[int, V1Row]
+
+    def update_state(self, batch_update: BatchUpdate | None) -> None:
+        """Follow the persistent batch: removed, then added, then moved (vLLM's order)."""
+        if batch_update is None:
+            return
+        changed: dict[int, Group] = {}
+        fresh: dict[int, list[tuple[int, V1Row]]] = {}
+
+        def make(index: int, params: Any, prompt_ids: Sequence[int] | None, output_ids: list[int]) -> V1Row | None:
+            settings = self._settings_or_off(params)  # type: ignore[attr-defined]
+            if settings is None:
+                return None
+            group = self._groups.get(settings.structure)  # type: ignore[attr-defined]
+            opened, thinking = _prompt_facts(group, prompt_ids)
+            known = _known_prefix(output_ids)
+            row = V1Row(group, settings, output_ids, len(known), opened, thinking)
+            group.members.add(index)
+            changed[id(group)] = group
+            if known:
+                # A preempted request resumes with output already generated: rebuild its state.
+                group.state.replay_row(index, settings, opened, thinking, known)
+            else:
+                fresh.setdefault(id(group), []).append((index, row))
+            return row
+
+        def dropped(index: int, row: V1Row) -> None:
+            row.group.members.discard(index)
+            changed[id(row.group)] = row.group
+
+        def start_fresh() -> None:
+            for entries in fresh.values():
+                group = entries[0][1].group
+                group.state.start_rows(
+                    [i for i, _ in entries],
+                    [r.settings for _, r in entries],
+                    [r.prompt_open for _, r in entries],
+                    [r.prompt_think for _, r in entries],
+                )
+            fresh.clear()
+
+        def relocated(moves: list[tuple[V1Row, int, int]]) -> None:
+            by_group: dict[int, list[tuple[V1Row, int, int]]] = {}
+            for move in moves:
+                by_group.setdefault(id(move[0].group), []).append(move)
+            for group_moves in by_group.values():
+                group = group_moves[0][0].group
+                src = [s for _, s, _ in group_moves]
+                dst = [d for _, _, d in group_moves]
+                # One copy per record: a swap inside a group exchanges both rows at once.
+                group.state.copy_rows(self._to_device(src, torch.long), self._to_device(dst, torch.long))  # type: ignore[attr-defined]
+                group.members.difference_update(src)
+                group.members.update(dst)
+                changed[id(group)] = group
+
+        follow_batch_update(self._rows, batch_update, make, dropped, relocated, before_moves=start_fresh)
+        start_fresh()
+        for group in changed.values():
+            group.row_list = sorted(group.members)
+            group.rows = self._to_device(group.row_list, torch.long) if group.row_list else None  # type: ignore[attr-defined]
+            first, count = (group.row_list[0], len(group.row_list)) if group.row_list else (0, 0)
+            group.span = slice(first, first + count) if count and group.row_list[-1] == first + count - 1 else None
+
+    def _apply_v1(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self._rows:
+            return logits
+        for group in self._groups:  # type: ignore[attr-defined]
+            if group.rows is None:
+                continue
+            self._advance_v1(group)
+            # A group on consecutive rows (the usual case) is read through a view, not a copy.
+            rows = group.span if group.span is not None else group.rows
+            group.state.apply(logits, rows=rows, logit_rows=rows)
+        return logits
+
+    def _advance_v1(self, group: Group) -> None:
+        """Feed each row the tokens its request generated since the last step (normally one).
+
+        The output lists are host lists that vLLM fills before `apply` when processors are passed
+        by name; an unfilled async-scheduling placeholder (-1) is left for the next step.
+        """
+        rows = self._rows
+        tokens: list[int] = []
+        for index in group.row_list:
+            row = rows[index]
+            output = row.output
+            if len(output) == row.seen + 1 and output[-1] >= 0:
+                tokens.append(output[-1])
+            else:
+                break
+        else:
+            group.state.update(self._to_device(tokens, torch.long), group.rows)  # type: ignore[attr-defined]
+            for index in group.row_list:
+                rows[index].seen += 1
+            return
+        # Slow path: some row has no new token yet (just added), a placeholder, several new tokens,
+        # or fewer tokens than already seen (tokens discarded after a KV-load failure).
+        pending: dict[int, list[int]] = {}
+        for index in group.row_list:
+            row = rows[index]
+            known = _known_prefix(row.output)
+            if len(known) < row.seen:
+                group.state.replay_row(index, row.settings, row.prompt_open, row.prompt_think, known)
+                row.seen = len(known)
+            elif len(known) > row.seen:
+                pending[index] = known[row.seen :]
+                row.seen = len(known)
+        step = 0
+        while pending:
+            ready = [i for i, new in pending.items() if len(new) > step]
+            if not ready:
+                break
+            group.state.update(self._to_device([pending[i][step] for i in ready], torch.long), self._to_device(ready, torch.long))  # type: ignore[attr-defined]
+            step += 1
+
+
+def _prompt_facts(group: Group, prompt_ids: Sequence[int] | None) -> tuple[bool, int]:
+    """Does the prompt end inside an open think block, and how many of its tokens follow the marker."""
+    if not prompt_ids:
+        return False, 0
+    opened, thinking = prompt_state(group.tables, torch.tensor([list(prompt_ids)], dtype=torch.long))
+    return bool(opened[0]), int(thinking[0])  # host tensors: no device sync
+
+
+def _known_prefix(output: Sequence[int]) -> list[int]:
+    """The output tokens up to the first async-scheduling placeholder (-1)."""
+    known = list(output)
+    for i, token in enumerate(known):
+        if token < 0:
+            return known[:i]
+    return known

@@ -1,0 +1,468 @@
+"""What every intervention shares: the per-row layout, the step views, the rule protocol.
+
+An intervention is declared by three small pieces (see tip.py for the model):
+
+- a frozen configuration dataclass (per request; its vocabulary-defining settings form its
+  *structure*, the rest are per-row numbers) and a `Kind` that tells the plan how to read it from
+  flat `name_*` keys;
+- a `Rule` (host side, built once per structure and tokenizer): which token ids it touches;
+- a `RuleTables` (device side, built once per rule, logits width and device): which columns of the
+  per-row state it owns, how one generated token advances them (`advance`), and what it adds to
+  the logits of the next step (`contribute`).
+
+The per-row state is one int64 and one float32 tensor per row (`InterventionState`); `Layout`
+allocates their columns: shared ones first (active flag, tokens generated, reasoning phase,
+reasoning start, thinking tokens already in the prompt, the newest tokens, the position of pending
+apply-time decisions), then each rule's own. Everything a step computes is a fixed number of tensor
+operations over these columns: O(1) in the history length, no reads back to the host.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tip_decode.core.recognizer import ENDED, REASONING, WAITING
+from tip_decode.core.vocabulary import ThinkMarkers, TokenizerView, view_of
+
+__all__ = [
+    "ENDED",
+    "FORCED_LOGIT",
+    "NO_MARKER",
+    "NO_TOKEN",
+    "REASONING",
+    "WAITING",
+    "AdvanceStep",
+    "ApplyStep",
+    "Kind",
+    "Layout",
+    "Rule",
+    "RuleTables",
+    "TokenizerInfo",
+    "think_prompt_state",
+]
+
+NO_TOKEN = -1  # an empty slot of the token tail
+NO_MARKER = -2  # never equal to a real token nor to NO_TOKEN
+#: The logit a forced token gets: vLLM's own thinking budget writes the same value, so that a
+#: forced token wins under any temperature, top-k or top-p (other logits stay finite).
+FORCED_LOGIT = 1e9
+
+
+# ----- flat-key parsers shared by the intervention configurations -----
+
+
+def bad_value(key: str, value: Any, requirement: str) -> ValueError:
+    return ValueError(f"`{key}` {requirement}, but is {value!r}")
+
+
+def parse_switch(value: Any, key: str) -> bool:
+    """An on/off value as JSON clients send it: true/false, 1/0 (JSON true arrives as 1 in vllm_xargs)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "on", "off"):
+        return value.strip().lower() in ("true", "1", "on")
+    raise bad_value(key, value, "has to be true or false (1 or 0)")
+
+
+def parse_number(value: Any, key: str, *, minimum: float | None = None, positive: bool = False) -> float:
+    """A finite float (strings such as "2.5" accepted); `minimum` / `positive` bound it."""
+    requirement = "has to be a positive number" if positive else (
+        f"has to be a number >= {minimum:g}" if minimum is not None else "has to be a finite number"
+    )
+    if isinstance(value, bool):
+        raise bad_value(key, value, requirement)
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise bad_value(key, value, requirement) from None
+    elif isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        raise bad_value(key, value, requirement)
+    if not math.isfinite(number) or (positive and number <= 0) or (minimum is not None and number < minimum):
+        raise bad_value(key, value, requirement)
+    return number
+
+
+def parse_count(value: Any, key: str) -> int:
+    """A non-negative int; integral floats (600.0, as JSON may send) are accepted."""
+    requirement = "has to be a non-negative integer"
+    if isinstance(value, bool):
+        raise bad_value(key, value, requirement)
+    number = value
+    if isinstance(number, str):
+        try:
+            number = float(number.strip())
+        except ValueError:
+            raise bad_value(key, value, requirement) from None
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise bad_value(key, value, requirement)
+        number = int(number)
+    if not isinstance(number, int) or number < 0:
+        raise bad_value(key, value, requirement)
+    return number
+
+
+def parse_optional_count(value: Any, key: str) -> int | None:
+    """`parse_count`, or None for "no limit" (the strings "none" / "" or a negative value -1)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == -1:
+        return None
+    return parse_count(value, key)
+
+
+def parse_words(value: Any, key: str, presets: Mapping[str, tuple[str, ...]] | None = None) -> tuple[str, ...]:
+    """A tuple of words from a list or a comma-separated string; an item naming a preset expands to it.
+
+    Whitespace inside a word is collapsed, duplicates are dropped (keeping the first).
+    """
+    presets = presets or {}
+    if isinstance(value, str):
+        items: Iterable[Any] = value.split(",")
+    elif isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
+        items = value
+    else:
+        raise bad_value(key, value, "has to be a list of words or a comma-separated string")
+    words: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise bad_value(key, value, "has to contain only strings")
+        word = " ".join(item.split())
+        if not word:
+            raise bad_value(key, value, "has to contain no empty word")
+        for expanded in presets.get(word, (word,)):
+            if expanded not in words:
+                words.append(expanded)
+    if not words:
+        raise bad_value(key, value, "has to name at least one word")
+    return tuple(words)
+
+
+def resolve_scope(scope: str, markers: ThinkMarkers, key: str) -> str:
+    """"auto" -> "think" when the plan has think markers, else "all"; "think" without markers is an error."""
+    if scope == "auto":
+        return "think" if markers.available else "all"
+    if scope == "think" and not markers.available:
+        raise ValueError(f"`{key}` is 'think', but the tokenizer has no single-token think markers; use 'all'")
+    return scope
+
+
+# ----- the tokenizer as the rules see it -----
+
+
+@dataclass(eq=False)
+class TokenizerInfo:
+    """One tokenizer with the think markers and end-of-sequence ids a plan uses.
+
+    `markers` may come from elsewhere than the tokenizer (vLLM's reasoning parser); every rule of a
+    plan reads the same markers, so "reasoning" means one thing inside a request.
+    """
+
+    tokenizer: Any
+    markers: ThinkMarkers
+    eos_ids: tuple[int, ...] = ()
+    view: TokenizerView = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.view = view_of(self.tokenizer)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, markers: ThinkMarkers | None = None) -> TokenizerInfo:
+        view = view_of(tokenizer)
+        eos = getattr(tokenizer, "eos_token_id", None)
+        eos_ids = tuple(int(i) for i in (eos if isinstance(eos, (list, tuple)) else [eos]) if i is not None)
+        return cls(tokenizer, markers if markers is not None else ThinkMarkers.from_tokenizer(view), eos_ids)
+
+    @property
+    def size(self) -> int:
+        return self.view.size
+
+    def token_texts(self) -> list[str]:
+        """The text of every id as keyword matching reads it.
+
+        The one place the intervention family takes token texts from the vocabulary module: each
+        token's text as it reads in the middle of a sequence, read from its piece (leading
+        whitespace included; the bytes of a character cut between two tokens left out).
+        """
+        return self.view.token_texts().text
+
+    def excluded_ids(self) -> frozenset[int]:
+        """Special tokens and the think markers: no keyword rule ever touches them."""
+        ids = set(self.view.special_ids())
+        ids.update(i for i in (self.markers.start_id, self.markers.end_id) if i is not None)
+        return frozenset(ids)
+
+
+# ----- the tensor rule for prompts -----
+
+
+def think_prompt_state(
+    ids: torch.Tensor, start: int, end: int, lengths: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of prompt ids: does the prompt end inside an open think block, and how many prompt
+    tokens follow the opening marker.
+
+    The prompt is open when its last start marker comes after its last end marker (chat templates
+    that end with `<think>\\n`). `lengths` gives each row's prompt length when `ids` is padded on
+    the right. Markers that are `NO_MARKER` never match: such prompts are never open.
+    """
+    rows, width = ids.shape
+    if width == 0:
+        zeros = torch.zeros(rows, dtype=torch.long, device=ids.device)
+        return zeros.bool(), zeros
+    positions = torch.arange(width, device=ids.device)
+    if lengths is None:
+        lengths = torch.full((rows,), width, dtype=torch.long, device=ids.device)
+    inside = positions[None, :] < lengths[:, None]
+    last_start = torch.where(inside & (ids == start), positions, -1).amax(dim=1)
+    last_end = torch.where(inside & (ids == end), positions, -1).amax(dim=1)
+    is_open = last_start > last_end
+    thinking = torch.where(is_open, lengths - last_start - 1, 0)
+    return is_open, thinking
+
+
+# ----- the per-row layout -----
+
+
+class Layout:
+    """Column allocation of the per-row int and float tensors.
+
+    Shared int columns: `ACTIVE` (1 for a live row), `POSITION` (tokens generated), `PHASE`
+    (WAITING / REASONING / ENDED, from the plan's think markers), `REASONING_START` (position where
+    reasoning began, -1 before), `PROMPT_THINK` (thinking tokens already in the prompt), `TAIL`
+    (the newest tokens, oldest first) and, when a rule decides something in `apply` that the next
+    token confirms, `PENDING_AT` (the position that decision was made for).
+    """
+
+    def __init__(self, tail_width: int, pending: bool) -> None:
+        self.int_names: list[str] = []
+        self.float_names: list[str] = []
+        self.int_defaults: dict[int, int] = {}
+        self.float_defaults: dict[int, float] = {}
+        self.ACTIVE = self.add_int("active")
+        # POSITION, PHASE, REASONING_START stay adjacent: `PlanTables.advance` writes them at once.
+        self.POSITION = self.add_int("position")
+        self.PHASE = self.add_int("phase", default=ENDED)
+        self.REASONING_START = self.add_int("reasoning_start", default=-1)
+        self.PROMPT_THINK = self.add_int("prompt_think")
+        self.PENDING_AT = self.add_int("pending_at", default=-1) if pending else None
+        self.tail_width = tail_width
+        self.TAIL = self.add_int("tail", width=tail_width, default=NO_TOKEN)
+
+    def add_int(self, name: str, width: int = 1, default: int = 0) -> int:
+        start = len(self.int_names)
+        self.int_names += [name] * width if width != 1 else [name]
+        for c in range(start, start + width):
+            self.int_defaults[c] = default
+        return start
+
+    def add_float(self, name: str, width: int = 1, default: float = 0.0) -> int:
+        start = len(self.float_names)
+        self.float_names += [name] * width if width != 1 else [name]
+        for c in range(start, start + width):
+            self.float_defaults[c] = default
+        return start
+
+    @property
+    def ints(self) -> int:
+        return len(self.int_names)
+
+    @property
+    def floats(self) -> int:
+        return len(self.float_names)
+
+    def tail_slice(self) -> slice:
+        return slice(self.TAIL, self.TAIL + self.tail_width)
+
+
+# ----- the two step views -----
+
+
+@dataclass
+class AdvanceStep:
+    """One generated token per row: the state before it (read) and the state after it (written).
+
+    `reasoning` is the phase before the token; `opens` / `closes` tell whether this token is the
+    think start marker that opens reasoning or the end marker that closes it. `pending` is true
+    where an apply-time decision was made for exactly this token's position.
+    """
+
+    layout: Layout
+    ints: torch.Tensor
+    floats: torch.Tensor | None
+    out_ints: torch.Tensor
+    out_floats: torch.Tensor | None
+    tokens: torch.Tensor
+    safe_tokens: torch.Tensor  # tokens clamped into [0, width) for table lookups
+    position: torch.Tensor
+    reasoning: torch.Tensor | None  # None when the plan does not track the phase (no "think" rule)
+    opens: torch.Tensor | None
+    closes: torch.Tensor | None
+    new_tail: torch.Tensor
+    pending: torch.Tensor | None
+
+
+@dataclass
+class ApplyStep:
+    """The state of each row (after its newest token) and the logits the next token is chosen from.
+
+    `sub` holds the logits at the plan's columns. Rules add to `bias` (summed, then added once;
+    a rule writes -0.0, never +0.0, where it adds nothing),
+    set `forced` (an index into the plan's columns; the forced token's logit becomes
+    `FORCED_LOGIT`), and record apply-time decisions with `write_int` / `write_float`.
+    """
+
+    layout: Layout
+    ints: torch.Tensor
+    floats: torch.Tensor
+    sub: torch.Tensor
+    full: Callable[[], torch.Tensor]  # the whole logits rows, gathered on first use
+    bias: torch.Tensor | None = None
+    forced: torch.Tensor | None = None
+    out_ints: torch.Tensor | None = None
+    out_floats: torch.Tensor | None = None
+    _full: torch.Tensor | None = None
+
+    @property
+    def active(self) -> torch.Tensor:
+        return self.ints[:, self.layout.ACTIVE] == 1
+
+    @property
+    def position(self) -> torch.Tensor:
+        return self.ints[:, self.layout.POSITION]
+
+    @property
+    def reasoning(self) -> torch.Tensor:
+        return self.ints[:, self.layout.PHASE] == REASONING
+
+    def logits(self) -> torch.Tensor:
+        if self._full is None:
+            self._full = self.full()
+        return self._full
+
+    def add_bias(self, index: torch.Tensor | None, values: torch.Tensor) -> None:
+        """Add `values` (rows, k) at plan columns `index` (k,); `index` None means all columns in order."""
+        if index is None:
+            self.bias = values if self.bias is None else self.bias + values
+            return
+        if self.bias is None:
+            self.bias = torch.full_like(self.sub, -0.0)  # "nothing added", see PlanTables.combine
+        self.bias = self.bias.index_add(1, index, values.to(self.bias.dtype))
+
+    def force(self, columns: torch.Tensor) -> None:
+        """Force, per row, plan column `columns[row]` (-1: nothing); an earlier force is kept."""
+        self.forced = columns if self.forced is None else torch.where(self.forced >= 0, self.forced, columns)
+
+    def write_int(self, column: int, values: torch.Tensor) -> None:
+        if self.out_ints is None:
+            self.out_ints = self.ints.clone()
+        self.out_ints[:, column] = values
+
+    def write_float(self, column: int, values: torch.Tensor) -> None:
+        if self.out_floats is None:
+            self.out_floats = self.floats.clone()
+        self.out_floats[:, column] = values
+
+
+# ----- the rule protocol -----
+
+
+class RuleTables(ABC):
+    """Device tables and step functions of one rule inside one plan (fixed width, device, layout)."""
+
+    #: token ids this rule may write, in the order of `values` passed to `ApplyStep.add_bias`.
+    token_ids: tuple[int, ...] = ()
+    #: where those ids sit among the plan's columns (set by the plan).
+    index: torch.Tensor | None = None
+    #: True when the rule's ids are exactly the plan's columns in order (add_bias needs no scatter).
+    identity: bool = False
+
+    def settings(self, config: Any) -> tuple[dict[int, int], dict[int, float]]:
+        """Per-row values of this rule's setting columns for one request's configuration."""
+        return {}, {}
+
+    @abstractmethod
+    def advance(self, step: AdvanceStep) -> None:
+        """Write this rule's columns of `step.out_ints` / `step.out_floats` after one token per row."""
+
+    @abstractmethod
+    def contribute(self, step: ApplyStep) -> None:
+        """Add this rule's bias (and forcing) for the next token."""
+
+    def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
+        """Set this rule's columns of one row (host lists) to the state after `generated`."""
+
+    def bias_into(self, step: ApplyStep, values: torch.Tensor) -> None:
+        step.add_bias(None if self.identity else self.index, values)
+
+
+class Rule(ABC):
+    """Host side of one intervention for one structure and tokenizer: which ids it touches."""
+
+    name: str = ""
+    tail_width: int = 0  # newest tokens the rule needs to see
+    needs_pending: bool = False  # decides something in apply that the next token confirms
+    scope: str = "all"
+
+    @abstractmethod
+    def compile(self, layout: Layout, width: int, device: torch.device) -> RuleTables:
+        """Allocate this rule's columns in `layout` and build its device tables."""
+
+
+@dataclass
+class PhaseTrace:
+    """The shared columns of one row replayed on the host (preemption, resumption)."""
+
+    markers: ThinkMarkers
+    prompt_open: bool
+    position: int = 0
+    phase: int = WAITING
+    reasoning_start: int = -1
+
+    @classmethod
+    def run(cls, markers: ThinkMarkers, prompt_open: bool, generated: Sequence[int]) -> PhaseTrace:
+        trace = cls(markers, prompt_open)
+        if prompt_open or not markers.available:
+            trace.phase, trace.reasoning_start = REASONING, 0
+        for token in generated:
+            if trace.phase == WAITING and token == markers.start_id:
+                trace.phase, trace.reasoning_start = REASONING, trace.position + 1
+            elif trace.phase == REASONING and markers.available and token == markers.end_id:
+                trace.phase = ENDED
+            trace.position += 1
+        return trace
+
+
+# ----- how a plan reads one intervention from flat keys -----
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One intervention as the plan sees it: its namespace, keys, defaults and rule builder.
+
+    A request turns an intervention on with its bare key (`"nowait": 1` gives the paper's settings)
+    or with any of its parameter keys; the bare key 0 / false turns it off. `switch_keys` replace that
+    rule where a key predates it (TIP: only `tip_alpha` turns TIP on, as it always did).
+    """
+
+    name: str
+    config_type: type
+    keys: Mapping[str, tuple[str, Callable[[Any, str], Any]]]
+    paper: Any  # the configuration the bare key turns on
+    structure: Callable[[Any], Hashable]
+    rule: Callable[[Hashable, TokenizerInfo], Rule]
+    enabled: Callable[[Any], bool]
+    to_mapping: Callable[[Any], dict[str, Any]]
+    switch_keys: tuple[str, ...] | None = None
+    bare_key: bool = True

@@ -1,0 +1,206 @@
+"""`budget`: a minimum and a maximum thinking length (s1 budget forcing, Muennighoff et al., arXiv 2501.19393).
+
+The thinking length is the number of tokens inside the think block so far: tokens after the start
+marker, those already in the prompt included (a chat template that ends with `<think>\\n` has put one
+there), as vLLM's `thinking_token_budget` counts them. While reasoning is open:
+
+- at the maximum (`length >= max`) the end marker is forced (s1 ends the thinking at its cap);
+- below the minimum (`length < min`) the end marker and the end-of-sequence ids are banned (-inf);
+  with a `word`, at a step where the end marker (or an end-of-sequence id) is the most likely token of
+  the logits this processor receives, the word's first token is forced instead and its further tokens
+  on the following steps (s1 removes the end delimiter and appends "Wait"). Under greedy decoding this
+  is exactly s1's rule; under sampling the word is forced when the end marker is the mode.
+
+Forcing a token sets its logit to `FORCED_LOGIT` (1e9, vLLM's own value). Responses that never open a
+think block are not touched. Needs single-token think markers.
+
+Columns: MIN, MAX (-1: none), PROGRESS (index of the word token forced next, 0: none) and, with a word,
+PENDING_INDEX (word token forced at the pending position, -1: none).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tip_decode.core.interventions.base import (
+    AdvanceStep,
+    ApplyStep,
+    Kind,
+    Layout,
+    PhaseTrace,
+    Rule,
+    RuleTables,
+    TokenizerInfo,
+    bad_value,
+    parse_count,
+    parse_optional_count,
+)
+
+#: The word s1 appends when it suppresses the end of thinking.
+S1_WORD = "Wait"
+
+
+def parse_word(value: Any, key: str = "budget_word") -> str | None:
+    """The forced word verbatim (a leading space is part of it), or None ("" / "none": no word)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_value(key, value, "has to be a string")
+    if value.strip().lower() in ("", "none"):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Thinking-length budget.
+
+    Args:
+        min: minimum thinking length in tokens (0: none).
+        max: maximum thinking length in tokens (None: none; 0 ends thinking at once).
+        word: forced instead of the end marker below the minimum (s1 uses "Wait"); None bans only.
+
+    Example:
+        >>> BudgetConfig(min=100, max=4000, word="Wait").enabled
+        True
+    """
+
+    min: int = 0
+    max: int | None = None
+    word: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "min", parse_count(self.min, "budget_min"))
+        object.__setattr__(self, "max", parse_optional_count(self.max, "budget_max"))
+        object.__setattr__(self, "word", parse_word(self.word))
+        if self.max is not None and self.min > self.max:
+            raise bad_value("budget_min", self.min, f"has to be at most `budget_max` ({self.max})")
+
+    @property
+    def enabled(self) -> bool:
+        return self.min > 0 or self.max is not None
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {"budget_min": self.min, "budget_max": -1 if self.max is None else self.max, "budget_word": self.word or ""}
+
+
+class BudgetRule(Rule):
+    name = "budget"
+    scope = "think"
+
+    def __init__(self, structure: Hashable, info: TokenizerInfo) -> None:
+        (word,) = structure  # type: ignore[misc]
+        markers = info.markers
+        if not markers.available:
+            raise ValueError("`budget_min` / `budget_max` need single-token think markers, and this tokenizer has none")
+        self.end_id = int(markers.end_id)
+        self.eos_ids = tuple(i for i in info.eos_ids if i != self.end_id)
+        self.word = word
+        self.word_ids: tuple[int, ...] = ()
+        if word is not None:
+            ids = info.view.encode(word)
+            excluded = info.excluded_ids()
+            if not ids or any(i in excluded for i in ids):
+                raise bad_value("budget_word", word, "has to encode to ordinary (not special) tokens")
+            self.word_ids = tuple(int(i) for i in ids)
+        self.needs_pending = word is not None
+        self.token_ids = tuple(dict.fromkeys((self.end_id, *self.eos_ids, *self.word_ids)))
+
+    def compile(self, layout: Layout, width: int, device: torch.device) -> BudgetTables:
+        return BudgetTables(self, layout, width, device)
+
+
+class BudgetTables(RuleTables):
+    def __init__(self, rule: BudgetRule, layout: Layout, width: int, device: torch.device) -> None:
+        self.rule = rule
+        self.layout = layout
+        if any(i >= width for i in rule.token_ids):
+            raise ValueError(f"`budget`: the think end marker or the word lies outside the logits width {width}")
+        self.token_ids = rule.token_ids
+        column = {token: i for i, token in enumerate(self.token_ids)}
+        self.end_column = column[rule.end_id]
+        banned = [column[rule.end_id], *(column[i] for i in rule.eos_ids)]
+        ban = torch.zeros(len(self.token_ids), dtype=torch.bool)
+        ban[banned] = True
+        self.ban = ban.to(device)
+        self.stop_ids = torch.tensor([rule.end_id, *rule.eos_ids], dtype=torch.long, device=device)
+        self.word_ids = torch.tensor(rule.word_ids, dtype=torch.long, device=device)
+        self.word_columns = torch.tensor([column[i] for i in rule.word_ids], dtype=torch.long, device=device)
+        self.word_length = len(rule.word_ids)
+        self.MIN = layout.add_int("budget.min")
+        self.MAX = layout.add_int("budget.max", default=-1)
+        self.PROGRESS = layout.add_int("budget.progress")
+        self.PENDING_INDEX = layout.add_int("budget.pending_index", default=-1) if self.word_length else None
+
+    def settings(self, config: Any) -> tuple[dict[int, int], dict[int, float]]:
+        return {self.MIN: config.min, self.MAX: -1 if config.max is None else config.max}, {}
+
+    def advance(self, step: AdvanceStep) -> None:
+        if not self.word_length:
+            return
+        index = step.ints[:, self.PENDING_INDEX]
+        forced = step.pending & (index >= 0) & (step.tokens == self.word_ids[index.clamp(0, self.word_length - 1)])
+        following = index + 1
+        step.out_ints[:, self.PROGRESS] = torch.where(forced & (following < self.word_length), following, 0)
+
+    def thinking_length(self, ints: torch.Tensor) -> torch.Tensor:
+        layout = self.layout
+        return ints[:, layout.POSITION] - ints[:, layout.REASONING_START] + ints[:, layout.PROMPT_THINK]
+
+    def contribute(self, step: ApplyStep) -> None:
+        ints = step.ints
+        thinking = step.active & step.reasoning
+        length = self.thinking_length(ints)
+        limit = ints[:, self.MAX]
+        at_max = thinking & (limit >= 0) & (length >= limit)
+        below_min = thinking & (length < ints[:, self.MIN]) & ~at_max
+        end = torch.full_like(length, self.end_column)
+        if self.word_length:
+            progress = ints[:, self.PROGRESS]
+            continuing = thinking & (progress > 0) & ~at_max
+            below_min = below_min & ~continuing
+            top = step.logits().argmax(dim=-1)
+            wants_to_stop = (top[:, None] == self.stop_ids[None, :]).any(dim=1)
+            starting = below_min & wants_to_stop
+            index = torch.where(continuing, progress, torch.where(starting, 0, -1))
+            forced = torch.where(at_max, end, torch.where(index >= 0, self.word_columns[index.clamp(0)], -1))
+            step.write_int(self.layout.PENDING_AT, step.position)
+            step.write_int(self.PENDING_INDEX, index)
+            banned = below_min & ~starting
+        else:
+            forced = torch.where(at_max, end, -1)
+            banned = below_min
+        values = torch.where(banned[:, None] & self.ban[None, :], -math.inf, -0.0).to(step.sub.dtype)
+        self.bias_into(step, values)
+        # `forced` indexes this rule's ids; the plan forces by its own column order.
+        step.force(torch.where(forced >= 0, self.index[forced.clamp(0)], -1))
+
+    def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
+        # A word being forced when the request was preempted is not resumed: whether its first
+        # token was forced or sampled is not in the token history.
+        ints[self.PROGRESS] = 0
+
+
+def _structure(config: BudgetConfig) -> Hashable:
+    return (config.word,)
+
+
+KIND = Kind(
+    name="budget",
+    config_type=BudgetConfig,
+    keys={
+        "budget_min": ("min", parse_count),
+        "budget_max": ("max", parse_optional_count),
+        "budget_word": ("word", parse_word),
+    },
+    paper=BudgetConfig(),
+    structure=_structure,
+    rule=BudgetRule,
+    enabled=lambda c: c.enabled,
+    to_mapping=lambda c: c.to_mapping(),
+)

@@ -1,0 +1,250 @@
+"""`InterventionState`: the per-row state of one plan, with the lifecycle every adapter needs.
+
+Rows are independent sequences (a `generate` batch row, a vLLM persistent-batch row or request slot).
+Adapters only decide which row receives which token:
+
+    state = InterventionState(plan.tables(width, device), capacity)
+    state.start_rows(rows, [settings] * len(rows), prompt_open, prompt_think)    # new sequences
+    state.replay_row(row, settings, prompt_open, prompt_think, generated)        # resumed ones
+    ... every step:
+    state.update(tokens, rows)          # one generated token per row (O(1), no host sync)
+    state.apply(logits, rows)           # one write of every intervention's bias (O(1), no host sync)
+    ... when the batch changes: stop_rows, select, copy_rows, snapshot / restore
+
+All state is two tensors, `ints` (int64) and `floats` (float32), one row per sequence, with the
+columns of `tables.layout`; reordering, copying or snapshotting rows is one operation on each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from tip_decode.core.interventions.base import ENDED, NO_TOKEN, REASONING, WAITING, PhaseTrace, think_prompt_state
+from tip_decode.core.interventions.plan import InterventionSet, PlanTables
+
+Rows = torch.Tensor | slice | None
+
+
+class InterventionState:
+    """Per-row state of one plan for up to `capacity` rows.
+
+    Args:
+        tables: the plan compiled for the logits width and device (`InterventionPlan.tables`).
+        capacity: number of rows.
+        pin_memory: stage host-to-device copies in pinned memory (CUDA only).
+    """
+
+    def __init__(self, tables: PlanTables, capacity: int, pin_memory: bool = False) -> None:
+        self.tables = tables
+        self.capacity = capacity
+        self.pin_memory = pin_memory and tables.device.type == "cuda"
+        device = tables.device
+        self.ints = torch.tensor(tables.int_template, dtype=torch.long).repeat(capacity, 1).to(device)
+        self.floats = torch.tensor(tables.float_template, dtype=torch.float32).repeat(capacity, 1).to(device)
+
+    @property
+    def layout(self):
+        return self.tables.layout
+
+    def column(self, name: str) -> torch.Tensor:
+        """A named int column (e.g. "position", "phase", "tip.psi") for inspection and tests."""
+        return self.ints[:, self.layout.int_names.index(name)]
+
+    def float_column(self, name: str) -> torch.Tensor:
+        return self.floats[:, self.layout.float_names.index(name)]
+
+    def _to_device(self, values: Sequence, dtype: torch.dtype) -> torch.Tensor:
+        tensor = torch.tensor(values, dtype=dtype, pin_memory=self.pin_memory)
+        return tensor.to(self.tables.device, non_blocking=True)
+
+    # ----- row lifecycle (when the batch changes, not every step) -----
+
+    def start_rows(
+        self,
+        rows: torch.Tensor | Sequence[int],
+        settings: Sequence[InterventionSet],
+        prompt_open: torch.Tensor | Sequence[bool] | None = None,
+        prompt_think: torch.Tensor | Sequence[int] | None = None,
+    ) -> None:
+        """Begin fresh sequences in `rows` (nothing generated yet), one `InterventionSet` per row.
+
+        `prompt_open` / `prompt_think`: the prompt ends inside an open think block, and how many of
+        its tokens follow the opening marker (see `prompt_state`); tensors may live on the device.
+        """
+        count = len(rows)
+        if len(settings) != count:
+            raise ValueError(f"start_rows got {count} rows but {len(settings)} settings")
+        if not isinstance(rows, torch.Tensor):
+            rows = self._to_device(list(rows), torch.long)
+        values = [self.tables.row_values(s) for s in settings]
+        ints = self._to_device([v[0] for v in values], torch.long).reshape(count, -1)
+        floats = self._to_device([v[1] for v in values], torch.float32).reshape(count, -1)
+        self.start_rows_from(rows, ints, floats, prompt_open, prompt_think)
+
+    def fresh(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Default (ints, floats) of `count` fresh rows on the device, for `start_rows_from`."""
+        device = self.tables.device
+        ints = torch.tensor(self.tables.int_template, dtype=torch.long, device=device).repeat(count, 1)
+        floats = torch.tensor(self.tables.float_template, dtype=torch.float32, device=device).repeat(count, 1)
+        ints[:, self.layout.ACTIVE] = 1
+        return ints, floats
+
+    def start_rows_from(
+        self,
+        rows: torch.Tensor,
+        ints: torch.Tensor,
+        floats: torch.Tensor,
+        prompt_open: torch.Tensor | Sequence[bool] | None = None,
+        prompt_think: torch.Tensor | Sequence[int] | None = None,
+    ) -> None:
+        """`start_rows` with the rows' setting columns already in device tensors (no host values)."""
+        layout = self.layout
+        count = ints.shape[0]
+        device = self.tables.device
+        opened = _as_tensor(prompt_open, count, torch.bool, device)
+        thinking = _as_tensor(prompt_think, count, torch.long, device)
+        if self.tables.think_start < 0:
+            # No tracked phase: the whole response is reasoning, and no thinking is counted.
+            opened = torch.ones_like(opened)
+            thinking = torch.zeros_like(thinking)
+        ints = ints.clone()
+        ints[:, layout.ACTIVE] = 1
+        ints[:, layout.PHASE] = torch.where(opened, REASONING, WAITING)
+        ints[:, layout.REASONING_START] = torch.where(opened, 0, -1)
+        ints[:, layout.PROMPT_THINK] = torch.where(opened, thinking, 0)
+        self.ints[rows] = ints
+        self.floats[rows] = floats
+
+    def replay_row(self, row: int, settings: InterventionSet, prompt_open: bool, prompt_think: int, generated: Sequence[int]) -> None:
+        """Set `row` to the state after `generated` (a request resumed with output already present).
+
+        Runs on the host (the recognizer that trace analysis uses, plus each rule's replay); this
+        happens when a batch changes (preemption, resumption), never per step. Apply-time
+        statistics that are not in the token history (gated's entropies, a word being forced)
+        restart empty.
+        """
+        tables = self.tables
+        layout = self.layout
+        generated = [int(t) for t in generated]
+        ints, floats = tables.row_values(settings)
+        markers = tables.markers
+        opened = bool(prompt_open) or not markers.available
+        trace = PhaseTrace.run(markers, opened, generated)
+        ints[layout.POSITION] = trace.position
+        ints[layout.PHASE] = trace.phase
+        ints[layout.REASONING_START] = trace.reasoning_start
+        ints[layout.PROMPT_THINK] = int(prompt_think) if opened and markers.available else 0
+        width = layout.tail_width
+        if width:
+            tail = ([NO_TOKEN] * width + generated)[-width:]
+            ints[layout.TAIL : layout.TAIL + width] = tail
+        for name, rule in zip(tables.plan.names, tables.rules):
+            rule.replay(getattr(settings, name), generated, trace, ints, floats)
+        row_ints = self._to_device([ints], torch.long)
+        for rule in tables.rules:
+            after = getattr(rule, "after_replay", None)
+            if after is not None:
+                after(row_ints)
+        self.ints[row] = row_ints[0]
+        self.floats[row] = self._to_device(floats, torch.float32)
+
+    def stop_rows(self, rows: torch.Tensor | Sequence[int]) -> None:
+        """Turn rows off: `apply` leaves their logits unchanged."""
+        if not isinstance(rows, torch.Tensor):
+            rows = self._to_device(list(rows), torch.long)
+        self.ints[rows, self.layout.ACTIVE] = 0
+        self.ints[rows, self.layout.PHASE] = ENDED
+
+    def select(self, order: torch.Tensor) -> None:
+        """Reorder rows: row i takes the state of row `order[i]` (beam search)."""
+        count = order.shape[0]
+        self.ints[:count] = self.ints[order]
+        self.floats[:count] = self.floats[order]
+
+    def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
+        """Row dst[i] takes the state of row src[i] (vLLM moves and swaps)."""
+        self.ints[dst] = self.ints[src]
+        self.floats[dst] = self.floats[src]
+
+    def snapshot(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A copy of every row's state (HF assisted decoding rolls back to one)."""
+        return self.ints.clone(), self.floats.clone()
+
+    def restore(self, snapshot: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.ints.copy_(snapshot[0])
+        self.floats.copy_(snapshot[1])
+
+    # ----- per step: O(1) in the history length, no host sync -----
+
+    def update(self, tokens: torch.Tensor, rows: Rows = None) -> None:
+        """Advance `rows` (default: the first `len(tokens)` rows) by one generated token each."""
+        if rows is None:
+            rows = slice(0, tokens.shape[0])
+        if self.tables.advances_floats:
+            ints, floats = self.tables.advance(self.ints[rows], self.floats[rows], tokens)
+            self.floats[rows] = floats
+        else:
+            ints, _ = self.tables.advance(self.ints[rows], None, tokens)
+        self.ints[rows] = ints
+
+    def advance(self, ints: torch.Tensor, floats: torch.Tensor | None, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The state after one more token per row (pure; for adapters that reorder rows first)."""
+        return self.tables.advance(ints, floats, tokens)
+
+    def apply(self, logits: torch.Tensor, rows: Rows = None, logit_rows: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """Write every intervention's bias into `logits` in place and return it.
+
+        `rows` are the state rows of the logits rows `logit_rows` (default: all logits rows, in
+        order; `rows` default: the first `logits.shape[0]` state rows). A slice for `logit_rows`
+        avoids copying whole logits rows for the rules that read them (gated, budget's word). Columns outside the plan's
+        token ids are never touched; inside them a zero bias leaves the logit bit for bit as it was.
+        Apply-time decisions (gated's entropy, budget's forced word) are recorded for the position of
+        each row's next token, so a step whose token is discarded (chunked prefill) and repeated
+        records the same decision again.
+        """
+        tables = self.tables
+        if rows is None:
+            rows = slice(0, logits.shape[0])
+        if not tables.token_ids:
+            return logits
+        columns = tables.columns
+        if logit_rows is None or isinstance(logit_rows, slice):
+            view = logits if logit_rows is None else logits[logit_rows]
+            sub = view[:, columns]
+
+            def full() -> torch.Tensor:
+                return view
+        else:
+            sub = logits[logit_rows[:, None], columns[None, :]]
+
+            def full() -> torch.Tensor:
+                return logits[logit_rows]
+
+        ints = self.ints[rows]
+        floats = self.floats[rows]
+        step = tables.contribute(ints, floats, sub, full)
+        new = tables.combine(sub, step)
+        if logit_rows is None or isinstance(logit_rows, slice):
+            view[:, columns] = new
+        else:
+            logits[logit_rows[:, None], columns[None, :]] = new
+        if step.out_ints is not None:
+            self.ints[rows] = step.out_ints
+        if step.out_floats is not None:
+            self.floats[rows] = step.out_floats
+        return logits
+
+
+def _as_tensor(values: torch.Tensor | Sequence | None, count: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    if values is None:
+        return torch.zeros(count, dtype=dtype, device=device)
+    if isinstance(values, torch.Tensor):
+        return values.to(device=device, dtype=dtype)
+    return torch.tensor(list(values), dtype=dtype).to(device)
+
+
+def prompt_state(tables: PlanTables, prompt_ids: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`think_prompt_state` with the plan's markers: (prompt ends in an open think block, tokens inside)."""
+    return think_prompt_state(prompt_ids, tables.think_start, tables.think_end, lengths)
