@@ -324,7 +324,9 @@ class PlanTables:
         if step.bias is not None:
             # Rules write -0.0 where they add nothing, and x + (-0.0) is x bit for bit (also for
             # -0.0 and -inf), so no mask is needed to keep untouched logits exact.
-            out = sub + step.bias.to(sub.dtype)
+            # A ban (-inf) wins: on a +inf logit the sum would be NaN.
+            bias = step.bias.to(sub.dtype)
+            out = torch.where(torch.isneginf(bias), bias, sub + bias)
         if step.forced is not None:
             columns = torch.arange(sub.shape[1], device=sub.device)
             forced = torch.full((), FORCED_LOGIT, dtype=sub.dtype, device=sub.device)
