@@ -7,6 +7,7 @@ instead of skipping them, so a CI run can never pass without exercising real tok
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -46,8 +47,23 @@ def load_hf_tokenizer(name: str):
         from transformers import AutoTokenizer
 
         path = shared_dir("TIP_DECODE_TOKENIZERS", "tokenizers") / name
-        _TOKENIZERS[name] = AutoTokenizer.from_pretrained(str(path))
+        _TOKENIZERS[name] = _transformers4_fallback(path) or AutoTokenizer.from_pretrained(str(path))
     return _TOKENIZERS[name]
+
+
+def _transformers4_fallback(path: Path):
+    """The same fast tokenizer class built from tokenizer.json, when transformers 4.x cannot read the
+    folder's tokenizer_config.json: a config saved by transformers 5 lists `extra_special_tokens`
+    as a list, which 4.x reads as a dict (AttributeError). Hub checkpoints saved by 4.x load as usual;
+    this keeps the floor environment (transformers 4.51) on the same shared files."""
+    import transformers
+
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    if int(transformers.__version__.split(".")[0]) >= 5 or not isinstance(config.get("extra_special_tokens"), list):
+        return None
+    fast_class = getattr(transformers, config["tokenizer_class"].removesuffix("Fast") + "Fast")
+    special = {k: config[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token") if isinstance(config.get(k), str)}
+    return fast_class(tokenizer_file=str(path / "tokenizer.json"), **special)
 
 
 _RAW: dict[str, object] = {}

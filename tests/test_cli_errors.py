@@ -188,13 +188,18 @@ def test_a_fifty_megabyte_line_is_refused_at_once_with_little_memory(tmp_path):
 
 
 def test_serve_and_vocab_mistakes(tmp_path, qwen3_dir):
-    # Checked before vLLM starts: huge or overflowing values, a missing model folder.
+    # Checked before the engine is looked for or started: huge or overflowing values, a missing model folder.
     for args, message in (
         (["serve", qwen3_dir, "--alpha", "1e400"], "below 1.8e308 or 'inf'"),
         (["serve", qwen3_dir, "--beta", "99999999999999999999"], "--beta"),
         (["serve", "./no-such-model"], "no such folder: './no-such-model'"),
         (["serve", qwen3_dir, "--", "--tokenizer", "./no-such-tokenizer"], "no such folder: './no-such-tokenizer'"),
         (["vocab", "./no-such-tokenizer"], "no such folder"),
+        # The same checks for SGLang, also before its installation is looked for.
+        (["serve", qwen3_dir, "--engine", "sglang", "--alpha", "1e400"], "below 1.8e308 or 'inf'"),
+        (["serve", "./no-such-model", "--engine", "sglang"], "no such folder: './no-such-model'"),
+        (["serve", qwen3_dir, "--engine", "sglang", "--", "--tokenizer-path", "./no-such-tokenizer"], "no such folder: './no-such-tokenizer'"),
+        (["serve", qwen3_dir, "--engine", "sglang", "--", "--model-path", qwen3_dir], "not as --model-path"),
     ):
         result = CliRunner().invoke(main, [str(a) for a in args])
         errors = [line for line in result.output.splitlines() if line.startswith("Error")]

@@ -4,6 +4,7 @@ transformers; plus the facts the README and the contract name."""
 
 import numpy as np
 import pytest
+import transformers
 from conftest import TOKENIZER_NAMES, load_hf_tokenizer, load_raw_tokenizer, wrap_as_hf
 from trained_tokenizers import TRAINED_NAMES
 from vocab_oracle import oracle_for
@@ -125,7 +126,8 @@ def test_transformers_byte_level_bug_does_not_reach_the_vocabulary(name):
     hf = load_hf_tokenizer(name)
     raw = load_raw_tokenizer(name)
     hit = raw.token_to_id("\u0120Alternatively")
-    assert hf.decode([hit]) != " Alternatively"  # the bug, as it is
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        assert hf.decode([hit]) != " Alternatively"  # the bug, as it is (transformers 4.x decodes right)
     vocab = SwitchVocabulary.from_tokenizer(hf, ["alternatively", "another approach"])
     assert vocab.token_text[hit] == " Alternatively"
     spelled = raw.encode(" another approach", add_special_tokens=False).ids

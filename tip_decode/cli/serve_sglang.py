@@ -17,7 +17,9 @@ from typing import Any
 
 import click
 
+from tip_decode.cli.common import UsageFailure, user_errors
 from tip_decode.core.config import TIPConfig
+from tip_decode.harness.preflight import resolve_source
 
 #: Set for the server unless the caller set it or the overlap scheduler is off: with it, SGLang
 #: samples a step only after the previous step's tokens reached the requests' output lists.
@@ -72,10 +74,14 @@ def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_arg
     from tip_decode.cli.serve import _option_value
 
     if "--model-path" in sglang_args or any(a.startswith("--model-path=") for a in sglang_args):
-        raise click.ClickException("pass the model as MODEL, not as --model-path")
+        raise UsageFailure("pass the model as MODEL, not as --model-path")
+    tokenizer = _option_value(sglang_args, "--tokenizer-path") or model
+    # A missing local folder says so now, not after the server has started up and failed on it.
+    with user_errors():
+        resolve_source(model, "model")
+        resolve_source(tokenizer, "tokenizer")
     if importlib.util.find_spec("sglang") is None:
         raise click.ClickException("SGLang is not installed in this environment: pip install sglang (CPU-only machines: see docs/sglang.md)")
-    tokenizer = _option_value(sglang_args, "--tokenizer-path") or model
     command = sglang_server_command(model, host, port, sglang_args)
     env = sglang_server_env(config, tokenizer, sglang_args)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
