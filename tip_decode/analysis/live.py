@@ -39,10 +39,17 @@ class LiveMonitor:
             margin (1 commits up to the last word boundary that is safe).
 
     Example:
-        >>> monitor = LiveMonitor(vocab, scope="all", premature_threshold=600)   # doctest: +SKIP
-        >>> for token_id in stream:                                           # doctest: +SKIP
+        >>> from tokenizers import Tokenizer
+        >>> from tip_decode import SwitchVocabulary
+        >>> from tip_decode.demo import MODEL_DIR
+        >>> tok = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
+        >>> vocab = SwitchVocabulary.from_tokenizer(tok, ["alternatively", "wait"])
+        >>> monitor = LiveMonitor(vocab, scope="auto", premature_threshold=5)
+        >>> for token_id in tok.encode("<think> 5 +7 12 Wait 5 +3 8 +3 11 Alternatively 5 +2 7").ids:
         ...     for event in monitor.push(token_id):
         ...         print(event.position, event.abandoned_length, event.premature)
+        4 3 True
+        10 6 False
     """
 
     def __init__(

@@ -94,8 +94,15 @@ class SwitchRecognizer:
         prompt_open: the prompt ends inside an open think block (see `prompt_ends_in_open_think`).
 
     Example:
-        >>> rec = SwitchRecognizer(vocab, scope="all")                 # doctest: +SKIP
-        >>> [rec.push(t) for t in token_ids]                           # doctest: +SKIP
+        >>> from tokenizers import Tokenizer
+        >>> from tip_decode import SwitchVocabulary
+        >>> from tip_decode.demo import MODEL_DIR
+        >>> tok = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
+        >>> vocab = SwitchVocabulary.from_tokenizer(tok, ["alternatively", "wait"])
+        >>> rec = SwitchRecognizer(vocab, scope="auto")
+        >>> ids = tok.encode("<think> 5 +7 12 Wait 5 +3 8 +3 11 Alternatively 5 +2 7").ids
+        >>> [(event.position, event.trigger) for event in map(rec.push, ids) if event]
+        [(4, 'wait'), (10, 'alternatively')]
     """
 
     def __init__(self, vocabulary: SwitchVocabulary, scope: str = "auto", prompt_open: bool = False) -> None:

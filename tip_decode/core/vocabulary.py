@@ -221,10 +221,15 @@ class SwitchVocabulary:
     markers found in the tokenizer.
 
     Example:
-        >>> from tokenizers import Tokenizer                                     # doctest: +SKIP
-        >>> vocab = SwitchVocabulary.from_tokenizer(Tokenizer.from_file("qwen3/tokenizer.json"))  # doctest: +SKIP
-        >>> 38478 in vocab.token_ids                                             # doctest: +SKIP
-        True
+        The demo model's word-level tokenizer (shipped with the package); any `tokenizers.Tokenizer`
+        or transformers tokenizer works the same way:
+
+        >>> from tokenizers import Tokenizer
+        >>> from tip_decode.demo import MODEL_DIR
+        >>> tok = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
+        >>> vocab = SwitchVocabulary.from_tokenizer(tok, ["alternatively", "WAIT"])
+        >>> vocab.triggers, [tok.id_to_token(i) for i in vocab.token_ids]
+        (('alternatively', 'wait'), ['Alternatively', 'Wait'])
     """
 
     triggers: tuple[str, ...]
