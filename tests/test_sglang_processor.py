@@ -463,3 +463,83 @@ def test_a_ban_on_a_positive_infinite_logit_gives_minus_infinity(registry, tok):
     out = ThoughtSwitchPenalty()(logits, [request.params({"tip_alpha": "inf", "tip_beta": 5, "tip_triggers": ["wait"], "tip_scope": "all"})])
     assert not out.isnan().any()
     assert out[0, banned].eq(-math.inf).all()
+
+
+# Bad values of every namespace, each named by its key (the vLLM server test's list, client side).
+BAD_FLAT = [
+    ({"nowait": "perhaps"}, "nowait"),
+    ({"nowait_keywords": []}, "nowait_keywords"),
+    ({"nowait_scope": "sometimes"}, "nowait_scope"),
+    ({"nowait_keyword": ["wait"]}, "nowait_keyword"),
+    ({"cyclic_amplitude": -2}, "cyclic_amplitude"),
+    ({"cyclic_period": 0}, "cyclic_period"),
+    ({"cyclic_start": 9, "cyclic_end": 3}, "cyclic_end"),
+    ({"budget_min": -1}, "budget_min"),
+    ({"budget_max": 2.5}, "budget_max"),
+    ({"budget_min": 9, "budget_max": 3}, "budget_min"),
+    ({"budget": 1}, "budget"),
+    ({"gated_alpha": "lots"}, "gated_alpha"),
+    ({"gated_threshold": -0.5}, "gated_threshold"),
+    ({"gated_window": 4}, "gated_window"),
+]
+BAD_WITH_TOKENIZER = [
+    ({"nowait_keywords": ["zzqqxxjj"]}, "nowait_keywords"),
+    ({"cyclic_words": ["NotAPieceAnywhere123"]}, "cyclic_words"),
+    ({"budget_word": "<|im_end|>", "budget_min": 4}, "budget_word"),
+]
+
+
+def test_client_helpers_cover_every_namespace(tok):
+    settings = MIXED_SETTINGS[-2]  # tip + nowait + cyclic + budget
+    sent = custom_params(settings)
+    json.dumps(sent)
+    assert sent["gated"] == 0  # sent whole: the others are turned off explicitly, whatever the server default
+    back = InterventionSet.from_mapping(sent, default=InterventionSet.from_mapping({"gated": 1, "tip_alpha": 9}))
+    assert back.names == settings.names and back.to_mapping() == settings.to_mapping()
+    assert custom_params(nowait=1, budget_max=4000.0) == {"nowait": 1, "budget_max": 4000}
+    assert custom_params({"gated_alpha": math.inf, "thinking_budget": 64}) == {"gated_alpha": "inf", "thinking_budget": 64}
+    fields = generate_fields(nowait=1, cyclic_period=600)
+    assert fields["sampling_params"]["custom_params"] == {"nowait": 1, "cyclic_period": 600.0}
+    assert openai_fields(budget_max=0)["custom_params"] == {"budget_max": 0}
+    with pytest.raises(TypeError, match="same setting"):
+        custom_params(alpha=1, tip_alpha=2)
+    for bad, key in BAD_FLAT:
+        with pytest.raises(ValueError, match=f"`{key}`"):
+            custom_params(bad)
+    for bad, key in BAD_WITH_TOKENIZER:
+        custom_params(bad)  # only the tokenizer can tell
+        with pytest.raises(ValueError, match=f"`{key}`"):
+            custom_params(bad, tokenizer=tok)
+
+
+@pytest.mark.parametrize(("params", "key"), BAD_FLAT + BAD_WITH_TOKENIZER)
+def test_bad_keys_of_every_namespace_turn_the_request_off_and_warn(registry, tok, caplog, params, key):
+    processor = ThoughtSwitchPenalty()
+    good, bad = Request("good", [1]), Request("bad", [1])
+    logits = torch.randn(2, len(tok))
+    before = logits.clone()
+    with caplog.at_level(logging.WARNING, logger="tip_decode.adapters.sglang"):
+        out = processor(logits, [bad.params(params), good.params({"nowait": 1, "nowait_scope": "all"})])
+    assert torch.equal(out[0], before[0])
+    assert out[1].eq(-math.inf).any()
+    assert any(f"`{key}`" in r.getMessage() and "Interventions are off" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_server_default_interventions_apply_and_requests_override_them(registry, tok, monkeypatch):
+    monkeypatch.setenv(adapter.ENV_INTERVENTIONS, json.dumps({"nowait_keywords": ["wait"], "nowait_scope": "all"}))
+    banned = list(plan_for(tok, InterventionSet(nowait=NoWaitConfig(keywords=("wait",), scope="all"))).rule("nowait").token_ids)
+    processor = ThoughtSwitchPenalty()
+    a, b, c = Request("a", [1]), Request("b", [1]), Request("c", [1])
+    logits = processor(torch.zeros(3, len(tok)), [a.params({}), b.params({"nowait": 0}), c.params({"nowait_keywords": ["but"]})])
+    assert logits[0, banned].eq(-math.inf).all() and logits[0].isfinite().sum() == len(tok) - len(banned)
+    assert not logits[1].ne(0).any()
+    assert logits[2, banned].eq(0).all() and logits[2].eq(-math.inf).any()  # its own keywords, the default's scope
+
+
+def test_a_bad_server_default_turns_requests_off_naming_the_variable(registry, tok, monkeypatch, caplog):
+    monkeypatch.setenv(adapter.ENV_INTERVENTIONS, "{nowait: 1}")
+    request = Request("a", [1])
+    with caplog.at_level(logging.WARNING, logger="tip_decode.adapters.sglang"):
+        out = ThoughtSwitchPenalty()(torch.zeros(1, len(tok)), [request.params({"nowait": 1})])
+    assert not out.ne(0).any()
+    assert adapter.ENV_INTERVENTIONS in caplog.text
