@@ -23,9 +23,11 @@ import torch
 from click.testing import CliRunner
 from conftest import load_hf_tokenizer
 from reference import penalised
+from reference_interventions import Reference, Row
 
 import tip_decode.adapters.sglang as adapter
 from tip_decode import SwitchVocabulary, TIPConfig
+from tip_decode.core.interventions import FORCED_LOGIT, BudgetConfig, CyclicConfig, GatedConfig, InterventionSet, NoWaitConfig, plan_for
 from tip_decode.sglang import ThoughtSwitchPenalty, custom_params, generate_fields, openai_fields, processor_string
 
 TRIGGERS = ("alternatively", "wait", "another approach")
@@ -62,7 +64,7 @@ class Request:
 def registry(monkeypatch, tokenizers_dir):
     """A fresh registry per test, building vocabularies with the real qwen3 tokenizer."""
     monkeypatch.setenv(adapter.ENV_TOKENIZER, str(tokenizers_dir / "qwen3"))
-    for name in (adapter.ENV_ALPHA, adapter.ENV_BETA, adapter.ENV_TRIGGERS, adapter.ENV_SCOPE):
+    for name in (adapter.ENV_ALPHA, adapter.ENV_BETA, adapter.ENV_TRIGGERS, adapter.ENV_SCOPE, adapter.ENV_INTERVENTIONS):
         monkeypatch.delenv(name, raising=False)
     fresh = adapter._Registry()
     monkeypatch.setattr(adapter, "_REGISTRY", fresh)
@@ -132,6 +134,122 @@ def test_random_batches_match_the_reference(registry, tok):
         for item in [x for x in live if len(x[0].output_ids) >= 30]:
             live.remove(item)
     assert fired > 40 and checked > 300, (fired, checked)
+
+
+# Every intervention, alone and combined, with small numbers so that each acts within ~30 tokens.
+MIXED_SETTINGS = [
+    InterventionSet(tip=TIPConfig(alpha=2.0, beta=5, triggers=TRIGGERS, scope="all")),
+    InterventionSet(nowait=NoWaitConfig(keywords=("wait", "but", "hmm"))),
+    InterventionSet(cyclic=CyclicConfig(amplitude=3.0, period=8.0, shift=0.25, words=("Wait", "But", "Alternatively"))),
+    InterventionSet(budget=BudgetConfig(min=6, max=14)),
+    InterventionSet(budget=BudgetConfig(min=8, max=20, word=" Hmm, wait")),  # a three-token word
+    InterventionSet(budget=BudgetConfig(min=3, max=9, word=" Hmm, wait")),  # the same structure, other numbers
+    InterventionSet(gated=GatedConfig(alpha=math.inf, beta=9, triggers=("wait", "hmm"), scope="all", threshold=6.0)),
+    InterventionSet(gated=GatedConfig(alpha=2.0, beta=12, triggers=("wait", "hmm"), scope="all", threshold=4.0)),
+    InterventionSet(
+        tip=TIPConfig(alpha=1.0, beta=4, triggers=("wait", "alternatively")),
+        nowait=NoWaitConfig(keywords=("but", "maybe")),
+        cyclic=CyclicConfig(period=6.0),
+        budget=BudgetConfig(min=5, max=16, word="Wait"),
+    ),
+    InterventionSet(),  # sent whole: every intervention off
+]
+
+
+def mixed_token_pool(tok, reference: Reference) -> list[int]:
+    pool: list[int] = []
+    for settings in MIXED_SETTINGS[:-1]:
+        plan = plan_for(tok, settings)
+        for name, rule in zip(plan.names, plan.rules):
+            if name in ("tip", "gated"):
+                vocab = rule.vocabulary
+                pool += list(vocab.token_ids[:6]) + [i for m in vocab.multi_token[:6] for i in (*m.prefix, m.completion)]
+            elif name in ("nowait", "cyclic"):
+                pool += list(rule.token_ids[:8])
+            elif name == "budget":
+                pool += list(rule.word_ids) * 2 + list(rule.eos_ids)
+    pool += [reference.markers.start_id, reference.markers.end_id] * 3
+    pool += tok.encode(" the value. So, 12 x(y button", add_special_tokens=False)
+    return pool
+
+
+def test_mixed_interventions_match_the_reference_at_every_step(registry, tok):
+    """Random batches of requests, each with its own interventions; rows reorder, join and leave.
+
+    Every row's processed logits equal the slow reference's (tests/reference_interventions.py),
+    which reads the row's own raw logits (gated's entropy, budget's most likely token); nothing else
+    in the row changes. The next token is sampled from what the row allows (the forced token when
+    one is forced).
+    """
+    from reference_interventions import entropy
+
+    reference = Reference(tok)
+    pool = mixed_token_pool(tok, reference)
+    width = len(tok) + 7
+    rng = random.Random(3)
+    generator = torch.Generator().manual_seed(3)
+    processor = ThoughtSwitchPenalty()
+    prompts = [tok.encode("Solve it."), tok.encode("<|im_start|>assistant\n<think>\n"), tok.encode("<think>a</think>"), tok.encode("x <think>")]
+    start, end = reference.markers.start_id, reference.markers.end_id
+    live: list[tuple[Request, InterventionSet, Row]] = []
+    acted: dict[str, int] = {}
+    counts = {"checked": 0, "changed": 0, "forced": 0, "banned": 0, "uncertain": 0}
+    joined = 0
+    for step in range(100):
+        if len(live) < 8 and rng.random() < 0.5:
+            prompt = rng.choice(prompts)
+            last = {t: i for i, t in enumerate(prompt)}
+            opened = last.get(start, -1) > last.get(end, -1)
+            settings = MIXED_SETTINGS[joined % len(MIXED_SETTINGS)]  # neighbours share a group and overlap
+            joined += 1
+            # The raw logits are summarised as the reference reads them (entropy, most likely token).
+            live.append((Request(f"r{step}", prompt), settings, Row(opened, len(prompt) - last[start] - 1 if opened else 0, logits={})))
+        if not live:
+            continue
+        batch = rng.sample(live, k=len(live))
+        raw = torch.randn(len(batch), width, generator=generator) * 3
+        for b, (_, settings, row) in enumerate(batch):
+            if rng.random() < 0.5:
+                raw[b, rng.randrange(width)] += 30.0  # a confident step: the gate opens and closes
+            if rng.random() < 0.3:
+                raw[b, end] = raw[b].max() + 1.0  # the model "wants" to end thinking
+            t = len(row.generated)
+            row.tops[t] = int(raw[b].argmax())
+            if settings.gated is not None:
+                row.entropies[t] = entropy(raw[b])
+        out = processor(raw.clone(), [request.params(custom_params(settings)) for request, settings, _ in batch])
+        assert not out.isnan().any()
+        for b, (request, settings, row) in enumerate(batch):
+            t = len(row.generated)
+            bias, forced, uncertain = reference.expected(settings, row, t) if settings else ({}, None, False)
+            changed = set((out[b] != raw[b]).nonzero().flatten().tolist())
+            if uncertain:
+                counts["uncertain"] += 1
+            else:
+                ids = sorted(set(bias) | ({forced} if forced is not None else set()))
+                want = Reference.apply(raw[b], ids, bias, forced) if ids else torch.empty(0)
+                where = (step, request.rid, settings.names, t)
+                assert changed == {i for i, w in zip(ids, want.tolist()) if w != raw[b, i]}, where
+                if ids:
+                    torch.testing.assert_close(out[b, ids], want, atol=1e-5, rtol=0, msg=lambda m: f"{where}: {m}")
+                counts["checked"] += 1
+                counts["changed"] += bool(changed)
+                counts["forced"] += forced is not None
+                counts["banned"] += any(v == -math.inf for v in bias.values())
+                for name in settings.names if changed else ():
+                    acted[name] = acted.get(name, 0) + 1
+            allowed = [i for i in pool if out[b, i] > -math.inf]
+            token = int(out[b].argmax()) if out[b].max() == FORCED_LOGIT else rng.choice(allowed)
+            request.append(token)
+            row.generated.append(token)
+        for item in [x for x in live if len(x[0].output_ids) >= 28]:
+            live.remove(item)
+    print(counts, acted)
+    assert counts["checked"] > 300 and counts["changed"] > 100 and counts["uncertain"] < 10, counts
+    assert counts["forced"] > 10 and counts["banned"] > 40, counts
+    assert min(acted.get(name, 0) for name in ("tip", "nowait", "cyclic", "budget", "gated")) >= 5, acted
+    # One group per structure: requests of the same structure share it.
+    assert len(registry.groups) == len({s.structure for s in MIXED_SETTINGS if s}), list(registry.groups)
 
 
 def test_state_is_released_when_requests_finish_or_are_freed(registry, tok):
@@ -217,7 +335,7 @@ def test_bad_parameters_turn_tip_off_for_the_request_and_warn(registry, tok, cap
         out = processor(logits, [bad.params(params), good.params({"tip_alpha": "inf", "tip_beta": 5, "tip_scope": "all"})])
     assert torch.equal(out[0], before[0])
     assert out[1].isinf().any()  # the other request of the batch still gets its penalty
-    assert any(key in r.getMessage() and "TIP is off" in r.getMessage() for r in caplog.records), caplog.text
+    assert any(key in r.getMessage() and "Interventions are off" in r.getMessage() for r in caplog.records), caplog.text
 
 
 def test_rows_without_a_request_and_internal_errors_leave_logits_unchanged(registry, tok, caplog):
@@ -333,3 +451,95 @@ def test_serve_sglang_rejects_bad_options_in_one_line():
     assert result.exit_code != 0 and "alpha" in result.output and "Traceback" not in result.output
     result = runner.invoke(main, ["serve", "m", "--engine", "sglang", "--", "--model-path", "x"])
     assert result.exit_code != 0 and "--model-path" in result.output
+
+
+def test_a_ban_on_a_positive_infinite_logit_gives_minus_infinity(registry, tok):
+    """alpha = inf on a logit that is already +inf: the ban wins (-inf), never NaN."""
+    vocab = SwitchVocabulary.from_tokenizer(tok, ("wait",))
+    banned = list(vocab.token_ids)
+    request = Request("inf", [1])
+    logits = torch.zeros(1, len(tok))
+    logits[0, banned] = math.inf
+    out = ThoughtSwitchPenalty()(logits, [request.params({"tip_alpha": "inf", "tip_beta": 5, "tip_triggers": ["wait"], "tip_scope": "all"})])
+    assert not out.isnan().any()
+    assert out[0, banned].eq(-math.inf).all()
+
+
+# Bad values of every namespace, each named by its key (the vLLM server test's list, client side).
+BAD_FLAT = [
+    ({"nowait": "perhaps"}, "nowait"),
+    ({"nowait_keywords": []}, "nowait_keywords"),
+    ({"nowait_scope": "sometimes"}, "nowait_scope"),
+    ({"nowait_keyword": ["wait"]}, "nowait_keyword"),
+    ({"cyclic_amplitude": -2}, "cyclic_amplitude"),
+    ({"cyclic_period": 0}, "cyclic_period"),
+    ({"cyclic_start": 9, "cyclic_end": 3}, "cyclic_end"),
+    ({"budget_min": -1}, "budget_min"),
+    ({"budget_max": 2.5}, "budget_max"),
+    ({"budget_min": 9, "budget_max": 3}, "budget_min"),
+    ({"budget": 1}, "budget"),
+    ({"gated_alpha": "lots"}, "gated_alpha"),
+    ({"gated_threshold": -0.5}, "gated_threshold"),
+    ({"gated_window": 4}, "gated_window"),
+]
+BAD_WITH_TOKENIZER = [
+    ({"nowait_keywords": ["zzqqxxjj"]}, "nowait_keywords"),
+    ({"cyclic_words": ["NotAPieceAnywhere123"]}, "cyclic_words"),
+    ({"budget_word": "<|im_end|>", "budget_min": 4}, "budget_word"),
+]
+
+
+def test_client_helpers_cover_every_namespace(tok):
+    settings = MIXED_SETTINGS[-2]  # tip + nowait + cyclic + budget
+    sent = custom_params(settings)
+    json.dumps(sent)
+    assert sent["gated"] == 0  # sent whole: the others are turned off explicitly, whatever the server default
+    back = InterventionSet.from_mapping(sent, default=InterventionSet.from_mapping({"gated": 1, "tip_alpha": 9}))
+    assert back.names == settings.names and back.to_mapping() == settings.to_mapping()
+    assert custom_params(nowait=1, budget_max=4000.0) == {"nowait": 1, "budget_max": 4000}
+    assert custom_params({"gated_alpha": math.inf, "thinking_budget": 64}) == {"gated_alpha": "inf", "thinking_budget": 64}
+    fields = generate_fields(nowait=1, cyclic_period=600)
+    assert fields["sampling_params"]["custom_params"] == {"nowait": 1, "cyclic_period": 600.0}
+    assert openai_fields(budget_max=0)["custom_params"] == {"budget_max": 0}
+    with pytest.raises(TypeError, match="same setting"):
+        custom_params(alpha=1, tip_alpha=2)
+    for bad, key in BAD_FLAT:
+        with pytest.raises(ValueError, match=f"`{key}`"):
+            custom_params(bad)
+    for bad, key in BAD_WITH_TOKENIZER:
+        custom_params(bad)  # only the tokenizer can tell
+        with pytest.raises(ValueError, match=f"`{key}`"):
+            custom_params(bad, tokenizer=tok)
+
+
+@pytest.mark.parametrize(("params", "key"), BAD_FLAT + BAD_WITH_TOKENIZER)
+def test_bad_keys_of_every_namespace_turn_the_request_off_and_warn(registry, tok, caplog, params, key):
+    processor = ThoughtSwitchPenalty()
+    good, bad = Request("good", [1]), Request("bad", [1])
+    logits = torch.randn(2, len(tok))
+    before = logits.clone()
+    with caplog.at_level(logging.WARNING, logger="tip_decode.adapters.sglang"):
+        out = processor(logits, [bad.params(params), good.params({"nowait": 1, "nowait_scope": "all"})])
+    assert torch.equal(out[0], before[0])
+    assert out[1].eq(-math.inf).any()
+    assert any(f"`{key}`" in r.getMessage() and "Interventions are off" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_server_default_interventions_apply_and_requests_override_them(registry, tok, monkeypatch):
+    monkeypatch.setenv(adapter.ENV_INTERVENTIONS, json.dumps({"nowait_keywords": ["wait"], "nowait_scope": "all"}))
+    banned = list(plan_for(tok, InterventionSet(nowait=NoWaitConfig(keywords=("wait",), scope="all"))).rule("nowait").token_ids)
+    processor = ThoughtSwitchPenalty()
+    a, b, c = Request("a", [1]), Request("b", [1]), Request("c", [1])
+    logits = processor(torch.zeros(3, len(tok)), [a.params({}), b.params({"nowait": 0}), c.params({"nowait_keywords": ["but"]})])
+    assert logits[0, banned].eq(-math.inf).all() and logits[0].isfinite().sum() == len(tok) - len(banned)
+    assert not logits[1].ne(0).any()
+    assert logits[2, banned].eq(0).all() and logits[2].eq(-math.inf).any()  # its own keywords, the default's scope
+
+
+def test_a_bad_server_default_turns_requests_off_naming_the_variable(registry, tok, monkeypatch, caplog):
+    monkeypatch.setenv(adapter.ENV_INTERVENTIONS, "{nowait: 1}")
+    request = Request("a", [1])
+    with caplog.at_level(logging.WARNING, logger="tip_decode.adapters.sglang"):
+        out = ThoughtSwitchPenalty()(torch.zeros(1, len(tok)), [request.params({"nowait": 1})])
+    assert not out.ne(0).any()
+    assert adapter.ENV_INTERVENTIONS in caplog.text

@@ -246,3 +246,118 @@ def test_sglang_backend_sends_tip_only_with_a_configuration(served, tokenizer, u
     assert with_tip.token_ids != baseline.token_ids
     assert not any(tokenizer.decode([t]).strip().lower() in words for t in with_tip.token_ids)
     assert baseline.finish_reason in ("length", "stop")
+
+
+# ----------------------------------------------------------------------------- every intervention
+
+STREAM_STEPS = 24
+
+
+def _prompt_facts(prompt_ids: list[int], markers) -> tuple[bool, int]:
+    last = {token: i for i, token in enumerate(prompt_ids)}
+    opened = last.get(markers.start_id, -1) > last.get(markers.end_id, -1)
+    return opened, (len(prompt_ids) - last[markers.start_id] - 1 if opened else 0)
+
+
+def reference_stream(hf_model, reference, settings, prompt_ids: list[int], steps: int) -> tuple[list[int], int]:
+    """The greedy token stream the slow reference gives: transformers' raw logits, the docs' rules.
+
+    Returns the tokens and the number of steps that could be called: a stream stops early where a
+    gate is too close to its threshold or the top two processed logits are within `margin` (float
+    differences between SGLang's and transformers' forward passes could then pick either).
+    """
+    import torch
+    from reference_interventions import Row
+
+    opened, thinking = _prompt_facts(prompt_ids, reference.markers)
+    row = Row(opened, thinking, logits={})
+    margin = 1e-3
+    for t in range(steps):
+        with torch.no_grad():
+            raw = hf_model(torch.tensor([prompt_ids + row.generated])).logits[0, -1].float()
+        row.logits[t] = raw
+        bias, forced, uncertain = reference.expected(settings, row, t) if settings else ({}, None, False)
+        if uncertain:
+            return row.generated, t
+        out = raw.clone()
+        for token, value in bias.items():
+            out[token] = -math.inf if value == -math.inf else out[token] + value
+        if forced is not None:
+            token = forced
+        else:
+            top2 = torch.topk(out, 2)
+            if float(top2.values[0] - top2.values[1]) < margin:
+                return row.generated, t
+            token = int(top2.indices[0])
+        row.generated.append(token)
+    return row.generated, steps
+
+
+def test_every_intervention_and_a_mixed_batch_match_the_reference_stream(served, tokenizer, untouched, model_dir):
+    """Greedy token streams through `tip-decode serve --engine sglang`, one batch mixing every
+    intervention alone and combined (plus off and no processor), then each request alone: every
+    stream equals the one the slow reference (tests/reference_interventions.py) gives over
+    transformers' raw logits of the same model, and each intervention changes some stream."""
+    import torch
+    from reference_interventions import Reference, entropy
+    from transformers import AutoModelForCausalLM
+
+    from tip_decode.core.interventions import InterventionSet
+    from tip_decode.sglang import custom_params, processor_string
+
+    hf_model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    reference = Reference(tokenizer, gate_margin=5e-3)
+    prompts = [tokenizer.encode(p) for p in PROMPTS]
+    words = word_triggers(tokenizer, untouched, 5)
+    # A gate threshold between the thoughts' mean entropies, so the gate opens on some steps and not others.
+    with torch.no_grad():
+        logits = hf_model(torch.tensor([prompts[1] + untouched[1][:STREAM_STEPS]])).logits[0, len(prompts[1]) - 1 :]
+    entropies = sorted(entropy(row) for row in logits)
+    threshold = float(entropies[len(entropies) // 2]) + 1e-2
+    settings_list = [
+        InterventionSet.from_mapping({"tip_alpha": "inf", "tip_beta": 8, "tip_triggers": words[:3], "tip_scope": "all"}),
+        InterventionSet.from_mapping({"nowait_keywords": words[:3], "nowait_scope": "all"}),
+        InterventionSet.from_mapping({"cyclic_amplitude": 40.0, "cyclic_period": 8, "cyclic_words": words[:3], "cyclic_scope": "all"}),
+        InterventionSet.from_mapping({"budget_max": 6}),
+        InterventionSet.from_mapping({"budget_min": 4, "budget_max": 10, "budget_word": " Hmm, wait"}),
+        InterventionSet.from_mapping({"gated_alpha": "inf", "gated_beta": 12, "gated_triggers": words[:3], "gated_scope": "all", "gated_threshold": threshold}),
+        InterventionSet.from_mapping(
+            {"tip_alpha": 3.0, "tip_beta": 6, "tip_triggers": words[3:5], "tip_scope": "all", "nowait_keywords": words[:2], "nowait_scope": "all", "budget_max": 8}
+        ),
+        InterventionSet(),  # sent whole: every intervention off, whatever the server default
+        None,  # no processor at all
+    ]
+    rows = [(p, s) for p in range(len(prompts)) for s in range(len(settings_list))]
+    processor = processor_string()
+
+    def body(items: list[tuple[int, int]]) -> dict:
+        settings = [settings_list[s] for _, s in items]
+        sampling = [
+            {"temperature": 0.0, "max_new_tokens": STREAM_STEPS, "ignore_eos": True, **({} if x is None else {"custom_params": custom_params(x, tokenizer=tokenizer)})}
+            for x in settings
+        ]
+        out = {"input_ids": [prompts[p] for p, _ in items], "sampling_params": sampling}
+        if any(x is not None for x in settings):
+            out["custom_logit_processor"] = [None if x is None else processor for x in settings]
+        return out
+
+    batch = served.generate(body(rows))
+    streams = {key: list(reply["output_ids"]) for key, reply in zip(rows, batch)}
+    alone = {key: list(served.generate(body([key]))[0]["output_ids"]) for key in rows if key[0] == 1}
+    compared = 0
+    changed: set[int] = set()
+    for (p, s), got in streams.items():
+        settings = settings_list[s]
+        want, called = reference_stream(hf_model, reference, settings, prompts[p], STREAM_STEPS)
+        where = (PROMPTS[p][:20], None if settings is None else settings.to_mapping())
+        assert got[:called] == want[:called], where
+        if (p, s) in alone:
+            assert alone[(p, s)][:called] == want[:called], ("alone", *where)
+        compared += called
+        if got != streams[(p, len(settings_list) - 1)]:
+            changed.add(s)
+    assert compared >= len(rows) * STREAM_STEPS * 3 // 4, compared
+    # Off and no processor give the untouched stream; every intervention changes some stream.
+    assert streams[(1, len(settings_list) - 2)] == streams[(1, len(settings_list) - 1)]
+    assert changed >= set(range(len(settings_list) - 2)), sorted(changed)
+    assert served.alive()

@@ -8,64 +8,27 @@ object of flat keys for the rest (`{"nowait": 1}`).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
-from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
-from tip_decode.core.config import TIPConfig, parse_alpha, parse_beta, parse_scope, parse_triggers
+from tip_decode.core.config import TIPConfig
 from tip_decode.core.interventions import InterventionSet, plan_for
+
+# The server defaults are shared with the SGLang adapter; kept importable from here.
+from tip_decode.core.server_defaults import (  # noqa: F401
+    ENV_ALPHA,
+    ENV_BETA,
+    ENV_INTERVENTIONS,
+    ENV_SCOPE,
+    ENV_TOKENIZER,
+    ENV_TRIGGERS,
+    server_default,
+    server_settings,
+)
 from tip_decode.core.vocabulary import ThinkMarkers
 
 logger = logging.getLogger(__name__)
-
-#: Environment variables read when the processor is built (server-wide defaults).
-ENV_ALPHA, ENV_BETA, ENV_TRIGGERS, ENV_SCOPE = "TIP_DECODE_ALPHA", "TIP_DECODE_BETA", "TIP_DECODE_TRIGGERS", "TIP_DECODE_SCOPE"
-ENV_INTERVENTIONS = "TIP_DECODE_INTERVENTIONS"
-#: Tokenizer the API-server process validates vocabulary-dependent settings with (`tip-decode serve` sets it).
-ENV_TOKENIZER = "TIP_DECODE_TOKENIZER"
-
-
-def server_default(environ: Mapping[str, str] | None = None) -> TIPConfig:
-    """The server-wide TIP default from `TIP_DECODE_*` variables (TIP off when alpha is unset).
-
-    Raises:
-        ValueError: a variable holds a bad value; the message names the variable.
-    """
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    parsers = ((ENV_ALPHA, "alpha", parse_alpha), (ENV_BETA, "beta", parse_beta), (ENV_TRIGGERS, "triggers", parse_triggers), (ENV_SCOPE, "scope", parse_scope))
-    for name, field_name, parser in parsers:
-        raw = env.get(name)
-        if raw is not None and raw.strip() != "":
-            values[field_name] = parser(raw.strip(), name)
-    return replace(TIPConfig.off(), **values)
-
-
-def server_settings(environ: Mapping[str, str] | None = None) -> InterventionSet:
-    """Every intervention's server-wide default: TIP from its variables, the rest from `TIP_DECODE_INTERVENTIONS`.
-
-    Raises:
-        ValueError: a variable holds a bad value; the message names the variable.
-    """
-    env = os.environ if environ is None else environ
-    base = InterventionSet(tip=server_default(env))
-    raw = env.get(ENV_INTERVENTIONS, "").strip()
-    if not raw:
-        return base
-    try:
-        mapping = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{ENV_INTERVENTIONS} has to be a JSON object of flat keys, but is {raw!r} ({err})") from None
-    if not isinstance(mapping, dict):
-        raise ValueError(f"{ENV_INTERVENTIONS} has to be a JSON object of flat keys, but is {raw!r}")
-    try:
-        return InterventionSet.from_mapping(mapping, default=base)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{ENV_INTERVENTIONS}: {err}") from None
 
 
 def request_config(sampling_params: Any, default: TIPConfig) -> TIPConfig:
