@@ -149,6 +149,8 @@ def per_problem_accuracy(records: Sequence[Mapping[str, Any]]) -> dict[str, floa
 
 #: Aggregate keys of `tip_decode.analysis.aggregate` copied into a configuration's metrics.
 ANALYSIS_KEYS = (
+    "thoughts_per_response",
+    "incorrect_with_correct_thought",
     "switches_per_response",
     "mean_tokens_between_switches",
     "ut",
