@@ -245,10 +245,12 @@ def header(result: DemoResult) -> str:
 
 
 def report(result: DemoResult, explanation: str | None = None) -> str:
-    """The demo's report as printed (and written to demo.md): header, both tables, the paragraph."""
+    """The demo's report as printed (and written to demo.md): header, the configurations' settings,
+    both tables, the paragraph."""
     from tip_decode.harness import format_table
+    from tip_decode.harness.report import format_configs
 
-    parts = [header(result), format_table(result.summary), walk_table(result), explanation if explanation is not None else explain(result)]
+    parts = [header(result), format_configs(result.summary), format_table(result.summary), walk_table(result), explanation if explanation is not None else explain(result)]
     if result.grid is not None:
         best = result.grid.get("best")
         parts.append(
