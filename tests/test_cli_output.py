@@ -78,8 +78,8 @@ def test_runs_are_portable(compare_run, tmp_path):
 def test_summary_md_explains_itself(compare_run):
     _, out, _ = compare_run
     md = (out / "summary.md").read_text()
-    assert "| ban      | on    | inf     | 600    | alternatively | all     |" in md  # each configuration's settings
-    assert "| baseline | off" in md
+    assert "| ban      | tip: alpha=inf, beta=600, triggers=alternatively, scope=all |" in md  # each configuration's settings
+    assert "| baseline | no intervention (standard decoding)" in md
     for metric in ("UT", "weighted UT", "tokens between switches", "on-track abandoned", "truncated", "n"):
         assert f"- **{metric}**: " in md
     assert "problems: 3, samples per problem: 2" in md

@@ -25,6 +25,8 @@ def test_vocab_table_for_people(tokenizers_dir):
     result = CliRunner().invoke(main, ["vocab", str(tokenizers_dir / "llama-3.1"), "--triggers", "paper"])
     assert result.exit_code == 0, result.output
     assert "' Alternatively'" in result.output and "waits for prefix" in result.output
+    header = result.output.splitlines()[0].split()
+    assert header[:3] == ["id", "piece", "text"]  # the column matches the JSON key "text"
     assert "think markers: none found; scope 'auto' means 'all'" in result.output
 
 

@@ -111,7 +111,7 @@ def test_parse_config_spec():
     assert spec.name == "wait" and spec.tip == TIPConfig(alpha="inf", beta=300, triggers=("wait", "hmm"), scope="all")
     assert parse_config_spec("off:alpha=0").is_baseline
     assert RunConfig.from_dict(spec.to_dict()) == spec
-    for bad, message in [("tip:alpha=-1", "alpha"), ("tip:gamma=2", "gamma"), ("fast", "needs settings"), ("a/b:alpha=1", "name")]:
+    for bad, message in [("tip:alpha=-1", "alpha"), ("tip:gamma=2", "gamma"), ("fast", "is not an intervention"), ("a/b:alpha=1", "name")]:
         with pytest.raises(ValueError, match=message):
             parse_config_spec(bad)
 
@@ -155,7 +155,7 @@ def test_record_writer_drops_a_torn_line_and_appends_whole_lines(tmp_path):
         (["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"], "Error: cannot reach the server at http://127.0.0.1:9/v1", 1),
         (["--backend", "hf", "-m", "/nonexistent/model-dir"], "Error: no such folder: '/nonexistent/model-dir'", 2),
         (["--backend", "hf", "-m", "./missing-model"], "Error: no such folder: './missing-model'", 2),
-        (["--backend", "hf", "-c", "tip:alpha=-1"], "Error: configuration 'tip:alpha=-1': `alpha` has to be", 2),
+        (["--backend", "hf", "-c", "tip:alpha=-1"], "Error: configuration 'tip:alpha=-1': tip.alpha has to be", 2),
         (["--backend", "hf", "--question-field", "prompt"], "Error: ", 1),
     ],
 )

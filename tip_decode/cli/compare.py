@@ -128,17 +128,31 @@ def _check_command_line(opts: dict[str, Any], configs: list[Any]) -> None:
         raise UsageFailure(one_line(err)) from None
     if opts["temperature"] == 0 and opts["samples"] > 1:
         click.echo(f"note: --temperature 0 is greedy decoding: all {opts['samples']} samples of a problem will be the same", err=True)
+    check_unique_names(configs)
+    if backend in ("hf", "sglang"):
+        from tip_decode.harness.backends import check_hf_supports, check_sglang_supports
+
+        check = check_hf_supports if backend == "hf" else check_sglang_supports
+        with user_errors():
+            for config in configs:
+                check(config.interventions, config.name)
+
+
+def check_unique_names(configs: list[Any]) -> None:
     names = [c.name for c in configs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise UsageFailure(f"configuration names have to be unique (each names a file), but {', '.join(duplicates)} is given twice")
+        raise UsageFailure(
+            f"configuration names have to be unique (each names a file), but {', '.join(duplicates)} is given twice; "
+            f"name one with NAME=..., e.g. -c {duplicates[0]}2={duplicates[0]}:..."
+        )
 
 
 def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, dict[str, Any]]:
     """Everything before generation, cheapest first; the model loads last."""
     from tip_decode.harness import HFBackend, OpenAIBackend, SamplingSettings, SGLangBackend, VLLMBackend, chat_prompt_builder, load_problems
     from tip_decode.harness.backends import load_hf_tokenizer
-    from tip_decode.harness.preflight import check_context, check_device, check_output_dir, resolve_source
+    from tip_decode.harness.preflight import check_configs, check_context, check_device, check_output_dir, resolve_source
     from tip_decode.harness.run import RESUME_KEYS, check_resume
 
     library_progress(opts["quiet"])
@@ -175,6 +189,7 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         else:
             context, where = _model_context(model, opts)  # config.json only: seconds before the weights
             tokenizer = load_hf_tokenizer(tokenizer_name or model)
+        check_configs(configs, tokenizer)  # what only the vocabulary can tell, before the model loads
         build = chat_prompt_builder(tokenizer, opts["system"], opts["template"])
         longest = max(len(tokenizer(build(p), add_special_tokens=False)["input_ids"]) for p in problems)
         if not served:
@@ -235,11 +250,12 @@ def _run(opts: dict[str, Any], configs: list[Any], work: Callable[[list[Any], An
 
 
 def _report(summary: dict[str, Any], out: str, as_json: bool, extra: dict[str, Any] | None = None, lines: tuple[str, ...] = ()) -> None:
-    """The table (stdout; stderr with --json) and, with --json, the summary as JSON on stdout."""
+    """The configurations and the table (stdout; stderr with --json) and, with --json, the summary
+    as JSON on stdout."""
     from tip_decode.harness import format_table
+    from tip_decode.harness.report import format_configs, truncation_notes
 
-    from tip_decode.harness.report import truncation_notes
-
+    click.echo(format_configs(summary) + "\n", err=as_json)
     click.echo(format_table(summary), err=as_json)
     for note in truncation_notes(summary):
         click.echo(f"note: {note}", err=True)
@@ -250,31 +266,42 @@ def _report(summary: dict[str, Any], out: str, as_json: bool, extra: dict[str, A
         emit_json({**summary, **(extra or {})})
 
 
-def _parse_configs(specs: tuple[str, ...]) -> list[Any]:
+def parse_configs(specs: tuple[str, ...], defaults: Any = None) -> list[Any]:
+    """The configurations of `-c` specs (default: baseline and tip), each mistake one usage error."""
     from tip_decode.harness import parse_config_spec
 
     configs = []
     for spec in specs or ("baseline", "tip"):
         try:
-            configs.append(parse_config_spec(spec))
+            configs.append(parse_config_spec(spec, defaults))
         except (ValueError, TypeError) as err:
             raise UsageFailure(one_line(err)) from None
+    check_unique_names(configs)
     return configs
+
+
+#: The help of `-c` (compare and demo).
+CONFIG_HELP = (
+    "A configuration: [NAME=]INTERVENTION[+INTERVENTION...][:key=value,...]. Interventions: baseline, tip, "
+    "nowait, cyclic, gated (their papers' defaults), budget (needs min or max); keys set parameters, "
+    "e.g. cyclic:period=600, budget:min=200,max=4000,word=Wait, tip+budget:alpha=3,max=4000 "
+    "(tip.alpha= where two interventions share a key). Repeatable; see docs/harness.md."
+)
 
 
 @click.command()
 @_data_options
-@click.option("--config", "-c", "config_specs", multiple=True, help="A configuration: 'baseline', 'tip' (alpha 3, beta 600) or NAME:alpha=A,beta=B[,triggers=w1+w2][,scope=S]. Repeatable. Default: baseline and tip.")
+@click.option("--config", "-c", "config_specs", multiple=True, help=CONFIG_HELP + " Default: baseline and tip.")
 @_generation_options
 def compare(config_specs: tuple[str, ...], **opts: Any) -> None:
     """Run decoding configurations on a data set and compare accuracy, length and thought switches.
 
     Example: tip-decode compare -m Qwen/QwQ-32B --backend vllm --data math500 -k 32
-    --config baseline --config tip:alpha=3,beta=600 -o runs/qwq-math500
+    -c baseline -c tip:alpha=3,beta=600 -c nowait -c budget:max=4000 -o runs/qwq-math500
     """
     from tip_decode.harness import run_compare
 
-    configs = _parse_configs(config_specs)
+    configs = parse_configs(config_specs)
     summary = _run(opts, configs, lambda problems, backend, options: run_compare(problems, configs, backend, opts["out"], **options))
     _report(summary, opts["out"], opts["as_json"])
 
@@ -310,16 +337,29 @@ def _number_list(kind: type) -> Callable[[click.Context, click.Parameter, str], 
 @click.option("--betas", default="300,400,500,600,700", show_default=True, callback=_number_list(int), help="Penalty durations, comma-separated.")
 @triggers_option
 @click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where the penalty acts (every cell).")
+@click.option("--fixed", "fixed_spec", default=None, help="Other interventions held fixed in every configuration, the baseline included, e.g. budget:max=4000 or nowait (INTERVENTION[+...][:key=value,...], not tip).")
 @_generation_options
-def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope: str, **opts: Any) -> None:
-    """Sweep alpha x beta (the paper's Table 2) against the baseline; heatmaps, and the best cell
-    when one can be told apart from the baseline."""
+def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope: str, fixed_spec: str | None, **opts: Any) -> None:
+    """Sweep TIP's alpha x beta (the paper's Table 2) against the baseline; heatmaps, and the best
+    cell when one can be told apart from the baseline.
+
+    The grid sweeps TIP only; compare other interventions with `tip-decode compare -c ...`.
+    `--fixed` holds other interventions in every configuration, the baseline included, so the grid
+    measures TIP on top of them.
+    """
     from tip_decode.core.config import TIPConfig
     from tip_decode.harness import grid_configs, run_grid
+    from tip_decode.harness.configs import parse_fixed
 
+    fixed = None
+    if fixed_spec is not None:
+        try:
+            fixed = parse_fixed(fixed_spec)
+        except (ValueError, TypeError) as err:
+            raise UsageFailure(one_line(err)) from None
     base = TIPConfig(triggers=triggers, scope=scope)
-    configs = grid_configs(alphas, betas, base)
-    summary, result = _run(opts, configs, lambda problems, backend, options: run_grid(problems, backend, opts["out"], alphas=alphas, betas=betas, base=base, **options))
+    configs = grid_configs(alphas, betas, base, fixed)
+    summary, result = _run(opts, configs, lambda problems, backend, options: run_grid(problems, backend, opts["out"], alphas=alphas, betas=betas, base=base, fixed=fixed, **options))
     best = result["best"]
     if best is not None:
         ci = best["pass@1"]["ci95"]

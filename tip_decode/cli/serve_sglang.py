@@ -43,11 +43,13 @@ def sglang_server_command(model: str, host: str, port: int, sglang_args: tuple[s
     ]
 
 
-def sglang_server_env(config: TIPConfig, tokenizer: str, sglang_args: tuple[str, ...], base: dict[str, str] | None = None) -> dict[str, str]:
-    """The TIP server defaults (as for vLLM) plus delayed sampling under the overlap scheduler."""
+def sglang_server_env(
+    config: TIPConfig, tokenizer: str, sglang_args: tuple[str, ...], base: dict[str, str] | None = None, interventions: Any = None
+) -> dict[str, str]:
+    """The server defaults (as for vLLM) plus delayed sampling under the overlap scheduler."""
     from tip_decode.cli.serve import server_env
 
-    env = server_env(config, tokenizer, base)
+    env = server_env(config, tokenizer, base, interventions=interventions)
     if "--disable-overlap-schedule" not in sglang_args and DELAY_SAMPLE not in env:
         env[DELAY_SAMPLE] = "1"
     return env
@@ -69,9 +71,9 @@ def sglang_example_call(base_url: str, model: str, config: TIPConfig) -> str:
     )
 
 
-def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_args: tuple[str, ...]) -> None:
+def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_args: tuple[str, ...], interventions: Any = None) -> None:
     """Start the SGLang server in the foreground and pass Ctrl-C / SIGTERM on to it."""
-    from tip_decode.cli.serve import _option_value
+    from tip_decode.cli.serve import _check_server_env, _option_value
 
     if "--model-path" in sglang_args or any(a.startswith("--model-path=") for a in sglang_args):
         raise UsageFailure("pass the model as MODEL, not as --model-path")
@@ -80,10 +82,15 @@ def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_arg
     with user_errors():
         resolve_source(model, "model")
         resolve_source(tokenizer, "tokenizer")
+    if interventions:
+        from tip_decode.cli.serve import _check_interventions
+
+        _check_interventions(interventions, tokenizer)
+    env = sglang_server_env(config, tokenizer, sglang_args, interventions=interventions)
+    _check_server_env(env)
     if importlib.util.find_spec("sglang") is None:
         raise click.ClickException("SGLang is not installed in this environment: pip install sglang (CPU-only machines: see docs/sglang.md)")
     command = sglang_server_command(model, host, port, sglang_args)
-    env = sglang_server_env(config, tokenizer, sglang_args)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base_url = f"http://{shown_host}:{port}"
     served = _option_value(sglang_args, "--served-model-name") or model

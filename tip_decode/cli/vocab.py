@@ -60,7 +60,7 @@ def vocab(tokenizer: str, triggers: tuple[str, ...], as_json: bool) -> None:
         [r["id"], repr(r["piece"]), repr(r["text"]), r["trigger"], r["kind"], " ".join(f"{w['id']}:{w['text']!r}" for w in r["waits_for"])]
         for r in rows
     ]
-    click.echo(tabulate(table, headers=["id", "piece", "decoded text", "trigger", "kind", "waits for prefix"]))
+    click.echo(tabulate(table, headers=["id", "piece", "text", "trigger", "kind", "waits for prefix"]))
     click.echo()
     if think.available:
         click.echo(f"think markers: {think.start_text!r} = {think.start_id}, {think.end_text!r} = {think.end_id}; scope 'auto' means 'think'")

@@ -82,13 +82,30 @@ def harness_problems(count: int) -> list[Any]:
     ]
 
 
-def demo_configs(grid: bool) -> list[Any]:
-    from tip_decode.harness import RunConfig, grid_configs
+def demo_tip() -> TIPConfig:
+    """The demo's TIP setting (alpha 3, beta 20 in the model's units, the demo's switch words)."""
+    return TIPConfig(alpha=DEMO_ALPHA, beta=DEMO_BETA, triggers=DEMO_TRIGGERS)
 
-    base = TIPConfig(alpha=DEMO_ALPHA, beta=DEMO_BETA, triggers=DEMO_TRIGGERS)
+
+def demo_configs(grid: bool, specs: Sequence[str] = ()) -> list[Any]:
+    """The demo's configurations: baseline and TIP, the grid, or `specs` (`-c`, the grammar of
+    `tip-decode compare`; a bare `tip` is the demo's TIP, other interventions their papers' defaults)."""
+    from tip_decode.core.interventions import InterventionSet
+    from tip_decode.harness import RunConfig, grid_configs, parse_config_spec
+
+    if grid and specs:
+        raise ValueError("give either --grid or configurations (-c), not both")
     if grid:
-        return grid_configs(list(GRID_ALPHAS), list(GRID_BETAS), base)
-    return [RunConfig("baseline", None), RunConfig("tip", base)]
+        return grid_configs(list(GRID_ALPHAS), list(GRID_BETAS), demo_tip())
+    if specs:
+        defaults = InterventionSet(tip=demo_tip())
+        configs = [parse_config_spec(spec, defaults) for spec in specs]
+        names = [c.name for c in configs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"configuration names have to be unique (each names a file), but {', '.join(duplicates)} is given twice; name one with NAME=...")
+        return configs
+    return [RunConfig("baseline", None), RunConfig("tip", demo_tip())]
 
 
 def make_backend(kind: str, model_dir: Path, max_new_tokens: int = DEMO_MAX_NEW_TOKENS, **engine: Any) -> Any:
@@ -121,38 +138,22 @@ def make_backend(kind: str, model_dir: Path, max_new_tokens: int = DEMO_MAX_NEW_
     return VLLMBackend(str(model_dir), sampling=sampling, **settings)
 
 
-def walk_metrics(out_dir: Path, configs: Sequence[str], tokenizer: Any) -> dict[str, dict[str, Any]]:
-    """Per configuration: the analysis aggregate with thoughts judged by `WalkJudge`."""
-    from tip_decode.analysis import aggregate, analyze_response
+def walk_metrics(out_dir: Path, summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per configuration: the thought-level numbers of the harness's analysis (which ran with
+    `WalkJudge`, so a thought is judged by where its walk leads), plus the share of responses that
+    give a boxed answer, read from the records."""
     from tip_decode.grading import extract_boxed
     from tip_decode.harness import read_records
-    from tip_decode.core.vocabulary import SwitchVocabulary
 
-    vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, DEMO_TRIGGERS)
-    judge = WalkJudge()
+    keys = ("thoughts_per_response", "abandoned_on_track", "abandoned_unjudged", "unjudged_thoughts", "incorrect_with_correct_thought", "ut")
     result = {}
-    for name in configs:
+    for name, metrics in summary["configs"].items():
         records = read_records(out_dir / f"{name}.jsonl")
-        analyses = [
-            analyze_response(
-                list(r["token_ids"]),
-                vocabulary=vocabulary,
-                tokenizer=tokenizer,
-                reference=r["reference"],
-                answer_kind=r["answer_kind"],
-                correct=bool(r["correct"]),
-                judge=judge,
-                prompt_open=bool(r.get("prompt_open", False)),
-                premature_threshold=DEMO_BETA,
-                id=r["id"],
-            )
-            for r in records
-        ]
-        metrics = aggregate(analyses, problem_ids=[r["id"] for r in records])
+        walks = {key: metrics.get(key) for key in keys}
         # "number" grading falls back to the last number of the text; a boxed answer is what the
         # model gives when it has finished a walk.
-        metrics["answered"] = sum(extract_boxed(r["response"]) is not None for r in records) / len(records) if records else None
-        result[name] = metrics
+        walks["answered"] = sum(extract_boxed(r["response"]) is not None for r in records) / len(records) if records else None
+        result[name] = walks
     return result
 
 
@@ -165,8 +166,13 @@ def run_demo(
     progress: bool = True,
     model_dir: str | Path = MODEL_DIR,
     engine: Mapping[str, Any] | None = None,
+    configs: Sequence[str] = (),
+    max_new_tokens: int = DEMO_MAX_NEW_TOKENS,
 ) -> DemoResult:
-    """Run the demo comparison into `out_dir` and return its numbers (see the module docstring)."""
+    """Run the demo comparison into `out_dir` and return its numbers (see the module docstring).
+
+    `configs`: configuration specs (`tip-decode compare -c`'s grammar) instead of baseline and TIP.
+    """
     from tip_decode.harness import chat_prompt_builder, run_compare
 
     if isinstance(problems, bool) or not isinstance(problems, int) or problems < 1:
@@ -176,13 +182,18 @@ def run_demo(
     from tip_decode.harness.preflight import check_output_dir
 
     began = time.perf_counter()
+    run_configs = demo_configs(grid, tuple(configs))  # a bad spec fails before anything loads
     out = check_output_dir(out_dir)  # before the model loads: a folder we cannot write fails at once
-    engine_backend = make_backend(backend, Path(model_dir), **dict(engine or {}))
+    if backend == "hf":
+        from tip_decode.harness.backends import check_hf_supports
+
+        for config in run_configs:
+            check_hf_supports(config.interventions, config.name)
+    engine_backend = make_backend(backend, Path(model_dir), max_new_tokens=max_new_tokens, **dict(engine or {}))
     try:
-        configs = demo_configs(grid)
         summary = run_compare(
             harness_problems(problems),
-            configs,
+            run_configs,
             engine_backend,
             out,
             seed=seed,
@@ -202,7 +213,7 @@ def run_demo(
             from tip_decode.harness import grid_summary
 
             grid_result = grid_summary(summary, list(GRID_ALPHAS), list(GRID_BETAS), out)
-        walks = walk_metrics(out, [c.name for c in configs], engine_backend.tokenizer)
+        walks = walk_metrics(out, summary)
     finally:
         close = getattr(engine_backend, "close", None)
         if callable(close):
@@ -234,10 +245,12 @@ def header(result: DemoResult) -> str:
 
 
 def report(result: DemoResult, explanation: str | None = None) -> str:
-    """The demo's report as printed (and written to demo.md): header, both tables, the paragraph."""
+    """The demo's report as printed (and written to demo.md): header, the configurations' settings,
+    both tables, the paragraph."""
     from tip_decode.harness import format_table
+    from tip_decode.harness.report import format_configs
 
-    parts = [header(result), format_table(result.summary), walk_table(result), explanation if explanation is not None else explain(result)]
+    parts = [header(result), format_configs(result.summary), format_table(result.summary), walk_table(result), explanation if explanation is not None else explain(result)]
     if result.grid is not None:
         best = result.grid.get("best")
         parts.append(
@@ -315,7 +328,9 @@ def explain(result: DemoResult) -> str:
         verdict = "a loss whose 95% interval excludes zero"
     else:
         verdict = "a difference whose 95% interval includes zero, so this run cannot tell the two apart"
-    label = f"TIP ({_describe(tip.get('tip'))})"
+    label = _label(best, tip)
+    who = "TIP" if label.startswith("TIP") else best
+    what = "the penalty" if who == "TIP" else best
     if result.grid is not None:
         # The cell is picked on the very problems it is scored on, so its gain is optimistic.
         label += ", the grid's cell with the highest Pass@1, chosen on these same problems"
@@ -327,15 +342,15 @@ def explain(result: DemoResult) -> str:
         f"(difference {_signed(delta)} points, 95% CI [{_signed(ci[0])}, {_signed(ci[1])}]): {verdict}. "
         f"The walk judge (a thought is correct when its step size reaches the goal) finds that "
         f"{walks_base.get('abandoned_on_track')} on-track thoughts were abandoned at baseline and "
-        f"{walks_tip.get('abandoned_on_track')} with TIP, and that "
+        f"{walks_tip.get('abandoned_on_track')} with {who}, and that "
         f"{_pct(walks_base.get('incorrect_with_correct_thought'))} and {_pct(walks_tip.get('incorrect_with_correct_thought'))} "
         f"of wrong answers had started a correct thought: "
         + (
-            "the penalty kept promising walks alive long enough to finish. "
+            f"{what} kept promising walks alive long enough to finish. "
             if (walks_tip.get("abandoned_on_track") or 0) < (walks_base.get("abandoned_on_track") or 0)
-            else "the penalty did not reduce how often promising walks were abandoned. "
+            else f"{what} did not reduce how often promising walks were abandoned. "
         )
-        + f"Responses took {_num(base['mean_tokens'], 1)} tokens at baseline and {_num(tip['mean_tokens'], 1)} with TIP, "
+        + f"Responses took {_num(base['mean_tokens'], 1)} tokens at baseline and {_num(tip['mean_tokens'], 1)} with {who}, "
         f"and {_pct(base.get('truncated'))} versus {_pct(tip.get('truncated'))} ran out of the {result.summary['run'].get('max_new_tokens')}-token budget "
         "(longer-lived thoughts also keep dead-end walks going)."
     )
@@ -351,6 +366,18 @@ def explain(result: DemoResult) -> str:
         else:
             text += ", although its paired interval against the baseline includes zero."
     return text
+
+
+def _label(name: str, metrics: Mapping[str, Any]) -> str:
+    """How the paragraph names a configuration: `TIP (alpha 3.0, beta 20)` for TIP alone, else its
+    name and settings (`nowait (nowait: keywords=..., scope=auto)`)."""
+    from tip_decode.harness.configs import settings_text
+    from tip_decode.harness.report import config_settings
+
+    settings = config_settings(metrics) or {}
+    if settings and all(key.startswith("tip_") for key in settings):
+        return f"TIP ({_describe(metrics.get('tip'))})"
+    return f"{name} ({settings_text(settings, short=True)})"
 
 
 def _describe(tip: Mapping[str, Any] | None) -> str:

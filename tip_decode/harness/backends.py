@@ -2,7 +2,13 @@
 
 A backend takes a list of `GenerationRequest`s and calls `on_complete(request, completion)` once
 per request as soon as that request is finished, so the caller can write the record at once.
-Every request carries its own seed and its own TIP configuration (None for standard decoding).
+Every request carries its own seed and its own interventions (an `InterventionSet`; empty for
+standard decoding), which each backend hands to its engine:
+
+- `hf`: one logits processor per distinct configuration, built by `hf_logits_processor`;
+- `vllm`: `SamplingParams.extra_args`, every intervention explicit (`request_mapping`);
+- `openai`: the same flat keys as `extra_body={"vllm_xargs": ...}`;
+- `sglang`: the same flat keys as the processor's `custom_params`.
 
 Seeds and reproducibility:
 - `hf`: sampling is done by `RowSampler`, a logits processor that draws each row's token with the
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tip_decode.core.config import TIPConfig
+from tip_decode.harness.configs import RunConfig, request_mapping
 from tip_decode.harness.preflight import InputError, check_device, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -34,13 +41,25 @@ VLLM_PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One sample to generate: `key` is (problem id, sample index, config name)."""
+    """One sample to generate: `key` is (problem id, sample index, config name).
+
+    `interventions` takes an `InterventionSet`, a `TIPConfig` (TIP alone) or None (standard
+    decoding); it is stored as an `InterventionSet` without the interventions its values turn off.
+    """
 
     key: tuple[str, int, str]
     prompt: str
     prompt_ids: tuple[int, ...]
     seed: int
-    tip: TIPConfig | None
+    interventions: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interventions", RunConfig("request", self.interventions).interventions)
+
+    @property
+    def tip(self) -> TIPConfig | None:
+        """The request's TIP setting (None: TIP off)."""
+        return self.interventions.tip
 
 
 @dataclass(frozen=True)
@@ -211,14 +230,83 @@ def _token_counter_class() -> type:
     return TokenCounter
 
 
+def _hf_interventions_processor() -> type | None:
+    """`tip_decode.hf.ReasoningInterventionsProcessor` (every intervention) where this version has it."""
+    try:
+        from tip_decode.hf import ReasoningInterventionsProcessor
+    except ImportError:
+        return None
+    return ReasoningInterventionsProcessor
+
+
+def hf_interventions() -> frozenset[str]:
+    """The interventions the `hf` backend can apply: all of them with the Hugging Face adapter's
+    `ReasoningInterventionsProcessor`, TIP alone (`TIPLogitsProcessor`) in versions without it."""
+    if _hf_interventions_processor() is not None:
+        return frozenset({"tip", "nowait", "cyclic", "gated", "budget"})
+    return frozenset({"tip"})
+
+
+def check_hf_supports(settings: Any, name: str = "") -> None:
+    """`InputError` naming the configuration when the `hf` backend cannot apply one of its interventions."""
+    supported = hf_interventions()
+    missing = [n for n in settings.names if n not in supported]
+    if missing:
+        who = f"configuration {name!r} uses" if name else "this configuration uses"
+        raise InputError(
+            f"{who} {', '.join(missing)}, which --backend hf cannot apply in this version (it applies "
+            f"{', '.join(sorted(supported))}); use --backend vllm, openai or sglang"
+        )
+
+
+def sglang_interventions() -> frozenset[str]:
+    """The interventions the SGLang processor applies: all of them where `tip_decode.adapters.sglang`
+    runs on the generic intervention core (it then has `server_settings`), TIP alone before that.
+    Other keys would reach a TIP-only processor and be ignored, so the harness refuses them."""
+    from tip_decode.adapters import sglang
+
+    if hasattr(sglang, "server_settings"):
+        return frozenset({"tip", "nowait", "cyclic", "gated", "budget"})
+    return frozenset({"tip"})
+
+
+def check_sglang_supports(settings: Any, name: str = "") -> None:
+    """`InputError` naming the configuration when the SGLang processor cannot apply one of its interventions."""
+    supported = sglang_interventions()
+    missing = [n for n in settings.names if n not in supported]
+    if missing:
+        who = f"configuration {name!r} uses" if name else "this configuration uses"
+        raise InputError(
+            f"{who} {', '.join(missing)}, which the SGLang processor of this version cannot apply (it applies "
+            f"{', '.join(sorted(supported))}); use --backend vllm or openai"
+        )
+
+
+def hf_logits_processor(tokenizer: Any, settings: Any) -> Any:
+    """The transformers logits processor that applies `settings` (an `InterventionSet`), or None.
+
+    The only place the `hf` backend turns a configuration into a processor: a run's records say what
+    was applied because every batch gets its processor here.
+    """
+    if not settings:
+        return None
+    check_hf_supports(settings)
+    processor = _hf_interventions_processor()
+    if processor is not None:
+        return processor(tokenizer, interventions=settings)
+    from tip_decode.hf import TIPLogitsProcessor
+
+    return TIPLogitsProcessor.from_config(tokenizer, settings.tip)
+
+
 class HFBackend(Backend):
-    """transformers `generate` with left-padded batches; TIP through `TIPLogitsProcessor`.
+    """transformers `generate` with left-padded batches; interventions through `hf_logits_processor`.
 
     Args:
         model: a model folder or Hub name, or an already loaded `PreTrainedModel`.
         tokenizer: a tokenizer or its path (default: the model's).
         sampling: the shared sampling settings.
-        batch_size: prompts per `generate` call (requests of one TIP configuration are batched together).
+        batch_size: prompts per `generate` call (requests of one configuration are batched together).
         device: torch device (default: cuda when available, else cpu).
     """
 
@@ -260,22 +348,22 @@ class HFBackend(Backend):
         return package_version("transformers")
 
     def generate(self, requests: Sequence[GenerationRequest], on_complete: OnComplete, on_tokens: OnTokens | None = None) -> None:
-        # Batch requests of one TIP configuration together, similar prompt lengths side by side.
-        groups: dict[TIPConfig | None, list[GenerationRequest]] = {}
+        # Batch requests of one configuration together, similar prompt lengths side by side.
+        groups: dict[Any, list[GenerationRequest]] = {}
         for request in requests:
-            groups.setdefault(request.tip if request.tip is not None and request.tip.enabled else None, []).append(request)
-        for tip, group in groups.items():
+            groups.setdefault(request.interventions, []).append(request)
+        for settings in groups:
+            check_hf_supports(settings, groups[settings][0].key[2])  # before any generation
+        for settings, group in groups.items():
             group = sorted(group, key=lambda r: len(r.prompt_ids))
             for start in range(0, len(group), self.batch_size):
                 batch = group[start : start + self.batch_size]
-                for request, completion in zip(batch, self._generate_batch(batch, tip, on_tokens)):
+                for request, completion in zip(batch, self._generate_batch(batch, settings, on_tokens)):
                     on_complete(request, completion)
 
-    def _generate_batch(self, batch: list[GenerationRequest], tip: TIPConfig | None, on_tokens: OnTokens | None = None) -> list[Completion]:
+    def _generate_batch(self, batch: list[GenerationRequest], settings: Any, on_tokens: OnTokens | None = None) -> list[Completion]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
-
-        from tip_decode.hf import TIPLogitsProcessor
 
         width = max(len(r.prompt_ids) for r in batch)
         input_ids = torch.full((len(batch), width), self._pad, dtype=torch.long)
@@ -288,8 +376,9 @@ class HFBackend(Backend):
         counter = _token_counter_class()(self._eos, on_tokens) if on_tokens is not None else None
         if counter is not None:
             processors.append(counter)
-        if tip is not None:
-            processors.append(TIPLogitsProcessor.from_config(self.tokenizer, tip))
+        processor = hf_logits_processor(self.tokenizer, settings)
+        if processor is not None:
+            processors.append(processor)
         if self.sampling.temperature > 0:
             sampler = _row_sampler_class()([r.seed for r in batch], self.sampling.temperature, self.sampling.top_p, self.device)
             processors.append(sampler)
@@ -364,7 +453,8 @@ class VLLMBackend(Backend):
     def sampling_params(self, request: GenerationRequest) -> Any:
         from vllm import SamplingParams
 
-        extra = request.tip.to_mapping() if request.tip is not None else {"tip_alpha": 0}
+        # Every intervention explicit (off ones too), as the processor reads them.
+        extra = request_mapping(request.interventions)
         return SamplingParams(
             temperature=self.sampling.temperature,
             top_p=self.sampling.top_p,
@@ -428,7 +518,7 @@ def _dtype_argument() -> str:
 
 
 class OpenAIBackend(Backend):
-    """Any OpenAI-compatible completions server (e.g. `tip-decode serve`); TIP through `vllm_xargs`.
+    """Any OpenAI-compatible completions server (e.g. `tip-decode serve`); interventions through `vllm_xargs`.
 
     The prompt (chat template applied locally) goes to the completions endpoint, so every backend
     sees the same prompt text. Token ids come back from vLLM servers (`return_token_ids`); for
@@ -488,10 +578,15 @@ class OpenAIBackend(Backend):
     def version(self) -> str | None:
         return package_version("openai")
 
+    @staticmethod
+    def extra_body(request: GenerationRequest) -> dict[str, Any]:
+        """The request's `extra_body`: every intervention explicit in `vllm_xargs`, the baseline's
+        too, so that a server-wide default (`tip-decode serve --alpha 3`) never reaches a
+        configuration that does not ask for it."""
+        return {"return_token_ids": True, "vllm_xargs": request_mapping(request.interventions)}
+
     def _one(self, request: GenerationRequest) -> Completion:
-        extra: dict[str, Any] = {"return_token_ids": True}
-        if request.tip is not None:
-            extra["vllm_xargs"] = request.tip.to_mapping()
+        extra = self.extra_body(request)
         response = self.client.completions.create(
             model=self.model,
             prompt=request.prompt,
@@ -544,9 +639,9 @@ class SGLangBackend(Backend):
     """A running SGLang server (`tip-decode serve --engine sglang`), through its native `/generate`.
 
     Prompts go as token ids (`input_ids`), so the server generates from exactly the prompt the other
-    backends see, and generated ids come back as `output_ids`. TIP requests name the processor
-    (`tip_decode.sglang.ThoughtSwitchPenalty`) and carry their settings in `custom_params`; baseline
-    requests carry no processor. Seeds go as `sampling_seed`, which SGLang honours only when the server
+    backends see, and generated ids come back as `output_ids`. Requests with interventions name the
+    processor (`tip_decode.sglang.ThoughtSwitchPenalty`) and carry their flat keys in `custom_params`
+    (every intervention explicit, as for vLLM); baseline requests carry no processor. Seeds go as `sampling_seed`, which SGLang honours only when the server
     runs with `--enable-deterministic-inference` (otherwise samples are not reproducible per seed).
     The client needs neither SGLang nor an HTTP library beyond the standard one.
 
@@ -618,10 +713,11 @@ class SGLangBackend(Backend):
             "sampling_seed": request.seed,
         }
         body: dict[str, Any] = {"input_ids": list(request.prompt_ids), "sampling_params": sampling}
-        if request.tip is not None and request.tip.enabled:
+        if request.interventions:
             from tip_decode.sglang import generate_fields
 
-            fields = generate_fields(request.tip)
+            check_sglang_supports(request.interventions, request.key[2])
+            fields = generate_fields(request_mapping(request.interventions))
             sampling.update(fields["sampling_params"])
             body["custom_logit_processor"] = fields["custom_logit_processor"]
         return body

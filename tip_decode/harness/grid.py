@@ -1,4 +1,9 @@
-"""`grid`: an alpha x beta sweep over the comparison machinery, with heatmaps and the best cell."""
+"""`grid`: TIP's alpha x beta sweep over the comparison machinery, with heatmaps and the best cell.
+
+The grid sweeps TIP only. Other interventions can be held fixed in every configuration, the
+baseline included (`fixed`, `tip-decode grid --fixed budget:max=4000`): the grid then measures TIP
+on top of them.
+"""
 
 from __future__ import annotations
 
@@ -133,14 +138,17 @@ def run_grid(
     alphas: Sequence[float] = PAPER_ALPHAS,
     betas: Sequence[int] = PAPER_BETAS,
     base: TIPConfig | None = None,
+    fixed: Any = None,
     **compare_options: Any,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run baseline plus every (alpha, beta) cell with `run_compare`; returns (summary, grid result).
 
-    `base` supplies the triggers and scope of every cell; `compare_options` go to `run_compare`.
+    `base` supplies the triggers and scope of every cell; `fixed` (an `InterventionSet` without TIP)
+    other interventions every configuration carries, the baseline included; `compare_options` go to
+    `run_compare`.
     """
     if not alphas or not betas:
         raise ValueError(f"`alphas` and `betas` have to be non-empty, but are {list(alphas)} and {list(betas)}")
-    configs = grid_configs([float(a) for a in alphas], [int(b) for b in betas], base)
+    configs = grid_configs([float(a) for a in alphas], [int(b) for b in betas], base, fixed)
     summary = run_compare(problems, configs, backend, out_dir, **compare_options)
     return summary, grid_summary(summary, [float(a) for a in alphas], [int(b) for b in betas], out_dir)

@@ -170,3 +170,23 @@ def vocabulary_size(tokenizer: Any) -> int | None:
         return len(tokenizer)
     except TypeError:
         return None
+
+
+def check_configs(configs: Any, tokenizer: Any) -> None:
+    """`InputError` when a configuration cannot run with this tokenizer, naming the configuration and key.
+
+    What only the vocabulary can tell (a NoWait keyword or CyclicReflex word with no token, a budget
+    for a tokenizer without think markers, a forced word that is a special token, TIP triggers with
+    no token, scope "think" without markers) is found here, with the tokenizer, before any model
+    loads. The plans are cached per tokenizer, so the engines reuse them.
+    """
+    from tip_decode.core.interventions import plan_for
+    from tip_decode.harness.configs import spec_terms
+
+    for config in configs:
+        if not config.interventions:
+            continue
+        try:
+            plan_for(tokenizer, config.interventions)
+        except ValueError as err:
+            raise InputError(f"configuration {config.name!r}: {spec_terms(str(err))}") from None

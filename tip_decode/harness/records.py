@@ -98,9 +98,3 @@ class RecordWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def iter_config_files(run_dir: str | Path) -> Iterator[tuple[str, Path]]:
-    """(config name, path) of every `<config>.jsonl` in a run folder, sorted by name."""
-    for path in sorted(Path(run_dir).glob("*.jsonl")):
-        yield path.stem, path

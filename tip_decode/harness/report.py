@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tip_decode.harness.configs import settings_parts, settings_text
 from tip_decode.harness.stats import METHOD_TEXT, mean_interval
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ METRIC_TEXT = {
     "Pass@1": "mean over problems of the share of a problem's samples graded correct; the 95% interval's method is given below.",
     "Pass@k": "chance that at least one of k samples of a problem is correct (unbiased estimator), mean over problems.",
     "tokens": "mean generated tokens per response (the final end-of-sequence token included).",
+    "thinking": "mean generated tokens inside the think block per response (up to the end-of-thinking marker, or to the response's end when it never closes); shown when the tokenizer has think markers.",
     "truncated": "share of responses that stopped at the token limit (--max-new-tokens) instead of finishing; their answers may be cut off.",
     "switches/resp": "mean number of thought switches per response (a switch word opening a new line of thought, counted with the switch triggers and scope above).",
     "tokens between switches": "mean thought length: tokens from one switch to the next (or to the end of the reasoning), pooled over all thoughts.",
@@ -31,6 +33,7 @@ METRIC_TEXT = {
     "weighted UT": "per problem, the mean UT over its samples with correct samples counting 0, then the mean over problems: underthinking weighted by how often it costs the answer.",
     "on-track abandoned": "switches that left a thought the judge found correct (a correct line of thought abandoned); a lower bound when some abandoned thoughts could not be judged.",
     "ΔPass@1": "Pass@1 of this configuration minus the baseline's, paired by problem (same problems, same seeds); an interval that includes 0 means this run cannot tell the two apart.",
+    "[95% CI]": "of tokens, thinking, switches/resp and tokens between switches: a BCa bootstrap over problems of the pooled mean (a problem's samples stay together; n/a when every problem has the same value).",
 }
 
 
@@ -67,14 +70,24 @@ def _on_track(m: Mapping[str, Any]) -> str:
     return f"{text} (+{unjudged} unjudged)" if unjudged and value is not None else text
 
 
+def _measured(m: Mapping[str, Any], key: str, digits: int) -> str:
+    """A length or count with its interval (`intervals` of summary.json); older summaries: the mean."""
+    interval = (m.get("intervals") or {}).get(key)
+    if interval is None:
+        return _num(m.get(key), digits)
+    return _interval(m.get(key), interval.get("ci95"), digits)
+
+
 def summary_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the comparison table, one row per configuration."""
     ks = sorted({int(k) for m in summary["configs"].values() for k in m.get("pass@k", {})} - {1})
     top_k = ks[-1] if ks else None
+    thinking = any(_known(m.get("mean_thinking_tokens")) for m in summary["configs"].values())
     headers = ["config", "n", "Pass@1 [95% CI]"]
     if top_k:
         headers.append(f"Pass@{top_k}")
-    headers += ["tokens", "truncated", "switches/resp", "tokens between switches", "UT", "weighted UT", "on-track abandoned", "ΔPass@1 vs baseline [95% CI]"]
+    headers += ["tokens [95% CI]"] + (["thinking [95% CI]"] if thinking else [])
+    headers += ["truncated", "switches/resp [95% CI]", "tokens between switches [95% CI]", "UT", "weighted UT", "on-track abandoned", "ΔPass@1 vs baseline [95% CI]"]
     rows = []
     baseline = summary.get("baseline")
     for name, m in summary["configs"].items():
@@ -82,11 +95,13 @@ def summary_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
         row = [name, str(m["n"]), _interval(m["pass@1"]["mean"], m["pass@1"]["ci95"])]
         if top_k:
             row.append(_num(m["pass@k"].get(str(top_k))))
+        row.append(_measured(m, "mean_tokens", 1))
+        if thinking:
+            row.append(_measured(m, "mean_thinking_tokens", 1))
         row += [
-            _num(m["mean_tokens"], 1),
             _pct(m.get("truncated")),
-            _num(m["switches_per_response"], 2),
-            _num(m["mean_tokens_between_switches"], 1),
+            _measured(m, "switches_per_response", 2),
+            _measured(m, "mean_tokens_between_switches", 1),
             _num(m.get("ut")),
             _num(m.get("weighted_ut")),
             _on_track(m),
@@ -103,18 +118,25 @@ def format_table(summary: Mapping[str, Any], tablefmt: str = "github") -> str:
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
-def describe_config(tip: Mapping[str, Any] | None) -> dict[str, str]:
-    """A configuration's settings as table cells (TIP off: dashes)."""
+def config_settings(m: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A configuration's flat intervention keys from its summary entry (older summaries: `tip`)."""
+    if isinstance(m.get("interventions"), Mapping):
+        return m["interventions"]
+    tip = m.get("tip")
     if not tip or float(tip.get("tip_alpha", 0) or 0) == 0 or int(tip.get("tip_beta", 1) or 0) == 0:
-        return {"TIP": "off", "alpha": "-", "beta": "-", "triggers": "-", "scope": "-"}
-    triggers = tip.get("tip_triggers") or []
-    return {
-        "TIP": "on",
-        "alpha": str(tip.get("tip_alpha")),
-        "beta": str(tip.get("tip_beta")),
-        "triggers": ", ".join(triggers) if isinstance(triggers, (list, tuple)) else str(triggers),
-        "scope": str(tip.get("tip_scope", "auto")),
-    }
+        return None
+    return tip
+
+
+def format_configs(summary: Mapping[str, Any], short: bool = True, tablefmt: str = "github") -> str:
+    """Each configuration's interventions and every parameter, one row per configuration."""
+    from tabulate import tabulate
+
+    rows = []
+    for name, m in summary["configs"].items():
+        parts = settings_parts(config_settings(m), short=short)
+        rows.append([name, "; ".join(parts) or settings_text(None)])
+    return tabulate(rows, headers=["config", "settings (interventions and parameters)"], tablefmt=tablefmt, disable_numparse=True)
 
 
 def _methods(summary: Mapping[str, Any]) -> list[str]:
@@ -132,6 +154,13 @@ def _methods(summary: Mapping[str, Any]) -> list[str]:
         who = "" if len(paired_methods) == 1 else f" ({', '.join(names)})"
         lines.append(f"- ΔPass@1 interval{who}: {METHOD_TEXT.get(method, method)}.")
     return lines
+
+
+def _length_methods(summary: Mapping[str, Any]) -> str:
+    methods = sorted({i.get("ci_method") for m in summary["configs"].values() for i in (m.get("intervals") or {}).values() if i.get("ci_method")})
+    if not methods:
+        return "no interval (a summary written before intervals of lengths existed)."
+    return "; ".join(METHOD_TEXT.get(method, method) for method in methods) + "."
 
 
 #: A truncated share at or above this is called out: Pass@1 and UT then largely describe cut-off responses.
@@ -195,13 +224,13 @@ def write_summary_md(summary: Mapping[str, Any], path: str | Path) -> None:
     )
     lines.append(f"- thought judge (UT, on-track): {run.get('judge') or 'answer match (a thought is correct when it states the reference answer)'}")
     lines += ["", "## Configurations", ""]
-    config_rows = [[name, *describe_config(m.get("tip")).values()] for name, m in configs.items()]
-    lines.append(tabulate(config_rows, headers=["config", "TIP", "alpha", "beta", "triggers", "scope"], tablefmt="github", disable_numparse=True))
+    lines.append(format_configs(summary, short=False))
     lines += ["", "## Results", "", format_table(summary), ""]
     lines += ["## What the columns mean", ""]
     lines += [f"- **{name}**: {text}" for name, text in METRIC_TEXT.items()]
     lines += ["", "## Intervals", ""]
     lines += _methods(summary)
+    lines.append(f"- tokens, thinking, switches/resp, tokens between switches: {_length_methods(summary)}")
     truncated = truncation_notes(summary)
     if truncated:
         lines += ["", "## Truncated responses", ""]

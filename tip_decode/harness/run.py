@@ -23,13 +23,13 @@ from tip_decode import __version__
 from tip_decode.core.config import parse_triggers
 from tip_decode.grading import ANSWER_KINDS, answers_equal, extract_answer
 from tip_decode.harness.backends import Backend, Completion, GenerationRequest
-from tip_decode.harness.configs import RunConfig
+from tip_decode.harness.configs import RunConfig, settings_text
 from tip_decode.harness.metrics import analyze_records, config_metrics, json_safe, paired_differences, switch_positions
 from tip_decode.harness.problems import Problem
 from tip_decode.harness.prompts import PromptBuilder, chat_prompt_builder
 from tip_decode.harness.backends import load_hf_tokenizer
 from tip_decode.harness.jsonl import iter_jsonl
-from tip_decode.harness.preflight import InputError, check_output_dir, same_source, tokenizer_fingerprint
+from tip_decode.harness.preflight import InputError, check_configs, check_output_dir, same_source, tokenizer_fingerprint
 from tip_decode.harness.progress import Progress
 from tip_decode.harness.records import RecordWriter, read_records
 from tip_decode.harness.report import plot_comparison, write_summary_md
@@ -88,11 +88,23 @@ def check_resume(out_dir: Path, run_info: Mapping[str, Any], configs: Sequence[R
     before, now = previous.get("tokenizer_fingerprint"), run_info.get("tokenizer_fingerprint")
     if before and now and before != now:
         raise InputError(f"{out_dir} holds a run written with another tokenizer (vocabulary {before}, not {now}): use another output folder")
-    earlier = {c["name"]: c.get("tip") for c in previous.get("configs", []) if isinstance(c, dict) and "name" in c}
+    earlier: dict[str, RunConfig | None] = {}
+    for entry in previous.get("configs", []):
+        if isinstance(entry, dict) and "name" in entry:
+            try:
+                earlier[entry["name"]] = RunConfig.from_dict(entry)
+            except (TypeError, ValueError):
+                earlier[entry["name"]] = None  # unreadable: never equal to a new configuration
     for config in configs:
-        mapping = config.to_dict()["tip"]
-        if config.name in earlier and earlier[config.name] != mapping:
-            raise InputError(f"{out_dir} holds configuration {config.name!r} with other settings ({earlier[config.name]}): rename it")
+        if config.name not in earlier:
+            continue
+        before = earlier[config.name]
+        if before is None or before.interventions != config.interventions:
+            was = settings_text(before.interventions.to_mapping()) if before is not None else "settings this version cannot read"
+            raise InputError(
+                f"{out_dir} holds configuration {config.name!r} with other settings ({was}; now {settings_text(config.interventions.to_mapping())}): "
+                "give this configuration another name (NAME=...) or use another output folder"
+            )
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -125,7 +137,7 @@ def run_compare(
     Args:
         problems: the problems (`load_problems`, or built by the caller).
         configs: the configurations; names must be unique. The baseline for paired differences is
-            the one named "baseline", else the first with TIP off.
+            the one named "baseline", else the first with no intervention.
         backend: an `HFBackend`, `VLLMBackend` or `OpenAIBackend`.
         out_dir: the output folder (created; an existing one is resumed).
         samples: samples per problem and configuration.
@@ -158,6 +170,7 @@ def run_compare(
     tokenizer = backend.tokenizer
     vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, parse_triggers(switch_triggers))
     check_segmentation_arguments(vocabulary, switch_scope, premature_threshold)
+    check_configs(configs, tokenizer)  # a keyword with no token, a budget without think markers ...
     build = prompt_builder or chat_prompt_builder(tokenizer)
     sampling = getattr(backend, "sampling", None)
     tokenizer_name = str(getattr(tokenizer, "name_or_path", "") or backend.model)
@@ -197,14 +210,13 @@ def run_compare(
         writer = RecordWriter(out / f"{config.name}.jsonl")  # drops a torn last line first
         writers[config.name] = writer
         done = {(r["id"], r["sample"]) for r in read_records(writer.path)}
-        tip = None if config.is_baseline else config.tip
         for problem in problems:
             text, ids, _ = prompts[problem.id]
             for sample in range(samples):
                 if (problem.id, sample) not in done:
-                    requests.append(GenerationRequest((problem.id, sample, config.name), text, ids, sample_seed(seed, problem.id, sample), tip))
+                    requests.append(GenerationRequest((problem.id, sample, config.name), text, ids, sample_seed(seed, problem.id, sample), config.interventions))
     versions = {"tip_decode": __version__, "model": backend.model, "backend": backend.name, "backend_version": backend.version}
-    tips = {c.name: c.to_dict()["tip"] for c in configs}
+    settings = {c.name: c.to_dict() for c in configs}
     total = len(problems) * samples * len(configs)
     logger.info("%d of %d samples to generate (%d already in %s)", len(requests), total, total - len(requests), out)
 
@@ -222,7 +234,8 @@ def run_compare(
             "sample": sample,
             "config": config_name,
             "seed": request.seed,
-            "tip": tips[config_name],
+            "tip": settings[config_name]["tip"],
+            "interventions": settings[config_name]["interventions"],
             "prompt": text,
             "response": completion.text,
             "token_ids": token_ids,
@@ -339,13 +352,24 @@ def load_judge(name: str | None) -> Any:
         raise ValueError(f"cannot rebuild the judge {name!r} recorded in run.json: {err}") from None
 
 
-def _baseline_name(run_configs: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str | None:
+def run_configs(info: Mapping[str, Any]) -> dict[str, RunConfig]:
+    """The configurations recorded in run.json, by name (old TIP-only entries included)."""
+    configs = {}
+    for entry in info.get("configs", []):
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            try:
+                configs[entry["name"]] = RunConfig.from_dict(entry)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"run.json: configuration {entry['name']!r} cannot be read: {err}") from None
+    return configs
+
+
+def _baseline_name(configs: Mapping[str, RunConfig], names: Sequence[str]) -> str | None:
     if "baseline" in names:
         return "baseline"
-    for config in run_configs:
-        tip = config.get("tip")
-        if config["name"] in names and (not tip or float(tip.get("tip_alpha", 0) or 0) == 0 or int(tip.get("tip_beta", 1)) == 0):
-            return config["name"]
+    for name, config in configs.items():
+        if name in names and config.is_baseline:
+            return name
     return None
 
 
@@ -387,6 +411,7 @@ def summarize(
     seed = int(info.get("seed", 0) or 0)
     if judge is None:
         judge = load_judge(info.get("judge"))
+    recorded = run_configs(info)
     records_by_config: dict[str, list[dict[str, Any]]] = {}
     metrics: dict[str, Any] = {}
     for name in configs:
@@ -401,7 +426,7 @@ def summarize(
                 record["pred"] = extract_answer(record["response"], record["answer_kind"])
                 record["correct"] = answers_equal(record["pred"], record["reference"], record["answer_kind"])
         selected = [r for r in records if keep is None or (r["id"], r["sample"]) in keep]
-        _, aggregate = analyze_records(selected, vocabulary, tokenizer, scope, judge=judge, premature_threshold=threshold)
+        analyses, aggregate = analyze_records(selected, vocabulary, tokenizer, scope, judge=judge, premature_threshold=threshold)
         if regrade:
             tmp = out / f"{name}.jsonl.tmp"
             with tmp.open("w", encoding="utf-8") as handle:
@@ -411,9 +436,12 @@ def summarize(
                 os.fsync(handle.fileno())
             os.replace(tmp, out / f"{name}.jsonl")
         records_by_config[name] = selected
-        metrics[name] = config_metrics(selected, aggregate, seed=seed)
-        metrics[name]["tip"] = next((c.get("tip") for c in info.get("configs", []) if c["name"] == name), None)
-    baseline = _baseline_name(info.get("configs", []), list(configs))
+        metrics[name] = config_metrics(selected, aggregate, seed=seed, analyses=analyses, markers=vocabulary.think)
+        config = recorded.get(name)
+        # Each configuration's settings: every intervention's flat keys, and `tip` as before.
+        metrics[name]["interventions"] = config.interventions.to_mapping() if config is not None else None
+        metrics[name]["tip"] = config.to_dict()["tip"] if config is not None else None
+    baseline = _baseline_name(recorded, list(configs))
     summary = {
         "configs": metrics,
         "paired": paired_differences(records_by_config, baseline, seed=seed),

@@ -9,7 +9,9 @@ valid at small n (a normal approximation collapses to `[0, 0]` at 0/4 correct):
 - several samples per problem: a BCa bootstrap interval of the mean of per-problem accuracies
   (`scipy.stats.bootstrap(..., method="BCa")`);
 - differences between configurations: a paired BCa bootstrap over problems
-  (`scipy.stats.bootstrap(..., paired=True, method="BCa")`).
+  (`scipy.stats.bootstrap(..., paired=True, method="BCa")`);
+- means of lengths and counts (tokens, thinking tokens, switches per response, thought length):
+  a BCa bootstrap over problems of the pooled mean (`pooled_mean_interval`).
 
 Degenerate data are handled explicitly, never by a silent zero-width interval: when every problem
 has the same accuracy the bootstrap has nothing to resample, and Pass@1 falls back to the Wilson
@@ -40,6 +42,7 @@ BCA = "bca"
 PERCENTILE = "percentile"
 WILSON_EQUAL = "wilson-equal"
 UNDEFINED_EQUAL = "undefined-equal"
+UNDEFINED_CONSTANT = "undefined-constant"
 NO_DATA = "no-data"
 METHOD_TEXT = {
     WILSON: "Wilson score interval (one sample per problem: Pass@1 is a binomial proportion over problems)",
@@ -47,6 +50,7 @@ METHOD_TEXT = {
     PERCENTILE: "percentile bootstrap over problems (BCa could not be computed for these values)",
     WILSON_EQUAL: "every problem has the same accuracy, so the bootstrap has nothing to resample: Wilson interval of that accuracy over the number of problems",
     UNDEFINED_EQUAL: "every problem has the same difference, so no interval can be estimated from these problems (n/a)",
+    UNDEFINED_CONSTANT: "every problem has the same mean (or there is one problem), so no interval can be estimated from these problems (n/a)",
     NO_DATA: "no data",
 }
 
@@ -193,3 +197,34 @@ def mean_interval(values: Sequence[float]) -> tuple[float, list[float]]:
     stats = _scipy_stats()
     low, high = stats.t.interval(CONFIDENCE, data.size - 1, loc=mean, scale=stats.sem(data))
     return mean, [float(low), float(high)]
+
+
+def _ratio_of_sums(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sum(x, axis=axis) / np.sum(y, axis=axis)
+
+
+def pooled_mean_interval(totals: Mapping[Any, float], counts: Mapping[Any, float], seed: int = 0) -> dict[str, Any]:
+    """A pooled mean (sum of `totals` / sum of `counts`) with a 95% interval over problems.
+
+    For per-response means (tokens, switches: `counts` = responses per problem) and per-thought
+    means (thought length: `totals` = thought tokens, `counts` = thoughts per problem). The problem
+    is the unit, as for Pass@1: problems are resampled with their totals and counts together (a
+    paired BCa bootstrap of the ratio, seeded), so several samples of one problem are not taken as
+    independent. When every problem has the same mean (all responses without a switch) or there is
+    a single problem, nothing varies to estimate an interval from: `ci95` is NaN and `ci_method`
+    says why (`"undefined-constant"`), never a zero-width interval.
+
+    Returns `{"mean", "ci95", "ci_method"}`.
+    """
+    problems = [p for p in totals if counts.get(p, 0) > 0]
+    if not problems:
+        return {"mean": math.nan, "ci95": [math.nan, math.nan], "ci_method": NO_DATA}
+    x = np.array([totals[p] for p in problems], dtype=float)
+    y = np.array([counts[p] for p in problems], dtype=float)
+    mean = float(x.sum() / y.sum())
+    per_problem = x / y
+    if len(problems) < 2 or np.all(per_problem == per_problem[0]):
+        return {"mean": mean, "ci95": [math.nan, math.nan], "ci_method": UNDEFINED_CONSTANT}
+    ci, method = _bootstrap((x, y), _ratio_of_sums, seed, paired=True)
+    return {"mean": mean, "ci95": ci, "ci_method": method}
