@@ -32,9 +32,11 @@ class Group:
     state: InterventionState
     members: set[int] = field(default_factory=set)
     member_mask: np.ndarray | None = None  # MRV2: slot -> member, on the host
-    rows: torch.Tensor | None = None  # V1: sorted member rows on the device
+    # V1: the member rows, sorted; a slice when they are consecutive (the usual case: one structure
+    # for every request), which makes the state update and the logits write views instead of gathers.
+    rows: torch.Tensor | slice | None = None
     row_list: list[int] = field(default_factory=list)
-    span: slice | None = None  # V1: the member rows when they are consecutive
+    row_objects: list[Any] = field(default_factory=list)  # V1: the `V1Row` of each entry of row_list
 
 
 class Groups:

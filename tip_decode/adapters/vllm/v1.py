@@ -96,9 +96,16 @@ class V1Runner:
         start_fresh()
         for group in changed.values():
             group.row_list = sorted(group.members)
-            group.rows = self._to_device(group.row_list, torch.long) if group.row_list else None  # type: ignore[attr-defined]
-            first, count = (group.row_list[0], len(group.row_list)) if group.row_list else (0, 0)
-            group.span = slice(first, first + count) if count and group.row_list[-1] == first + count - 1 else None
+            group.row_objects = [self._rows[i] for i in group.row_list]
+            group.rows = self._row_index(group.row_list)
+
+    def _row_index(self, rows: list[int]) -> torch.Tensor | slice | None:
+        """Sorted distinct rows as a slice when they are consecutive, else as a device index."""
+        if not rows:
+            return None
+        if rows[-1] - rows[0] == len(rows) - 1:
+            return slice(rows[0], rows[-1] + 1)
+        return self._to_device(rows, torch.long)  # type: ignore[attr-defined]
 
     def _apply_v1(self, logits: torch.Tensor) -> torch.Tensor:
         if not self._rows:
@@ -107,43 +114,53 @@ class V1Runner:
             if group.rows is None:
                 continue
             self._advance_v1(group)
-            # A group on consecutive rows (the usual case) is read through a view, not a copy.
-            rows = group.span if group.span is not None else group.rows
-            group.state.apply(logits, rows=rows, logit_rows=rows)
+            # One logits write per group; a slice of rows is read through a view, not a copy.
+            group.state.apply(logits, rows=group.rows, logit_rows=group.rows)
         return logits
 
     def _advance_v1(self, group: Group) -> None:
         """Feed each row the tokens its request generated since the last step (normally one).
 
         The output lists are host lists that vLLM fills before `apply` when processors are passed
-        by name; an unfilled async-scheduling placeholder (-1) is left for the next step.
+        by name; an unfilled async-scheduling placeholder (-1) is left for the next step. Each row
+        is looked at through its output's length and newest entry only, so a step costs O(rows)
+        whatever the outputs' length; a row with no new token (just added, a chunked-prefill step)
+        is skipped and never slows down the others.
         """
-        rows = self._rows
+        rows: list[int] = []
         tokens: list[int] = []
-        for index in group.row_list:
-            row = rows[index]
-            output = row.output
-            if len(output) == row.seen + 1 and output[-1] >= 0:
-                tokens.append(output[-1])
-            else:
-                break
-        else:
-            group.state.update(self._to_device(tokens, torch.long), group.rows)  # type: ignore[attr-defined]
-            for index in group.row_list:
-                rows[index].seen += 1
-            return
-        # Slow path: some row has no new token yet (just added), a placeholder, several new tokens,
-        # or fewer tokens than already seen (tokens discarded after a KV-load failure).
+        irregular: list[int] = []
+        for index, row in zip(group.row_list, group.row_objects):
+            length = len(row.output)
+            if length == row.seen + 1:
+                token = row.output[-1]
+                if token >= 0:
+                    rows.append(index)
+                    tokens.append(token)
+                    row.seen = length
+            elif length != row.seen:
+                irregular.append(index)
+        if rows:
+            index = group.rows if len(rows) == len(group.row_list) else self._row_index(rows)
+            group.state.update(self._to_device(tokens, torch.long), index)  # type: ignore[attr-defined]
+        if irregular:
+            self._catch_up_v1(group, irregular)
+
+    def _catch_up_v1(self, group: Group, indices: list[int]) -> None:
+        """Rows with several new tokens, or fewer tokens than already seen (tokens discarded after a
+        KV-load failure: the row is rebuilt from its output)."""
         pending: dict[int, list[int]] = {}
-        for index in group.row_list:
-            row = rows[index]
-            known = _known_prefix(row.output)
-            if len(known) < row.seen:
+        for index in indices:
+            row = self._rows[index]
+            if len(row.output) < row.seen:
+                known = _known_prefix(row.output)
                 group.state.replay_row(index, row.settings, row.prompt_open, row.prompt_think, known)
                 row.seen = len(known)
-            elif len(known) > row.seen:
-                pending[index] = known[row.seen :]
-                row.seen = len(known)
+                continue
+            new = _known_prefix(row.output[row.seen :])
+            if new:
+                pending[index] = new
+                row.seen += len(new)
         step = 0
         while pending:
             ready = [i for i, new in pending.items() if len(new) > step]
