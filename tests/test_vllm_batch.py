@@ -323,7 +323,7 @@ def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir, 
         live = {i: req for i, req in enumerate(batch) if req is not None}
         for i, req in live.items():
             stats.record(req, i, base)
-        counts["caught_up"] += sum(len(req.output) > processor._rows[i].seen + 1 for i, req in live.items() if i in processor._rows)
+        counts["caught_up"] += sum(len(req.output) > processor._seen[i] + 1 for i, req in live.items() if i in processor._rows)
         out = processor.apply(work)
         for group in processor._groups:  # both ways of addressing a group's rows are exercised
             if group.rows is not None:
@@ -392,7 +392,7 @@ def test_v1_step_reads_only_the_newest_token_of_each_output(server_env, tokenize
         processor.apply(logits)
     assert ReadCountingList.bulk_reads == 0
     for i, output in enumerate(outputs):
-        assert processor._rows[i].seen == history + 20
+        assert processor._seen[i] == history + 20
 
 
 def test_request_arguments_are_remembered_by_value(server_env, tokenizers_dir):
@@ -436,7 +436,7 @@ def test_v1_unfilled_placeholder_is_deferred(server_env, tokenizers_dir):
     assert processor.apply(base.clone())[0, hit] == -2.5  # state after [5]: 1 < 0 + 2
     output[-1] = 7
     assert processor.apply(base.clone())[0, hit] == 0.0  # after [5, 7]: window closed (2 >= 2)
-    assert processor._rows[0].seen == 2
+    assert processor._seen[0] == 2
 
 
 def test_needs_output_token_ids(server_env, tokenizers_dir):
@@ -455,6 +455,25 @@ def test_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan(server_env, tokeniz
     logits[0, hit] = math.inf
     out = processor.apply(logits)
     assert not torch.isnan(out).any() and out[0, hit] == -math.inf
+
+
+def test_a_ban_among_finite_rows_of_one_group_still_bans(server_env, tokenizers_dir):
+    """One row with alpha inf in a group of finite rows: the group's logits write takes the ban-safe
+    path (the one-pass add is only for groups whose every member has a finite bias)."""
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 4), "cpu", False)
+    hit = plan_for(processor.tokenizer, InterventionSet(tip=server_default())).rule("tip").vocabulary.token_ids[0]
+    added = [(i, SamplingParams(extra_args={"tip_alpha": alpha}), [1, 2], []) for i, alpha in enumerate((2.0, "inf", 3.0))]
+    processor.update_state(BatchUpdate(batch_size=3, removed=[], added=added, moved=[]))
+    logits = torch.zeros(3, WIDTH)
+    logits[:, hit] = math.inf
+    out = processor.apply(logits)
+    assert not torch.isnan(out).any()
+    assert out[1, hit] == -math.inf and out[0, hit] == math.inf and out[2, hit] == math.inf
+    processor.update_state(BatchUpdate(batch_size=3, removed=[1], added=[], moved=[]))  # the ban leaves
+    logits = torch.zeros(3, WIDTH)
+    logits[:, hit] = 1.0
+    out = processor.apply(logits)
+    assert out[0, hit] == -1.0 and out[2, hit] == -2.0 and out[1, hit] == 1.0
 
 
 def test_no_tip_rows_cost_nothing(server_env, tokenizers_dir, monkeypatch):

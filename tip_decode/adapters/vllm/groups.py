@@ -37,6 +37,9 @@ class Group:
     rows: torch.Tensor | slice | None = None
     row_list: list[int] = field(default_factory=list)
     row_objects: list[Any] = field(default_factory=list)  # V1: the `V1Row` of each entry of row_list
+    outputs: list[list[int]] = field(default_factory=list)  # V1: the output list of each entry of row_list
+    row_array: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # V1: row_list
+    finite: bool = False  # V1: no member's bias can be -inf (the logits write adds in one pass)
 
 
 class Groups:

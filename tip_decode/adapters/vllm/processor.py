@@ -124,6 +124,7 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
         self._slot_settings: dict[int, InterventionSet] = {}
         self._pending: list[int] = []
         self._active = np.zeros(capacity, dtype=bool)
+        self._seen = np.zeros(capacity, dtype=np.int64)  # V1: output tokens each row's state has seen
         self._warned: set[str] = set()
         # Request arguments (by value and type) -> settings, or None: off.
         self._settings_cache: dict[tuple[Any, ...], InterventionSet | None] = {}
@@ -200,7 +201,10 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
     def _to_device(self, values: Sequence[Any], dtype: torch.dtype) -> torch.Tensor:
         # Through numpy: torch.tensor(list) inspects every element (98 us for 1,024 ints on CPU),
         # numpy takes a third of that; this runs every step.
-        tensor = torch.from_numpy(np.array(values, dtype=_NUMPY_DTYPES[dtype]))
+        return self._array_to_device(np.array(values, dtype=_NUMPY_DTYPES[dtype]))
+
+    def _array_to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
         if self._pin and self.device.type != "cpu":
             tensor = tensor.pin_memory()
         return tensor.to(self.device, non_blocking=True)

@@ -8,10 +8,13 @@ token per row and writes the group's biases. Row i of the logits is persistent-b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from tip_decode.adapters.vllm.batch import follow_batch_update
@@ -24,12 +27,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class V1Row:
-    """Bookkeeping of one row: its group, settings, prompt facts and the request's live output list."""
+    """Bookkeeping of one row: its group, settings, prompt facts and the request's live output list.
+
+    How many output tokens the row's state has seen is kept per batch row in the processor's
+    `_seen` array, so that a step compares every row's length at once.
+    """
 
     group: Group
     settings: InterventionSet
     output: list[int]
-    seen: int
     prompt_open: bool
     prompt_think: int
 
@@ -38,6 +44,7 @@ class V1Runner:
     """Mixin of the processor for the V1 model runner (state attributes are set by the processor)."""
 
     _rows: dict[int, V1Row]
+    _seen: np.ndarray  # batch row -> output tokens its state has seen
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         """Follow the persistent batch: removed, then added, then moved (vLLM's order)."""
@@ -53,7 +60,8 @@ class V1Runner:
             group = self._groups.get(settings.structure)  # type: ignore[attr-defined]
             opened, thinking = _prompt_facts(group, prompt_ids)
             known = _known_prefix(output_ids)
-            row = V1Row(group, settings, output_ids, len(known), opened, thinking)
+            row = V1Row(group, settings, output_ids, opened, thinking)
+            self._seen[index] = len(known)
             group.members.add(index)
             changed[id(group)] = group
             if known:
@@ -88,6 +96,7 @@ class V1Runner:
                 dst = [d for _, _, d in group_moves]
                 # One copy per record: a swap inside a group exchanges both rows at once.
                 group.state.copy_rows(self._to_device(src, torch.long), self._to_device(dst, torch.long))  # type: ignore[attr-defined]
+                self._seen[dst] = self._seen[src]  # the right side is read first: a swap exchanges
                 group.members.difference_update(src)
                 group.members.update(dst)
                 changed[id(group)] = group
@@ -97,7 +106,10 @@ class V1Runner:
         for group in changed.values():
             group.row_list = sorted(group.members)
             group.row_objects = [self._rows[i] for i in group.row_list]
+            group.outputs = [row.output for row in group.row_objects]
+            group.row_array = np.array(group.row_list, dtype=np.int64)
             group.rows = self._row_index(group.row_list)
+            group.finite = all(bias_is_finite(row.settings) for row in group.row_objects)
 
     def _row_index(self, rows: list[int]) -> torch.Tensor | slice | None:
         """Sorted distinct rows as a slice when they are consecutive, else as a device index."""
@@ -115,7 +127,7 @@ class V1Runner:
                 continue
             self._advance_v1(group)
             # One logits write per group; a slice of rows is read through a view, not a copy.
-            group.state.apply(logits, rows=group.rows, logit_rows=group.rows)
+            group.state.apply(logits, rows=group.rows, logit_rows=group.rows, finite=group.finite)
         return logits
 
     def _advance_v1(self, group: Group) -> None:
@@ -124,27 +136,36 @@ class V1Runner:
         The output lists are host lists that vLLM fills before `apply` when processors are passed
         by name; an unfilled async-scheduling placeholder (-1) is left for the next step. Each row
         is looked at through its output's length and newest entry only, so a step costs O(rows)
-        whatever the outputs' length; a row with no new token (just added, a chunked-prefill step)
-        is skipped and never slows down the others.
+        whatever the outputs' length, and the per-row work is C loops (`map`) plus numpy: the
+        Python per row of a loop would cost more than the tensor step at 1,024 rows. A row with no
+        new token (just added, a chunked-prefill step) is skipped and never slows down the others.
         """
-        rows: list[int] = []
-        tokens: list[int] = []
-        irregular: list[int] = []
-        for index, row in zip(group.row_list, group.row_objects):
-            length = len(row.output)
-            if length == row.seen + 1:
-                token = row.output[-1]
-                if token >= 0:
-                    rows.append(index)
-                    tokens.append(token)
-                    row.seen = length
-            elif length != row.seen:
-                irregular.append(index)
-        if rows:
-            index = group.rows if len(rows) == len(group.row_list) else self._row_index(rows)
-            group.state.update(self._to_device(tokens, torch.long), index)  # type: ignore[attr-defined]
-        if irregular:
-            self._catch_up_v1(group, irregular)
+        outputs = group.outputs
+        count = len(outputs)
+        lengths = np.fromiter(map(len, outputs), dtype=np.int64, count=count)
+        seen = self._seen[group.row_array]
+        new = lengths - seen
+        one = new == 1
+        if one.all():
+            # The usual step: one new token in every row (map(itemgetter(-1)): no empty list here).
+            tokens = np.fromiter(map(itemgetter(-1), outputs), dtype=np.int64, count=count)
+            if (tokens >= 0).all():
+                self._seen[group.row_array] = lengths
+                group.state.update(self._array_to_device(tokens), group.rows)  # type: ignore[attr-defined]
+                return
+        positions = np.flatnonzero(one)
+        if positions.size:
+            tokens = np.array([outputs[p][-1] for p in positions.tolist()], dtype=np.int64)
+            known = tokens >= 0  # an unfilled placeholder waits for the next step
+            positions, tokens = positions[known], tokens[known]
+        if positions.size:
+            rows = group.row_array[positions]
+            self._seen[rows] += 1
+            index = group.rows if positions.size == count else self._row_index(rows.tolist())
+            group.state.update(self._array_to_device(tokens), index)  # type: ignore[attr-defined]
+        irregular = group.row_array[(new != 0) & ~one]
+        if irregular.size:
+            self._catch_up_v1(group, irregular.tolist())
 
     def _catch_up_v1(self, group: Group, indices: list[int]) -> None:
         """Rows with several new tokens, or fewer tokens than already seen (tokens discarded after a
@@ -152,15 +173,16 @@ class V1Runner:
         pending: dict[int, list[int]] = {}
         for index in indices:
             row = self._rows[index]
-            if len(row.output) < row.seen:
+            seen = int(self._seen[index])
+            if len(row.output) < seen:
                 known = _known_prefix(row.output)
                 group.state.replay_row(index, row.settings, row.prompt_open, row.prompt_think, known)
-                row.seen = len(known)
+                self._seen[index] = len(known)
                 continue
-            new = _known_prefix(row.output[row.seen :])
+            new = _known_prefix(row.output[seen:])
             if new:
                 pending[index] = new
-                row.seen += len(new)
+                self._seen[index] = seen + len(new)
         step = 0
         while pending:
             ready = [i for i, new in pending.items() if len(new) > step]
@@ -168,6 +190,12 @@ class V1Runner:
                 break
             group.state.update(self._to_device([pending[i][step] for i in ready], torch.long), self._to_device(ready, torch.long))  # type: ignore[attr-defined]
             step += 1
+
+
+def bias_is_finite(settings: InterventionSet) -> bool:
+    """No bias of these settings is ever -inf: only TIP and gated TIP, with finite alphas (NoWait
+    and the budget ban, CyclicReflex is left on the general path too)."""
+    return all(name in ("tip", "gated") and math.isfinite(getattr(settings, name).alpha) for name in settings.names)
 
 
 def _prompt_facts(group: Group, prompt_ids: Sequence[int] | None) -> tuple[bool, int]:
