@@ -87,6 +87,9 @@ class V1Runner:
             fresh.clear()
 
         def relocated(moves: list[tuple[V1Row, int, int]]) -> None:
+            # All of the record's rows at once (the right side is read first): the two rows of a
+            # swap may belong to different groups.
+            self._seen[[d for _, _, d in moves]] = self._seen[[s for _, s, _ in moves]]
             by_group: dict[int, list[tuple[V1Row, int, int]]] = {}
             for move in moves:
                 by_group.setdefault(id(move[0].group), []).append(move)
@@ -96,7 +99,6 @@ class V1Runner:
                 dst = [d for _, _, d in group_moves]
                 # One copy per record: a swap inside a group exchanges both rows at once.
                 group.state.copy_rows(self._to_device(src, torch.long), self._to_device(dst, torch.long))  # type: ignore[attr-defined]
-                self._seen[dst] = self._seen[src]  # the right side is read first: a swap exchanges
                 group.members.difference_update(src)
                 group.members.update(dst)
                 changed[id(group)] = group
