@@ -251,10 +251,10 @@ def persistent_batch(workdir: Path, tokenizer_dir: Path, rows: int, width: int, 
         for request in batch.rows:
             request[2].append(rng.choice(pool))
     medians = {name: 1e3 * statistics.median(values) for name, values in timed.items()}
-    group = next(iter(tip_on._groups.values()))
+    group = next(iter(tip_on._groups))
     return {
         "rows": rows, "width": width, "triggers": triggers, "penalised_columns": int(group.tables.columns.numel()),
-        "patterns": group.tables.num_patterns, "history": history, "steps": steps, "churn": counts,
+        "patterns": group.tables.rule("tip").switch.num_patterns, "history": history, "steps": steps, "churn": counts,
         "tip_on_ms": medians["TIP on"], "min_tokens_ms": medians["MinTokens"], "tip_off_ms": medians["TIP off"],
         "ratio": medians["TIP on"] / medians["MinTokens"],
     }

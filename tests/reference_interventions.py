@@ -4,6 +4,10 @@ Everything is recomputed from the whole history at every step, one row at a time
 straight from the words of the docs (TIP itself comes from tests/reference.py). The library's
 batched tensor state is checked against this on every shared tokenizer and through vLLM.
 
+TIP's and gated TIP's switch vocabulary (hits, multi-token patterns, word ends) comes from the
+independent oracle (tests/vocab_oracle.py, built from the tokenizer's own tokenizer.json), never from
+`SwitchVocabulary`, so that these tests do not check the library against itself.
+
 A row is described by its prompt facts (does the prompt end inside an open think block, how many
 thinking tokens it already holds), its generated tokens and, because `gated` and `budget` look at
 the logits, the raw logits row of every step so far.
@@ -12,13 +16,14 @@ the logits, the raw logits row of every step so far.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 
 import torch
+from vocab_oracle import Rules, oracle_for
 
 import reference
-from tip_decode import SwitchVocabulary
 from tip_decode.core.interventions import TokenizerInfo
 from tip_decode.core.vocabulary import ThinkMarkers
 
@@ -54,11 +59,16 @@ class Row:
 class Reference:
     """The docs' rules for one tokenizer and think markers."""
 
-    def __init__(self, tokenizer, markers: ThinkMarkers | None = None, gate_margin: float = 1e-4) -> None:
+    def __init__(self, tokenizer, markers: ThinkMarkers | None = None, gate_margin: float = 1e-4, raw=None) -> None:
+        """`raw`: the `tokenizers.Tokenizer` the switch oracle reads (default: the tokenizer's own
+        tokenizer.json); `markers`: think markers given from elsewhere (vLLM's reasoning parser)."""
         self.tokenizer = tokenizer
         self.gate_margin = gate_margin  # a gate this close to its threshold is not called
         self.info = TokenizerInfo.from_tokenizer(tokenizer, markers)
         self.markers = self.info.markers
+        self.oracle = oracle_for(raw if raw is not None else raw_tokenizer(tokenizer))
+        # Switch scope markers: the given ones, else the oracle's own reading of the vocabulary.
+        self.switch_markers = (markers.start_id, markers.end_id) if markers is not None else (self.oracle.think_start, self.oracle.think_end)
 
     # ----- reasoning -----
 
@@ -139,14 +149,20 @@ class Reference:
     # ----- tip and gated -----
 
     @lru_cache(maxsize=16)
-    def switch_vocabulary(self, triggers: tuple[str, ...]) -> SwitchVocabulary:
-        vocab = SwitchVocabulary.from_tokenizer(self.tokenizer, triggers)
-        return vocab if vocab.think == self.markers else vocab.with_think_markers(self.markers)
+    def switch_rules(self, triggers: tuple[str, ...]) -> Rules:
+        """What the contract penalises for `triggers`, from the oracle, with the plan's think markers."""
+        start, end = self.switch_markers
+        return replace(self.oracle.rules(triggers), think_start=start, think_end=end)
+
+    def switch_scope(self, scope: str) -> str:
+        if scope != "auto":
+            return scope
+        start, end = self.switch_markers
+        return "think" if start is not None and end is not None else "all"
 
     def tip(self, config, row: Row, t: int) -> dict[int, float]:
-        vocab = self.switch_vocabulary(config.triggers)
-        scope = vocab.resolve_scope(config.scope)
-        ids = reference.penalised(vocab, scope, row.prompt_open, row.generated, t, config.beta)
+        rules = self.switch_rules(config.triggers)
+        ids = reference.penalised(rules, self.switch_scope(config.scope), row.prompt_open, row.generated, t, config.beta)
         return {i: -config.alpha for i in ids}
 
     def gated(self, config, row: Row, t: int) -> tuple[dict[int, float], bool]:
@@ -154,15 +170,15 @@ class Reference:
 
         Returns the bias and whether the mean is too close to the threshold to call.
         """
-        vocab = self.switch_vocabulary(config.triggers)
-        scope = vocab.resolve_scope(config.scope)
+        rules = self.switch_rules(config.triggers)
+        scope = self.switch_scope(config.scope)
         history = row.generated[:t]
-        ids = reference.penalised(vocab, scope, row.prompt_open, row.generated, t, config.beta)
+        ids = reference.penalised(rules, scope, row.prompt_open, row.generated, t, config.beta)
         if not ids:
             return {}, False
         # Steps counted: after reasoning opened and after the token that completed the latest switch.
         start = 0 if scope == "all" else self.reasoning_start(row, history)
-        completed = [end for _, end in reference.switch_events(vocab, scope, row.prompt_open, history)]
+        completed = [end for _, end in reference.switch_events(rules, scope, row.prompt_open, history)]
         first = max([start] + [end + 1 for end in completed] + [r for r in row.restarts if r <= t])
         entropies = [row.entropy(s) for s in range(first, t + 1)]
         mean = sum(entropies) / len(entropies)
@@ -250,6 +266,23 @@ class Reference:
             if i == forced:
                 out[k] = FORCED
         return out
+
+
+_RAW: dict[str, object] = {}
+
+
+def raw_tokenizer(tokenizer):
+    """The `tokenizers.Tokenizer` of a transformers tokenizer, read again from its own file (once
+    per file: the oracle is cached per tokenizer object)."""
+    from tokenizers import Tokenizer
+
+    path = Path(str(getattr(tokenizer, "name_or_path", ""))) / "tokenizer.json"
+    if path.is_file():
+        key = str(path.resolve())
+        if key not in _RAW:
+            _RAW[key] = Tokenizer.from_file(key)
+        return _RAW[key]
+    return Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
 
 
 def entropy(logits: torch.Tensor) -> float:

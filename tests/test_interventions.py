@@ -295,6 +295,37 @@ def test_zero_strength_is_bit_identical_and_nothing_is_nan():
     assert torch.equal(nothing.apply(logits[:1].clone()).view(torch.int32), logits[:1].view(torch.int32))
 
 
+@pytest.mark.parametrize("addressing", ["all", "slice", "index"])
+def test_finite_write_equals_the_general_write_bit_for_bit(addressing):
+    """`apply(finite=True)` (one index_add over the rows with a non-zero bias) writes exactly what
+    the read-sum-write path writes, whatever the logits hold (-0.0, +-inf) and however rows are given."""
+    qwen = load_hf_tokenizer("qwen3")
+    settings = InterventionSet(tip=TIPConfig(alpha=2.5, beta=3, triggers=("wait", "alternatively", "hmm")))
+    tables = plan_for(qwen, settings).tables(151936, "cpu")
+    tip_ids = tables.rule("tip").switch
+    rng = random.Random(5)
+    pool = [int(i) for i in tip_ids.ids] + [rng.randrange(151936) for _ in range(40)]
+    states = [InterventionState(tables, 8) for _ in range(2)]
+    for state in states:
+        state.start_rows(list(range(8)), [settings] * 8, [True] * 8, [0] * 8)
+    rows = {"all": None, "slice": slice(2, 7), "index": torch.tensor([0, 3, 4, 7])}[addressing]
+    count = 8 if rows is None else (5 if isinstance(rows, slice) else 4)
+    written = 0
+    for _ in range(12):
+        tokens = torch.tensor([rng.choice(pool) for _ in range(count)])
+        logits = torch.randn(8, 151936)
+        logits[:, tables.columns[0::3]] = math.inf
+        logits[:, tables.columns[1::3]] = -0.0
+        logits[:, tables.columns[2::5]] = -math.inf
+        outs = []
+        for state, finite in zip(states, (False, True)):
+            state.update(tokens, rows)
+            outs.append(state.apply(logits.clone(), rows=rows, logit_rows=rows, finite=finite))
+        assert torch.equal(outs[0].view(torch.int32), outs[1].view(torch.int32))
+        written += int((outs[0] != logits).any(dim=1).sum())
+    assert 0 < written < 12 * count  # some rows in a window, some not: both cases exercised
+
+
 # ----- lifecycle -----
 
 

@@ -32,9 +32,14 @@ class Group:
     state: InterventionState
     members: set[int] = field(default_factory=set)
     member_mask: np.ndarray | None = None  # MRV2: slot -> member, on the host
-    rows: torch.Tensor | None = None  # V1: sorted member rows on the device
+    # V1: the member rows, sorted; a slice when they are consecutive (the usual case: one structure
+    # for every request), which makes the state update and the logits write views instead of gathers.
+    rows: torch.Tensor | slice | None = None
     row_list: list[int] = field(default_factory=list)
-    span: slice | None = None  # V1: the member rows when they are consecutive
+    row_objects: list[Any] = field(default_factory=list)  # V1: the `V1Row` of each entry of row_list
+    outputs: list[list[int]] = field(default_factory=list)  # V1: the output list of each entry of row_list
+    row_array: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # V1: row_list
+    finite: bool = False  # V1: no member's bias can be -inf (the logits write adds in one pass)
 
 
 class Groups:

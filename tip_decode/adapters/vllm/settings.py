@@ -14,6 +14,7 @@ from typing import Any
 
 from tip_decode.core.config import TIPConfig
 from tip_decode.core.interventions import InterventionSet, plan_for
+from tip_decode.core.interventions.plan import namespace_of
 
 # The server defaults are shared with the SGLang adapter; kept importable from here.
 from tip_decode.core.server_defaults import (  # noqa: F401
@@ -56,6 +57,29 @@ def request_settings(sampling_params: Any, default: InterventionSet) -> Interven
         if budget.min > vllm_budget:
             raise ValueError(f"`budget_min` has to be at most `thinking_token_budget` ({vllm_budget}), but is {budget.min}")
     return settings
+
+
+def arguments_key(sampling_params: Any) -> tuple[Any, ...] | None:
+    """A hashable key of everything `request_settings` reads from a request, or None when a value
+    cannot be hashed (such a request is parsed every time).
+
+    Each value carries its type: True == 1 == 1.0 and they hash alike, but validate differently
+    (`tip_alpha: true` is refused, `tip_alpha: 1` is not).
+    """
+    extra = getattr(sampling_params, "extra_args", None) or {}
+    try:
+        items = sorted((k, _typed(v)) for k, v in extra.items() if isinstance(k, str) and namespace_of(k) is not None)
+        key = (tuple(items), _typed(getattr(sampling_params, "thinking_token_budget", None)))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_typed(v) for v in value))
+    return (type(value).__name__, value)
 
 
 # ----- tokenizer and think markers, shared by every processor in a process -----

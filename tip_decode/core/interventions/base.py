@@ -317,7 +317,8 @@ class AdvanceStep:
 class ApplyStep:
     """The state of each row (after its newest token) and the logits the next token is chosen from.
 
-    `sub` holds the logits at the plan's columns. Rules add to `bias` (summed, then added once;
+    `sub` holds the logits at the plan's columns; rules read only its shape, dtype and device
+    (`InterventionState.apply` with `finite=True` does not gather it). Rules add to `bias` (summed, then added once;
     a rule writes -0.0, never +0.0, where it adds nothing),
     set `forced` (an index into the plan's columns; the forced token's logit becomes
     `FORCED_LOGIT`), and record apply-time decisions with `write_int` / `write_float`.

@@ -72,10 +72,8 @@ class SwitchTables:
         self.prefix_space = torch.tensor([m.prefix_starts_with_space for m in patterns], dtype=torch.bool, device=self.device)
         self.completion = torch.tensor([m.completion for m in patterns], dtype=torch.long, device=self.device)
         column_of = {c: i for i, c in enumerate(ids)}
-        to_column = torch.zeros((len(patterns), len(ids)), dtype=torch.float32)
-        for row, m in enumerate(patterns):
-            to_column[row, column_of[m.completion]] = 1.0
-        self.pattern_to_column = to_column.to(self.device)
+        # The column of each pattern's completion (several patterns may share one).
+        self.pattern_column = torch.tensor([column_of[m.completion] for m in patterns], dtype=torch.long, device=self.device)
         self.num_patterns = len(patterns)
 
     @property
@@ -112,7 +110,10 @@ class SwitchTables:
         """(rows, columns): which switch columns are penalisable for the next token."""
         active = self.column_is_hit[None, :]
         if self.num_patterns:
-            active = active | ((armed.float() @ self.pattern_to_column) > 0)
+            # Count the armed patterns per column (an index_add over the few patterns, cheaper
+            # than a matrix product at serving batch sizes); a count above zero arms the column.
+            counts = torch.zeros((armed.shape[0], self.column_is_hit.shape[0]), dtype=torch.int32, device=armed.device)
+            active = active | counts.index_add_(1, self.pattern_column, armed.to(torch.int32)).ne(0)
         return active
 
 
