@@ -11,6 +11,8 @@ batches with prompts of different lengths (left padding), sampled rows sharing a
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
@@ -223,3 +225,45 @@ def test_constructor_arguments(tokenizer):
     off = ReasoningInterventionsProcessor(tokenizer)
     out = off(torch.zeros((2, 3), dtype=torch.long), scores)
     assert torch.equal(out, scores) and out is not scores
+
+
+class StandInGraph:
+    """Replays the captured step function ("right") or does nothing ("stale"): a CUDA graph needs a
+    GPU, but the static buffers it runs on and the check against the eager step run anywhere."""
+
+    def __init__(self, step, behaviour: str) -> None:
+        self.step, self.behaviour, self.replays = step, behaviour, 0
+
+    def replay(self) -> None:
+        self.replays += 1
+        if self.behaviour == "right":
+            self.step()
+
+
+@pytest.mark.parametrize("mode", ["greedy", "beams"])
+@pytest.mark.parametrize("behaviour", ["right", "stale"])
+def test_the_graph_step_covers_rules_that_read_logits(model, tokenizer, words, mode, behaviour, caplog):
+    """The graph step (whole logits rows copied into a static buffer for gated and budget) gives the
+    reference's scores; a wrong graph is caught by the check, never reaches the scores, and the
+    processor goes on eagerly with one warning."""
+    settings = settings_for("combination", words)
+    processor = ReasoningInterventionsProcessor(tokenizer, settings)
+    graphs: list[StandInGraph] = []
+
+    def factory(step, device):
+        graphs.append(StandInGraph(step, behaviour))
+        return graphs[-1]
+
+    processor.graph_factory = factory
+    with caplog.at_level(logging.WARNING, logger="tip_decode.adapters.hf"):
+        calls, prompt_length = run(model, tokenizer, processor, mode)
+    compared, changed = check_against_reference(Reference(tokenizer, gate_margin=1e-3), settings, calls, prompt_length)
+    assert changed >= 3
+    assert len(graphs) == 1
+    if behaviour == "right":
+        assert processor.graph_active and not caplog.records
+        # every step but the one that reads the check's verdict (eager) replays the graph
+        assert graphs[0].replays == len(calls) - 2
+    else:
+        assert not processor.graph_active
+        assert [r.getMessage() for r in caplog.records if "differed" in r.getMessage()]
