@@ -12,6 +12,10 @@ Sections, each written to the JSON file as soon as it is done:
   eager; every processor call is compared with tests/reference.py bit for bit. With graphs, the
   graph must have passed its own check against the eager step (no "differed" warning) and be in
   use at the end of each generation.
+- interventions: `ReasoningInterventionsProcessor` with every intervention at once (tip, nowait,
+  cyclic, gated, budget min and max) in greedy, sampling, beam search and assisted `generate`
+  calls: every call against tests/reference_interventions.py, and on CUDA the graph run equal bit
+  for bit to the eager run, the graph having passed its own check and in use at the end.
 - sync: steady-state calls (the graph's checked steps included) under
   torch.cuda.set_sync_debug_mode("error"), at batch 1, 16 and 64 with distinct prompts and with
   beam-search-like reordering (4 prompts x 4 beams, 64 beams), graphs and eager. The first call of
@@ -253,6 +257,136 @@ def section_exactness(ctx: dict) -> dict:
     return {"cases": results}
 
 
+def intervention_settings() -> Any:
+    """Every intervention at once, sized so that each acts within a few dozen tokens."""
+    from tip_decode.core.interventions import InterventionSet
+
+    return InterventionSet.from_mapping({
+        "tip_alpha": 2.0, "tip_beta": 5, "tip_triggers": ["alternatively"], "tip_scope": "think",
+        "nowait_keywords": ["hmm"],
+        "cyclic_amplitude": 0.5, "cyclic_period": 6, "cyclic_words": ["Wait", "Hmm"],
+        "gated_alpha": 1.5, "gated_beta": 8, "gated_triggers": ["wait"], "gated_threshold": 4.0,
+        "budget_min": 6, "budget_max": 20,
+    })
+
+
+def compare_with_intervention_reference(reference: Any, settings: Any, before: Any, after: Any, prompt_len: int) -> dict:
+    """Every call against tests/reference_interventions.py (within 1e-4: biases are summed in
+    float32 by the processor, in float64 by the reference); ancestors found by their ids (beams)."""
+    import torch
+    from reference_interventions import FORCED, Row
+
+    calls = [(ids.cpu(), raw.cpu(), out.cpu()) for (ids, raw), (_, out) in zip(before.calls, after.calls)]
+    # The raw scores a history was last seen with, by its ids: beams move rows between calls, and
+    # assisted decoding calls the processor once per candidate position and rolls back.
+    latest: dict[tuple[int, ...], tuple[int, int]] = {}
+    entropies: dict[tuple[int, int], float] = {}
+    tops: dict[tuple[int, int], int] = {}
+    checked = changed = 0
+    problems: list[str] = []
+    for c, (ids, raw, out) in enumerate(calls):
+        t = ids.shape[1] - prompt_len
+        for b, history in enumerate(ids.tolist()):
+            latest[tuple(history)] = (c, b)
+        for b, history in enumerate(ids.tolist()):
+            ancestors = [latest[tuple(history[: prompt_len + s])] for s in range(t + 1)]
+            for key in ancestors:
+                if key not in entropies:
+                    logits = calls[key[0]][1][key[1]]
+                    probs = torch.softmax(logits.double(), dim=-1)
+                    entropies[key] = float(-(probs[probs > 0] * probs[probs > 0].log()).sum())
+                    tops[key] = int(logits.argmax())
+            prompt = history[:prompt_len]
+            starts = [i for i, x in enumerate(prompt) if x == reference.markers.start_id]
+            ends = [i for i, x in enumerate(prompt) if x == reference.markers.end_id]
+            opened = bool(starts) and (not ends or starts[-1] > ends[-1])
+            row = Row(opened, len(prompt) - starts[-1] - 1 if opened else 0, history[prompt_len:])
+            row.entropies = {s: entropies[key] for s, key in enumerate(ancestors)}
+            row.tops = {s: tops[key] for s, key in enumerate(ancestors)}
+            bias, forced, uncertain = reference.expected(settings, row, t)
+            if uncertain:
+                continue
+            want = raw[b].clone()
+            for token, value in bias.items():
+                if value != 0:
+                    want[token] = want[token] + torch.tensor(value, dtype=want.dtype)
+            if forced is not None:
+                want[forced] = FORCED
+            if not torch.allclose(out[b], want, atol=1e-4, rtol=0, equal_nan=False):
+                problems.append(f"call {c} row {b}: processed scores differ from the reference")
+            checked += 1
+            changed += bool((out[b] != raw[b]).any())
+    return {"row_steps_checked": checked, "row_steps_changed": changed, "problems": problems[:5], "problem_count": len(problems)}
+
+
+def section_interventions(ctx: dict) -> dict:
+    """ReasoningInterventionsProcessor with every intervention (gated and budget read the whole
+    logits rows, so the graph copies them in): each call against the slow reference, and on CUDA
+    the graph run equal bit for bit to the eager run of the same generation."""
+    import torch
+    from reference_interventions import Reference
+    from transformers import LogitsProcessorList
+
+    from tip_decode.hf import ReasoningInterventionsProcessor
+
+    device, tokenizer, vocab = ctx["device"], ctx["tokenizer"], ctx["vocab"]
+    width = len(tokenizer) + (-len(tokenizer)) % 64
+    model = tiny_qwen2(width, device, seed=0)
+    assistant = tiny_qwen2(width, device, seed=7)
+    bias = bias_processor(tokenizer, vocab)
+    settings = intervention_settings()
+    reference = Reference(tokenizer, gate_margin=1e-3)
+    new_tokens = 24 if ctx["dry_run"] else 40
+    cases = [
+        ("greedy, 3 prompts, left padding", PROMPTS, dict(do_sample=False)),
+        ("sampling, num_return_sequences=3", PROMPTS[:2], dict(do_sample=True, num_return_sequences=3, top_k=0)),
+        ("beam search, 4 beams", PROMPTS[:2], dict(num_beams=4, num_return_sequences=2, do_sample=False)),
+        ("assisted decoding", PROMPTS[:1], dict(assistant_model=assistant, do_sample=False)),
+    ]
+    log = WarningLog()
+    logging.getLogger("tip_decode.adapters.hf").addHandler(log)
+    results, failures = [], []
+    try:
+        for seed, (name, prompts, kwargs) in enumerate(cases):
+            runs = {}
+            for graphs in ([False] if device.type != "cuda" else [True, False]):
+                processor = ReasoningInterventionsProcessor(tokenizer, settings)
+                processor.use_cuda_graphs = graphs
+                inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+                before, after = recorder(), recorder()
+                warnings_before = len(log.messages)
+                torch.manual_seed(seed)
+                model.generate(**inputs, logits_processor=LogitsProcessorList([bias, before, processor, after]),
+                               max_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id, **kwargs)
+                result = compare_with_intervention_reference(reference, settings, before, after, inputs["input_ids"].shape[1])
+                result.update(case=name, cuda_graphs=graphs, calls=len(before.calls),
+                              graph_in_use_at_end=processor.graph_active, warnings=log.messages[warnings_before:])
+                results.append(result)
+                runs[graphs] = after.calls
+                label = f"{name} (graphs={graphs})"
+                if result["problem_count"]:
+                    failures.append(f"{label}: {result['problem_count']} row-steps differ from the reference, first: {result['problems'][0]}")
+                if not result["row_steps_changed"]:
+                    failures.append(f"{label}: no intervention acted, so nothing was shown")
+                if graphs and any("differed" in m for m in result["warnings"]):
+                    failures.append(f"{label}: the CUDA-graph step differed from the eager step: {result['warnings']}")
+                if graphs and not processor.graph_active:
+                    failures.append(f"{label}: the CUDA graph was not in use at the end ({result['warnings']})")
+                print(f"  interventions {label}: {result['row_steps_checked']} row-steps, changed in "
+                      f"{result['row_steps_changed']}, problems {result['problem_count']}, graph at end {processor.graph_active}", flush=True)
+            if True in runs:
+                same = len(runs[True]) == len(runs[False]) and all(
+                    torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(runs[True], runs[False]))
+                results[-1]["graph_equals_eager"] = same
+                if not same:
+                    failures.append(f"{name}: the graph run and the eager run returned different scores")
+    finally:
+        logging.getLogger("tip_decode.adapters.hf").removeHandler(log)
+    if failures:
+        raise Section("; ".join(failures[:4]) + (f" (+{len(failures) - 4} more)" if len(failures) > 4 else ""), results)
+    return {"settings": settings.to_mapping(), "cases": results}
+
+
 def _driver(torch, device, batch: int, prompts: int, history: int, steps: int, seed: int, width: int):
     """ids of a first call and of `steps` following calls (each one token longer), all built in
     advance on the device; with fewer prompts than rows, rows reorder within their prompt's group."""
@@ -462,7 +596,7 @@ def main() -> int:
         report["environment"].update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
     report["dry_run"] = args.cpu_dry_run
     ctx: dict[str, Any] = {"device": device, "dry_run": args.cpu_dry_run}
-    sections = [("tokenizer", section_tokenizer), ("exactness", section_exactness)]
+    sections = [("tokenizer", section_tokenizer), ("exactness", section_exactness), ("interventions", section_interventions)]
     if device.type == "cuda":
         sections.append(("sync", section_sync))
     sections += [("per_call", section_per_call), ("share", section_share)]

@@ -1,4 +1,9 @@
-"""Hugging Face `generate` adapter: `TIPLogitsProcessor` over the backend-neutral core.
+"""Hugging Face `generate` adapter: one logits processor for every reasoning intervention.
+
+`ReasoningInterventionsProcessor` applies any `InterventionSet` (tip, nowait, cyclic, gated, budget;
+docs/interventions.md) over the core's per-row `InterventionState`: per step it advances every row by
+its newest token, then makes the plan's one logits write. `TIPLogitsProcessor` is its TIP-only form,
+built from a switch vocabulary with the constructor it always had.
 
 `generate` hands a processor only `(input_ids, scores)`. The processor therefore works out from
 each call what happened since the last one (one more token, a new `generate` call, an assisted
@@ -6,7 +11,8 @@ decoding rollback) and, because beam search reorders rows without saying so, whi
 each row continues. The per-step path reads nothing back to the host.
 
 What costs what (docs/hf.md, docs/performance.md):
-- one token per row: O(rows), whatever the history length;
+- one token per row: O(rows), whatever the history length; rules that read the logits (gated's
+  entropy, budget's forced word) add O(rows x vocabulary), also independent of the history;
 - rows that share a prompt (beam search, `num_return_sequences`): a pairwise divergence table per
   group of identical prompts, O(rows * group size**2); rows with distinct prompts pay nothing;
 - the first call of a generation with more than one row reads back to the host which rows share a
@@ -18,14 +24,22 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import torch
 
 from tip_decode.core.config import DEFAULT_TRIGGERS, PAPER_ALPHA, PAPER_BETA, TIPConfig
-from tip_decode.core.state import PenaltyState, PenaltyTables, StateSnapshot, subtract_penalty
-from tip_decode.core.vocabulary import SwitchVocabulary
+from tip_decode.core.interventions import (
+    InterventionPlan,
+    InterventionSet,
+    InterventionState,
+    PlanTables,
+    plan_for,
+    prompt_state,
+    tip_only_plan,
+)
+from tip_decode.core.vocabulary import SwitchVocabulary, view_of
 
 try:
     from transformers import LogitsProcessor
@@ -39,7 +53,7 @@ _UNSEEN = torch.iinfo(torch.long).max  # "these two rows have not diverged"
 #: most a few dozen tokens per round).
 ROLLBACK_DEPTH = 256
 #: Steps at the start of every generation on which a captured CUDA-graph step is checked against
-#: the eager step (the graph path is new; a wrong graph must never go unnoticed).
+#: the eager step (a wrong graph must never go unnoticed).
 GRAPH_CHECK_STEPS = 4
 
 
@@ -68,8 +82,398 @@ def capture_cuda_graph(step: Callable[[], None], device: torch.device) -> StepGr
     return graph
 
 
-class TIPLogitsProcessor(LogitsProcessor):
-    r"""Thought-switching penalty (TIP) for `model.generate`.
+def _interventions_from(interventions: Any, configs: dict[str, Any]) -> InterventionSet:
+    """One `InterventionSet` from the constructor's arguments (errors name the argument)."""
+    given = {name: config for name, config in configs.items() if config is not None}
+    if interventions is None:
+        return InterventionSet(**given)
+    if given:
+        raise ValueError(
+            "give the interventions either as one `interventions` argument or as keyword configurations "
+            f"({', '.join(f'{name}=...' for name in given)}), not both"
+        )
+    if isinstance(interventions, InterventionSet):
+        return interventions
+    if isinstance(interventions, Mapping):
+        return InterventionSet.from_mapping(interventions)
+    raise TypeError(
+        "`interventions` has to be an InterventionSet or a mapping of flat keys such as "
+        f'{{"tip_alpha": 3.0, "budget_min": 200}}, but is {type(interventions).__name__}'
+    )
+
+
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's bits as integers (floats by their bit pattern), for exact comparisons."""
+    if tensor.is_floating_point():
+        return tensor.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[tensor.element_size()])
+    return tensor
+
+
+class ReasoningInterventionsProcessor(LogitsProcessor):
+    r"""Decoding-time reasoning interventions for `model.generate`, in any combination.
+
+    Applies the interventions of one `InterventionSet` to every row: `tip` (thought-switching
+    penalty, arXiv 2501.18585), `nowait` (NoWait, arXiv 2506.08343), `cyclic` (CyclicReflex, arXiv
+    2506.11077), `budget` (minimum / maximum thinking length, s1 budget forcing) and `gated` (TIP
+    gated by the thought's confidence; this project's own). Their rules, defaults and sources are in
+    docs/interventions.md; several combine in one processor with one logits write per step. Works
+    with greedy search, sampling, `num_return_sequences`, beam search and assisted decoding; returns
+    a new tensor and never modifies the scores it is given.
+
+    One instance may serve several `generate` calls one after another: each call gets what a new
+    instance would give, except in the cases docs/hf.md lists (a call that continues the token
+    sequence of the previous one); `reset()` starts over by hand.
+
+    Args:
+        tokenizer: the model's tokenizer (a Hugging Face tokenizer or `tokenizers.Tokenizer`).
+        interventions: an `InterventionSet`, or a mapping of the flat keys vLLM requests use
+            (`{"tip_alpha": 3.0, "nowait": 1, "budget_min": 200}`).
+        tip, nowait, cyclic, gated, budget: or the configurations as keywords (`TIPConfig`,
+            `NoWaitConfig`, `CyclicConfig`, `GatedConfig`, `BudgetConfig`), instead of `interventions`.
+
+    With no intervention turned on, every call returns an unchanged copy of the scores.
+
+    Raises:
+        TypeError: `tokenizer` is not a tokenizer, or `interventions` has another type.
+        ValueError: an invalid setting, or one the tokenizer cannot serve (a keyword with no
+            token, a budget without think markers, ...); the message names the key.
+
+    Example:
+        >>> from transformers import AutoTokenizer
+        >>> from tip_decode.demo import MODEL_DIR
+        >>> from tip_decode.hf import ReasoningInterventionsProcessor
+        >>> tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+        >>> processor = ReasoningInterventionsProcessor(tokenizer, {"tip_alpha": 3.0, "budget_min": 20})
+        >>> processor.interventions.names
+        ('tip', 'budget')
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        interventions: InterventionSet | Mapping[str, Any] | None = None,
+        *,
+        tip: Any = None,
+        nowait: Any = None,
+        cyclic: Any = None,
+        gated: Any = None,
+        budget: Any = None,
+    ) -> None:
+        settings = _interventions_from(interventions, dict(tip=tip, nowait=nowait, cyclic=cyclic, gated=gated, budget=budget))
+        view_of(tokenizer)  # a TypeError that names the problem for anything but a tokenizer
+        self._setup(plan_for(tokenizer, settings) if settings else None, settings)
+
+    def _setup(self, plan: InterventionPlan | None, interventions: InterventionSet) -> None:
+        #: The interventions every row gets.
+        self.interventions = interventions
+        self._tip_adds_only = plan is not None and plan.names == ("tip",) and math.isfinite(interventions.tip.alpha)
+        #: Their plan for this tokenizer (None when nothing is turned on).
+        self.plan = plan
+        #: On a GPU, run each step as one captured CUDA graph (set False to run it op by op).
+        self.use_cuda_graphs = True
+        #: Check the graph against the eager step on the first `GRAPH_CHECK_STEPS` steps of each
+        #: generation; a mismatch switches this instance to eager steps (with one warning).
+        self.check_cuda_graphs = True
+        #: Builds the step graph (`capture_cuda_graph`); tests substitute stand-ins, since a real
+        #: CUDA graph needs a GPU.
+        self.graph_factory: Callable[[Callable[[], None], torch.device], StepGraph | None] = capture_cuda_graph
+        self._graph_rejected = False
+        self._fresh_rows: dict[int, tuple[list[int], list[float]]] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current generation; the next call starts a new one.
+
+        Needed only between `generate` calls that the processor cannot tell apart from one
+        generation (see docs/hf.md); the plan and its lookup tables are kept, so it is cheap.
+        """
+        self._state: InterventionState | None = None
+        self._tracker: _RowTracker | None = None
+        self._history: _TokenHistory | None = None
+        self._prompt_length = 0
+        self._length = 0  # length of the newest input seen
+        self._snapshots: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._graph: StepGraph | None = None
+        self._graph_checks_left = 0
+        self._graph_mismatch: torch.Tensor | None = None
+        self._graph_verdict: _HostFlag | None = None
+        # Static buffers of the graph step (allocated only while a graph is in use): the scores (the
+        # whole rows when a rule reads them, else the plan's columns) and the values written.
+        self._full: torch.Tensor | None = None
+        self._sub: torch.Tensor | None = None
+        self._written: torch.Tensor | None = None
+
+    @property
+    def state(self) -> InterventionState | None:
+        """The per-row state of the current generation (for inspection and tests)."""
+        return self._state
+
+    @property
+    def tracks_reordering(self) -> bool:
+        """Whether the current generation follows reordered rows (some rows share a prompt)."""
+        return self._tracker is not None
+
+    @property
+    def graph_active(self) -> bool:
+        """Whether the current generation runs its steps as a captured graph."""
+        return self._graph is not None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.plan is None:
+            return scores.clone()
+        batch, length = input_ids.shape
+        state = self._state
+        if (
+            state is None
+            or batch != state.capacity
+            or scores.shape[-1] != state.tables.width
+            or scores.device != state.tables.device
+        ):
+            self._begin(input_ids, scores)
+            newest = False
+        elif length == self._length + 1:
+            newest = True
+        elif batch == 1 and self._prompt_length < length <= self._length and self._history.starts(input_ids, length - 1):
+            self._roll_back_to(length - 1)  # assisted decoding rejected candidates
+            newest = True
+        else:
+            self._begin(input_ids, scores)
+            newest = False
+        if newest:
+            self._take_newest(input_ids)
+        out = self._process(scores, newest)
+        self._snapshot()
+        return out
+
+    # ----- generation lifecycle -----
+
+    def _begin(self, input_ids: torch.Tensor, scores: torch.Tensor) -> None:
+        self.reset()
+        batch, length = input_ids.shape
+        tables = self.plan.tables(scores.shape[-1], scores.device)
+        device = tables.device
+        ids = input_ids.to(device)
+        state = InterventionState(tables, batch)
+        prompt_open, prompt_think = prompt_state(tables, ids)
+        ints, floats = self._row_values(tables)
+        state.start_rows_from(
+            torch.arange(batch, device=device),
+            torch.tensor(ints, dtype=torch.long).to(device).repeat(batch, 1),
+            torch.tensor(floats, dtype=torch.float32).to(device).repeat(batch, 1),
+            prompt_open,
+            prompt_think,
+        )
+        self._state = state
+        self._prompt_length = self._length = length
+        self._tokens = torch.zeros(batch, dtype=torch.long, device=device)  # static: the newest token per row
+        if batch > 1:
+            self._tracker = _RowTracker.for_prompts(ids)
+        else:
+            self._history = _TokenHistory(ids)
+        self._prepare_graph(scores)
+
+    def _row_values(self, tables: PlanTables) -> tuple[list[int], list[float]]:
+        """Host values of one fresh row of this processor's settings (computed once per tables)."""
+        key = id(tables)
+        if key not in self._fresh_rows:
+            self._fresh_rows[key] = tables.row_values(self.interventions)
+        return self._fresh_rows[key]
+
+    def _take_newest(self, input_ids: torch.Tensor) -> None:
+        ids = input_ids.to(self._tokens.device)
+        self._tokens.copy_(ids[:, -1])
+        if self._tracker is not None:
+            self._tracker.gather(ids)
+        if self._history is not None:
+            self._history.write(ids[:, -1:], self._length)
+        self._length += 1
+
+    def _roll_back_to(self, length: int) -> None:
+        """Go back to the state after the call that saw `length` tokens (its logits write included)."""
+        snapshot = self._snapshots.get(length)
+        if snapshot is None:
+            raise RuntimeError(
+                f"{type(self).__name__} cannot roll back {self._length - length} tokens "
+                f"(it keeps the last {ROLLBACK_DEPTH}); create a new processor for this generation"
+            )
+        self._state.restore(snapshot)
+        self._length = length
+        for key in [k for k in self._snapshots if k > length]:
+            del self._snapshots[key]
+
+    def _snapshot(self) -> None:
+        # Only a batch of one can be rolled back (assisted decoding); larger batches skip the copy.
+        # Taken after the logits write, which records decisions the next token confirms (gated's
+        # entropy, a forced word): a rollback to this length keeps them.
+        if self._history is not None:
+            self._snapshots[self._length] = self._state.snapshot()
+            self._snapshots.pop(self._length - ROLLBACK_DEPTH, None)
+
+    # ----- one call: update then apply -----
+
+    def _process(self, scores: torch.Tensor, newest: bool) -> torch.Tensor:
+        """Advance the rows by their newest tokens (when `newest`), then write the plan's bias into
+        a copy of `scores`."""
+        eager_static = False
+        if self._graph is not None and newest and self._graph_verdict is not None:
+            # The check's verdict travels to the host without blocking; the step that reads it and
+            # the steps until it arrives run eagerly (always right), then the graph takes over or
+            # is dropped.
+            self._read_graph_verdict()
+            eager_static = True
+        if self._graph is None:
+            if newest:
+                self._advance_rows()
+            out = scores.clone()
+            if self._tip_adds_only:
+                # TIP alone with a finite alpha only adds: one `index_add_` (x + (-0.0) is x bit for
+                # bit) instead of the general gather, combine and scatter; the same values.
+                state = self._state
+                tip = state.tables.rules[0]
+                bias = tip.amount(state.ints, state.floats[:, tip.ALPHA]).neg_()
+                out.index_add_(1, state.tables.columns, bias.to(out.dtype))
+            else:
+                self._state.apply(out)
+            return out
+        if self._full is not None:
+            self._full.copy_(scores)
+        else:
+            torch.index_select(scores, 1, self._state.tables.columns, out=self._sub)
+        if not newest:
+            self._apply_static()  # the first call of a generation: no token to advance by
+        elif self._graph_checks_left:
+            self._checked_step(self._graph)
+        elif eager_static:
+            self._graph_step()
+        else:
+            self._graph.replay()
+        out = scores.clone()
+        out.index_copy_(1, self._state.tables.columns, self._written.to(out.dtype))
+        return out
+
+    def _advance_rows(self) -> None:
+        state = self._state
+        if self._tracker is not None:
+            state.select(self._tracker.parents(self._tokens))
+        state.update(self._tokens)
+
+    def _apply_static(self) -> None:
+        """The plan's contribution and one write (as `InterventionState.apply` makes them), on the
+        static buffers: the values of the plan's columns go to `_written`."""
+        state = self._state
+        tables = state.tables
+        full = self._full
+        sub = full.index_select(1, tables.columns) if full is not None else self._sub
+        step = tables.contribute(state.ints, state.floats, sub, self._whole_rows)
+        self._written.copy_(tables.combine(sub, step))
+        if step.out_ints is not None:
+            state.ints.copy_(step.out_ints)
+        if step.out_floats is not None:
+            state.floats.copy_(step.out_floats)
+
+    def _whole_rows(self) -> torch.Tensor:
+        if self._full is None:  # the plan said no rule reads the logits rows
+            raise RuntimeError("a rule read the logits rows without declaring `reads_logits`")
+        return self._full
+
+    def _graph_step(self) -> None:
+        """One step on static buffers only: what a CUDA graph captures."""
+        self._advance_rows()
+        self._apply_static()
+
+    # ----- the step as a graph, checked against the eager step -----
+
+    def _prepare_graph(self, scores: torch.Tensor) -> None:
+        if not self.use_cuda_graphs or self._graph_rejected:
+            return
+        tables = self._state.tables
+        rows, columns = scores.shape[0], tables.columns.numel()
+        device = tables.device
+        if any(rule.reads_logits for rule in tables.rules):
+            self._full = torch.zeros_like(scores)
+        else:
+            self._sub = torch.zeros((rows, columns), dtype=scores.dtype, device=device)
+        self._written = torch.zeros((rows, columns), dtype=scores.dtype, device=device)
+        saved = self._save_step()
+        try:
+            graph = self.graph_factory(self._graph_step, device)
+        except RuntimeError as err:  # e.g. generate itself running under a graph capture
+            logger.warning("%s runs without CUDA graphs: %s", type(self).__name__, err)
+            graph = None
+        finally:
+            self._restore_step(saved)
+        self._graph = graph
+        if graph is None:
+            self._full = self._sub = self._written = None
+            return
+        if self.check_cuda_graphs:
+            self._graph_checks_left = GRAPH_CHECK_STEPS
+            self._graph_mismatch = torch.zeros((), dtype=torch.bool, device=device)
+            # Allocated here, at the start of a generation: pinned memory is not allocated on
+            # the per-step path.
+            self._graph_verdict_host = torch.empty((), dtype=torch.bool, pin_memory=device.type == "cuda")
+
+    def _checked_step(self, graph: StepGraph) -> None:
+        """Replay the graph, keep its result aside, then run the eager step from the same start.
+
+        The eager result is the one kept, so a wrong graph never reaches the scores; the two (the
+        whole state, floats included, and the values written into the logits) are compared on the
+        device and the verdict is read on the host later without a sync.
+        """
+        before = self._save_step()
+        graph.replay()
+        from_graph = self._save_step()
+        self._restore_step(before)
+        self._graph_step()
+        self._graph_mismatch |= ~self._step_matches(from_graph)
+        self._graph_checks_left -= 1
+        if not self._graph_checks_left:
+            self._graph_verdict = _HostFlag(self._graph_mismatch, self._graph_verdict_host)
+
+    def _read_graph_verdict(self) -> None:
+        mismatch = self._graph_verdict.result()
+        if mismatch is None:
+            return
+        self._graph_verdict = None
+        if mismatch:
+            self._reject_graph()
+
+    def _reject_graph(self) -> None:
+        self._graph = None
+        self._graph_rejected = True
+        self._full = self._sub = self._written = None
+        logger.warning(
+            "%s: the CUDA-graph step differed from the eager step; this processor runs its steps "
+            "eagerly from now on (the scores given were computed eagerly). Please report this with "
+            "your torch version and GPU.",
+            type(self).__name__,
+        )
+
+    def _save_step(self) -> tuple[Any, ...]:
+        tracker = self._tracker.snapshot() if self._tracker is not None else ()
+        return self._state.snapshot(), self._written.clone(), tracker
+
+    def _restore_step(self, saved: tuple[Any, ...]) -> None:
+        state, written, tracker = saved
+        self._state.restore(state)
+        self._written.copy_(written)
+        if self._tracker is not None:
+            self._tracker.restore(tracker)
+
+    def _step_matches(self, saved: tuple[Any, ...]) -> torch.Tensor:
+        """A 0-dim device bool: the state (ints, floats by their bits), the values written and the
+        row tracker all equal `saved` (no host sync)."""
+        (ints, floats), written, tracker = saved
+        state = self._state
+        same = state.ints.eq(ints).all() & _bits(state.floats).eq(_bits(floats)).all()
+        same = same & _bits(self._written).eq(_bits(written)).all()
+        if self._tracker is not None:
+            same = same & self._tracker.matches(tracker)
+        return same
+
+
+class TIPLogitsProcessor(ReasoningInterventionsProcessor):
+    r"""Thought-switching penalty (TIP) for `model.generate`: the TIP-only `ReasoningInterventionsProcessor`.
 
     Subtracts `alpha` from the logits of thought-switching tokens ("Alternatively", ...) while the
     current thought is younger than `beta` tokens, as in Wang et al., "Thoughts Are All Over the
@@ -87,13 +491,13 @@ class TIPLogitsProcessor(LogitsProcessor):
         scope: "think", "all" or "auto" (think markers of the tokenizer decide).
 
     Example:
-        ```python
-        >>> from transformers import AutoModelForCausalLM, AutoTokenizer       # doctest: +SKIP
+        >>> from transformers import AutoTokenizer
+        >>> from tip_decode.demo import MODEL_DIR
         >>> from tip_decode.hf import TIPLogitsProcessor
-        >>> tok = AutoTokenizer.from_pretrained("Qwen/QwQ-32B")                  # doctest: +SKIP
-        >>> tip = TIPLogitsProcessor.from_tokenizer(tok, alpha=3.0, beta=600)   # doctest: +SKIP
-        >>> out = model.generate(**inputs, logits_processor=[tip])              # doctest: +SKIP
-        ```
+        >>> tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+        >>> tip = TIPLogitsProcessor.from_tokenizer(tokenizer, alpha=3.0, beta=600)
+        >>> tip.scope, tip.config.alpha
+        ('think', 3.0)
     """
 
     def __init__(
@@ -111,17 +515,8 @@ class TIPLogitsProcessor(LogitsProcessor):
         self.config = TIPConfig(alpha=alpha, beta=beta, triggers=vocabulary.triggers, scope=scope)
         self.vocabulary = vocabulary
         self.scope = vocabulary.resolve_scope(self.config.scope)
-        self._tables: dict[tuple[int, torch.device], PenaltyTables] = {}
-        #: On a GPU, run each step as one captured CUDA graph (set False to run it op by op).
-        self.use_cuda_graphs = True
-        #: Check the graph against the eager step on the first `GRAPH_CHECK_STEPS` steps of each
-        #: generation; a mismatch switches this instance to eager steps (with one warning).
-        self.check_cuda_graphs = True
-        #: Builds the step graph (`capture_cuda_graph`); tests substitute stand-ins, since a real
-        #: CUDA graph needs a GPU.
-        self.graph_factory: Callable[[Callable[[], None], torch.device], StepGraph | None] = capture_cuda_graph
-        self._graph_rejected = False
-        self.reset()
+        plan = tip_only_plan(vocabulary, self.scope) if self.config.enabled else None
+        self._setup(plan, InterventionSet(tip=self.config))
 
     @classmethod
     def from_tokenizer(
@@ -140,229 +535,6 @@ class TIPLogitsProcessor(LogitsProcessor):
     def from_config(cls, tokenizer: Any, config: TIPConfig) -> TIPLogitsProcessor:
         vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, config.triggers)
         return cls(vocabulary, alpha=config.alpha, beta=config.beta, scope=config.scope)
-
-    def reset(self) -> None:
-        """Forget the current generation; the next call starts a new one.
-
-        Needed only between `generate` calls that the processor cannot tell apart from one
-        generation (see docs/hf.md); the vocabulary and lookup tables are kept, so it is cheap.
-        """
-        self._state: PenaltyState | None = None
-        self._tracker: _RowTracker | None = None
-        self._history: _TokenHistory | None = None
-        self._prompt_length = 0
-        self._length = 0  # length of the newest input seen
-        self._snapshots: dict[int, StateSnapshot] = {}
-        self._graph: StepGraph | None = None
-        self._graph_checks_left = 0
-        self._graph_mismatch: torch.Tensor | None = None
-        self._graph_verdict: _HostFlag | None = None
-
-    @property
-    def state(self) -> PenaltyState | None:
-        """The per-row state of the current generation (for inspection and tests)."""
-        return self._state
-
-    @property
-    def tracks_reordering(self) -> bool:
-        """Whether the current generation follows reordered rows (some rows share a prompt)."""
-        return self._tracker is not None
-
-    @property
-    def graph_active(self) -> bool:
-        """Whether the current generation runs its steps as a captured graph."""
-        return self._graph is not None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if not self.config.enabled:
-            return scores.clone()
-        batch, length = input_ids.shape
-        state = self._state
-        if (
-            state is None
-            or batch != state.capacity
-            or scores.shape[-1] != state.tables.width
-            or scores.device != state.tables.device
-        ):
-            self._begin(input_ids, scores)
-        elif length == self._length + 1:
-            self._advance(input_ids)
-        elif batch == 1 and self._prompt_length < length <= self._length and self._history.starts(input_ids, length - 1):
-            self._rollback_and_advance(input_ids)
-        else:
-            self._begin(input_ids, scores)
-        return self._write(scores)
-
-    # ----- generation lifecycle -----
-
-    def _tables_for(self, width: int, device: torch.device) -> PenaltyTables:
-        key = (width, device)
-        if key not in self._tables:
-            self._tables[key] = PenaltyTables(self.vocabulary, self.scope, width, device)
-        return self._tables[key]
-
-    def _begin(self, input_ids: torch.Tensor, scores: torch.Tensor) -> None:
-        self.reset()
-        batch, length = input_ids.shape
-        tables = self._tables_for(scores.shape[-1], scores.device)
-        device = tables.device
-        state = PenaltyState(tables, batch)
-        ids = input_ids.to(device)
-        state.start_rows(
-            torch.arange(batch, device=device),
-            alpha=torch.full((batch,), self.config.alpha, device=device),
-            beta=torch.full((batch,), self.config.beta, dtype=torch.long, device=device),
-            prompt_open=_ends_in_open_think(ids, tables.think_start, tables.think_end),
-        )
-        self._state = state
-        self._prompt_length = self._length = length
-        # Static buffers: each step writes into them in place, so that on a GPU the whole step can
-        # be one captured CUDA graph (a step is dozens of tiny kernels; launching them one by one
-        # would cost more than the penalty itself).
-        self._tokens = torch.zeros(batch, dtype=torch.long, device=device)
-        self._negative_amount = -state.penalty()
-        if batch > 1:
-            self._tracker = _RowTracker.for_prompts(ids)
-        else:
-            self._history = _TokenHistory(ids)
-        self._prepare_graph(device)
-        self._snapshot()
-
-    def _advance(self, input_ids: torch.Tensor) -> None:
-        ids = input_ids.to(self._tokens.device)
-        self._tokens.copy_(ids[:, -1])
-        if self._tracker is not None:
-            self._tracker.gather(ids)
-        if self._history is not None:
-            self._history.write(ids[:, -1:], self._length)
-        self._run_step()
-        self._length += 1
-        self._snapshot()
-
-    def _step(self) -> None:
-        """One token per row, on static buffers only (this is what a CUDA graph captures)."""
-        state = self._state
-        if self._tracker is not None:
-            state.select(self._tracker.parents(self._tokens))
-        state.update(self._tokens)
-        self._negative_amount.copy_(-state.penalty())
-
-    def _write(self, scores: torch.Tensor) -> torch.Tensor:
-        out = scores.clone()
-        columns = self._state.tables.columns
-        if not columns.numel():
-            return out
-        if math.isinf(self.config.alpha):
-            # A ban must give -inf, also on a +inf logit, where adding -inf would give NaN.
-            out[:, columns] = subtract_penalty(out[:, columns], -self._negative_amount.to(out.dtype))
-        else:
-            # x + (-a) is exactly x - a, and x + (-0.0) is x bit for bit (also for -inf and -0.0).
-            out.index_add_(1, columns, self._negative_amount.to(out.dtype))
-        return out
-
-    def _rollback_and_advance(self, input_ids: torch.Tensor) -> None:
-        """Assisted decoding rejected candidates: go back to the state before the newest token."""
-        length = input_ids.shape[1]
-        snapshot = self._snapshots.get(length - 1)
-        if snapshot is None:
-            raise RuntimeError(
-                f"TIPLogitsProcessor cannot roll back {self._length - length + 1} tokens "
-                f"(it keeps the last {ROLLBACK_DEPTH}); create a new processor for this generation"
-            )
-        self._state.restore(snapshot)
-        self._length = length - 1
-        for key in [k for k in self._snapshots if k > self._length]:
-            del self._snapshots[key]
-        self._advance(input_ids)
-
-    def _snapshot(self) -> None:
-        # Only a batch of one can be rolled back (assisted decoding); larger batches skip the copy.
-        if self._history is not None:
-            self._snapshots[self._length] = self._state.snapshot()
-            self._snapshots.pop(self._length - ROLLBACK_DEPTH, None)
-
-    # ----- the step as a graph, checked against the eager step -----
-
-    def _prepare_graph(self, device: torch.device) -> None:
-        if not self.use_cuda_graphs or self._graph_rejected:
-            return
-        saved = self._save_step()
-        try:
-            graph = self.graph_factory(self._step, device)
-        except RuntimeError as err:  # e.g. generate itself running under a graph capture
-            logger.warning("TIPLogitsProcessor runs without CUDA graphs: %s", err)
-            graph = None
-        finally:
-            self._restore_step(saved)
-        self._graph = graph
-        if graph is not None and self.check_cuda_graphs:
-            self._graph_checks_left = GRAPH_CHECK_STEPS
-            self._graph_mismatch = torch.zeros((), dtype=torch.bool, device=device)
-            # Allocated here, at the start of a generation: pinned memory is not allocated on
-            # the per-step path.
-            self._graph_verdict_host = torch.empty((), dtype=torch.bool, pin_memory=device.type == "cuda")
-
-    def _run_step(self) -> None:
-        graph = self._graph
-        if graph is None:
-            self._step()
-        elif self._graph_checks_left:
-            self._checked_step(graph)
-        elif self._graph_verdict is not None:
-            # The check's result travels to the host without blocking; until it arrives, steps
-            # run eagerly (always right), then the graph takes over or is dropped.
-            mismatch = self._graph_verdict.result()
-            if mismatch is not None:
-                self._graph_verdict = None
-                if mismatch:
-                    self._reject_graph()
-            self._step()
-        else:
-            graph.replay()
-
-    def _checked_step(self, graph: StepGraph) -> None:
-        """Replay the graph, keep its result aside, then run the eager step from the same start.
-
-        The eager result is the one kept, so a wrong graph never reaches the scores; the two are
-        compared on the device and the verdict is read on the host later without a sync.
-        """
-        before = self._save_step()
-        graph.replay()
-        from_graph = self._save_step()
-        self._restore_step(before)
-        self._step()
-        self._graph_mismatch |= ~self._step_matches(from_graph)
-        self._graph_checks_left -= 1
-        if not self._graph_checks_left:
-            self._graph_verdict = _HostFlag(self._graph_mismatch, self._graph_verdict_host)
-
-    def _reject_graph(self) -> None:
-        self._graph = None
-        self._graph_rejected = True
-        logger.warning(
-            "TIPLogitsProcessor: the CUDA-graph step differed from the eager step; this processor "
-            "runs its steps eagerly from now on (the penalties given were computed eagerly). "
-            "Please report this with your torch version and GPU."
-        )
-
-    def _save_step(self) -> tuple[Any, ...]:
-        tracker = self._tracker.snapshot() if self._tracker is not None else ()
-        return self._state.snapshot(), self._negative_amount.clone(), tracker
-
-    def _restore_step(self, saved: tuple[Any, ...]) -> None:
-        state, amount, tracker = saved
-        self._state.restore(state)
-        self._negative_amount.copy_(amount)
-        if self._tracker is not None:
-            self._tracker.restore(tracker)
-
-    def _step_matches(self, saved: tuple[Any, ...]) -> torch.Tensor:
-        state, amount, tracker = saved
-        same = self._state.matches(state)
-        same = same & self._negative_amount.view(torch.int32).eq(amount.view(torch.int32)).all()
-        if self._tracker is not None:
-            same = same & self._tracker.matches(tracker)
-        return same
 
 
 class _TokenHistory:
@@ -489,14 +661,6 @@ class _HostFlag:
         if self._event is not None and not self._event.query():
             return None
         return bool(self._host)
-
-
-def _ends_in_open_think(ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
-    """Per row: the last think start marker comes after the last end marker (vectorised)."""
-    positions = torch.arange(ids.shape[1], device=ids.device)
-    last_start = torch.where(ids == start, positions, -1).amax(dim=1) if ids.shape[1] else torch.full((ids.shape[0],), -1, device=ids.device)
-    last_end = torch.where(ids == end, positions, -1).amax(dim=1) if ids.shape[1] else torch.full((ids.shape[0],), -1, device=ids.device)
-    return last_start > last_end
 
 
 def _identical_row_groups(ids: torch.Tensor) -> list[list[int]]:

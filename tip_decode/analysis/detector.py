@@ -31,9 +31,9 @@ from typing import Any
 import torch
 
 from tip_decode.analysis.trace import analyze_response
-from tip_decode.core.config import DEFAULT_TRIGGERS, PAPER_BETA
-from tip_decode.core.state import PenaltyState, PenaltyTables
-from tip_decode.core.recognizer import SwitchEvent, check_segmentation_arguments, prompt_ends_in_open_think
+from tip_decode.core.config import DEFAULT_TRIGGERS, MAX_BETA, PAPER_BETA, TIPConfig
+from tip_decode.core.interventions import InterventionSet, InterventionState, PlanTables, prompt_state, tip_only_plan
+from tip_decode.core.recognizer import SwitchEvent, check_segmentation_arguments
 from tip_decode.core.vocabulary import SwitchVocabulary
 
 try:
@@ -44,7 +44,7 @@ except ImportError as err:  # pragma: no cover - transformers is a core dependen
 logger = logging.getLogger(__name__)
 
 #: beta that never closes the window: the switch mass covers every step of the reasoning.
-_ALWAYS = 2**62
+_ALWAYS = MAX_BETA
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,10 @@ class AbandonmentDetector(LogitsProcessor):
         self.premature_threshold = premature_threshold
         self.confident_entropy = float(confident_entropy)
         self.initial_steps = initial_steps
-        self._tables: dict[tuple[int, torch.device], PenaltyTables] = {}
+        # TIP's state with a window that never closes: its penalised set at a step is exactly the
+        # set of tokens that would open a switch there.
+        self._plan = tip_only_plan(vocabulary, self.scope)
+        self._watch = InterventionSet(tip=TIPConfig(alpha=1.0, beta=_ALWAYS, triggers=vocabulary.triggers, scope=self.scope))
         self.reset()
 
     @classmethod
@@ -133,8 +136,9 @@ class AbandonmentDetector(LogitsProcessor):
 
     def reset(self) -> None:
         """Forget the current recording; the next call starts a new one."""
-        self._state: PenaltyState | None = None
+        self._state: InterventionState | None = None
         self._prompt: torch.Tensor | None = None
+        self._prompt_open: torch.Tensor | None = None
         self._steps = 0
         self._entropy: torch.Tensor | None = None
         self._mass: torch.Tensor | None = None
@@ -185,7 +189,8 @@ class AbandonmentDetector(LogitsProcessor):
         self._entropy[:, step] = -(probs.unsqueeze(1) @ logp.unsqueeze(2)).view(-1)
         columns = state.tables.columns
         if columns.numel():
-            active = state.penalty() > 0
+            tip = state.tables.rules[0]
+            active = tip.amount(state.ints, state.floats[:, tip.ALPHA]) > 0
             self._mass[:, step] = (probs[:, columns] * active).sum(dim=-1)
         else:
             self._mass[:, step] = 0.0
@@ -195,23 +200,14 @@ class AbandonmentDetector(LogitsProcessor):
     def _begin(self, input_ids: torch.Tensor, scores: torch.Tensor) -> None:
         self.reset()
         batch = input_ids.shape[0]
-        key = (scores.shape[-1], scores.device)
-        if key not in self._tables:
-            self._tables[key] = PenaltyTables(self.vocabulary, self.scope, scores.shape[-1], scores.device)
-        tables = self._tables[key]
-        state = PenaltyState(tables, batch)
+        tables: PlanTables = self._plan.tables(scores.shape[-1], scores.device)
+        state = InterventionState(tables, batch)
         ids = input_ids.to(tables.device)
-        positions = torch.arange(ids.shape[1], device=ids.device)
-        last_start = torch.where(ids == tables.think_start, positions, -1).amax(dim=1) if ids.shape[1] else torch.full((batch,), -1)
-        last_end = torch.where(ids == tables.think_end, positions, -1).amax(dim=1) if ids.shape[1] else torch.full((batch,), -1)
-        state.start_rows(
-            torch.arange(batch, device=tables.device),
-            alpha=torch.ones(batch, device=tables.device),
-            beta=torch.full((batch,), _ALWAYS, dtype=torch.long, device=tables.device),
-            prompt_open=(last_start > last_end).to(tables.device),
-        )
+        prompt_open, _ = prompt_state(tables, ids)
+        state.start_rows(torch.arange(batch, device=tables.device), [self._watch] * batch, prompt_open)
         self._state = state
         self._prompt = input_ids
+        self._prompt_open = prompt_open
         self._entropy = torch.zeros((batch, self.initial_steps), dtype=torch.float32, device=scores.device)
         self._mass = torch.zeros_like(self._entropy)
         self._seen = torch.full((batch, self.initial_steps), -1, dtype=torch.long, device=tables.device)
@@ -262,22 +258,23 @@ class AbandonmentDetector(LogitsProcessor):
         eos = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or ())
         entropy = self.entropy.cpu().tolist()
         mass = self.switch_mass.cpu().tolist()
-        prompts = self._prompt.cpu().tolist()
+        # Decided once, at the first call, by the core's prompt rule (False for scope "all").
+        prompt_open = self._prompt_open.cpu().tolist()
         reports = []
         for row in range(batch):
             ids = generated[row].tolist()
             cut = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
             ids, row_entropy, row_mass = ids[:cut], entropy[row][:cut], mass[row][:cut]
-            reports.append(self._row_report(row, ids, row_entropy, row_mass, prompts[row]))
+            reports.append(self._row_report(row, ids, row_entropy, row_mass, prompt_open[row]))
         return reports
 
-    def _row_report(self, row: int, ids: list[int], entropy: list[float], mass: list[float], prompt: list[int]) -> DetectionReport:
+    def _row_report(self, row: int, ids: list[int], entropy: list[float], mass: list[float], prompt_open: bool) -> DetectionReport:
         # One truth for thoughts: the same segmentation as offline analysis.
         analysis = analyze_response(
             ids,
             vocabulary=self.vocabulary,
             scope=self.scope,
-            prompt_open=prompt_ends_in_open_think(prompt, self.vocabulary.think) if self.scope == "think" else False,
+            prompt_open=prompt_open,
             premature_threshold=self.premature_threshold,
             token_entropies=entropy,
         )

@@ -13,7 +13,7 @@ from tip_decode.core.interventions.budget import BudgetConfig
 from tip_decode.core.interventions.cyclic import CyclicConfig
 from tip_decode.core.interventions.gated import GatedConfig
 from tip_decode.core.interventions.nowait import NoWaitConfig
-from tip_decode.core.interventions.plan import KINDS, InterventionPlan, InterventionSet, PlanTables, plan_for
+from tip_decode.core.interventions.plan import KINDS, InterventionPlan, InterventionSet, PlanTables, plan_for, tip_only_plan
 from tip_decode.core.interventions.state import InterventionState, prompt_state
 
 __all__ = [
@@ -31,4 +31,5 @@ __all__ = [
     "plan_for",
     "prompt_state",
     "think_prompt_state",
+    "tip_only_plan",
 ]

@@ -388,6 +388,9 @@ class RuleTables(ABC):
     index: torch.Tensor | None = None
     #: True when the rule's ids are exactly the plan's columns in order (add_bias needs no scatter).
     identity: bool = False
+    #: True when `contribute` reads the whole logits rows (`ApplyStep.logits()`), not only the plan's
+    #: columns: an adapter that runs the step on static buffers (a CUDA graph) must copy them in.
+    reads_logits: bool = False
 
     def settings(self, config: Any) -> tuple[dict[int, int], dict[int, float]]:
         """Per-row values of this rule's setting columns for one request's configuration."""

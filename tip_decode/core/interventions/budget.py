@@ -132,6 +132,7 @@ class BudgetTables(RuleTables):
         self.word_ids = torch.tensor(rule.word_ids, dtype=torch.long, device=device)
         self.word_columns = torch.tensor([column[i] for i in rule.word_ids], dtype=torch.long, device=device)
         self.word_length = len(rule.word_ids)
+        self.reads_logits = bool(self.word_length)  # the argmax of the whole row decides the word
         self.MIN = layout.add_int("budget.min")
         self.MAX = layout.add_int("budget.max", default=-1)
         self.PROGRESS = layout.add_int("budget.progress")

@@ -103,6 +103,7 @@ class GatedRule(TipRule):
 
 class GatedTables(TipTables):
     advances_floats = True
+    reads_logits = True  # the entropy of the whole row
 
     def __init__(self, rule: GatedRule, layout: Layout, switch: SwitchTables) -> None:
         super().__init__(rule, layout, switch, prefix="gated")

@@ -38,7 +38,7 @@ from tip_decode.core.interventions.base import (
     parse_switch,
 )
 from tip_decode.core.recognizer import ENDED, REASONING, WAITING
-from tip_decode.core.vocabulary import ThinkMarkers
+from tip_decode.core.vocabulary import SwitchVocabulary, ThinkMarkers
 
 #: Every intervention, in plan order (the order biases are summed in; the forcing one last).
 KINDS: tuple[Kind, ...] = (tip.KIND, nowait.KIND, cyclic.KIND, gated.KIND, budget.KIND)
@@ -213,6 +213,17 @@ def plan_for(tokenizer: Any, interventions: InterventionSet | tuple, markers: Th
     with _PLANS_LOCK:
         _PLANS.setdefault(tokenizer, {})[key] = plan
     return plan
+
+
+def tip_only_plan(vocabulary: SwitchVocabulary, scope: str) -> InterventionPlan:
+    """The plan of TIP alone over an already built switch vocabulary (its think markers included).
+
+    For callers that hold a `SwitchVocabulary` rather than a tokenizer (`TIPLogitsProcessor(vocabulary)`,
+    the abandonment detector). Not cached: build it once per vocabulary and keep it.
+    """
+    resolved = vocabulary.resolve_scope(scope)
+    rule = tip.TipRule.from_vocabulary(vocabulary, resolved)
+    return InterventionPlan(vocabulary.think, (("tip", (vocabulary.triggers, resolved)),), [rule])
 
 
 class PlanTables:
