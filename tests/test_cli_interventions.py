@@ -12,7 +12,7 @@ from tests.conftest import build_tiny_qwen2
 from tip_decode.cli import main
 from tip_decode.core.interventions import InterventionSet
 from tip_decode.harness import parse_config_spec
-from tip_decode.harness.backends import GenerationRequest, OpenAIBackend, hf_interventions, sglang_interventions
+from tip_decode.harness.backends import GenerationRequest, OpenAIBackend
 from tip_decode.harness.configs import RunConfig, parse_fixed, request_mapping
 
 
@@ -115,20 +115,6 @@ def test_vocabulary_mistakes_are_found_with_the_tokenizer_before_the_weights(bro
     assert "cannot load model" not in result.output
 
 
-@pytest.mark.skipif("nowait" in hf_interventions(), reason="this version's HF adapter applies every intervention")
-def test_the_hf_backend_refuses_what_it_cannot_apply(broken_model_dir, data_file, tmp_path):
-    result, errors = invoke(["compare", "-m", broken_model_dir, "--data", data_file, "-o", tmp_path / "run", "-c", "nowait"])
-    assert result.exit_code == 2, result.output
-    assert len(errors) == 1 and "configuration 'nowait' uses nowait, which --backend hf cannot apply" in errors[0], result.output
-
-
-@pytest.mark.skipif("nowait" in sglang_interventions(), reason="this version's SGLang processor applies every intervention")
-def test_the_sglang_backend_refuses_what_its_processor_would_ignore(data_file, tmp_path):
-    result, errors = invoke(["compare", "-m", "served", "--backend", "sglang", "--data", data_file, "-o", tmp_path / "run", "-c", "budget:max=10"])
-    assert result.exit_code == 2, result.output
-    assert len(errors) == 1 and "configuration 'budget' uses budget, which the SGLang processor of this version cannot apply" in errors[0], result.output
-
-
 def test_demo_and_grid_check_their_specs_first(data_file, tmp_path):
     result, errors = invoke(["demo", "-o", tmp_path / "demo", "-c", "cyclic:perod=3"])
     assert result.exit_code == 2 and len(errors) == 1 and "perod is not a setting of cyclic" in errors[0], result.output
@@ -192,9 +178,9 @@ def test_serve_interventions_are_checked_before_the_server_starts(tokenizers_dir
         assert len(errors) == 1 and message in errors[0], result.output
     result, errors = invoke(["serve", tokenizers_dir / "llama-3.1", "--interventions", "budget:min=5"])
     assert result.exit_code == 2 and "need single-token think markers" in errors[0], result.output
-    if "nowait" not in sglang_interventions():
-        result, errors = invoke(["serve", qwen3, "--engine", "sglang", "--interventions", "nowait"])
-        assert result.exit_code == 2 and "applies TIP only" in errors[0], result.output
+    # SGLang's processor takes the same defaults, checked the same way before its server starts.
+    result, errors = invoke(["serve", tokenizers_dir / "llama-3.1", "--engine", "sglang", "--interventions", "budget:min=5"])
+    assert result.exit_code == 2 and "need single-token think markers" in errors[0], result.output
 
 
 def test_serve_passes_the_interventions_as_the_processor_reads_them():

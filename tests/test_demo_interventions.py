@@ -24,14 +24,6 @@ PROBLEMS = 24
 BUDGET_MIN = 60
 
 
-def _has_hf_interventions() -> bool:
-    try:
-        from tip_decode.hf import ReasoningInterventionsProcessor  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _thinking_length(record: dict, start_id: int, end_id: int) -> int | None:
     """Generated tokens inside the think block up to `</think>`; None when it never closes."""
     ids = list(record["token_ids"])
@@ -55,7 +47,7 @@ def demo_tokens():
 @pytest.mark.parametrize(
     "backend",
     [
-        pytest.param("hf", marks=pytest.mark.skipif(not _has_hf_interventions(), reason="the HF interventions processor lands with the HF adapter's branch")),
+        "hf",
         pytest.param("vllm", marks=[pytest.mark.vllm, pytest.mark.slow]),
     ],
 )

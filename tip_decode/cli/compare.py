@@ -129,13 +129,6 @@ def _check_command_line(opts: dict[str, Any], configs: list[Any]) -> None:
     if opts["temperature"] == 0 and opts["samples"] > 1:
         click.echo(f"note: --temperature 0 is greedy decoding: all {opts['samples']} samples of a problem will be the same", err=True)
     check_unique_names(configs)
-    if backend in ("hf", "sglang"):
-        from tip_decode.harness.backends import check_hf_supports, check_sglang_supports
-
-        check = check_hf_supports if backend == "hf" else check_sglang_supports
-        with user_errors():
-            for config in configs:
-                check(config.interventions, config.name)
 
 
 def check_unique_names(configs: list[Any]) -> None:

@@ -39,12 +39,6 @@ def demo(out: str, problems: int, backend: str, grid: bool, config_specs: tuple[
         demo_configs(grid, config_specs)  # every spec checked before anything loads
     except (TypeError, ValueError) as err:
         raise UsageFailure(one_line(err)) from None
-    if backend == "hf":
-        from tip_decode.harness.backends import check_hf_supports
-
-        with user_errors():
-            for config in demo_configs(grid, config_specs):
-                check_hf_supports(config.interventions, config.name)
 
     logging.basicConfig(level=logging.WARNING)
     library_progress(quiet)

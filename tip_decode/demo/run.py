@@ -184,11 +184,6 @@ def run_demo(
     began = time.perf_counter()
     run_configs = demo_configs(grid, tuple(configs))  # a bad spec fails before anything loads
     out = check_output_dir(out_dir)  # before the model loads: a folder we cannot write fails at once
-    if backend == "hf":
-        from tip_decode.harness.backends import check_hf_supports
-
-        for config in run_configs:
-            check_hf_supports(config.interventions, config.name)
     engine_backend = make_backend(backend, Path(model_dir), max_new_tokens=max_new_tokens, **dict(engine or {}))
     try:
         summary = run_compare(

@@ -230,58 +230,6 @@ def _token_counter_class() -> type:
     return TokenCounter
 
 
-def _hf_interventions_processor() -> type | None:
-    """`tip_decode.hf.ReasoningInterventionsProcessor` (every intervention) where this version has it."""
-    try:
-        from tip_decode.hf import ReasoningInterventionsProcessor
-    except ImportError:
-        return None
-    return ReasoningInterventionsProcessor
-
-
-def hf_interventions() -> frozenset[str]:
-    """The interventions the `hf` backend can apply: all of them with the Hugging Face adapter's
-    `ReasoningInterventionsProcessor`, TIP alone (`TIPLogitsProcessor`) in versions without it."""
-    if _hf_interventions_processor() is not None:
-        return frozenset({"tip", "nowait", "cyclic", "gated", "budget"})
-    return frozenset({"tip"})
-
-
-def check_hf_supports(settings: Any, name: str = "") -> None:
-    """`InputError` naming the configuration when the `hf` backend cannot apply one of its interventions."""
-    supported = hf_interventions()
-    missing = [n for n in settings.names if n not in supported]
-    if missing:
-        who = f"configuration {name!r} uses" if name else "this configuration uses"
-        raise InputError(
-            f"{who} {', '.join(missing)}, which --backend hf cannot apply in this version (it applies "
-            f"{', '.join(sorted(supported))}); use --backend vllm, openai or sglang"
-        )
-
-
-def sglang_interventions() -> frozenset[str]:
-    """The interventions the SGLang processor applies: all of them where `tip_decode.adapters.sglang`
-    runs on the generic intervention core (it then has `server_settings`), TIP alone before that.
-    Other keys would reach a TIP-only processor and be ignored, so the harness refuses them."""
-    from tip_decode.adapters import sglang
-
-    if hasattr(sglang, "server_settings"):
-        return frozenset({"tip", "nowait", "cyclic", "gated", "budget"})
-    return frozenset({"tip"})
-
-
-def check_sglang_supports(settings: Any, name: str = "") -> None:
-    """`InputError` naming the configuration when the SGLang processor cannot apply one of its interventions."""
-    supported = sglang_interventions()
-    missing = [n for n in settings.names if n not in supported]
-    if missing:
-        who = f"configuration {name!r} uses" if name else "this configuration uses"
-        raise InputError(
-            f"{who} {', '.join(missing)}, which the SGLang processor of this version cannot apply (it applies "
-            f"{', '.join(sorted(supported))}); use --backend vllm or openai"
-        )
-
-
 def hf_logits_processor(tokenizer: Any, settings: Any) -> Any:
     """The transformers logits processor that applies `settings` (an `InterventionSet`), or None.
 
@@ -290,13 +238,9 @@ def hf_logits_processor(tokenizer: Any, settings: Any) -> Any:
     """
     if not settings:
         return None
-    check_hf_supports(settings)
-    processor = _hf_interventions_processor()
-    if processor is not None:
-        return processor(tokenizer, interventions=settings)
-    from tip_decode.hf import TIPLogitsProcessor
+    from tip_decode.hf import ReasoningInterventionsProcessor
 
-    return TIPLogitsProcessor.from_config(tokenizer, settings.tip)
+    return ReasoningInterventionsProcessor(tokenizer, interventions=settings)
 
 
 class HFBackend(Backend):
@@ -352,8 +296,6 @@ class HFBackend(Backend):
         groups: dict[Any, list[GenerationRequest]] = {}
         for request in requests:
             groups.setdefault(request.interventions, []).append(request)
-        for settings in groups:
-            check_hf_supports(settings, groups[settings][0].key[2])  # before any generation
         for settings, group in groups.items():
             group = sorted(group, key=lambda r: len(r.prompt_ids))
             for start in range(0, len(group), self.batch_size):
@@ -716,7 +658,6 @@ class SGLangBackend(Backend):
         if request.interventions:
             from tip_decode.sglang import generate_fields
 
-            check_sglang_supports(request.interventions, request.key[2])
             fields = generate_fields(request_mapping(request.interventions))
             sampling.update(fields["sampling_params"])
             body["custom_logit_processor"] = fields["custom_logit_processor"]

@@ -203,7 +203,6 @@ def _plural(count: int, noun: str) -> str:
 def write_summary_md(summary: Mapping[str, Any], path: str | Path) -> None:
     """summary.md: the run's settings, each configuration's settings, the table, what each column
     means, which intervals were used, and what is unknown."""
-    from tabulate import tabulate
 
     run = summary.get("run", {})
     configs = summary["configs"]
