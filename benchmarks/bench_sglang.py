@@ -59,9 +59,9 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
 
     import sglang
+    import sglang_timing
     from transformers import AutoTokenizer
 
-    import sglang_timing
     from tip_decode.sglang import custom_params, processor_string
 
     tokenizer = AutoTokenizer.from_pretrained(model)

@@ -528,7 +528,7 @@ def section_share(ctx: dict) -> dict:
         ids = torch.randint(0, 150_000, (batch, 64), device=device)
         processors = {"without TIP": None, "TIP, eager": new_reflection_tip(ctx, False), "TIP, CUDA graphs": new_reflection_tip(ctx, True)}
 
-        def run(mode: str) -> float:
+        def run(mode: str, processors: dict = processors, ids: torch.Tensor = ids) -> float:
             tip = processors[mode]
             if device.type == "cuda":
                 torch.cuda.synchronize()

@@ -19,8 +19,8 @@ import json
 from openai import OpenAI
 
 from tip_decode import SwitchVocabulary
-from tip_decode.cli.common import load_tokenizer
 from tip_decode.analysis import LiveMonitor, token_id_of
+from tip_decode.cli.common import load_tokenizer
 
 
 def main() -> None:

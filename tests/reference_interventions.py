@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+import reference
 import torch
 from vocab_oracle import Rules, oracle_for
 
-import reference
 from tip_decode.core.interventions import TokenizerInfo
 from tip_decode.core.vocabulary import ThinkMarkers
 
@@ -95,7 +95,7 @@ class Reference:
 
     # ----- nowait -----
 
-    @lru_cache(maxsize=8)
+    @lru_cache(maxsize=8)  # noqa: B019 (one reference object per test session; its cache lives as long anyway)
     def nowait_ids(self, keywords: tuple[str, ...]) -> frozenset[int]:
         """Tokens whose text holds a keyword (any case) with no letter right before or after it."""
         texts = self.info.token_texts()
@@ -124,7 +124,7 @@ class Reference:
 
     # ----- cyclic -----
 
-    @lru_cache(maxsize=8)
+    @lru_cache(maxsize=8)  # noqa: B019 (one reference object per test session; its cache lives as long anyway)
     def cyclic_ids(self, words: tuple[str, ...]) -> list[int]:
         vocab = self.tokenizer.get_vocab()
         excluded = self.info.excluded_ids()
@@ -148,7 +148,7 @@ class Reference:
 
     # ----- tip and gated -----
 
-    @lru_cache(maxsize=16)
+    @lru_cache(maxsize=16)  # noqa: B019 (one reference object per test session; its cache lives as long anyway)
     def switch_rules(self, triggers: tuple[str, ...]) -> Rules:
         """What the contract penalises for `triggers`, from the oracle, with the plan's think markers."""
         start, end = self.switch_markers

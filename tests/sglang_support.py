@@ -21,12 +21,11 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 import reference
 from conftest import ROOT, build_tiny_qwen2
 
@@ -80,7 +79,7 @@ def sglang_python() -> str:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def _check_python(path: str) -> str | None:
     try:
         result = subprocess.run([path, "-c", "import sglang, tip_decode.sglang"], capture_output=True, text=True, timeout=300, env=subprocess_env())

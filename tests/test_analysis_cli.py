@@ -105,9 +105,9 @@ def test_binary_file_and_llm_judge_without_model(tmp_path, qwen3_dir):
 
 def test_harness_records(tmp_path, qwen3_dir):
     """Records as the comparison harness writes them: token_ids, reference, answer_kind, prompt_open, correct."""
+    from tip_decode import SwitchVocabulary
     from tip_decode.analysis import analyze_response
     from tip_decode.cli.common import load_tokenizer
-    from tip_decode import SwitchVocabulary
 
     tok = load_tokenizer(qwen3_dir)
     text = "So 2x = 6, the answer is 6.\n\nWait, then 7.</think>\n\\boxed{7}"

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_hf_tokenizer
 
 from tip_decode import SwitchVocabulary
 from tip_decode.analysis import analyze_response
-
-from conftest import load_hf_tokenizer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

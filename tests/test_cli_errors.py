@@ -14,8 +14,8 @@ import time
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import build_tiny_qwen2
+
 from tip_decode.cli import main
 
 

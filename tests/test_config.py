@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from tip_decode import TIPConfig, TRIGGER_PRESETS
+from tip_decode import TRIGGER_PRESETS, TIPConfig
 from tip_decode.core.config import MAPPING_KEYS
 
 

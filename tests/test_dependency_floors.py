@@ -14,10 +14,9 @@ import re
 import sys
 
 import pytest
+from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.version import Version
-
-from conftest import ROOT
 
 try:
     import tomllib

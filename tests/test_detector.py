@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import reference
 import torch
+from conftest import load_hf_tokenizer, load_raw_tokenizer
+from vocab_oracle import oracle_for
 
 from tip_decode import SwitchVocabulary
 from tip_decode.hf import AbandonmentDetector, TIPLogitsProcessor
-
-import reference
-from conftest import load_hf_tokenizer, load_raw_tokenizer
-from vocab_oracle import oracle_for
 
 #: Switch tokens of the qwen3 vocabulary (" Alternatively", "Alternatively", " Wait", "Wait"). A
 #: random-weight model spreads its mass almost evenly over 151k tokens; a bias of 9.5 gives these

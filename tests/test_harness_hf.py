@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import ALTERNATIVELY
+
 from tip_decode.cli import main
 from tip_decode.core.config import TIPConfig
 from tip_decode.harness import HFBackend, Problem, SamplingSettings, parse_config_spec, read_records, run_compare, run_grid

@@ -7,8 +7,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import ALTERNATIVELY, build_switchy_model
+
 from tip_decode.cli import main
 from tip_decode.harness import HFBackend, Problem, SamplingSettings, parse_config_spec, read_records, run_compare
 

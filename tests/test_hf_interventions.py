@@ -15,10 +15,10 @@ import logging
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
-
 from conftest import build_tiny_qwen2
 from reference_interventions import FORCED, Reference, Row
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
+
 from tip_decode.core.interventions import BudgetConfig, InterventionSet
 from tip_decode.hf import ReasoningInterventionsProcessor, TIPLogitsProcessor
 
@@ -139,7 +139,7 @@ def check_against_reference(reference: Reference, settings: InterventionSet, cal
                     want[token] = want[token] + torch.tensor(value, dtype=want.dtype)
             if forced is not None:
                 want[forced] = FORCED
-            torch.testing.assert_close(out[b], want, atol=1e-4, rtol=0, msg=lambda m: f"call {t}, row {b}: {m}")
+            torch.testing.assert_close(out[b], want, atol=1e-4, rtol=0, msg=lambda m, t=t, b=b: f"call {t}, row {b}: {m}")
             compared += 1
             changed += bool((out[b] != raw[b]).any())
     return compared, changed

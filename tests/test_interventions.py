@@ -114,7 +114,7 @@ def run_against_reference(name: str, settings: InterventionSet, seed: int, rows:
             expected = reference.apply(raw[b], ids, bias, forced)
             got = got_all[b]
             where = f"{name} {settings.names} seed {seed} row {b} step {t}"
-            torch.testing.assert_close(got, expected, atol=1e-4, rtol=0, msg=lambda m: f"{where}: {m}")
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=0, msg=lambda m, where=where: f"{where}: {m}")
             # Bit for bit where no bias applies; exact bans and forcing; never NaN.
             same = expected.view(torch.int32) == raw_all[b].view(torch.int32)
             assert torch.equal(got.view(torch.int32)[same], raw_all[b].view(torch.int32)[same]), where

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import load_hf_tokenizer
+from vllm_fixtures import free_port
 
 from tip_decode import SwitchVocabulary
 from tip_decode.analysis import JudgeRequest, LLMJudge, Verdict, analyze_response, parse_judge_reply
 from tip_decode.analysis.judge import JUDGE_SYSTEM_PROMPT, AnyJudge
-
-from conftest import load_hf_tokenizer
-from vllm_fixtures import free_port
 
 REQUEST = JudgeRequest(
     thought_text="Let x be 3. Then 2x = 6, so the answer is 6.",

@@ -6,15 +6,14 @@ import math
 import random
 
 import pytest
+from conftest import load_raw_tokenizer
+from test_analysis import TOKENIZERS, random_trace
 from tokenizers import Tokenizer
 
 from tip_decode import SwitchVocabulary
 from tip_decode.analysis import analyze_response, entropy_from_logprobs, entropy_from_top_logprobs
 from tip_decode.analysis.live import LiveMonitor
 from tip_decode.core.vocabulary import TokenizerView
-
-from conftest import load_raw_tokenizer
-from test_analysis import TOKENIZERS, random_trace
 
 TEXT = (
     "<think>\nLet x be 3. Then 2x = 6.\n\nWait, the problem asks for x+1. Hmm.\n\nAlternatively, "
@@ -33,7 +32,7 @@ def test_token_by_token_equals_offline(raw_tokenizers, name):
     tok = raw_tokenizers[name]
     vocab = SwitchVocabulary.from_tokenizer(tok, "reflection")
     rng = random.Random(7)
-    for trial in range(3):
+    for _ in range(3):
         ids = random_trace(vocab, rng, 400)
         offline = analyze_response(ids, vocabulary=vocab, scope="all", premature_threshold=20)
         monitor = LiveMonitor(vocab, scope="all", premature_threshold=20)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sglang_support import (
     ENGINE_KWARGS,
     PROMPTS,
@@ -86,6 +85,7 @@ def test_processor_string_equals_sglang_to_str():
     import subprocess
 
     import sglang_recorder
+
     from tip_decode.sglang import processor_string
 
     code = (

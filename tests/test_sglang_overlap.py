@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sglang_support import (
     PROMPTS,
     SERVER_ARGS,
@@ -75,6 +74,7 @@ def test_mixed_batch_is_one_token_late_under_plain_overlap(plain, tokenizer):
 
 def test_plain_overlap_rows_are_seen_late(plain, tokenizer):
     import sglang_recorder
+
     from tip_decode.sglang import custom_params, processor_string
 
     plain.record.unlink(missing_ok=True)

@@ -231,7 +231,7 @@ def test_mixed_interventions_match_the_reference_at_every_step(registry, tok):
                 where = (step, request.rid, settings.names, t)
                 assert changed == {i for i, w in zip(ids, want.tolist()) if w != raw[b, i]}, where
                 if ids:
-                    torch.testing.assert_close(out[b, ids], want, atol=1e-5, rtol=0, msg=lambda m: f"{where}: {m}")
+                    torch.testing.assert_close(out[b, ids], want, atol=1e-5, rtol=0, msg=lambda m, where=where: f"{where}: {m}")
                 counts["checked"] += 1
                 counts["changed"] += bool(changed)
                 counts["forced"] += forced is not None

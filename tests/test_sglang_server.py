@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from sglang_support import (
     PROMPTS,
     SERVER_ARGS,
@@ -145,6 +144,7 @@ def test_bad_parameters_turn_tip_off_and_the_server_keeps_serving(served, tokeni
 def test_requests_are_released_when_they_finish(served, tokenizer):
     """Sequential requests through the recording subclass: the registry does not grow with them."""
     import sglang_recorder
+
     from tip_decode.sglang import custom_params, processor_string
 
     recorder = processor_string(sglang_recorder.RecordingThoughtSwitchPenalty)

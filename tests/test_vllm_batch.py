@@ -35,8 +35,8 @@ from vllm import SamplingParams  # noqa: E402
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality  # noqa: E402
 
 from tip_decode.core.config import TIPConfig  # noqa: E402
-from tip_decode.core.interventions import FORCED_LOGIT, InterventionSet, plan_for  # noqa: E402
-from tip_decode.vllm import ReasoningInterventions, ThoughtSwitchPenalty, request_config, request_settings, server_default, server_settings  # noqa: E402
+from tip_decode.core.interventions import InterventionSet, plan_for  # noqa: E402
+from tip_decode.vllm import ThoughtSwitchPenalty, request_config, request_settings, server_default, server_settings  # noqa: E402
 
 WIDTH = 151680  # the tiny Qwen2's padded output width
 SERVER_ENV = {
@@ -391,7 +391,7 @@ def test_v1_step_reads_only_the_newest_token_of_each_output(server_env, tokenize
             output.append(rng.randrange(1000, 100_000))
         processor.apply(logits)
     assert ReadCountingList.bulk_reads == 0
-    for i, output in enumerate(outputs):
+    for i in range(len(outputs)):
         assert processor._seen[i] == history + 20
 
 

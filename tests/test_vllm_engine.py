@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
-
 import reference
+import torch
 
 pytest.importorskip("vllm")
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]

@@ -15,7 +15,6 @@ import math
 
 import pytest
 import torch
-
 from reference_interventions import Reference, Row
 
 pytest.importorskip("vllm")
@@ -113,7 +112,7 @@ def test_processed_logits_match_reference(llm, tokenizer, hf_model, untouched):
     ids: set[int] = {THINK_END, tokenizer.eos_token_id}
     for settings in settings_list[:-1]:
         plan = plan_for(tokenizer, settings)
-        for name, rule in zip(plan.names, plan.rules):
+        for rule in plan.rules:
             ids.update(list(getattr(rule, "token_ids", ()) or rule.vocabulary.penalised_ids)[:30])
     ids_list = sorted(ids)[:120]
     raw = llm.generate(PROMPTS, [greedy(logprob_token_ids=ids_list) for _ in PROMPTS], use_tqdm=False)

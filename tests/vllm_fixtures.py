@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import build_tiny_qwen2
 
 TINY_LOGIT_SCALE = 30.0

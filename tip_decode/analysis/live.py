@@ -19,7 +19,6 @@ from tip_decode.core.config import PAPER_BETA
 from tip_decode.core.recognizer import REASONING, SwitchEvent, SwitchRecognizer, check_segmentation_arguments
 from tip_decode.core.vocabulary import SwitchVocabulary, TokenizerView
 
-
 #: A switch as it happens: the project's one switch record (`tip_decode.core.recognizer.SwitchEvent`).
 #: The monitor fills `premature`; with log-probabilities also `abandoned_mean_entropy` (alias
 #: `mean_entropy`), `confident`, `entropy_at_switch` and `switch_mass_at_switch`.

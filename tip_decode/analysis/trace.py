@@ -29,9 +29,9 @@ from typing import Any
 from tip_decode.analysis.candidates import CANDIDATE_SOURCES, extract_candidates
 from tip_decode.analysis.judge import UNJUDGED, AnswerMatchJudge, JudgeRequest, ThoughtJudge, Verdict
 from tip_decode.core.config import PAPER_BETA
-from tip_decode.grading import ANSWER_KINDS, grade
 from tip_decode.core.recognizer import SwitchEvent, SwitchRecognizer, check_segmentation_arguments
 from tip_decode.core.vocabulary import SwitchVocabulary, TokenizerView
+from tip_decode.grading import ANSWER_KINDS, grade
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ import click
 
 from tip_decode import __version__
 
-
 #: Optional packages, and the extra that installs each.
 _EXTRAS = {
     "math_verify": "eval", "datasets": "eval", "matplotlib": "eval", "openai": "eval", "tqdm": "eval", "scipy": "eval",
@@ -55,14 +54,18 @@ from tip_decode.cli.vocab import vocab  # noqa: E402
 main.add_command(vocab)
 
 from tip_decode.cli.serve import serve  # noqa: E402
+
 main.add_command(serve)
 
 from tip_decode.cli.compare import compare, grid, score  # noqa: E402
+
 for _command in (compare, grid, score):
     main.add_command(_command)
 
 from tip_decode.cli.analyze import analyze  # noqa: E402
+
 main.add_command(analyze)
 
 from tip_decode.cli.demo import demo  # noqa: E402
+
 main.add_command(demo)

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tip_decode.core.config import TIPConfig
+from tip_decode.demo import MODEL_DIR
 from tip_decode.demo.evaluate import DEMO_MAX_NEW_TOKENS, DEMO_TEMPERATURE, DEMO_TRIGGERS
 from tip_decode.demo.task import make_problems
-
-from tip_decode.demo import MODEL_DIR
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tip_decode.harness.stats import ks_for, paired_bootstrap, pass1_interval, pass_at_k, pooled_mean_interval
 from tip_decode.core.config import PAPER_BETA
 from tip_decode.core.recognizer import find_switches
+from tip_decode.harness.stats import ks_for, paired_bootstrap, pass1_interval, pass_at_k, pooled_mean_interval
 
 logger = logging.getLogger(__name__)
 

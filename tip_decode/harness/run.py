@@ -20,22 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from tip_decode import __version__
-from tip_decode.core.config import parse_triggers
-from tip_decode.grading import ANSWER_KINDS, answers_equal, extract_answer
-from tip_decode.harness.backends import Backend, Completion, GenerationRequest
-from tip_decode.harness.configs import RunConfig, settings_text
-from tip_decode.harness.metrics import analyze_records, config_metrics, json_safe, paired_differences, switch_positions
-from tip_decode.harness.problems import Problem
-from tip_decode.harness.prompts import PromptBuilder, chat_prompt_builder
-from tip_decode.harness.backends import load_hf_tokenizer
-from tip_decode.harness.jsonl import iter_jsonl
-from tip_decode.harness.preflight import InputError, check_configs, check_output_dir, same_source, tokenizer_fingerprint
-from tip_decode.harness.progress import Progress
-from tip_decode.harness.records import RecordWriter, read_records
-from tip_decode.harness.report import plot_comparison, write_summary_md
-from tip_decode.core.config import PAPER_BETA
+from tip_decode.core.config import PAPER_BETA, parse_triggers
 from tip_decode.core.recognizer import check_segmentation_arguments, prompt_ends_in_open_think
 from tip_decode.core.vocabulary import SwitchVocabulary
+from tip_decode.grading import ANSWER_KINDS, answers_equal, extract_answer
+from tip_decode.harness.backends import Backend, Completion, GenerationRequest, load_hf_tokenizer
+from tip_decode.harness.configs import RunConfig, settings_text
+from tip_decode.harness.jsonl import iter_jsonl
+from tip_decode.harness.metrics import analyze_records, config_metrics, json_safe, paired_differences, switch_positions
+from tip_decode.harness.preflight import InputError, check_configs, check_output_dir, same_source, tokenizer_fingerprint
+from tip_decode.harness.problems import Problem
+from tip_decode.harness.progress import Progress
+from tip_decode.harness.prompts import PromptBuilder, chat_prompt_builder
+from tip_decode.harness.records import RecordWriter, read_records
+from tip_decode.harness.report import plot_comparison, write_summary_md
 
 logger = logging.getLogger(__name__)
 

@@ -404,7 +404,7 @@ class RuleTables(ABC):
     def contribute(self, step: ApplyStep) -> None:
         """Add this rule's bias (and forcing) for the next token."""
 
-    def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
+    def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:  # noqa: B027 (optional)
         """Set this rule's columns of one row (host lists) to the state after `generated`."""
 
     def bias_into(self, step: ApplyStep, values: torch.Tensor) -> None:
