@@ -187,11 +187,10 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
             if admitted is None:
                 return None
             group = self._groups.by_structure.get(admitted.structure)
-            if group is not None:
-                admitted.group = group
+            if group is admitted.group:
                 return admitted
             try:
-                admitted.group = self._groups.get(admitted.structure)  # evicted while idle: rebuilt
+                admitted.use(group if group is not None else self._groups.get(admitted.structure))  # evicted while idle: rebuilt
                 return admitted
             except ValueError:  # pragma: no cover - the group was built from these settings before
                 pass
@@ -200,7 +199,8 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
             settings = request_settings(params, self.default) or None
             if settings is not None:
                 structure = settings.structure
-                admitted = Admitted(settings, structure, bias_is_finite(settings), self._groups.get(structure))
+                admitted = Admitted(settings, structure, bias_is_finite(settings))
+                admitted.use(self._groups.get(structure))
         except (ValueError, TypeError) as err:
             message = str(err)
             if message not in self._warned:

@@ -40,6 +40,7 @@ class V1Row:
     prompt_open: bool
     prompt_think: int
     finite: bool  # no bias of its settings is ever -inf (see `bias_is_finite`)
+    values: tuple[list[int], list[float]] | None = None  # a fresh row's state (`PlanTables.row_values`)
 
 
 @dataclass(eq=False)
@@ -49,7 +50,12 @@ class Admitted:
     settings: InterventionSet
     structure: Any
     finite: bool  # `bias_is_finite(settings)`
-    group: Group  # the structure's group when last looked up (groups are evicted while idle)
+    group: Group | None = None  # the structure's group when last looked up (groups are evicted while idle)
+    values: tuple[list[int], list[float]] | None = None  # a fresh row's state in that group's tables
+
+    def use(self, group: Group) -> None:
+        self.group = group
+        self.values = group.tables.row_values(self.settings)
 
 
 class V1Runner:
@@ -71,7 +77,7 @@ class V1Runner:
                 return None
             group, settings = admitted.group, admitted.settings
             opened, thinking = _prompt_facts(group, prompt_ids)
-            row = V1Row(group, settings, output_ids, opened, thinking, admitted.finite)
+            row = V1Row(group, settings, output_ids, opened, thinking, admitted.finite, admitted.values)
             group.members.add(index)
             group.member_mask[index] = True  # type: ignore[index]
             group.nonfinite += not admitted.finite
@@ -103,6 +109,7 @@ class V1Runner:
                     [r.settings for _, r in entries],
                     [r.prompt_open for _, r in entries],
                     [r.prompt_think for _, r in entries],
+                    values=[r.values for _, r in entries],  # type: ignore[misc]
                 )
             fresh.clear()
 
