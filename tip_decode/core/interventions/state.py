@@ -288,28 +288,14 @@ class InterventionState:
         return logits
 
     def _add_bias(self, logits: torch.Tensor, logit_rows: torch.Tensor | slice | None, bias: torch.Tensor) -> None:
-        """logits[logit_rows, columns] += bias, touching each entry once.
+        """logits[logit_rows, columns] += bias, touching each entry once, every row.
 
-        On a CPU the rows whose bias is all zero (out of every window: the usual case for most
-        rows) are left out: finding them reads a small tensor on the host, which a CPU does for
-        free, while each written entry is a cache miss in a 150k-wide row. On an accelerator that
-        would be a device-to-host sync per step, so every row is written there.
+        Leaving out the rows whose bias is all zero (found on the host, free of a sync on a CPU)
+        was measured slower on a CPU too: finding them, gathering their biases and scattering to
+        flat positions cost more than the entries saved (benchmarks/bench_vllm.py --parts batch,
+        docs/performance.md).
         """
         columns = self.tables.columns
-        if logits.device.type == "cpu":
-            # any() tests != 0, and the "nothing added" -0.0 equals 0.
-            written = torch.nonzero(bias.any(dim=1)).squeeze(1)
-            if written.shape[0] == 0:
-                return
-            if written.shape[0] < bias.shape[0]:
-                if logit_rows is None:
-                    index = written
-                elif isinstance(logit_rows, slice):
-                    index = written + (logit_rows.start or 0)
-                else:
-                    index = logit_rows[written]
-                logits.index_put_((index[:, None], columns[None, :]), bias[written], accumulate=True)
-                return
         if logit_rows is None or isinstance(logit_rows, slice):
             view = logits if logit_rows is None else logits[logit_rows]
             view.index_add_(1, columns, bias)
