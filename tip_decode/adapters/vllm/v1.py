@@ -66,8 +66,8 @@ class V1Runner:
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         """Follow the persistent batch: removed, then added, then moved (vLLM's order)."""
-        if batch_update is None:
-            return
+        if batch_update is None or not (self._rows or batch_update.added):
+            return  # nothing tracked and nothing new: removals and moves concern no row of ours
         changed: dict[int, Group] = {}
         fresh: dict[int, list[tuple[int, V1Row]]] = {}
 
