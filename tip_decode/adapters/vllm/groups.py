@@ -31,7 +31,7 @@ class Group:
     tables: PlanTables
     state: InterventionState
     members: set[int] = field(default_factory=set)
-    member_mask: np.ndarray | None = None  # MRV2: slot -> member, on the host
+    member_mask: np.ndarray | None = None  # row or slot -> member, on the host
     # V1: the member rows, sorted; a slice when they are consecutive (the usual case: one structure
     # for every request), which makes the state update and the logits write views instead of gathers.
     rows: torch.Tensor | slice | None = None
@@ -40,6 +40,7 @@ class Group:
     outputs: list[list[int]] = field(default_factory=list)  # V1: the output list of each entry of row_list
     row_array: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # V1: row_list
     finite: bool = False  # V1: no member's bias can be -inf (the logits write adds in one pass)
+    nonfinite: int = 0  # V1: members whose bias can be -inf
 
 
 class Groups:

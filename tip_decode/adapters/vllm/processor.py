@@ -33,7 +33,7 @@ from tip_decode.adapters.vllm.settings import (
     server_settings,
     think_markers_from_config,
 )
-from tip_decode.adapters.vllm.v1 import V1Row, V1Runner
+from tip_decode.adapters.vllm.v1 import Admitted, V1Row, V1Runner, bias_is_finite
 from tip_decode.core.config import TIPConfig
 from tip_decode.core.interventions import InterventionSet
 
@@ -126,8 +126,8 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
         self._active = np.zeros(capacity, dtype=bool)
         self._seen = np.zeros(capacity, dtype=np.int64)  # V1: output tokens each row's state has seen
         self._warned: set[str] = set()
-        # Request arguments (by value and type) -> settings, or None: off.
-        self._settings_cache: dict[tuple[Any, ...], InterventionSet | None] = {}
+        # Request arguments (by value and type) -> settings (with structure, group), or None: off.
+        self._settings_cache: dict[tuple[Any, ...], Admitted | None] = {}
         # Decode the vocabulary now (about a second per 150k tokens, more on a busy machine), at
         # engine start rather than inside the first request's step.
         warm = self.default if self.default else InterventionSet(tip=TIPConfig())
@@ -169,34 +169,49 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
 
         Never raises: a processor that raised here would stop the engine, and validate_params has
         already rejected bad input. A problem that only shows with the engine's tokenizer is logged
-        once and the request runs untouched. Results are remembered per distinct arguments, so that
-        admitting a request does not parse and validate the same arguments again (about 0.1 ms).
+        once and the request runs untouched.
+        """
+        admitted = self._admit(params)
+        return None if admitted is None else admitted.settings
+
+    def _admit(self, params: Any) -> Admitted | None:
+        """`_settings_or_off` with the request's group and facts the V1 step needs, or None (off).
+
+        Results are remembered per distinct arguments, so that admitting a request does not parse
+        and validate the same arguments again (about 0.1 ms), nor recompute the settings' structure
+        and finiteness (a few microseconds each, 20 admissions a step at 1,024 rows).
         """
         key = arguments_key(params)
         if key is not None and key in self._settings_cache:
-            settings = self._settings_cache[key]
-            if settings is None:
+            admitted = self._settings_cache[key]
+            if admitted is None:
                 return None
+            group = self._groups.by_structure.get(admitted.structure)
+            if group is admitted.group:
+                return admitted
             try:
-                self._groups.get(settings.structure)  # its group may have been evicted while idle
-                return settings
+                admitted.use(group if group is not None else self._groups.get(admitted.structure))  # evicted while idle: rebuilt
+                return admitted
             except ValueError:  # pragma: no cover - the group was built from these settings before
                 pass
+        admitted = None
         try:
             settings = request_settings(params, self.default) or None
             if settings is not None:
-                self._groups.get(settings.structure)
+                structure = settings.structure
+                admitted = Admitted(settings, structure, bias_is_finite(settings))
+                admitted.use(self._groups.get(structure))
         except (ValueError, TypeError) as err:
             message = str(err)
             if message not in self._warned:
                 self._warned.add(message)
                 logger.error("interventions are off for a request whose arguments could not be used: %s", message)
-            settings = None
+            admitted = None
         if key is not None:
             if len(self._settings_cache) >= MAX_CACHED_SETTINGS:
                 self._settings_cache.clear()
-            self._settings_cache[key] = settings
-        return settings
+            self._settings_cache[key] = admitted
+        return admitted
 
     def _to_device(self, values: Sequence[Any], dtype: torch.dtype) -> torch.Tensor:
         # Through numpy: torch.tensor(list) inspects every element (98 us for 1,024 ints on CPU),

@@ -59,6 +59,9 @@ def request_settings(sampling_params: Any, default: InterventionSet) -> Interven
     return settings
 
 
+_NO_ARGUMENTS: tuple[Any, ...] = ((), ("NoneType", None))
+
+
 def arguments_key(sampling_params: Any) -> tuple[Any, ...] | None:
     """A hashable key of everything `request_settings` reads from a request, or None when a value
     cannot be hashed (such a request is parsed every time).
@@ -66,10 +69,14 @@ def arguments_key(sampling_params: Any) -> tuple[Any, ...] | None:
     Each value carries its type: True == 1 == 1.0 and they hash alike, but validate differently
     (`tip_alpha: true` is refused, `tip_alpha: 1` is not).
     """
-    extra = getattr(sampling_params, "extra_args", None) or {}
+    extra = getattr(sampling_params, "extra_args", None)
+    budget = getattr(sampling_params, "thinking_token_budget", None)
+    if not extra and budget is None:
+        return _NO_ARGUMENTS  # the usual request without keys: no sorting or hashing per admission
+    extra = extra or {}
     try:
         items = sorted((k, _typed(v)) for k, v in extra.items() if isinstance(k, str) and namespace_of(k) is not None)
-        key = (tuple(items), _typed(getattr(sampling_params, "thinking_token_budget", None)))
+        key = (tuple(items), _typed(budget))
         hash(key)
     except TypeError:
         return None

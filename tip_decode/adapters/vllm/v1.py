@@ -12,7 +12,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +40,22 @@ class V1Row:
     prompt_open: bool
     prompt_think: int
     finite: bool  # no bias of its settings is ever -inf (see `bias_is_finite`)
+    values: tuple[list[int], list[float]] | None = None  # a fresh row's state (`PlanTables.row_values`)
+
+
+@dataclass(eq=False)
+class Admitted:
+    """What admitting a request with given arguments decides, remembered per distinct arguments."""
+
+    settings: InterventionSet
+    structure: Any
+    finite: bool  # `bias_is_finite(settings)`
+    group: Group | None = None  # the structure's group when last looked up (groups are evicted while idle)
+    values: tuple[list[int], list[float]] | None = None  # a fresh row's state in that group's tables
+
+    def use(self, group: Group) -> None:
+        self.group = group
+        self.values = group.tables.row_values(self.settings)
 
 
 class V1Runner:
@@ -50,32 +66,40 @@ class V1Runner:
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         """Follow the persistent batch: removed, then added, then moved (vLLM's order)."""
-        if batch_update is None:
-            return
+        if batch_update is None or not (self._rows or batch_update.added):
+            return  # nothing tracked and nothing new: removals and moves concern no row of ours
         changed: dict[int, Group] = {}
         fresh: dict[int, list[tuple[int, V1Row]]] = {}
 
         def make(index: int, params: Any, prompt_ids: Sequence[int] | None, output_ids: list[int]) -> V1Row | None:
-            settings = self._settings_or_off(params)  # type: ignore[attr-defined]
-            if settings is None:
+            admitted = self._admit(params)  # type: ignore[attr-defined]
+            if admitted is None:
                 return None
-            group = self._groups.get(settings.structure)  # type: ignore[attr-defined]
+            group, settings = admitted.group, admitted.settings
             opened, thinking = _prompt_facts(group, prompt_ids)
-            known = _known_prefix(output_ids)
-            row = V1Row(group, settings, output_ids, opened, thinking, bias_is_finite(settings))
-            self._seen[index] = len(known)
+            row = V1Row(group, settings, output_ids, opened, thinking, admitted.finite, admitted.values)
             group.members.add(index)
+            group.member_mask[index] = True  # type: ignore[index]
+            group.nonfinite += not admitted.finite
             changed[id(group)] = group
-            if known:
-                # A preempted request resumes with output already generated: rebuild its state.
-                group.state.replay_row(index, settings, opened, thinking, known)
+            if output_ids:
+                known = _known_prefix(output_ids)
+                self._seen[index] = len(known)
+                if known:
+                    # A preempted request resumes with output already generated: rebuild its state.
+                    group.state.replay_row(index, settings, opened, thinking, known)
+                    return row
             else:
-                fresh.setdefault(id(group), []).append((index, row))
+                self._seen[index] = 0
+            fresh.setdefault(id(group), []).append((index, row))
             return row
 
         def dropped(index: int, row: V1Row) -> None:
-            row.group.members.discard(index)
-            changed[id(row.group)] = row.group
+            group = row.group
+            group.members.discard(index)
+            group.member_mask[index] = False  # type: ignore[index]
+            group.nonfinite -= not row.finite
+            changed[id(group)] = group
 
         def start_fresh() -> None:
             for entries in fresh.values():
@@ -85,6 +109,7 @@ class V1Runner:
                     [r.settings for _, r in entries],
                     [r.prompt_open for _, r in entries],
                     [r.prompt_think for _, r in entries],
+                    values=[r.values for _, r in entries],  # type: ignore[misc]
                 )
             fresh.clear()
 
@@ -103,17 +128,21 @@ class V1Runner:
                 group.state.copy_rows(self._to_device(src, torch.long), self._to_device(dst, torch.long))  # type: ignore[attr-defined]
                 group.members.difference_update(src)
                 group.members.update(dst)
+                group.member_mask[src] = False  # type: ignore[index]
+                group.member_mask[dst] = True  # type: ignore[index]
                 changed[id(group)] = group
 
         follow_batch_update(self._rows, batch_update, make, dropped, relocated, before_moves=start_fresh)
         start_fresh()
+        rows = self._rows
         for group in changed.values():
-            group.row_list = sorted(group.members)
-            group.row_objects = [self._rows[i] for i in group.row_list]
-            group.outputs = [row.output for row in group.row_objects]
-            group.row_array = np.array(group.row_list, dtype=np.int64)
-            group.rows = self._row_index(group.row_list)
-            group.finite = all(row.finite for row in group.row_objects)
+            # From the host mask rather than sorting the member set: C loops only, O(capacity).
+            group.row_array = np.flatnonzero(group.member_mask)
+            group.row_list = group.row_array.tolist()
+            group.row_objects = [rows[i] for i in group.row_list]
+            group.outputs = list(map(_OUTPUT, group.row_objects))
+            group.rows = self._array_row_index(group.row_array) if group.row_list else None
+            group.finite = group.nonfinite == 0
 
     def _row_index(self, rows: list[int]) -> torch.Tensor | slice | None:
         """Sorted distinct rows as a slice when they are consecutive, else as a device index."""
@@ -122,6 +151,13 @@ class V1Runner:
         if rows[-1] - rows[0] == len(rows) - 1:
             return slice(rows[0], rows[-1] + 1)
         return self._to_device(rows, torch.long)  # type: ignore[attr-defined]
+
+    def _array_row_index(self, rows: np.ndarray) -> torch.Tensor | slice:
+        """`_row_index` of a non-empty sorted numpy array of distinct rows."""
+        first, last = int(rows[0]), int(rows[-1])
+        if last - first == rows.size - 1:
+            return slice(first, last + 1)
+        return self._array_to_device(rows)  # type: ignore[attr-defined]
 
     def _apply_v1(self, logits: torch.Tensor) -> torch.Tensor:
         if not self._rows:
@@ -159,13 +195,16 @@ class V1Runner:
                 return
         positions = np.flatnonzero(one)
         if positions.size:
-            tokens = np.array([outputs[p][-1] for p in positions.tolist()], dtype=np.int64)
+            # The rows with one new token (some were just added, with none): their lists picked in C.
+            picked = itemgetter(*positions.tolist())(outputs) if positions.size > 1 else (outputs[int(positions[0])],)
+            tokens = np.fromiter(map(itemgetter(-1), picked), dtype=np.int64, count=positions.size)
             known = tokens >= 0  # an unfilled placeholder waits for the next step
-            positions, tokens = positions[known], tokens[known]
+            if not known.all():
+                positions, tokens = positions[known], tokens[known]
         if positions.size:
             rows = group.row_array[positions]
             self._seen[rows] += 1
-            index = group.rows if positions.size == count else self._row_index(rows.tolist())
+            index = group.rows if positions.size == count else self._array_row_index(rows)
             group.state.update(self._array_to_device(tokens), index)  # type: ignore[attr-defined]
         irregular = group.row_array[(new != 0) & ~one]
         if irregular.size:
@@ -194,6 +233,9 @@ class V1Runner:
                 break
             group.state.update(self._to_device([pending[i][step] for i in ready], torch.long), self._to_device(ready, torch.long))  # type: ignore[attr-defined]
             step += 1
+
+
+_OUTPUT = attrgetter("output")
 
 
 @functools.lru_cache(maxsize=1024)

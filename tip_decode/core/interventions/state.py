@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from tip_decode.core.interventions.base import ENDED, NO_TOKEN, REASONING, WAITING, PhaseTrace, think_prompt_state
@@ -59,6 +60,12 @@ class InterventionState:
         tensor = torch.tensor(values, dtype=dtype, pin_memory=self.pin_memory)
         return tensor.to(self.tables.device, non_blocking=True)
 
+    def _array_to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if self.pin_memory:
+            tensor = tensor.pin_memory()
+        return tensor.to(self.tables.device, non_blocking=True)
+
     # ----- row lifecycle (when the batch changes, not every step) -----
 
     def start_rows(
@@ -67,21 +74,46 @@ class InterventionState:
         settings: Sequence[InterventionSet],
         prompt_open: torch.Tensor | Sequence[bool] | None = None,
         prompt_think: torch.Tensor | Sequence[int] | None = None,
+        values: Sequence[tuple[list[int], list[float]]] | None = None,
     ) -> None:
         """Begin fresh sequences in `rows` (nothing generated yet), one `InterventionSet` per row.
 
         `prompt_open` / `prompt_think`: the prompt ends inside an open think block, and how many of
         its tokens follow the opening marker (see `prompt_state`); tensors may live on the device.
+        `values`: each row's `tables.row_values(settings)` when the caller keeps them (vLLM admits
+        the same settings over and over).
         """
         count = len(rows)
         if len(settings) != count:
             raise ValueError(f"start_rows got {count} rows but {len(settings)} settings")
+        if values is None:
+            values = [self.tables.row_values(s) for s in settings]
+        elif len(values) != count:
+            raise ValueError(f"start_rows got {count} rows but {len(values)} row values")
         if not isinstance(rows, torch.Tensor):
-            rows = self._to_device(list(rows), torch.long)
-        values = [self.tables.row_values(s) for s in settings]
-        ints = self._to_device([v[0] for v in values], torch.long).reshape(count, -1)
-        floats = self._to_device([v[1] for v in values], torch.float32).reshape(count, -1)
-        self.start_rows_from(rows, ints, floats, prompt_open, prompt_think)
+            rows = self._array_to_device(np.asarray(rows, dtype=np.int64))
+        if isinstance(prompt_open, torch.Tensor) or isinstance(prompt_think, torch.Tensor):
+            ints = self._to_device([v[0] for v in values], torch.long).reshape(count, -1)
+            floats = self._to_device([v[1] for v in values], torch.float32).reshape(count, -1)
+            self.start_rows_from(rows, ints, floats, prompt_open, prompt_think)
+            return
+        # Host facts: every column is set on the host and each state tensor is written once (a
+        # handful of small tensor calls per batch of new rows instead of a dozen).
+        layout = self.layout
+        host_ints = np.array([v[0] for v in values], dtype=np.int64).reshape(count, layout.ints)
+        if self.tables.think_start < 0:  # no tracked phase: the whole response is reasoning
+            opened = np.ones(count, dtype=bool)
+            thinking = np.zeros(count, dtype=np.int64)
+        else:
+            opened = np.zeros(count, dtype=bool) if prompt_open is None else np.asarray(prompt_open, dtype=bool).reshape(count)
+            thinking = np.zeros(count, dtype=np.int64) if prompt_think is None else np.asarray(prompt_think, dtype=np.int64).reshape(count)
+        host_ints[:, layout.ACTIVE] = 1
+        host_ints[:, layout.PHASE] = np.where(opened, REASONING, WAITING)
+        host_ints[:, layout.REASONING_START] = np.where(opened, 0, -1)
+        host_ints[:, layout.PROMPT_THINK] = np.where(opened, thinking, 0)
+        self.ints[rows] = self._array_to_device(host_ints)
+        if layout.floats:
+            self.floats[rows] = self._array_to_device(np.array([v[1] for v in values], dtype=np.float32).reshape(count, layout.floats))
 
     def fresh(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Default (ints, floats) of `count` fresh rows on the device, for `start_rows_from`."""
@@ -256,25 +288,14 @@ class InterventionState:
         return logits
 
     def _add_bias(self, logits: torch.Tensor, logit_rows: torch.Tensor | slice | None, bias: torch.Tensor) -> None:
-        """logits[logit_rows, columns] += bias, touching each entry once.
+        """logits[logit_rows, columns] += bias, touching each entry once, every row.
 
-        On a CPU the rows whose bias is all zero (out of every window: the usual case for most
-        rows) are left out: finding them reads a small tensor on the host, which a CPU does for
-        free, while each written entry is a cache miss in a 150k-wide row. On an accelerator that
-        would be a device-to-host sync per step, so every row is written there.
+        Leaving out the rows whose bias is all zero (found on the host, free of a sync on a CPU)
+        was measured slower on a CPU too: finding them, gathering their biases and scattering to
+        flat positions cost more than the entries saved (benchmarks/bench_vllm.py --parts batch,
+        docs/performance.md).
         """
         columns = self.tables.columns
-        if logits.device.type == "cpu":
-            written = torch.nonzero(bias.ne(0).any(dim=1)).squeeze(1)
-            if written.shape[0] < bias.shape[0]:
-                if logit_rows is None:
-                    index = written
-                elif isinstance(logit_rows, slice):
-                    index = written + (logit_rows.start or 0)
-                else:
-                    index = logit_rows[written]
-                logits.index_put_((index[:, None], columns[None, :]), bias[written], accumulate=True)
-                return
         if logit_rows is None or isinstance(logit_rows, slice):
             view = logits if logit_rows is None else logits[logit_rows]
             view.index_add_(1, columns, bias)

@@ -74,6 +74,7 @@ class SwitchTables:
         column_of = {c: i for i, c in enumerate(ids)}
         # The column of each pattern's completion (several patterns may share one).
         self.pattern_column = torch.tensor([column_of[m.completion] for m in patterns], dtype=torch.long, device=self.device)
+        self.column_hit_count = self.column_is_hit.to(torch.long)[None, :]
         self.num_patterns = len(patterns)
 
     @property
@@ -107,14 +108,17 @@ class SwitchTables:
         return switch_at
 
     def active_columns(self, armed: torch.Tensor) -> torch.Tensor:
-        """(rows, columns): which switch columns are penalisable for the next token."""
-        active = self.column_is_hit[None, :]
-        if self.num_patterns:
-            # Count the armed patterns per column (an index_add over the few patterns, cheaper
-            # than a matrix product at serving batch sizes); a count above zero arms the column.
-            counts = torch.zeros((armed.shape[0], self.column_is_hit.shape[0]), dtype=torch.int32, device=armed.device)
-            active = active | counts.index_add_(1, self.pattern_column, armed.to(torch.int32)).ne(0)
-        return active
+        """(rows, columns): which switch columns are penalisable for the next token.
+
+        `armed` is (rows, patterns) of 0 / 1 (the int state's armed columns as they are, or bools).
+        """
+        if not self.num_patterns:
+            return self.column_is_hit[None, :]
+        # Count, over a row of the single-token hits (1) and zeros, the armed patterns per column
+        # (an index_add over the few patterns, cheaper than a matrix product at serving batch
+        # sizes); a count above zero makes the column penalisable. Three tensor calls in all.
+        counts = self.column_hit_count.expand(armed.shape[0], -1).clone()  # (repeat is ten times slower)
+        return counts.index_add_(1, self.pattern_column, armed.to(torch.long)).ne(0)
 
 
 def switch_vocabulary(info: TokenizerInfo, triggers: tuple[str, ...], scope: str, namespace: str) -> tuple[SwitchVocabulary, str]:
@@ -196,10 +200,12 @@ class TipTables(RuleTables):
 
     def in_window(self, ints: torch.Tensor) -> torch.Tensor:
         layout = self.layout
-        window = (ints[:, layout.ACTIVE] == 1) & (ints[:, layout.POSITION] < ints[:, self.PSI] + ints[:, self.BETA])
+        window = ints[:, layout.POSITION] < ints[:, self.PSI] + ints[:, self.BETA]
         if self.think:
-            window = window & (ints[:, layout.PHASE] == REASONING)
-        return window
+            # A row that is not active has the phase ENDED (the template, `stop_rows`), so the
+            # reasoning test also tells that the row is active.
+            return window & (ints[:, layout.PHASE] == REASONING)
+        return window & (ints[:, layout.ACTIVE] == 1)
 
     def amount(self, ints: torch.Tensor, alpha: torch.Tensor | float, gate: torch.Tensor | None = None) -> torch.Tensor:
         """(rows, columns) penalty to subtract for the next token (never negative)."""
@@ -208,7 +214,9 @@ class TipTables(RuleTables):
             window = window & gate
         row_alpha = torch.where(window, alpha, 0.0)
         # torch.where, not a product: alpha may be inf and inf * 0 would be NaN.
-        return torch.where(self.switch.active_columns(self.armed_flags(ints)), row_alpha[:, None], 0.0)
+        switch = self.switch
+        armed = ints[:, self.ARMED : self.ARMED + switch.num_patterns]  # 0 / 1 as stored, no conversion
+        return torch.where(switch.active_columns(armed), row_alpha[:, None], 0.0)
 
     def contribute(self, step: ApplyStep) -> None:
         if self.token_ids:
