@@ -33,12 +33,15 @@ TESTS = Path(__file__).resolve().parent
 ENV_PYTHON = "TIP_DECODE_SGLANG_PYTHON"
 ENV_REQUIRE = "TIP_DECODE_REQUIRE_SGLANG"
 START_TIMEOUT_S = float(os.environ.get("TIP_DECODE_SGLANG_TIMEOUT", "420"))
-#: Server / engine arguments that keep SGLang small on a shared 2-core CPU machine.
+#: Server / engine arguments that keep SGLang small on a shared 2-core CPU machine. The KV pool is
+#: capped by max-total-tokens; mem-fraction-static only has to exceed the share of the machine's free
+#: memory that other processes take while the model loads (SGLang measures free memory before and after
+#: the load, and at 0.05 another test's engine starting alongside was enough to fail the check).
 SERVER_ARGS = [
     "--device", "cpu",
     "--model-impl", "transformers",
     "--dtype", "float32",
-    "--mem-fraction-static", "0.05",
+    "--mem-fraction-static", "0.25",
     "--max-total-tokens", "8192",
     "--max-running-requests", "32",
     "--skip-server-warmup",
@@ -48,7 +51,7 @@ ENGINE_KWARGS = {
     "device": "cpu",
     "model_impl": "transformers",
     "dtype": "float32",
-    "mem_fraction_static": 0.05,
+    "mem_fraction_static": 0.25,
     "max_total_tokens": 8192,
     "max_running_requests": 32,
     "log_level": "warning",
