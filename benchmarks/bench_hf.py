@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SuppressTokensLogitsProcessor
 
-from tip_decode.core.state import PenaltyTables
+from tip_decode.core.interventions.plan import PlanTables
 from tip_decode.core.vocabulary import SwitchVocabulary
 from tip_decode.hf import TIPLogitsProcessor
 
@@ -54,7 +54,7 @@ def synchronize(device: torch.device) -> None:
 def held_bytes(obj, seen=None) -> int:
     """Bytes of the tensors a processor holds between calls (shared lookup tables excluded)."""
     seen = set() if seen is None else seen
-    if id(obj) in seen or isinstance(obj, (PenaltyTables, SwitchVocabulary)):
+    if id(obj) in seen or isinstance(obj, (PlanTables, SwitchVocabulary)):
         return 0
     seen.add(id(obj))
     if isinstance(obj, torch.Tensor):

@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from tip_only_state import PenaltyState, PenaltyTables
 from tokenizers import Tokenizer
 
 from tip_decode import SwitchVocabulary
@@ -17,7 +18,6 @@ from tip_decode.analysis import (
     extract_candidates,
     underthinking,
 )
-from tip_decode.core.state import PenaltyState, PenaltyTables
 from tip_decode.core.vocabulary import TokenizerView
 
 TOKENIZERS = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "llama-3.1", "mistral-7b-v0.1")

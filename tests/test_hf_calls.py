@@ -23,7 +23,7 @@ from test_hf import PROMPTS, TRIGGERS, Recorder, bias, check_against_reference, 
 from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorList
 
 from tip_decode.adapters.hf import GRAPH_CHECK_STEPS
-from tip_decode.core.state import PenaltyTables
+from tip_decode.core.interventions.plan import PlanTables
 from tip_decode.core.vocabulary import SwitchVocabulary
 from tip_decode.hf import TIPLogitsProcessor
 
@@ -176,7 +176,7 @@ def test_a_call_one_token_longer_than_the_last_input_is_taken_as_the_next_step(m
 def held_tensor_bytes(obj, seen=None) -> int:
     """Bytes of the tensors an object holds (lookup tables and the vocabulary excluded)."""
     seen = set() if seen is None else seen
-    if id(obj) in seen or isinstance(obj, (PenaltyTables, SwitchVocabulary)):
+    if id(obj) in seen or isinstance(obj, (PlanTables, SwitchVocabulary)):
         return 0
     seen.add(id(obj))
     if isinstance(obj, torch.Tensor):

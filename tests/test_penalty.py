@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import TOKENIZER_NAMES, load_hf_tokenizer, load_raw_tokenizer
 from reference import penalised, switches
+from tip_only_state import PenaltyState, PenaltyTables
 from trained_tokenizers import TRAINED_NAMES
 from vocab_oracle import oracle_for
 
 from tip_decode import SwitchVocabulary, TIPConfig, find_switches
-from tip_decode.core.state import PenaltyState, PenaltyTables
 
 TRIGGERS = ["alternatively", "wait", "hmm", "another approach"]
 #: Text whose tokens exercise word starts and ends: letters that look like byte-level markers,
@@ -150,7 +150,7 @@ def test_infinite_alpha_never_gives_nan_even_on_a_plus_inf_logit():
     out = finite.apply(scores)
     assert not torch.isnan(out).any() and out[0, 38478] == math.inf and out[1, 38478] == -math.inf
     # The helper the adapters use, in half precision too (an alpha beyond float16's range is inf there).
-    from tip_decode.core.state import subtract_penalty
+    from tip_only_state import subtract_penalty
 
     logits = torch.tensor([math.inf, -math.inf, 0.0, 1.0], dtype=torch.float16)
     amount = torch.tensor([math.inf, math.inf, 0.0, 70000.0]).to(torch.float16)

@@ -1,7 +1,7 @@
 """Switch recognition on the host: one token at a time, in plain Python.
 
 This is the reading of section 3 of the contract (switches, psi, scope) that trace analysis and the
-live monitor use. The batched tensor state in `tip_decode.core.state` implements the same rules for
+live monitor use. The batched tensor state in `tip_decode.core.interventions` implements the same rules for
 the processors; the tests hold both to one slow reference so that "a switch" means one thing.
 """
 

@@ -4,7 +4,7 @@ While reasoning is open and the current thought is younger than `beta` tokens, `
 subtracted from the logits of the switch vocabulary (single-token hits, and multi-token completions
 whose prefix was just generated at a word start). The rules are section 1-3 of the behaviour
 contract and docs/penalty.md; `SwitchTables` is the switch vocabulary as device tensors, shared with
-`gated` and with the TIP-only `PenaltyTables` / `PenaltyState` front in `tip_decode.core.state`.
+`gated`.
 
 Columns: PSI (start of the current thought), BETA, one ARMED flag per multi-token pattern (ints);
 ALPHA (float).

@@ -1,11 +1,10 @@
-"""TIP alone as batched tensor operations: `PenaltyTables` / `PenaltyState`.
+"""TIP alone as batched tensor operations, for the tests: `PenaltyTables` / `PenaltyState`.
 
-A thin TIP-only front of the intervention family's generic state (`tip_decode.core.interventions`):
-the tensor rules live once, in `core/interventions/tip.py`; this module keeps the interface the
-Hugging Face adapter, the abandonment detector and the SGLang adapter were written against (alpha and
-beta given as tensors, `ints` with `position` / `psi` / `phase` / `beta` / `tail` / `armed` views,
-`advance` / `amount` as pure functions of packed rows). Nothing here looks at the whole history, and
-nothing reads a tensor back to the host.
+A thin TIP-only front of the library's one generic state (`tip_decode.core.interventions`): the
+tensor rules live once, in `core/interventions/tip.py`. The adapters moved onto the generic state and
+this front left the package; the TIP state tests (tests/test_penalty.py, tests/test_analysis.py) keep
+reading the state through it (alpha and beta given as tensors, `ints` with `position` / `psi` /
+`phase` / `beta` / `tail` / `armed` views, `advance` / `amount` as pure functions of packed rows).
 """
 
 from __future__ import annotations
