@@ -184,9 +184,9 @@ def test_serve_interventions_are_checked_before_the_server_starts(tokenizers_dir
 
 
 def test_serve_passes_the_interventions_as_the_processor_reads_them():
-    from tip_decode.adapters.vllm.settings import ENV_INTERVENTIONS, server_settings
     from tip_decode.cli.serve import server_env
     from tip_decode.core.config import TIPConfig
+    from tip_decode.core.server_defaults import ENV_INTERVENTIONS, server_settings
 
     interventions = parse_fixed("nowait+budget:max=4000,keywords=wait+hmm")
     env = server_env(TIPConfig(alpha=3, beta=600), "tok", base={ENV_INTERVENTIONS: '{"cyclic_amplitude": 9}'}, interventions=interventions)

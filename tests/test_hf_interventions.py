@@ -46,7 +46,7 @@ def tokenizer(model_dir):
 
 @pytest.fixture(scope="module")
 def model(model_dir):
-    return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32).eval()  # `dtype` only from transformers 4.56
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import math
 import pytest
 
 import tip_decode.adapters.sglang as sglang_adapter
-import tip_decode.adapters.vllm.settings as vllm_settings
 from tip_decode import TIPConfig
 from tip_decode.core import server_defaults
 from tip_decode.core.interventions import BudgetConfig, InterventionSet, NoWaitConfig
@@ -16,6 +15,9 @@ from tip_decode.core.server_defaults import ENV_ALPHA, ENV_BETA, ENV_INTERVENTIO
 
 
 def test_both_adapters_read_the_same_defaults():
+    pytest.importorskip("vllm")  # the vLLM adapter imports vLLM (the floor environment has none)
+    import tip_decode.adapters.vllm.settings as vllm_settings
+
     for name in ("ENV_ALPHA", "ENV_BETA", "ENV_TRIGGERS", "ENV_SCOPE", "ENV_TOKENIZER", "ENV_INTERVENTIONS", "server_default", "server_settings"):
         assert getattr(vllm_settings, name) is getattr(server_defaults, name), name
         assert getattr(sglang_adapter, name) is getattr(server_defaults, name), name
