@@ -94,6 +94,34 @@ def _check_server_env(env: dict[str, str]) -> None:
         raise UsageFailure(str(err)) from None
 
 
+def run_in_foreground(command: list[str], env: dict[str, str], engine: str) -> None:
+    """Run a server until it exits, passing Ctrl-C / SIGTERM on to it; a failure exit is one line."""
+    try:
+        process = subprocess.Popen(command, env=env)
+    except OSError as err:
+        raise click.ClickException(f"cannot start the {engine} server: {err}") from None
+
+    def forward(signum: int, _frame: Any) -> None:
+        # The server shuts its engine down cleanly on SIGINT/SIGTERM; pass the signal on and wait.
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
+        raise click.ClickException(f"the {engine} server exited with status {code}")
+
+
 def _option_value(args: tuple[str, ...], name: str) -> str | None:
     for i, arg in enumerate(args):
         if arg == name and i + 1 < len(args):
@@ -193,27 +221,4 @@ def serve(
 
         click.echo(f"Other interventions on by default: {settings_text(interventions.to_mapping(), short=True)}", err=True)
     click.echo("Example client call:\n" + example_call(base_url, served, config), err=True)
-    try:
-        process = subprocess.Popen(command, env=env)
-    except OSError as err:
-        raise click.ClickException(f"cannot start the vLLM server: {err}") from None
-
-    def forward(signum: int, _frame: Any) -> None:
-        # The server shuts its engine down cleanly on SIGINT/SIGTERM; pass the signal on and wait.
-        if process.poll() is None:
-            process.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = process.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
-        raise click.ClickException(f"the vLLM server exited with status {code}")
+    run_in_foreground(command, env, "vLLM")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
-import subprocess
 import sys
 from typing import Any
 
@@ -73,7 +71,7 @@ def sglang_example_call(base_url: str, model: str, config: TIPConfig) -> str:
 
 def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_args: tuple[str, ...], interventions: Any = None) -> None:
     """Start the SGLang server in the foreground and pass Ctrl-C / SIGTERM on to it."""
-    from tip_decode.cli.serve import _check_server_env, _option_value
+    from tip_decode.cli.serve import _check_server_env, _option_value, run_in_foreground
 
     if "--model-path" in sglang_args or any(a.startswith("--model-path=") for a in sglang_args):
         raise UsageFailure("pass the model as MODEL, not as --model-path")
@@ -97,26 +95,4 @@ def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_arg
     state = f"alpha={config.to_mapping()['tip_alpha']} beta={config.beta} triggers={','.join(config.triggers)} scope={config.scope}"
     click.echo(f"Starting SGLang with the TIP processor enabled (server default: {state if config.enabled else 'TIP off'}) at {base_url}", err=True)
     click.echo("Requests opt in by naming the processor; example client call:\n" + sglang_example_call(base_url + "/v1", served, config), err=True)
-    try:
-        process = subprocess.Popen(command, env=env)
-    except OSError as err:
-        raise click.ClickException(f"cannot start the SGLang server: {err}") from None
-
-    def forward(signum: int, _frame: Any) -> None:
-        if process.poll() is None:
-            process.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = process.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
-        raise click.ClickException(f"the SGLang server exited with status {code}")
+    run_in_foreground(command, env, "SGLang")
