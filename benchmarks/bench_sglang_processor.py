@@ -26,21 +26,10 @@ import time
 import weakref
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-WIDTH = 151680  # the tiny Qwen2's padded output width (qwen3 tokenizer)
-REFLECTION = "reflection"  # the 17-word TIP preset bench_sglang.py uses
+# One set of configurations, measured on both engines (the script runs from benchmarks/).
+from bench_interventions import CONFIGURATIONS, WIDTH
 
-CONFIGURATIONS = {
-    "TIP (reflection preset)": {"tip_alpha": 3.0, "tip_beta": 600, "tip_triggers": REFLECTION, "tip_scope": "all"},
-    "NoWait (paper keywords)": {"nowait": 1, "nowait_scope": "all"},
-    "CyclicReflex (paper)": {"cyclic": 1, "cyclic_scope": "all"},
-    "budget (min 100, max 1000, word)": {"budget_min": 100, "budget_max": 1000, "budget_word": "Wait"},
-    "gated TIP (reflection preset)": {"gated_alpha": 3.0, "gated_triggers": REFLECTION, "gated_scope": "all"},
-    "all five": {
-        "tip_alpha": 3.0, "tip_triggers": REFLECTION, "tip_scope": "all", "nowait": 1, "cyclic": 1,
-        "budget_min": 100, "budget_max": 1000, "budget_word": "Wait", "gated": 1,
-    },
-}  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Request:
