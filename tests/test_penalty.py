@@ -166,7 +166,8 @@ def test_huge_beta_runs_in_the_state():
     state.start_rows(torch.tensor([0]), torch.tensor([config.alpha]), torch.tensor([config.beta]), torch.tensor([False]))
     for _ in range(3):
         state.update(torch.tensor([11]))
-    assert (state.penalty()[:, state.tables.column_is_hit] == 2.0).all()
+    hits = torch.tensor([i in vocab.token_ids for i in state.tables.switch.ids])
+    assert hits.any() and (state.penalty()[:, hits] == 2.0).all()
 
 
 def test_infinite_alpha_bans_without_nan_and_only_in_window():
@@ -198,12 +199,12 @@ def test_select_and_replay_reproduce_the_same_state():
     for t in range(length):
         state.update(torch.tensor([s[t] for s in seqs]))
     order = torch.tensor([2, 0, 1])
-    expected = {n: getattr(state, n)[order].clone() for n in ("position", "psi", "phase", "tail", "armed")}
+    expected = {n: getattr(state, n)[order].clone() for n in ("position", "psi", "phase", "recognizer")}
     state.select(order)
     for n, value in expected.items():
         assert torch.equal(getattr(state, n), value), n
     replayed = PenaltyState(state.tables, 3)
     for row, src in enumerate(order.tolist()):
         replayed.replay_row(row, 2.0, 600, False, seqs[src][:length])
-    for n in ("position", "psi", "phase", "tail", "armed"):
+    for n in ("position", "psi", "phase", "recognizer"):
         assert torch.equal(getattr(replayed, n), getattr(state, n)), n

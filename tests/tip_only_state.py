@@ -4,7 +4,7 @@ A thin TIP-only front of the library's one generic state (`tip_decode.core.inter
 tensor rules live once, in `core/interventions/tip.py`. The adapters moved onto the generic state and
 this front left the package; the TIP state tests (tests/test_penalty.py, tests/test_analysis.py) keep
 reading the state through it (alpha and beta given as tensors, `ints` with `position` / `psi` /
-`phase` / `beta` / `tail` / `armed` views, `advance` / `amount` as pure functions of packed rows).
+`phase` / `beta` / `recognizer` views, `advance` / `amount` as pure functions of packed rows).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class PenaltyTables:
         self.think_end = self.plan_tables.think_end
 
     def __getattr__(self, name: str) -> Any:
-        # column_is_hit, is_hit, ends_word, prefixes, completion, num_patterns, ...
+        # ids, columns, patterns, num_patterns, automaton, ...
         if name in ("switch", "tip", "plan_tables"):
             raise AttributeError(name)
         return getattr(self.switch, name)
@@ -90,8 +90,8 @@ class PenaltyState:
     and `apply` to subtract the penalty from the logits.
 
     All integer state lives in one (capacity, fields) tensor, so that reordering rows, copying a
-    row or taking a snapshot is a single operation; `position`, `psi`, `phase`, `beta`, `tail` and
-    `armed` are column views of it.
+    row or taking a snapshot is a single operation; `position`, `psi`, `phase`, `beta` and
+    `recognizer` are column views of it.
     """
 
     def __init__(self, tables: PenaltyTables, capacity: int) -> None:
@@ -126,12 +126,8 @@ class PenaltyState:
         return self.ints[:, self._tip.BETA]
 
     @property
-    def tail(self) -> torch.Tensor:
-        return self.ints[:, self._layout.tail_slice()]
-
-    @property
-    def armed(self) -> torch.Tensor:
-        return self._tip.armed_flags(self.ints)
+    def recognizer(self) -> torch.Tensor:
+        return self.ints[:, self._tip.RECOGNIZER]
 
     # ----- row lifecycle (called when the batch changes, not every step) -----
 

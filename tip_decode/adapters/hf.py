@@ -330,7 +330,7 @@ class ReasoningInterventionsProcessor(LogitsProcessor):
                 # bit) instead of the general gather, combine and scatter; the same values.
                 state = self._state
                 tip = state.tables.rules[0]
-                bias = tip.amount(state.ints, state.floats[:, tip.ALPHA]).neg_()
+                bias = tip.bias(state.ints, state.floats[:, tip.ALPHA])
                 out.index_add_(1, state.tables.columns, bias.to(out.dtype))
             else:
                 self._state.apply(out)

@@ -34,7 +34,6 @@ __all__ = [
     "ENDED",
     "FORCED_LOGIT",
     "NO_MARKER",
-    "NO_TOKEN",
     "REASONING",
     "WAITING",
     "AdvanceStep",
@@ -47,8 +46,7 @@ __all__ = [
     "think_prompt_state",
 ]
 
-NO_TOKEN = -1  # an empty slot of the token tail
-NO_MARKER = -2  # never equal to a real token nor to NO_TOKEN
+NO_MARKER = -2  # never equal to a real token (nor to -1, a placeholder some engines send)
 #: The logit a forced token gets: vLLM's own thinking budget writes the same value, so that a
 #: forced token wins under any temperature, top-k or top-p (other logits stay finite).
 FORCED_LOGIT = 1e9
@@ -240,12 +238,12 @@ class Layout:
 
     Shared int columns: `ACTIVE` (1 for a live row), `POSITION` (tokens generated), `PHASE`
     (WAITING / REASONING / ENDED, from the plan's think markers), `REASONING_START` (position where
-    reasoning began, -1 before), `PROMPT_THINK` (thinking tokens already in the prompt), `TAIL`
-    (the newest tokens, oldest first) and, when a rule decides something in `apply` that the next
-    token confirms, `PENDING_AT` (the position that decision was made for).
+    reasoning began, -1 before), `PROMPT_THINK` (thinking tokens already in the prompt) and, when a
+    rule decides something in `apply` that the next token confirms, `PENDING_AT` (the position that
+    decision was made for).
     """
 
-    def __init__(self, tail_width: int, pending: bool) -> None:
+    def __init__(self, pending: bool) -> None:
         self.int_names: list[str] = []
         self.float_names: list[str] = []
         self.int_defaults: dict[int, int] = {}
@@ -257,8 +255,6 @@ class Layout:
         self.REASONING_START = self.add_int("reasoning_start", default=-1)
         self.PROMPT_THINK = self.add_int("prompt_think")
         self.PENDING_AT = self.add_int("pending_at", default=-1) if pending else None
-        self.tail_width = tail_width
-        self.TAIL = self.add_int("tail", width=tail_width, default=NO_TOKEN)
 
     def add_int(self, name: str, width: int = 1, default: int = 0) -> int:
         start = len(self.int_names)
@@ -282,9 +278,6 @@ class Layout:
     def floats(self) -> int:
         return len(self.float_names)
 
-    def tail_slice(self) -> slice:
-        return slice(self.TAIL, self.TAIL + self.tail_width)
-
 
 # ----- the two step views -----
 
@@ -304,12 +297,10 @@ class AdvanceStep:
     out_ints: torch.Tensor
     out_floats: torch.Tensor | None
     tokens: torch.Tensor
-    safe_tokens: torch.Tensor  # tokens clamped into [0, width) for table lookups
     position: torch.Tensor
     reasoning: torch.Tensor | None  # None when the plan does not track the phase (no "think" rule)
     opens: torch.Tensor | None
     closes: torch.Tensor | None
-    new_tail: torch.Tensor
     pending: torch.Tensor | None
 
 
@@ -415,7 +406,6 @@ class Rule(ABC):
     """Host side of one intervention for one structure and tokenizer: which ids it touches."""
 
     name: str = ""
-    tail_width: int = 0  # newest tokens the rule needs to see
     needs_pending: bool = False  # decides something in apply that the next token confirms
     scope: str = "all"
 

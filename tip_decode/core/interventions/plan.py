@@ -239,8 +239,7 @@ class PlanTables:
         self.markers = plan.markers if tracked else ThinkMarkers()
         self.think_start = int(plan.markers.start_id) if tracked else NO_MARKER
         self.think_end = int(plan.markers.end_id) if tracked else NO_MARKER
-        tail = max((r.tail_width for r in plan.rules), default=0)
-        self.layout = Layout(tail, pending=any(r.needs_pending for r in plan.rules))
+        self.layout = Layout(pending=any(r.needs_pending for r in plan.rules))
         self.rules: tuple[RuleTables, ...] = tuple(r.compile(self.layout, width, device) for r in plan.rules)
         ids = sorted({i for r in self.rules for i in r.token_ids})
         column_of = {token: c for c, token in enumerate(ids)}
@@ -271,9 +270,14 @@ class PlanTables:
 
     # ----- per step -----
 
-    def advance(self, ints: torch.Tensor, floats: torch.Tensor | None, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The state after one more token per row (pure: returns new tensors).
+    def advance(
+        self, ints: torch.Tensor, floats: torch.Tensor | None, tokens: torch.Tensor, in_place: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The state after one more token per row.
 
+        Pure by default (returns new tensors). `in_place=True` writes the new state into `ints` and
+        `floats` themselves (`InterventionState.update` on a view of its rows): every rule reads
+        its inputs before writing its own columns, and the shared columns are written last.
         `floats` may be None only when no rule updates float columns per token (`advances_floats`).
         """
         layout = self.layout
@@ -287,10 +291,8 @@ class PlanTables:
             closes = reasoning & (tokens == self.think_end)
         else:
             reasoning = opens = closes = None
-        tail = ints[:, layout.tail_slice()]
-        new_tail = torch.cat((tail[:, 1:], tokens[:, None]), dim=1) if layout.tail_width else tail
-        out_ints = ints.clone()
-        out_floats = floats.clone() if self.advances_floats and floats is not None else floats
+        out_ints = ints if in_place else ints.clone()
+        out_floats = floats if in_place or floats is None or not self.advances_floats else floats.clone()
         pending = (ints[:, layout.PENDING_AT] == position) if layout.PENDING_AT is not None else None
         step = AdvanceStep(
             layout=layout,
@@ -299,26 +301,24 @@ class PlanTables:
             out_ints=out_ints,
             out_floats=out_floats,
             tokens=tokens,
-            safe_tokens=tokens.clamp(0, self.width - 1),
             position=position,
             reasoning=reasoning,
             opens=opens,
             closes=closes,
-            new_tail=new_tail,
             pending=pending,
         )
         for rule in self.rules:
             rule.advance(step)
-        following = position + 1
         if tracked:
             # POSITION, PHASE and REASONING_START are adjacent columns: one write for the three.
+            following = position + 1
             new_phase = torch.where(opens, REASONING, torch.where(closes, ENDED, phase))
             new_start = torch.where(opens, following, ints[:, layout.REASONING_START])
             out_ints[:, layout.POSITION : layout.REASONING_START + 1] = torch.stack((following, new_phase, new_start), dim=1)
+        elif in_place:
+            position += 1  # a view of the POSITION column
         else:
-            out_ints[:, layout.POSITION] = following
-        if layout.tail_width:
-            out_ints[:, layout.tail_slice()] = new_tail
+            out_ints[:, layout.POSITION] = position + 1
         return out_ints, out_floats
 
     def contribute(self, ints: torch.Tensor, floats: torch.Tensor, sub: torch.Tensor, full: Any) -> ApplyStep:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from tip_decode.core.interventions.base import ENDED, NO_TOKEN, REASONING, WAITING, PhaseTrace, think_prompt_state
+from tip_decode.core.interventions.base import ENDED, REASONING, WAITING, PhaseTrace, think_prompt_state
 from tip_decode.core.interventions.plan import InterventionSet, PlanTables
 
 Rows = torch.Tensor | slice | None
@@ -168,18 +168,9 @@ class InterventionState:
         ints[layout.PHASE] = trace.phase
         ints[layout.REASONING_START] = trace.reasoning_start
         ints[layout.PROMPT_THINK] = int(prompt_think) if opened and markers.available else 0
-        width = layout.tail_width
-        if width:
-            tail = ([NO_TOKEN] * width + generated)[-width:]
-            ints[layout.TAIL : layout.TAIL + width] = tail
         for name, rule in zip(tables.plan.names, tables.rules):
             rule.replay(getattr(settings, name), generated, trace, ints, floats)
-        row_ints = self._to_device([ints], torch.long)
-        for rule in tables.rules:
-            after = getattr(rule, "after_replay", None)
-            if after is not None:
-                after(row_ints)
-        self.ints[row] = row_ints[0]
+        self.ints[row] = self._to_device(ints, torch.long)
         self.floats[row] = self._to_device(floats, torch.float32)
 
     def stop_rows(self, rows: torch.Tensor | Sequence[int]) -> None:
@@ -214,12 +205,15 @@ class InterventionState:
         """Advance `rows` (default: the first `len(tokens)` rows) by one generated token each."""
         if rows is None:
             rows = slice(0, tokens.shape[0])
-        if self.tables.advances_floats:
-            ints, floats = self.tables.advance(self.ints[rows], self.floats[rows], tokens)
-            self.floats[rows] = floats
-        else:
-            ints, _ = self.tables.advance(self.ints[rows], None, tokens)
+        floats = self.tables.advances_floats
+        if isinstance(rows, slice):
+            # A slice is a view: the rows advance where they are (no copy in, no copy back).
+            self.tables.advance(self.ints[rows], self.floats[rows] if floats else None, tokens, in_place=True)
+            return
+        ints, new_floats = self.tables.advance(self.ints[rows], self.floats[rows] if floats else None, tokens, in_place=True)
         self.ints[rows] = ints
+        if floats:
+            self.floats[rows] = new_floats
 
     def advance(self, ints: torch.Tensor, floats: torch.Tensor | None, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The state after one more token per row (pure; for adapters that reorder rows first)."""
