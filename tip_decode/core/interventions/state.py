@@ -11,8 +11,9 @@ Adapters only decide which row receives which token:
     state.apply(logits, rows)           # one write of every intervention's bias (O(1), no host sync)
     ... when the batch changes: stop_rows, select, copy_rows, snapshot / restore
 
-All state is two tensors, `ints` (int64) and `floats` (float32), one row per sequence, with the
-columns of `tables.layout`; reordering, copying or snapshotting rows is one operation on each.
+All state is one int64 tensor, `storage`, one row per sequence: the int columns of `tables.layout`
+(the view `ints`) followed by the bits of its float32 columns (the view `floats`); reordering,
+copying, starting or snapshotting rows is one operation on it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,24 @@ class InterventionState:
         self.tables = tables
         self.capacity = capacity
         self.pin_memory = pin_memory and tables.device.type == "cuda"
-        device = tables.device
-        self.ints = torch.tensor(tables.int_template, dtype=torch.long).repeat(capacity, 1).to(device)
-        self.floats = torch.tensor(tables.float_template, dtype=torch.float32).repeat(capacity, 1).to(device)
+        self._on_host = tables.device.type == "cpu"  # host tensors need no `.to(device)` call
+        # One int64 tensor holds every row: the int columns, then the float columns' bits (two
+        # float32 per int64). Moving, copying or starting rows is then one indexing operation
+        # instead of one per tensor; `ints` and `floats` are views of it.
+        layout = tables.layout
+        self._int_columns = layout.ints
+        self._row_width = layout.ints + (layout.floats + 1) // 2
+        template = np.zeros(self._row_width, dtype=np.int64)
+        template[: layout.ints] = tables.int_template
+        template.view(np.float32)[2 * layout.ints : 2 * layout.ints + layout.floats] = tables.float_template
+        self._template = template
+        self.storage = torch.from_numpy(np.tile(template, (capacity, 1))).to(tables.device)
+        self.ints, self.floats = self._views(self.storage)
+
+    def _views(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (ints, floats) views of a tensor of whole rows."""
+        first = 2 * self._int_columns
+        return rows[:, : self._int_columns], rows.view(torch.float32)[:, first : first + self.layout.floats]
 
     @property
     def layout(self):
@@ -58,10 +74,12 @@ class InterventionState:
 
     def _to_device(self, values: Sequence, dtype: torch.dtype) -> torch.Tensor:
         tensor = torch.tensor(values, dtype=dtype, pin_memory=self.pin_memory)
-        return tensor.to(self.tables.device, non_blocking=True)
+        return tensor if self._on_host else tensor.to(self.tables.device, non_blocking=True)
 
     def _array_to_device(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(array)
+        if self._on_host:
+            return tensor
         if self.pin_memory:
             tensor = tensor.pin_memory()
         return tensor.to(self.tables.device, non_blocking=True)
@@ -97,23 +115,25 @@ class InterventionState:
             floats = self._to_device([v[1] for v in values], torch.float32).reshape(count, -1)
             self.start_rows_from(rows, ints, floats, prompt_open, prompt_think)
             return
-        # Host facts: every column is set on the host and each state tensor is written once (a
-        # handful of small tensor calls per batch of new rows instead of a dozen).
+        # Host facts: every column is set on the host and the rows are written at once (a handful
+        # of small tensor calls per batch of new rows instead of a dozen).
         layout = self.layout
-        host_ints = np.array([v[0] for v in values], dtype=np.int64).reshape(count, layout.ints)
+        host = np.tile(self._template, (count, 1))
+        host[:, : layout.ints] = np.array([v[0] for v in values], dtype=np.int64).reshape(count, layout.ints)
+        if layout.floats:
+            first = 2 * layout.ints
+            host.view(np.float32)[:, first : first + layout.floats] = np.array([v[1] for v in values], dtype=np.float32).reshape(count, layout.floats)
         if self.tables.think_start < 0:  # no tracked phase: the whole response is reasoning
             opened = np.ones(count, dtype=bool)
             thinking = np.zeros(count, dtype=np.int64)
         else:
             opened = np.zeros(count, dtype=bool) if prompt_open is None else np.asarray(prompt_open, dtype=bool).reshape(count)
             thinking = np.zeros(count, dtype=np.int64) if prompt_think is None else np.asarray(prompt_think, dtype=np.int64).reshape(count)
-        host_ints[:, layout.ACTIVE] = 1
-        host_ints[:, layout.PHASE] = np.where(opened, REASONING, WAITING)
-        host_ints[:, layout.REASONING_START] = np.where(opened, 0, -1)
-        host_ints[:, layout.PROMPT_THINK] = np.where(opened, thinking, 0)
-        self.ints[rows] = self._array_to_device(host_ints)
-        if layout.floats:
-            self.floats[rows] = self._array_to_device(np.array([v[1] for v in values], dtype=np.float32).reshape(count, layout.floats))
+        host[:, layout.ACTIVE] = 1
+        host[:, layout.PHASE] = np.where(opened, REASONING, WAITING)
+        host[:, layout.REASONING_START] = np.where(opened, 0, -1)
+        host[:, layout.PROMPT_THINK] = np.where(opened, thinking, 0)
+        self.storage[rows] = self._array_to_device(host)
 
     def fresh(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Default (ints, floats) of `count` fresh rows on the device, for `start_rows_from`."""
@@ -182,18 +202,15 @@ class InterventionState:
 
     def select(self, order: torch.Tensor) -> None:
         """Reorder rows: row i takes the state of row `order[i]` (beam search)."""
-        count = order.shape[0]
-        self.ints[:count] = self.ints[order]
-        self.floats[:count] = self.floats[order]
+        self.storage[: order.shape[0]] = self.storage[order]
 
     def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
         """Row dst[i] takes the state of row src[i] (vLLM moves and swaps)."""
-        self.ints[dst] = self.ints[src]
-        self.floats[dst] = self.floats[src]
+        self.storage[dst] = self.storage[src]
 
     def snapshot(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """A copy of every row's state (HF assisted decoding rolls back to one)."""
-        return self.ints.clone(), self.floats.clone()
+        """A copy of every row's state as (ints, floats) (HF assisted decoding rolls back to one)."""
+        return self._views(self.storage.clone())
 
     def restore(self, snapshot: tuple[torch.Tensor, torch.Tensor]) -> None:
         self.ints.copy_(snapshot[0])
