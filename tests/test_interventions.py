@@ -17,7 +17,7 @@ import torch
 from conftest import TOKENIZER_NAMES, load_hf_tokenizer
 from reference_interventions import Reference, Row
 
-from tip_decode.core.config import TIPConfig
+from tip_decode.core.config import TIPConfig, parse_triggers
 from tip_decode.core.interventions import (
     FORCED_LOGIT,
     BudgetConfig,
@@ -74,13 +74,14 @@ def token_pool(plan, tokenizer, reference: Reference) -> list[int]:
     return pool
 
 
-def run_against_reference(name: str, settings: InterventionSet, seed: int, rows: int = 5, steps: int = 36) -> dict[str, int]:
+def run_against_reference(name: str, settings: InterventionSet, seed: int, rows: int = 5, steps: int = 36, host: bool = True) -> dict[str, int]:
     tokenizer = load_hf_tokenizer(name)
     reference = Reference(tokenizer)
     plan = plan_for(tokenizer, settings)
     width = len(tokenizer) + 5
     tables = plan.tables(width, "cpu")
-    state = InterventionState(tables, rows)
+    state = InterventionState(tables, rows, host=host)
+    assert state.host == (host and not any(r.reads_logits for r in tables.rules))
     rng = random.Random(seed)
     generator = torch.Generator().manual_seed(seed)
     pool = token_pool(plan, tokenizer, reference)
@@ -152,6 +153,47 @@ def test_state_equals_the_reference(name):
     assert totals["banned"] > 20, totals
     if has_markers:
         assert totals["forced"] > (20 if name == "qwen3" else 5), totals
+
+
+@pytest.mark.parametrize("name", ["qwen3", "mistral-7b-v0.1"])
+def test_torch_engine_equals_the_reference(name):
+    """The same rules as torch operations on CPU tensors (what a GPU runs), where the test above runs
+    the host engine for every plan that reads no logits."""
+    tokenizer = load_hf_tokenizer(name)
+    every = combos(Reference(tokenizer).markers.available)
+    for index, settings in enumerate(every if name == "qwen3" else every[:5]):
+        counts = run_against_reference(name, settings, seed=100 + index, rows=4, steps=30, host=False)
+        assert counts["changed"] > 0, (name, settings.names, counts)
+
+
+def test_host_and_torch_engines_agree_bit_for_bit():
+    """Every plan that the host engine runs, stepped through both engines on one random stream:
+    the state (every column, floats by their bits) and the logits written are identical each step."""
+    qwen = load_hf_tokenizer("qwen3")
+    reflection = parse_triggers("reflection", "tip_triggers")  # 38 multi-token patterns on qwen3
+    extra = [InterventionSet(tip=TIPConfig(alpha=3.0, beta=8, triggers=reflection)), InterventionSet(tip=TIPConfig(alpha=math.inf, beta=4, triggers=reflection, scope="all"))]
+    hosted = [s for s in combos(True) + extra if plan_for(qwen, s).tables(151936, "cpu").host]
+    assert len(hosted) == 7
+    rng = random.Random(11)
+    for settings in hosted:
+        tables = plan_for(qwen, settings).tables(151936, "cpu")
+        states = [InterventionState(tables, 6, host=host) for host in (True, False)]
+        assert [s.host for s in states] == [True, False]
+        opened = [rng.random() < 0.5 for _ in range(5)]
+        pool = [int(i) for i in tables.token_ids] + [rng.randrange(151936) for _ in range(30)]
+        pool += [qwen.convert_tokens_to_ids("<think>"), qwen.convert_tokens_to_ids("</think>")]
+        rows = torch.tensor([0, 2, 3, 4, 5])
+        for state in states:
+            state.start_rows(rows, [settings] * 5, opened, [1] * 5)
+        for step in range(40):
+            logits = torch.randn(5, 151936)
+            logits[:, tables.columns[::4]] = -0.0
+            outs = [state.apply(logits.clone(), rows=rows, logit_rows=None) for state in states]
+            assert torch.equal(outs[0].view(torch.int32), outs[1].view(torch.int32)), (settings.names, step)
+            tokens = torch.tensor([rng.choice(pool) for _ in range(5)])
+            for state in states:
+                state.update(tokens, rows if step % 2 else slice(1, 6))
+            assert torch.equal(states[0].storage, states[1].storage), (settings.names, step)
 
 
 # ----- flat keys -----
@@ -295,8 +337,9 @@ def test_zero_strength_is_bit_identical_and_nothing_is_nan():
     assert torch.equal(nothing.apply(logits[:1].clone()).view(torch.int32), logits[:1].view(torch.int32))
 
 
+@pytest.mark.parametrize("host", [True, False])
 @pytest.mark.parametrize("addressing", ["all", "slice", "index"])
-def test_finite_write_equals_the_general_write_bit_for_bit(addressing):
+def test_finite_write_equals_the_general_write_bit_for_bit(addressing, host):
     """`apply(finite=True)` (one index_add over the rows with a non-zero bias) writes exactly what
     the read-sum-write path writes, whatever the logits hold (-0.0, +-inf) and however rows are given."""
     qwen = load_hf_tokenizer("qwen3")
@@ -305,7 +348,7 @@ def test_finite_write_equals_the_general_write_bit_for_bit(addressing):
     tip_ids = tables.rule("tip").switch
     rng = random.Random(5)
     pool = [int(i) for i in tip_ids.ids] + [rng.randrange(151936) for _ in range(40)]
-    states = [InterventionState(tables, 8) for _ in range(2)]
+    states = [InterventionState(tables, 8, host=host) for _ in range(2)]
     for state in states:
         state.start_rows(list(range(8)), [settings] * 8, [True] * 8, [0] * 8)
     rows = {"all": None, "slice": slice(2, 7), "index": torch.tensor([0, 3, 4, 7])}[addressing]

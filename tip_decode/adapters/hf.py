@@ -364,8 +364,8 @@ class ReasoningInterventionsProcessor(LogitsProcessor):
         tables = state.tables
         full = self._full
         sub = full.index_select(1, tables.columns) if full is not None else self._sub
-        step = tables.contribute(state.ints, state.floats, sub, self._whole_rows)
-        self._written.copy_(tables.combine(sub, step))
+        step = tables.contribute(state.ints, state.floats, self._whole_rows)
+        self._written.copy_(tables.combine(sub, step.bias, step.forced))
         if step.out_ints is not None:
             state.ints.copy_(step.out_ints)
         if step.out_floats is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from tip_decode.core.interventions.arrays import ArrayOps
 from tip_decode.core.recognizer import ENDED, REASONING, WAITING
 from tip_decode.core.vocabulary import ThinkMarkers, TokenizerView, view_of
 
@@ -288,10 +289,12 @@ class AdvanceStep:
 
     `reasoning` is the phase before the token; `opens` / `closes` tell whether this token is the
     think start marker that opens reasoning or the end marker that closes it. `pending` is true
-    where an apply-time decision was made for exactly this token's position.
+    where an apply-time decision was made for exactly this token's position. The arrays are torch
+    tensors or numpy arrays (the host engine); `ops` works on either (see arrays.py).
     """
 
     layout: Layout
+    ops: ArrayOps
     ints: torch.Tensor
     floats: torch.Tensor | None
     out_ints: torch.Tensor
@@ -308,17 +311,18 @@ class AdvanceStep:
 class ApplyStep:
     """The state of each row (after its newest token) and the logits the next token is chosen from.
 
-    `sub` holds the logits at the plan's columns; rules read only its shape, dtype and device
-    (`InterventionState.apply` with `finite=True` does not gather it). Rules add to `bias` (summed, then added once;
-    a rule writes -0.0, never +0.0, where it adds nothing),
-    set `forced` (an index into the plan's columns; the forced token's logit becomes
-    `FORCED_LOGIT`), and record apply-time decisions with `write_int` / `write_float`.
+    Rules add float32 values to `bias` (one column per plan column, summed, then added to the
+    logits once; a rule writes -0.0, never +0.0, where it adds nothing), set `forced` (an index into
+    the plan's columns; the forced token's logit becomes `FORCED_LOGIT`), and record apply-time
+    decisions with `write_int` / `write_float`. The state arrays are torch tensors or numpy arrays
+    (the host engine, never for a plan with a rule that reads the logits); `ops` works on either.
     """
 
     layout: Layout
+    ops: ArrayOps
     ints: torch.Tensor
     floats: torch.Tensor
-    sub: torch.Tensor
+    columns: int  # the plan's column count
     full: Callable[[], torch.Tensor]  # the whole logits rows, gathered on first use
     bias: torch.Tensor | None = None
     forced: torch.Tensor | None = None
@@ -349,21 +353,21 @@ class ApplyStep:
             self.bias = values if self.bias is None else self.bias + values
             return
         if self.bias is None:
-            self.bias = torch.full_like(self.sub, -0.0)  # "nothing added", see PlanTables.combine
-        self.bias = self.bias.index_add(1, index, values.to(self.bias.dtype))
+            self.bias = self.ops.full((self.ints.shape[0], self.columns), -0.0, self.ints)  # "nothing added", see PlanTables.combine
+        self.bias = self.ops.add_columns(self.bias, self.ops.table(index), values)
 
     def force(self, columns: torch.Tensor) -> None:
         """Force, per row, plan column `columns[row]` (-1: nothing); an earlier force is kept."""
-        self.forced = columns if self.forced is None else torch.where(self.forced >= 0, self.forced, columns)
+        self.forced = columns if self.forced is None else self.ops.where(self.forced >= 0, self.forced, columns)
 
     def write_int(self, column: int, values: torch.Tensor) -> None:
         if self.out_ints is None:
-            self.out_ints = self.ints.clone()
+            self.out_ints = self.ops.copy(self.ints)
         self.out_ints[:, column] = values
 
     def write_float(self, column: int, values: torch.Tensor) -> None:
         if self.out_floats is None:
-            self.out_floats = self.floats.clone()
+            self.out_floats = self.ops.copy(self.floats)
         self.out_floats[:, column] = values
 
 

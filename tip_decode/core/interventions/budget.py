@@ -144,6 +144,7 @@ class BudgetTables(RuleTables):
     def advance(self, step: AdvanceStep) -> None:
         if not self.word_length:
             return
+        # A word is forced only in plans that read the logits: always torch tensors here.
         index = step.ints[:, self.PENDING_INDEX]
         forced = step.pending & (index >= 0) & (step.tokens == self.word_ids[index.clamp(0, self.word_length - 1)])
         following = index + 1
@@ -154,14 +155,14 @@ class BudgetTables(RuleTables):
         return ints[:, layout.POSITION] - ints[:, layout.REASONING_START] + ints[:, layout.PROMPT_THINK]
 
     def contribute(self, step: ApplyStep) -> None:
-        ints = step.ints
+        ops, ints = step.ops, step.ints
         thinking = step.active & step.reasoning
         length = self.thinking_length(ints)
         limit = ints[:, self.MAX]
         at_max = thinking & (limit >= 0) & (length >= limit)
         below_min = thinking & (length < ints[:, self.MIN]) & ~at_max
-        end = torch.full_like(length, self.end_column)
         if self.word_length:
+            # The word's rows read the logits (`reads_logits`): torch tensors here.
             progress = ints[:, self.PROGRESS]
             continuing = thinking & (progress > 0) & ~at_max
             below_min = below_min & ~continuing
@@ -169,17 +170,17 @@ class BudgetTables(RuleTables):
             wants_to_stop = (top[:, None] == self.stop_ids[None, :]).any(dim=1)
             starting = below_min & wants_to_stop
             index = torch.where(continuing, progress, torch.where(starting, 0, -1))
-            forced = torch.where(at_max, end, torch.where(index >= 0, self.word_columns[index.clamp(0)], -1))
+            forced = torch.where(at_max, self.end_column, torch.where(index >= 0, self.word_columns[index.clamp(0)], -1))
             step.write_int(self.layout.PENDING_AT, step.position)
             step.write_int(self.PENDING_INDEX, index)
             banned = below_min & ~starting
         else:
-            forced = torch.where(at_max, end, -1)
+            forced = ops.where(at_max, self.end_column, -1)
             banned = below_min
-        values = torch.where(banned[:, None] & self.ban[None, :], -math.inf, -0.0).to(step.sub.dtype)
-        self.bias_into(step, values)
+        values = ops.where(banned[:, None] & ops.table(self.ban)[None, :], -math.inf, -0.0)
+        self.bias_into(step, ops.floats(values))
         # `forced` indexes this rule's ids; the plan forces by its own column order.
-        step.force(torch.where(forced >= 0, self.index[forced.clamp(0)], -1))
+        step.force(ops.where(forced >= 0, ops.table(self.index)[ops.clip(forced, 0, len(self.token_ids) - 1)], -1))
 
     def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
         # A word being forced when the request was preempted is not resumed: whether its first

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from tip_decode.core.config import parse_scope
+from tip_decode.core.interventions.arrays import TORCH, ArrayOps
 from tip_decode.core.interventions.base import (
     AdvanceStep,
     ApplyStep,
@@ -119,13 +120,13 @@ class CyclicConfig:
         }
 
 
-def triangle(t: torch.Tensor, amplitude: torch.Tensor, period: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def triangle(t: torch.Tensor, amplitude: torch.Tensor, period: torch.Tensor, shift: torch.Tensor, ops: ArrayOps = TORCH) -> torch.Tensor:
     """The authors' wave, operation for operation (see the module docstring)."""
-    x = torch.remainder(t + shift * period, period) / period
+    x = ops.remainder(t + shift * period, period) / period
     rising = (x / 0.25) * amplitude
     falling = amplitude - ((x - 0.25) / 0.5) * 2 * amplitude
     returning = -amplitude + ((x - 0.75) / 0.25) * amplitude
-    return torch.where(x <= 0.25, rising, torch.where(x <= 0.75, falling, returning))
+    return ops.where(x <= 0.25, rising, ops.where(x <= 0.75, falling, returning))
 
 
 class CyclicRule(Rule):
@@ -172,14 +173,14 @@ class CyclicTables(RuleTables):
     def contribute(self, step: ApplyStep) -> None:
         if not self.token_ids:
             return
-        ints, floats = step.ints, step.floats
+        ops, ints, floats = step.ops, step.ints, step.floats
         t = step.position
         acting = step.active & (t >= ints[:, self.START]) & ((ints[:, self.END] < 0) | (t < ints[:, self.END]))
         if self.think:
             acting = acting & step.reasoning
-        wave = triangle(t.to(floats.dtype), floats[:, self.AMPLITUDE], floats[:, self.PERIOD], floats[:, self.SHIFT])
-        row = torch.where(acting & (wave != 0), wave, -0.0).to(step.sub.dtype)
-        self.bias_into(step, row[:, None].expand(-1, len(self.token_ids)))
+        wave = triangle(ops.floats(t), floats[:, self.AMPLITUDE], floats[:, self.PERIOD], floats[:, self.SHIFT], ops)
+        row = ops.floats(ops.where(acting & (wave != 0), wave, -0.0))
+        self.bias_into(step, ops.broadcast_to(row[:, None], (row.shape[0], len(self.token_ids))))
 
 
 def _structure(config: CyclicConfig) -> Hashable:

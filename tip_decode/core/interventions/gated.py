@@ -119,13 +119,13 @@ class GatedTables(TipTables):
 
     def advance(self, step: AdvanceStep) -> None:
         switched = self.advance_switches(step)
-        floats, out = step.floats, step.out_floats
+        ops, floats, out = step.ops, step.floats, step.out_floats
         counted = step.pending & step.reasoning if self.think else step.pending
-        total = torch.where(counted, floats[:, self.SUM] + floats[:, self.PENDING_ENTROPY], floats[:, self.SUM])
-        count = torch.where(counted, floats[:, self.COUNT] + 1, floats[:, self.COUNT])
+        total = ops.where(counted, floats[:, self.SUM] + floats[:, self.PENDING_ENTROPY], floats[:, self.SUM])
+        count = ops.where(counted, floats[:, self.COUNT] + 1, floats[:, self.COUNT])
         reset = switched | step.opens if self.think else switched
-        out[:, self.SUM] = torch.where(reset, 0.0, total)
-        out[:, self.COUNT] = torch.where(reset, 0.0, count)
+        out[:, self.SUM] = ops.where(reset, 0.0, total)
+        out[:, self.COUNT] = ops.where(reset, 0.0, count)
 
     def contribute(self, step: ApplyStep) -> None:
         floats = step.floats
@@ -135,7 +135,7 @@ class GatedTables(TipTables):
         step.write_int(self.layout.PENDING_AT, step.position)
         step.write_float(self.PENDING_ENTROPY, current)
         if self.token_ids:
-            self.bias_into(step, -self.amount(step.ints, floats[:, self.ALPHA], gate=confident))
+            self.bias_into(step, self.bias(step.ints, floats[:, self.ALPHA], gate=confident))
 
     def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
         super().replay(config, generated, trace, ints, floats)

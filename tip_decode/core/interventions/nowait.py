@@ -125,9 +125,10 @@ class NoWaitTables(RuleTables):
     def contribute(self, step: ApplyStep) -> None:
         if not self.token_ids:
             return
+        ops = step.ops
         banned = step.active & step.reasoning if self.think else step.active
-        row = torch.where(banned, -math.inf, -0.0).to(step.sub.dtype)
-        self.bias_into(step, row[:, None].expand(-1, len(self.token_ids)))
+        row = ops.floats(ops.where(banned, -math.inf, -0.0))
+        self.bias_into(step, ops.broadcast_to(row[:, None], (row.shape[0], len(self.token_ids))))
 
 
 def _structure(config: NoWaitConfig) -> Hashable:

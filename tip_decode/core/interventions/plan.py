@@ -22,9 +22,11 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from tip_decode.core.interventions import budget, cyclic, gated, nowait, tip
+from tip_decode.core.interventions.arrays import NUMPY, ops_of
 from tip_decode.core.interventions.base import (
     FORCED_LOGIT,
     NO_MARKER,
@@ -249,6 +251,8 @@ class PlanTables:
             r.index = torch.tensor([column_of[i] for i in r.token_ids], dtype=torch.long, device=device)
             r.identity = list(r.token_ids) == ids
         self.advances_floats = any(getattr(r, "advances_floats", False) for r in self.rules)
+        # The host engine (arrays.py) for a CPU plan whose rules read no logits.
+        self.host = device.type == "cpu" and not any(r.reads_logits for r in self.rules)
         layout = self.layout
         self.int_template = [layout.int_defaults[c] for c in range(layout.ints)]
         self.float_template = [layout.float_defaults[c] for c in range(layout.floats)]
@@ -281,7 +285,11 @@ class PlanTables:
         `floats` may be None only when no rule updates float columns per token (`advances_floats`).
         """
         layout = self.layout
-        tokens = tokens.to(device=ints.device, dtype=torch.long)
+        ops = ops_of(ints)
+        if ops is NUMPY:
+            tokens = np.asarray(tokens, dtype=np.int64)
+        else:
+            tokens = tokens.to(device=ints.device, dtype=torch.long)
         position = ints[:, layout.POSITION]
         tracked = self.think_start >= 0  # a Python constant of the plan: no data-dependent branch
         if tracked:
@@ -291,11 +299,12 @@ class PlanTables:
             closes = reasoning & (tokens == self.think_end)
         else:
             reasoning = opens = closes = None
-        out_ints = ints if in_place else ints.clone()
-        out_floats = floats if in_place or floats is None or not self.advances_floats else floats.clone()
+        out_ints = ints if in_place else ops.copy(ints)
+        out_floats = floats if in_place or floats is None or not self.advances_floats else ops.copy(floats)
         pending = (ints[:, layout.PENDING_AT] == position) if layout.PENDING_AT is not None else None
         step = AdvanceStep(
             layout=layout,
+            ops=ops,
             ints=ints,
             floats=floats,
             out_ints=out_ints,
@@ -312,34 +321,36 @@ class PlanTables:
         if tracked:
             # POSITION, PHASE and REASONING_START are adjacent columns: one write for the three.
             following = position + 1
-            new_phase = torch.where(opens, REASONING, torch.where(closes, ENDED, phase))
-            new_start = torch.where(opens, following, ints[:, layout.REASONING_START])
-            out_ints[:, layout.POSITION : layout.REASONING_START + 1] = torch.stack((following, new_phase, new_start), dim=1)
+            new_phase = ops.where(opens, REASONING, ops.where(closes, ENDED, phase))
+            new_start = ops.where(opens, following, ints[:, layout.REASONING_START])
+            out_ints[:, layout.POSITION : layout.REASONING_START + 1] = ops.stack((following, new_phase, new_start), 1)
         elif in_place:
             position += 1  # a view of the POSITION column
         else:
             out_ints[:, layout.POSITION] = position + 1
         return out_ints, out_floats
 
-    def contribute(self, ints: torch.Tensor, floats: torch.Tensor, sub: torch.Tensor, full: Any) -> ApplyStep:
-        """Every rule's bias and forcing for the next token (rows of `ints` are rows of `sub`)."""
-        step = ApplyStep(layout=self.layout, ints=ints, floats=floats, sub=sub, full=full)
+    def contribute(self, ints: torch.Tensor, floats: torch.Tensor, full: Any) -> ApplyStep:
+        """Every rule's bias and forcing for the next token (rows of `ints` are the logits rows
+        `full()` returns); torch tensors or numpy arrays (the host engine)."""
+        step = ApplyStep(layout=self.layout, ops=ops_of(ints), ints=ints, floats=floats, columns=len(self.token_ids), full=full)
         for rule in self.rules:
             rule.contribute(step)
         return step
 
     @staticmethod
-    def combine(sub: torch.Tensor, step: ApplyStep) -> torch.Tensor:
-        """The new values of the plan's columns: biases added once, then forcing."""
+    def combine(sub: torch.Tensor, bias: torch.Tensor | None, forced: torch.Tensor | None) -> torch.Tensor:
+        """The new values of the plan's columns `sub`: a step's biases added once, then its forcing
+        (`ApplyStep.bias` and `.forced`, as torch tensors)."""
         out = sub
-        if step.bias is not None:
+        if bias is not None:
             # Rules write -0.0 where they add nothing, and x + (-0.0) is x bit for bit (also for
             # -0.0 and -inf), so no mask is needed to keep untouched logits exact.
             # A ban (-inf) wins: on a +inf logit the sum would be NaN.
-            bias = step.bias.to(sub.dtype)
+            bias = bias.to(sub.dtype)
             out = torch.where(torch.isneginf(bias), bias, sub + bias)
-        if step.forced is not None:
+        if forced is not None:
             columns = torch.arange(sub.shape[1], device=sub.device)
-            forced = torch.full((), FORCED_LOGIT, dtype=sub.dtype, device=sub.device)
-            out = torch.where(columns[None, :] == step.forced[:, None], forced, out)
+            value = torch.full((), FORCED_LOGIT, dtype=sub.dtype, device=sub.device)
+            out = torch.where(columns[None, :] == forced[:, None], value, out)
         return out

@@ -36,9 +36,11 @@ class InterventionState:
         tables: the plan compiled for the logits width and device (`InterventionPlan.tables`).
         capacity: number of rows.
         pin_memory: stage host-to-device copies in pinned memory (CUDA only).
+        host: run the per-step rules on numpy views of the state (default: `tables.host`, a CPU
+            plan none of whose rules reads the logits); False keeps torch operations.
     """
 
-    def __init__(self, tables: PlanTables, capacity: int, pin_memory: bool = False) -> None:
+    def __init__(self, tables: PlanTables, capacity: int, pin_memory: bool = False, host: bool | None = None) -> None:
         self.tables = tables
         self.capacity = capacity
         self.pin_memory = pin_memory and tables.device.type == "cuda"
@@ -55,11 +57,18 @@ class InterventionState:
         self._template = template
         self.storage = torch.from_numpy(np.tile(template, (capacity, 1))).to(tables.device)
         self.ints, self.floats = self._views(self.storage)
+        # The host engine: the same memory seen as numpy arrays (arrays.py tells why).
+        self.host = tables.host if host is None else bool(host) and tables.host
+        self._host: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if self.host:
+            storage = self.storage.numpy()
+            self._host = (storage, *self._views(storage))
 
-    def _views(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (ints, floats) views of a tensor of whole rows."""
+    def _views(self, rows):
+        """The (ints, floats) views of a tensor (or numpy array) of whole rows."""
         first = 2 * self._int_columns
-        return rows[:, : self._int_columns], rows.view(torch.float32)[:, first : first + self.layout.floats]
+        floats = rows.view(torch.float32) if isinstance(rows, torch.Tensor) else rows.view(np.float32)
+        return rows[:, : self._int_columns], floats[:, first : first + self.layout.floats]
 
     @property
     def layout(self):
@@ -133,7 +142,10 @@ class InterventionState:
         host[:, layout.PHASE] = np.where(opened, REASONING, WAITING)
         host[:, layout.REASONING_START] = np.where(opened, 0, -1)
         host[:, layout.PROMPT_THINK] = np.where(opened, thinking, 0)
-        self.storage[rows] = self._array_to_device(host)
+        if self._host is not None:
+            self._host[0][_host_index(rows)] = host
+        else:
+            self.storage[rows] = self._array_to_device(host)
 
     def fresh(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Default (ints, floats) of `count` fresh rows on the device, for `start_rows_from`."""
@@ -202,11 +214,19 @@ class InterventionState:
 
     def select(self, order: torch.Tensor) -> None:
         """Reorder rows: row i takes the state of row `order[i]` (beam search)."""
-        self.storage[: order.shape[0]] = self.storage[order]
+        if self._host is not None:
+            storage = self._host[0]
+            storage[: order.shape[0]] = storage[_host_index(order)]
+        else:
+            self.storage[: order.shape[0]] = self.storage[order]
 
     def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
         """Row dst[i] takes the state of row src[i] (vLLM moves and swaps)."""
-        self.storage[dst] = self.storage[src]
+        if self._host is not None:
+            storage = self._host[0]
+            storage[_host_index(dst)] = storage[_host_index(src)]
+        else:
+            self.storage[dst] = self.storage[src]
 
     def snapshot(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A copy of every row's state as (ints, floats) (HF assisted decoding rolls back to one)."""
@@ -223,14 +243,19 @@ class InterventionState:
         if rows is None:
             rows = slice(0, tokens.shape[0])
         floats = self.tables.advances_floats
+        if self._host is not None:
+            _, all_ints, all_floats = self._host
+            rows = rows if isinstance(rows, slice) else _host_index(rows)
+        else:
+            all_ints, all_floats = self.ints, self.floats
         if isinstance(rows, slice):
             # A slice is a view: the rows advance where they are (no copy in, no copy back).
-            self.tables.advance(self.ints[rows], self.floats[rows] if floats else None, tokens, in_place=True)
+            self.tables.advance(all_ints[rows], all_floats[rows] if floats else None, tokens, in_place=True)
             return
-        ints, new_floats = self.tables.advance(self.ints[rows], self.floats[rows] if floats else None, tokens, in_place=True)
-        self.ints[rows] = ints
+        ints, new_floats = self.tables.advance(all_ints[rows], all_floats[rows] if floats else None, tokens, in_place=True)
+        all_ints[rows] = ints
         if floats:
-            self.floats[rows] = new_floats
+            all_floats[rows] = new_floats
 
     def advance(self, ints: torch.Tensor, floats: torch.Tensor | None, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The state after one more token per row (pure; for adapters that reorder rows first)."""
@@ -276,26 +301,31 @@ class InterventionState:
             def full() -> torch.Tensor:
                 return logits[logit_rows]
 
-        ints = self.ints[rows]
-        floats = self.floats[rows]
-        count = ints.shape[0]
-        # Rules read only the shape, dtype and device of `sub` (ApplyStep); on the finite path its
-        # values are never gathered unless a token is forced.
-        sub = logits.new_empty((count, columns.shape[0])) if finite else gather()
-        step = tables.contribute(ints, floats, sub, full)
-        if finite and step.forced is None:
-            if step.bias is not None:
-                self._add_bias(logits, logit_rows, step.bias.to(logits.dtype))
-            self._store(rows, step)
-            return logits
-        if finite:
-            sub = gather()
-        new = tables.combine(sub, step)
-        if logit_rows is None or isinstance(logit_rows, slice):
-            view.index_copy_(1, columns, new)
+        if self._host is not None:
+            _, all_ints, all_floats = self._host
+            state_rows = rows if isinstance(rows, slice) else _host_index(rows)
         else:
-            logits[logit_rows[:, None], columns[None, :]] = new
-        self._store(rows, step)
+            all_ints, all_floats, state_rows = self.ints, self.floats, rows
+        step = tables.contribute(all_ints[state_rows], all_floats[state_rows], full)
+        bias, forced = step.bias, step.forced
+        if self._host is not None:
+            bias = None if bias is None else torch.from_numpy(np.ascontiguousarray(bias)).to(logits.device)
+            forced = None if forced is None else torch.from_numpy(np.ascontiguousarray(forced)).to(logits.device)
+        if finite and forced is None:
+            # On this path the logits at the plan's columns are never read.
+            if bias is not None:
+                self._add_bias(logits, logit_rows, bias.to(logits.dtype))
+        else:
+            new = tables.combine(gather(), bias, forced)
+            if logit_rows is None or isinstance(logit_rows, slice):
+                view.index_copy_(1, columns, new)
+            else:
+                logits[logit_rows[:, None], columns[None, :]] = new
+        # Keep the apply-time decisions of `step` (gated's statistics, a pending forced word).
+        if step.out_ints is not None:
+            all_ints[state_rows] = step.out_ints
+        if step.out_floats is not None:
+            all_floats[state_rows] = step.out_floats
         return logits
 
     def _add_bias(self, logits: torch.Tensor, logit_rows: torch.Tensor | slice | None, bias: torch.Tensor) -> None:
@@ -313,12 +343,14 @@ class InterventionState:
         else:
             logits.index_put_((logit_rows[:, None], columns[None, :]), bias, accumulate=True)
 
-    def _store(self, rows: Rows, step) -> None:
-        """Keep the apply-time decisions of `step` (gated's statistics, a pending forced word)."""
-        if step.out_ints is not None:
-            self.ints[rows] = step.out_ints
-        if step.out_floats is not None:
-            self.floats[rows] = step.out_floats
+
+def _host_index(rows) -> np.ndarray | slice:
+    """Rows as a numpy index (the host engine): a slice, a CPU tensor or a sequence of ints."""
+    if isinstance(rows, (slice, np.ndarray)):
+        return rows
+    if isinstance(rows, torch.Tensor):
+        return rows.numpy()
+    return np.asarray(rows, dtype=np.int64)
 
 
 def _as_tensor(values: torch.Tensor | Sequence | None, count: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tip_decode.core.config import MAPPING_KEYS, TIPConfig, parse_alpha, parse_beta, parse_scope, parse_triggers
+from tip_decode.core.interventions.arrays import TORCH, ArrayOps
 from tip_decode.core.interventions.automaton import build_automaton
 from tip_decode.core.interventions.base import (
     REASONING,
@@ -63,15 +64,15 @@ class SwitchTables:
         self.switch_back = torch.from_numpy(np.ascontiguousarray(automaton.switch_back.T).reshape(-1)).to(self.device)
         self.active = torch.from_numpy(automaton.active_columns).to(self.device)
 
-    def step(self, states: torch.Tensor, tokens: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, states: torch.Tensor, tokens: torch.Tensor, position: torch.Tensor, ops: ArrayOps = TORCH) -> tuple[torch.Tensor, torch.Tensor]:
         """(each row's next state, where the switch completed by `tokens` starts or -1)."""
-        flat = self.class_offset[tokens.clamp(-1, self.width - 1) + 1] + states
-        back = self.switch_back[flat]
-        return self.next_state[flat], torch.where(back >= 0, position - back, -1)
+        flat = ops.table(self.class_offset)[ops.clip(tokens, -1, self.width - 1) + 1] + states
+        back = ops.table(self.switch_back)[flat]
+        return ops.table(self.next_state)[flat], ops.where(back >= 0, position - back, -1)
 
-    def active_columns(self, states: torch.Tensor) -> torch.Tensor:
+    def active_columns(self, states: torch.Tensor, ops: ArrayOps = TORCH) -> torch.Tensor:
         """(rows, columns): which switch columns are penalisable for the next token."""
-        return self.active[states]
+        return ops.table(self.active)[states]
 
 
 def switch_vocabulary(info: TokenizerInfo, triggers: tuple[str, ...], scope: str, namespace: str) -> tuple[SwitchVocabulary, str]:
@@ -126,14 +127,14 @@ class TipTables(RuleTables):
 
     def advance_switches(self, step: AdvanceStep) -> torch.Tensor:
         """Move psi and the recognizer past one token; returns where a switch was recognised."""
-        position = step.position
-        recognizer, switch_at = self.switch.step(step.ints[:, self.RECOGNIZER], step.tokens, position)
+        ops, position = step.ops, step.position
+        recognizer, switch_at = self.switch.step(step.ints[:, self.RECOGNIZER], step.tokens, position, ops)
         switched = switch_at >= 0
         if self.think:
             switched = switched & step.reasoning
-        psi = torch.where(switched, switch_at, step.ints[:, self.PSI])
+        psi = ops.where(switched, switch_at, step.ints[:, self.PSI])
         if self.think:
-            psi = torch.where(step.opens, position + 1, psi)
+            psi = ops.where(step.opens, position + 1, psi)
         step.out_ints[:, self.PSI] = psi
         step.out_ints[:, self.RECOGNIZER] = recognizer
         return switched
@@ -150,35 +151,31 @@ class TipTables(RuleTables):
             return window & (ints[:, layout.PHASE] == REASONING)
         return window & (ints[:, layout.ACTIVE] == 1)
 
-    def penalised(self, ints: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
+    def penalised(self, ints: torch.Tensor, gate: torch.Tensor | None = None, ops: ArrayOps = TORCH) -> torch.Tensor:
         """(rows, columns) bool: the penalty acts on this column for the next token."""
         window = self.in_window(ints)
         if gate is not None:
             window = window & gate
-        return self.switch.active_columns(ints[:, self.RECOGNIZER]) & window[:, None]
+        return self.switch.active_columns(ints[:, self.RECOGNIZER], ops) & window[:, None]
 
-    def amount(self, ints: torch.Tensor, alpha: torch.Tensor | float, gate: torch.Tensor | None = None) -> torch.Tensor:
+    def amount(self, ints: torch.Tensor, alpha: torch.Tensor, gate: torch.Tensor | None = None, ops: ArrayOps = TORCH) -> torch.Tensor:
         """(rows, columns) penalty to subtract for the next token (never negative)."""
-        # torch.where, not a product: alpha may be inf and inf * 0 would be NaN.
-        return torch.where(self.penalised(ints, gate), _column(alpha), 0.0)
+        # A where, not a product: alpha may be inf and inf * 0 would be NaN.
+        return ops.where(self.penalised(ints, gate, ops), alpha[:, None], 0.0)
 
-    def bias(self, ints: torch.Tensor, alpha: torch.Tensor | float, gate: torch.Tensor | None = None) -> torch.Tensor:
+    def bias(self, ints: torch.Tensor, alpha: torch.Tensor, gate: torch.Tensor | None = None, ops: ArrayOps = TORCH) -> torch.Tensor:
         """-`amount`, with -0.0 (adds nothing, bit for bit) where the penalty does not act."""
-        return torch.where(self.penalised(ints, gate), _column(-alpha), -0.0)
+        return ops.where(self.penalised(ints, gate, ops), -alpha[:, None], -0.0)
 
     def contribute(self, step: ApplyStep) -> None:
         if self.token_ids:
-            self.bias_into(step, self.bias(step.ints, step.floats[:, self.ALPHA]))
+            self.bias_into(step, self.bias(step.ints, step.floats[:, self.ALPHA], ops=step.ops))
 
     def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
         recognizer = SwitchRecognizer(self.rule.vocabulary, self.rule.scope, trace.prompt_open)
         recognizer.feed(int(t) for t in generated)
         ints[self.PSI] = recognizer.thought_start
         ints[self.RECOGNIZER] = self.switch.automaton.run(generated)
-
-
-def _column(values: torch.Tensor | float) -> torch.Tensor | float:
-    return values[:, None] if isinstance(values, torch.Tensor) else values
 
 
 def _tip_rule(structure: Hashable, info: TokenizerInfo) -> TipRule:

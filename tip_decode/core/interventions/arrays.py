@@ -1,0 +1,147 @@
+"""The array operations a rule's step uses, for torch tensors and for numpy arrays.
+
+The rules are written once, against `ArrayOps`. A state on the device runs them as torch
+operations; a state in host memory (a CPU plan none of whose rules reads the logits) runs them on
+numpy views of the same memory, because for the few hundred numbers a step touches, numpy's cost
+per operation is a third of torch's dispatch (docs/performance.md). Either way the results are
+the same numbers (tests/test_interventions.py runs every rule through both).
+
+Operators (`==`, `&`, `+`, `<`, indexing, slicing, `[:, None]`) are the same for both; what differs
+in name or signature is here. Tables (a rule's tensors) go through `table`, which gives numpy
+views of host tensors once and keeps them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class ArrayOps:
+    """Operations over one array library; `TORCH` and `NUMPY` are the two instances."""
+
+    name = ""
+
+    def where(self, condition: Any, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+    def clip(self, x: Any, low: int, high: int) -> Any:
+        raise NotImplementedError
+
+    def stack(self, arrays: tuple[Any, ...], axis: int) -> Any:
+        raise NotImplementedError
+
+    def broadcast_to(self, x: Any, shape: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def floats(self, x: Any) -> Any:
+        """`x` as float32."""
+        raise NotImplementedError
+
+    def copy(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def full(self, shape: tuple[int, ...], value: float, like: Any) -> Any:
+        """A float32 array of `shape` filled with `value`, where `like` lives."""
+        raise NotImplementedError
+
+    def remainder(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+    def table(self, tensor: torch.Tensor) -> Any:
+        """A rule's table in this library (the tensor itself, or a numpy view of it)."""
+        raise NotImplementedError
+
+    def add_columns(self, target: Any, index: Any, values: Any) -> Any:
+        """A copy of `target` with `values` added at columns `index` (distinct columns)."""
+        raise NotImplementedError
+
+
+class _TorchOps(ArrayOps):
+    name = "torch"
+
+    def where(self, condition, a, b):
+        return torch.where(condition, a, b)
+
+    def clip(self, x, low, high):
+        return x.clamp(low, high)
+
+    def stack(self, arrays, axis):
+        return torch.stack(arrays, axis)
+
+    def broadcast_to(self, x, shape):
+        return x.expand(shape)
+
+    def floats(self, x):
+        return x.to(torch.float32)
+
+    def copy(self, x):
+        return x.clone()
+
+    def full(self, shape, value, like):
+        return torch.full(shape, value, dtype=torch.float32, device=like.device)
+
+    def remainder(self, a, b):
+        return torch.remainder(a, b)
+
+    def table(self, tensor):
+        return tensor
+
+    def add_columns(self, target, index, values):
+        return target.index_add(1, index, values.to(target.dtype))
+
+
+class _NumpyOps(ArrayOps):
+    name = "numpy"
+
+    def __init__(self) -> None:
+        # Keyed by id and dropped when the tensor dies (tensors compare elementwise, so they
+        # cannot be dictionary keys): the tables of an evicted plan are not kept alive.
+        self._views: dict[int, np.ndarray] = {}
+
+    def where(self, condition, a, b):
+        return np.where(condition, a, b)
+
+    def clip(self, x, low, high):
+        return x.clip(low, high)
+
+    def stack(self, arrays, axis):
+        return np.stack(arrays, axis)
+
+    def broadcast_to(self, x, shape):
+        return np.broadcast_to(x, shape)
+
+    def floats(self, x):
+        return x.astype(np.float32, copy=False)
+
+    def copy(self, x):
+        return x.copy()
+
+    def full(self, shape, value, like):
+        return np.full(shape, value, dtype=np.float32)
+
+    def remainder(self, a, b):
+        return np.remainder(a, b)
+
+    def table(self, tensor):
+        view = self._views.get(id(tensor))
+        if view is None:
+            view = self._views[id(tensor)] = tensor.numpy()
+            weakref.finalize(tensor, self._views.pop, id(tensor), None)
+        return view
+
+    def add_columns(self, target, index, values):
+        out = target.copy()
+        out[:, index] += values
+        return out
+
+
+TORCH: ArrayOps = _TorchOps()
+NUMPY: ArrayOps = _NumpyOps()
+
+
+def ops_of(array: Any) -> ArrayOps:
+    return NUMPY if isinstance(array, np.ndarray) else TORCH
