@@ -38,6 +38,7 @@ class Group:
     row_list: list[int] = field(default_factory=list)
     row_objects: list[Any] = field(default_factory=list)  # V1: the `V1Row` of each entry of row_list
     outputs: list[list[int]] = field(default_factory=list)  # V1: the output list of each entry of row_list
+    waiting: list[int] = field(default_factory=list)  # V1: entries of `outputs` read as "no output yet"
     row_array: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # V1: row_list
     finite: bool = False  # V1: no member's bias can be -inf (the logits write adds in one pass)
     nonfinite: int = 0  # V1: members whose bias can be -inf

@@ -140,7 +140,12 @@ class V1Runner:
             group.row_array = np.flatnonzero(group.member_mask)
             group.row_list = group.row_array.tolist()
             group.row_objects = [rows[i] for i in group.row_list]
-            group.outputs = list(map(_OUTPUT, group.row_objects))
+            outputs = group.outputs = list(map(_OUTPUT, group.row_objects))
+            # Rows without output yet (just added) are read through a stand-in whose newest token
+            # is the placeholder -1 until their first token arrives (see `_advance_v1`).
+            group.waiting = [k for k, output in enumerate(outputs) if not output]
+            for k in group.waiting:
+                outputs[k] = _NO_OUTPUT_YET
             group.rows = self._array_row_index(group.row_array) if group.row_list else None
             group.finite = group.nonfinite == 0
 
@@ -178,34 +183,30 @@ class V1Runner:
         is looked at through its output's length and newest entry only, so a step costs O(rows)
         whatever the outputs' length, and the per-row work is C loops (`map`) plus numpy: the
         Python per row of a loop would cost more than the tensor step at 1,024 rows. A row with no
-        new token (just added, a chunked-prefill step) is skipped and never slows down the others.
+        new token (just added, a chunked-prefill step, a placeholder) is held back while the others
+        advance.
         """
         outputs = group.outputs
+        if group.waiting:
+            # A waiting row reads its own list again once vLLM has put its first token in it.
+            objects = group.row_objects
+            for k in [k for k in group.waiting if objects[k].output]:
+                outputs[k] = objects[k].output
+            group.waiting = [k for k in group.waiting if outputs[k] is _NO_OUTPUT_YET]
         count = len(outputs)
         lengths = np.fromiter(map(len, outputs), dtype=np.int64, count=count)
         seen = self._seen[group.row_array]
         new = lengths - seen
         one = new == 1
-        if one.all():
-            # The usual step: one new token in every row (map(itemgetter(-1)): no empty list here).
-            tokens = np.fromiter(map(itemgetter(-1), outputs), dtype=np.int64, count=count)
-            if (tokens >= 0).all():
-                self._seen[group.row_array] = lengths
-                group.state.update(self._array_to_device(tokens), group.rows)  # type: ignore[attr-defined]
-                return
-        positions = np.flatnonzero(one)
-        if positions.size:
-            # The rows with one new token (some were just added, with none): their lists picked in C.
-            picked = itemgetter(*positions.tolist())(outputs) if positions.size > 1 else (outputs[int(positions[0])],)
-            tokens = np.fromiter(map(itemgetter(-1), picked), dtype=np.int64, count=positions.size)
-            known = tokens >= 0  # an unfilled placeholder waits for the next step
-            if not known.all():
-                positions, tokens = positions[known], tokens[known]
-        if positions.size:
-            rows = group.row_array[positions]
-            self._seen[rows] += 1
-            index = group.rows if positions.size == count else self._array_row_index(rows)
-            group.state.update(self._array_to_device(tokens), index)  # type: ignore[attr-defined]
+        tokens = np.fromiter(map(itemgetter(-1), outputs), dtype=np.int64, count=count)
+        advancing = one & (tokens >= 0)  # an unfilled placeholder waits for the next step
+        if advancing.all():
+            self._seen[group.row_array] = lengths
+            group.state.update(self._array_to_device(tokens), group.rows)  # type: ignore[attr-defined]
+            return
+        if advancing.any():
+            self._seen[group.row_array] += advancing
+            group.state.update(self._array_to_device(tokens), group.rows, hold=~advancing)  # type: ignore[attr-defined]
         irregular = group.row_array[(new != 0) & ~one]
         if irregular.size:
             self._catch_up_v1(group, irregular.tolist())
@@ -236,6 +237,8 @@ class V1Runner:
 
 
 _OUTPUT = attrgetter("output")
+#: What a row without output reads: one placeholder (-1, "no token yet"), as async scheduling writes.
+_NO_OUTPUT_YET: list[int] = [-1]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -238,10 +238,21 @@ class InterventionState:
 
     # ----- per step: O(1) in the history length, no host sync -----
 
-    def update(self, tokens: torch.Tensor, rows: Rows = None) -> None:
-        """Advance `rows` (default: the first `len(tokens)` rows) by one generated token each."""
+    def update(self, tokens: torch.Tensor, rows: Rows = None, hold: np.ndarray | None = None) -> None:
+        """Advance `rows` (default: the first `len(tokens)` rows) by one generated token each.
+
+        `hold` (a host bool array over `rows`) marks rows that must not advance this step (no new
+        token yet); their tokens are ignored. Holding a few rows of a slice is cheaper than
+        addressing the others by an index: the slice advances whole and the held rows are put back.
+        """
         if rows is None:
             rows = slice(0, tokens.shape[0])
+        held = None
+        if hold is not None and hold.any():
+            held = _held_rows(rows, hold)
+            if self._host is None:
+                held = self._array_to_device(held)
+            saved = self._storage()[held]  # fancy indexing copies
         floats = self.tables.advances_floats
         if self._host is not None:
             _, all_ints, all_floats = self._host
@@ -251,11 +262,17 @@ class InterventionState:
         if isinstance(rows, slice):
             # A slice is a view: the rows advance where they are (no copy in, no copy back).
             self.tables.advance(all_ints[rows], all_floats[rows] if floats else None, tokens, in_place=True)
-            return
-        ints, new_floats = self.tables.advance(all_ints[rows], all_floats[rows] if floats else None, tokens, in_place=True)
-        all_ints[rows] = ints
-        if floats:
-            all_floats[rows] = new_floats
+        else:
+            ints, new_floats = self.tables.advance(all_ints[rows], all_floats[rows] if floats else None, tokens, in_place=True)
+            all_ints[rows] = ints
+            if floats:
+                all_floats[rows] = new_floats
+        if held is not None:
+            self._storage()[held] = saved
+
+    def _storage(self):
+        """The rows' one tensor, as numpy in the host engine."""
+        return self._host[0] if self._host is not None else self.storage
 
     def advance(self, ints: torch.Tensor, floats: torch.Tensor | None, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The state after one more token per row (pure; for adapters that reorder rows first)."""
@@ -342,6 +359,14 @@ class InterventionState:
             view.index_add_(1, columns, bias)
         else:
             logits.index_put_((logit_rows[:, None], columns[None, :]), bias, accumulate=True)
+
+
+def _held_rows(rows, hold: np.ndarray) -> np.ndarray:
+    """The state rows of `rows` (a slice, or an index tensor / array) where `hold` is true."""
+    if isinstance(rows, slice):
+        return np.flatnonzero(hold) + (rows.start or 0)
+    index = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows, dtype=np.int64)
+    return index[hold]
 
 
 def _host_index(rows) -> np.ndarray | slice:
