@@ -40,7 +40,7 @@ class V1Row:
     prompt_open: bool
     prompt_think: int
     finite: bool  # no bias of its settings is ever -inf (see `bias_is_finite`)
-    values: tuple[list[int], list[float]] | None = None  # a fresh row's state (`PlanTables.row_values`)
+    values: np.ndarray | None = None  # a fresh row's state (`InterventionState.fresh_row`)
 
 
 @dataclass(eq=False)
@@ -51,11 +51,11 @@ class Admitted:
     structure: Any
     finite: bool  # `bias_is_finite(settings)`
     group: Group | None = None  # the structure's group when last looked up (groups are evicted while idle)
-    values: tuple[list[int], list[float]] | None = None  # a fresh row's state in that group's tables
+    values: np.ndarray | None = None  # a fresh row's state in that group's state
 
     def use(self, group: Group) -> None:
         self.group = group
-        self.values = group.tables.row_values(self.settings)
+        self.values = group.state.fresh_row(self.settings)
 
 
 class V1Runner:
@@ -195,18 +195,21 @@ class V1Runner:
             group.waiting = [k for k in group.waiting if outputs[k] is _NO_OUTPUT_YET]
         count = len(outputs)
         lengths = np.fromiter(map(len, outputs), dtype=np.int64, count=count)
-        seen = self._seen[group.row_array]
-        new = lengths - seen
+        rows = group.rows
+        seen_index = rows if isinstance(rows, slice) else group.row_array  # a slice reads a view
+        new = lengths - self._seen[seen_index]
         one = new == 1
         tokens = np.fromiter(map(itemgetter(-1), outputs), dtype=np.int64, count=count)
         advancing = one & (tokens >= 0)  # an unfilled placeholder waits for the next step
+        state = group.state
+        fed = tokens if state.host else self._array_to_device(tokens)  # type: ignore[attr-defined]
         if advancing.all():
-            self._seen[group.row_array] = lengths
-            group.state.update(self._array_to_device(tokens), group.rows)  # type: ignore[attr-defined]
+            self._seen[seen_index] = lengths
+            state.update(fed, rows)
             return
         if advancing.any():
-            self._seen[group.row_array] += advancing
-            group.state.update(self._array_to_device(tokens), group.rows, hold=~advancing)  # type: ignore[attr-defined]
+            self._seen[seen_index] += advancing
+            state.update(fed, rows, hold=~advancing)
         irregular = group.row_array[(new != 0) & ~one]
         if irregular.size:
             self._catch_up_v1(group, irregular.tolist())

@@ -95,56 +95,60 @@ class InterventionState:
 
     # ----- row lifecycle (when the batch changes, not every step) -----
 
+    def fresh_row(self, settings: InterventionSet) -> np.ndarray:
+        """One row of `storage` for a fresh sequence with `settings`, on the host (the prompt facts
+        are set by `start_rows`); callers that admit the same settings over and over keep it."""
+        layout = self.layout
+        ints, floats = self.tables.row_values(settings)
+        row = self._template.copy()
+        row[: layout.ints] = ints
+        row.view(np.float32)[2 * layout.ints : 2 * layout.ints + layout.floats] = floats
+        return row
+
     def start_rows(
         self,
         rows: torch.Tensor | Sequence[int],
         settings: Sequence[InterventionSet],
         prompt_open: torch.Tensor | Sequence[bool] | None = None,
         prompt_think: torch.Tensor | Sequence[int] | None = None,
-        values: Sequence[tuple[list[int], list[float]]] | None = None,
+        values: Sequence[np.ndarray] | None = None,
     ) -> None:
         """Begin fresh sequences in `rows` (nothing generated yet), one `InterventionSet` per row.
 
         `prompt_open` / `prompt_think`: the prompt ends inside an open think block, and how many of
         its tokens follow the opening marker (see `prompt_state`); tensors may live on the device.
-        `values`: each row's `tables.row_values(settings)` when the caller keeps them (vLLM admits
-        the same settings over and over).
+        `values`: each row's `fresh_row(settings)` when the caller keeps them.
         """
         count = len(rows)
         if len(settings) != count:
             raise ValueError(f"start_rows got {count} rows but {len(settings)} settings")
         if values is None:
-            values = [self.tables.row_values(s) for s in settings]
+            values = [self.fresh_row(s) for s in settings]
         elif len(values) != count:
             raise ValueError(f"start_rows got {count} rows but {len(values)} row values")
-        if not isinstance(rows, torch.Tensor):
-            rows = self._array_to_device(np.asarray(rows, dtype=np.int64))
+        host = np.array(values, dtype=np.int64).reshape(count, self._row_width)
         if isinstance(prompt_open, torch.Tensor) or isinstance(prompt_think, torch.Tensor):
-            ints = self._to_device([v[0] for v in values], torch.long).reshape(count, -1)
-            floats = self._to_device([v[1] for v in values], torch.float32).reshape(count, -1)
+            if not isinstance(rows, torch.Tensor):
+                rows = self._array_to_device(np.asarray(rows, dtype=np.int64))
+            ints, floats = self._views(self._array_to_device(host))
             self.start_rows_from(rows, ints, floats, prompt_open, prompt_think)
             return
-        # Host facts: every column is set on the host and the rows are written at once (a handful
-        # of small tensor calls per batch of new rows instead of a dozen).
+        # Host facts: every column is set on the host and the rows are written at once.
         layout = self.layout
-        host = np.tile(self._template, (count, 1))
-        host[:, : layout.ints] = np.array([v[0] for v in values], dtype=np.int64).reshape(count, layout.ints)
-        if layout.floats:
-            first = 2 * layout.ints
-            host.view(np.float32)[:, first : first + layout.floats] = np.array([v[1] for v in values], dtype=np.float32).reshape(count, layout.floats)
         if self.tables.think_start < 0:  # no tracked phase: the whole response is reasoning
             opened = np.ones(count, dtype=bool)
             thinking = np.zeros(count, dtype=np.int64)
         else:
             opened = np.zeros(count, dtype=bool) if prompt_open is None else np.asarray(prompt_open, dtype=bool).reshape(count)
             thinking = np.zeros(count, dtype=np.int64) if prompt_think is None else np.asarray(prompt_think, dtype=np.int64).reshape(count)
-        host[:, layout.ACTIVE] = 1
         host[:, layout.PHASE] = np.where(opened, REASONING, WAITING)
         host[:, layout.REASONING_START] = np.where(opened, 0, -1)
         host[:, layout.PROMPT_THINK] = np.where(opened, thinking, 0)
         if self._host is not None:
             self._host[0][_host_index(rows)] = host
         else:
+            if not isinstance(rows, torch.Tensor):
+                rows = self._array_to_device(np.asarray(rows, dtype=np.int64))
             self.storage[rows] = self._array_to_device(host)
 
     def fresh(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
