@@ -283,7 +283,7 @@ class Layout:
 # ----- the two step views -----
 
 
-@dataclass
+@dataclass(slots=True)
 class AdvanceStep:
     """One generated token per row: the state before it (read) and the state after it (written).
 
@@ -307,7 +307,7 @@ class AdvanceStep:
     pending: torch.Tensor | None
 
 
-@dataclass
+@dataclass(slots=True)
 class ApplyStep:
     """The state of each row (after its newest token) and the logits the next token is chosen from.
 

@@ -306,42 +306,38 @@ class InterventionState:
         if not tables.token_ids:
             return logits
         columns = tables.columns
-        if logit_rows is None or isinstance(logit_rows, slice):
-            view = logits if logit_rows is None else logits[logit_rows]
+        # The logits rows as a view where they can be (a slice), else gathered when a rule asks.
+        by_view = logit_rows is None or isinstance(logit_rows, slice)
+        view = (logits if logit_rows is None else logits[logit_rows]) if by_view else None
 
-            def gather() -> torch.Tensor:
-                return view.index_select(1, columns)
+        def full() -> torch.Tensor:
+            return view if view is not None else logits[logit_rows]
 
-            def full() -> torch.Tensor:
-                return view
-        else:
-
-            def gather() -> torch.Tensor:
-                return logits[logit_rows[:, None], columns[None, :]]
-
-            def full() -> torch.Tensor:
-                return logits[logit_rows]
-
-        if self._host is not None:
-            _, all_ints, all_floats = self._host
+        host = self._host
+        if host is not None:
+            _, all_ints, all_floats = host
             state_rows = rows if isinstance(rows, slice) else _host_index(rows)
         else:
             all_ints, all_floats, state_rows = self.ints, self.floats, rows
         step = tables.contribute(all_ints[state_rows], all_floats[state_rows], full)
         bias, forced = step.bias, step.forced
-        if self._host is not None:
-            bias = None if bias is None else torch.from_numpy(np.ascontiguousarray(bias)).to(logits.device)
-            forced = None if forced is None else torch.from_numpy(np.ascontiguousarray(forced)).to(logits.device)
+        if host is not None:
+            bias = None if bias is None else _from_host(bias, logits.device)
+            forced = None if forced is None else _from_host(forced, logits.device)
+        if bias is not None and bias.dtype != logits.dtype:
+            bias = bias.to(logits.dtype)
         if finite and forced is None:
-            # On this path the logits at the plan's columns are never read.
+            # x + (-0.0) is x: the plan's columns are added to in one pass, never read.
             if bias is not None:
-                self._add_bias(logits, logit_rows, bias.to(logits.dtype))
+                if view is not None:
+                    view.index_add_(1, columns, bias)
+                else:
+                    logits.index_put_((logit_rows[:, None], columns[None, :]), bias, accumulate=True)
+        elif view is not None:
+            view.index_copy_(1, columns, tables.combine(view.index_select(1, columns), bias, forced))
         else:
-            new = tables.combine(gather(), bias, forced)
-            if logit_rows is None or isinstance(logit_rows, slice):
-                view.index_copy_(1, columns, new)
-            else:
-                logits[logit_rows[:, None], columns[None, :]] = new
+            index = (logit_rows[:, None], columns[None, :])
+            logits[index] = tables.combine(logits[index], bias, forced)
         # Keep the apply-time decisions of `step` (gated's statistics, a pending forced word).
         if step.out_ints is not None:
             all_ints[state_rows] = step.out_ints
@@ -349,20 +345,11 @@ class InterventionState:
             all_floats[state_rows] = step.out_floats
         return logits
 
-    def _add_bias(self, logits: torch.Tensor, logit_rows: torch.Tensor | slice | None, bias: torch.Tensor) -> None:
-        """logits[logit_rows, columns] += bias, touching each entry once, every row.
 
-        Leaving out the rows whose bias is all zero (found on the host, free of a sync on a CPU)
-        was measured slower on a CPU too: finding them, gathering their biases and scattering to
-        flat positions cost more than the entries saved (benchmarks/bench_vllm.py --parts batch,
-        docs/performance.md).
-        """
-        columns = self.tables.columns
-        if logit_rows is None or isinstance(logit_rows, slice):
-            view = logits if logit_rows is None else logits[logit_rows]
-            view.index_add_(1, columns, bias)
-        else:
-            logits.index_put_((logit_rows[:, None], columns[None, :]), bias, accumulate=True)
+def _from_host(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host engine result as a tensor where the logits are (a broadcast view is copied)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor if device.type == "cpu" else tensor.to(device, non_blocking=True)
 
 
 def _held_rows(rows, hold: np.ndarray) -> np.ndarray:
