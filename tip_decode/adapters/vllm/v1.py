@@ -12,7 +12,8 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from itertools import compress
+from operator import attrgetter, itemgetter, not_
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -114,6 +115,20 @@ class V1Runner:
             fresh.clear()
 
         def relocated(moves: list[tuple[V1Row, int, int]]) -> None:
+            if len(moves) == 2 and moves[0][0].group is moves[1][0].group:
+                # A swap inside one group (the usual move): its members stay the same.
+                a, b = moves[0][1], moves[0][2]
+                seen = self._seen
+                seen[a], seen[b] = seen[b], seen[a]
+                group = moves[0][0].group
+                pair = np.array((a, b))
+                state = group.state
+                if state.host:
+                    state.copy_rows(pair, pair[::-1])
+                else:
+                    state.copy_rows(self._array_to_device(pair), self._array_to_device(pair[::-1].copy()))  # type: ignore[attr-defined]
+                changed[id(group)] = group
+                return
             # All of the record's rows at once (the right side is read first): the two rows of a
             # swap may belong to different groups.
             self._seen[[d for _, _, d in moves]] = self._seen[[s for _, s, _ in moves]]
@@ -125,7 +140,11 @@ class V1Runner:
                 src = [s for _, s, _ in group_moves]
                 dst = [d for _, _, d in group_moves]
                 # One copy per record: a swap inside a group exchanges both rows at once.
-                group.state.copy_rows(self._to_device(src, torch.long), self._to_device(dst, torch.long))  # type: ignore[attr-defined]
+                state = group.state
+                if state.host:
+                    state.copy_rows(np.array(src), np.array(dst))
+                else:
+                    state.copy_rows(self._to_device(src, torch.long), self._to_device(dst, torch.long))  # type: ignore[attr-defined]
                 group.members.difference_update(src)
                 group.members.update(dst)
                 group.member_mask[src] = False  # type: ignore[index]
@@ -139,11 +158,11 @@ class V1Runner:
             # From the host mask rather than sorting the member set: C loops only, O(capacity).
             group.row_array = np.flatnonzero(group.member_mask)
             group.row_list = group.row_array.tolist()
-            group.row_objects = [rows[i] for i in group.row_list]
+            group.row_objects = list(map(rows.__getitem__, group.row_list))
             outputs = group.outputs = list(map(_OUTPUT, group.row_objects))
             # Rows without output yet (just added) are read through a stand-in whose newest token
             # is the placeholder -1 until their first token arrives (see `_advance_v1`).
-            group.waiting = [k for k, output in enumerate(outputs) if not output]
+            group.waiting = list(compress(range(len(outputs)), map(not_, outputs)))
             for k in group.waiting:
                 outputs[k] = _NO_OUTPUT_YET
             group.rows = self._array_row_index(group.row_array) if group.row_list else None
