@@ -264,6 +264,10 @@ def test_vocabulary_errors_name_the_key():
         plan_for(llama, InterventionSet(budget=BudgetConfig(max=5)))
     with pytest.raises(ValueError, match="`nowait_scope`"):
         plan_for(llama, InterventionSet(nowait=NoWaitConfig(scope="think")))
+    # Every rule refuses the think scope on a tokenizer without think markers, as TIPLogitsProcessor does.
+    for key in ("tip_scope", "gated_scope", "cyclic_scope"):
+        with pytest.raises(ValueError, match=f"`{key}`.*no single-token think markers"):
+            plan_for(llama, InterventionSet.from_mapping({key.split("_")[0] + ("_alpha" if key == "tip_scope" else ""): 1, key: "think"}))
     with pytest.raises(ValueError, match="`cyclic_words`"):
         plan_for(llama, InterventionSet(cyclic=CyclicConfig(words=("NotAPieceAnywhere123",))))
     with pytest.raises(ValueError, match="`gated_triggers`"):

@@ -67,8 +67,10 @@ class V1Runner:
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         """Follow the persistent batch: removed, then added, then moved (vLLM's order)."""
-        if batch_update is None or not (self._rows or batch_update.added):
-            return  # nothing tracked and nothing new: removals and moves concern no row of ours
+        if batch_update is None:
+            return
+        if not self._rows and all(self._admit(added[1]) is None for added in batch_update.added):  # type: ignore[attr-defined]
+            return  # nothing tracked and nothing new to track: removals and moves concern no row of ours
         changed: dict[int, Group] = {}
         fresh: dict[int, list[tuple[int, V1Row]]] = {}
 
