@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from vllm.v1.sample.logits_processor import BatchUpdate
 
 
-@dataclass
+@dataclass(slots=True)
 class V1Row:
     """Bookkeeping of one row: its group, settings, prompt facts and the request's live output list.
 
@@ -107,12 +107,13 @@ class V1Runner:
         def start_fresh() -> None:
             for entries in fresh.values():
                 group = entries[0][1].group
+                indices, rows = zip(*entries)
                 group.state.start_rows(
-                    [i for i, _ in entries],
-                    [r.settings for _, r in entries],
-                    [r.prompt_open for _, r in entries],
-                    [r.prompt_think for _, r in entries],
-                    values=[r.values for _, r in entries],  # type: ignore[misc]
+                    indices,
+                    [r.settings for r in rows],
+                    [r.prompt_open for r in rows],
+                    [r.prompt_think for r in rows],
+                    values=[r.values for r in rows],  # type: ignore[misc]
                 )
             fresh.clear()
 

@@ -62,7 +62,9 @@ class SwitchTables:
         self.class_offset = torch.from_numpy(automaton.class_of * states).to(self.device)
         self.next_state = torch.from_numpy(np.ascontiguousarray(automaton.next_state.T).reshape(-1)).to(self.device)
         self.switch_back = torch.from_numpy(np.ascontiguousarray(automaton.switch_back.T).reshape(-1)).to(self.device)
-        self.active = torch.from_numpy(automaton.active_columns).to(self.device)
+        # One more row, all false: where rows outside the penalty's window look (see `penalised`).
+        self.inactive = states
+        self.active = torch.from_numpy(np.concatenate((automaton.active_columns, np.zeros((1, len(ids)), dtype=bool)))).to(self.device)
 
     def step(self, states: torch.Tensor, tokens: torch.Tensor, position: torch.Tensor, ops: ArrayOps = TORCH) -> tuple[torch.Tensor, torch.Tensor]:
         """(each row's next state, where the switch completed by `tokens` starts or -1)."""
@@ -156,7 +158,9 @@ class TipTables(RuleTables):
         window = self.in_window(ints)
         if gate is not None:
             window = window & gate
-        return self.switch.active_columns(ints[:, self.RECOGNIZER], ops) & window[:, None]
+        # A row outside the window reads the table's all-false row: a choice per row instead of a
+        # (rows, columns) mask.
+        return self.switch.active_columns(ops.where(window, ints[:, self.RECOGNIZER], self.switch.inactive), ops)
 
     def amount(self, ints: torch.Tensor, alpha: torch.Tensor, gate: torch.Tensor | None = None, ops: ArrayOps = TORCH) -> torch.Tensor:
         """(rows, columns) penalty to subtract for the next token (never negative)."""
