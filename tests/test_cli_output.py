@@ -142,14 +142,14 @@ def test_grid_names_no_best_cell_when_cells_tie(switchy_model_dir, problems_file
 
 
 def test_ctrl_c_exits_130_and_the_same_command_resumes(switchy_model_dir, tmp_path):
-    # Enough problems that the run is still generating when the signal lands even if this process
-    # wakes up late on a loaded machine: with 12 the run sometimes finished first (exit 0).
     data = tmp_path / "p.jsonl"
-    data.write_text("".join(json.dumps({"question": f"Q{i}", "answer": "1"}) + "\n" for i in range(60)))
+    data.write_text("".join(json.dumps({"question": f"Q{i}", "answer": "1"}) + "\n" for i in range(12)))
     out = tmp_path / "run"
     command = [*CLI, "compare", "-m", str(switchy_model_dir), "--data", str(data), "-o", str(out), "--batch-size", "1", "--temperature", "0",
                "--max-new-tokens", "16", "-q", "--no-plots", "-c", "baseline", "-c", "tip:alpha=inf,beta=600,scope=all"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: a test run started in the background (`pytest ... &`) ignores SIGINT, and
+    # the CLI would inherit that and rightly ignore Ctrl-C (it ran to the end with exit 0).
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
@@ -167,7 +167,11 @@ def test_ctrl_c_exits_130_and_the_same_command_resumes(switchy_model_dir, tmp_pa
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["configs"]["baseline"]["n"] == 60 and summary["configs"]["tip"]["n"] == 60
+    assert summary["configs"]["baseline"]["n"] == 12 and summary["configs"]["tip"]["n"] == 12
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_quiet_is_silent_and_progress_counts_tokens_without_carriage_returns(switchy_model_dir, problems_file, tmp_path):
