@@ -35,11 +35,9 @@ class Group:
     # V1: the member rows, sorted; a slice when they are consecutive (the usual case: one structure
     # for every request), which makes the state update and the logits write views instead of gathers.
     rows: torch.Tensor | slice | None = None
-    row_list: list[int] = field(default_factory=list)
-    row_objects: list[Any] = field(default_factory=list)  # V1: the `V1Row` of each entry of row_list
-    outputs: list[list[int]] = field(default_factory=list)  # V1: the output list of each entry of row_list
-    waiting: list[int] = field(default_factory=list)  # V1: entries of `outputs` read as "no output yet"
-    row_array: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # V1: row_list
+    outputs: list[list[int]] = field(default_factory=list)  # V1: what the step reads as each member's output
+    waiting: set[int] = field(default_factory=set)  # V1: members read as "no output yet" (batch rows)
+    row_array: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # V1: the member rows, sorted
     finite: bool = False  # V1: no member's bias can be -inf (the logits write adds in one pass)
     nonfinite: int = 0  # V1: members whose bias can be -inf
 

@@ -125,6 +125,7 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
         self._pending: list[int] = []
         self._active = np.zeros(capacity, dtype=bool)
         self._seen = np.zeros(capacity, dtype=np.int64)  # V1: output tokens each row's state has seen
+        self._outputs: list[list[int] | None] = [None] * capacity  # V1: what the step reads as each row's output
         self._warned: set[str] = set()
         # Request arguments (by value and type) -> settings (with structure, group), or None: off.
         self._settings_cache: dict[tuple[Any, ...], Admitted | None] = {}

@@ -12,8 +12,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import compress
-from operator import attrgetter, itemgetter, not_
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,6 +63,7 @@ class V1Runner:
 
     _rows: dict[int, V1Row]
     _seen: np.ndarray  # batch row -> output tokens its state has seen
+    _outputs: list[list[int] | None]  # batch row -> what the step reads as its output (None: no row of ours)
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         """Follow the persistent batch: removed, then added, then moved (vLLM's order)."""
@@ -86,6 +86,7 @@ class V1Runner:
             group.nonfinite += not admitted.finite
             changed[id(group)] = group
             if output_ids:
+                self._outputs[index] = output_ids
                 known = _known_prefix(output_ids)
                 self._seen[index] = len(known)
                 if known:
@@ -94,12 +95,19 @@ class V1Runner:
                     return row
             else:
                 self._seen[index] = 0
+            if not output_ids:
+                # No output yet (just added): read through a stand-in whose newest token is the
+                # placeholder -1 until vLLM puts the first token in the list (see `_advance_v1`).
+                self._outputs[index] = _NO_OUTPUT_YET
+                group.waiting.add(index)
             fresh.setdefault(id(group), []).append((index, row))
             return row
 
         def dropped(index: int, row: V1Row) -> None:
             group = row.group
             group.members.discard(index)
+            group.waiting.discard(index)
+            self._outputs[index] = None
             group.member_mask[index] = False  # type: ignore[index]
             group.nonfinite -= not row.finite
             changed[id(group)] = group
@@ -121,9 +129,13 @@ class V1Runner:
             if len(moves) == 2 and moves[0][0].group is moves[1][0].group:
                 # A swap inside one group (the usual move): its members stay the same.
                 a, b = moves[0][1], moves[0][2]
-                seen = self._seen
+                seen, outputs = self._seen, self._outputs
                 seen[a], seen[b] = seen[b], seen[a]
+                outputs[a], outputs[b] = outputs[b], outputs[a]
                 group = moves[0][0].group
+                waiting = group.waiting
+                if (a in waiting) != (b in waiting):
+                    waiting.symmetric_difference_update((a, b))
                 pair = np.array((a, b))
                 state = group.state
                 if state.host:
@@ -135,6 +147,15 @@ class V1Runner:
             # All of the record's rows at once (the right side is read first): the two rows of a
             # swap may belong to different groups.
             self._seen[[d for _, _, d in moves]] = self._seen[[s for _, s, _ in moves]]
+            outputs = self._outputs
+            moved = [(row, d, outputs[s], s in row.group.waiting) for row, s, d in moves]
+            for row, s, _ in moves:
+                outputs[s] = None
+                row.group.waiting.discard(s)
+            for row, d, output, waits in moved:
+                outputs[d] = output
+                if waits:
+                    row.group.waiting.add(d)
             by_group: dict[int, list[tuple[V1Row, int, int]]] = {}
             for move in moves:
                 by_group.setdefault(id(move[0].group), []).append(move)
@@ -156,19 +177,15 @@ class V1Runner:
 
         follow_batch_update(self._rows, batch_update, make, dropped, relocated, before_moves=start_fresh)
         start_fresh()
-        rows = self._rows
+        outputs = self._outputs
         for group in changed.values():
             # From the host mask rather than sorting the member set: C loops only, O(capacity).
             group.row_array = np.flatnonzero(group.member_mask)
-            group.row_list = group.row_array.tolist()
-            group.row_objects = list(map(rows.__getitem__, group.row_list))
-            outputs = group.outputs = list(map(_OUTPUT, group.row_objects))
-            # Rows without output yet (just added) are read through a stand-in whose newest token
-            # is the placeholder -1 until their first token arrives (see `_advance_v1`).
-            group.waiting = list(compress(range(len(outputs)), map(not_, outputs)))
-            for k in group.waiting:
-                outputs[k] = _NO_OUTPUT_YET
-            group.rows = self._array_row_index(group.row_array) if group.row_list else None
+            group.rows = self._array_row_index(group.row_array) if group.row_array.size else None
+            if isinstance(group.rows, slice):
+                group.outputs = outputs[group.rows]
+            else:
+                group.outputs = list(map(outputs.__getitem__, group.row_array.tolist()))
             group.finite = group.nonfinite == 0
 
     def _row_index(self, rows: list[int]) -> torch.Tensor | slice | None:
@@ -211,10 +228,12 @@ class V1Runner:
         outputs = group.outputs
         if group.waiting:
             # A waiting row reads its own list again once vLLM has put its first token in it.
-            objects = group.row_objects
-            for k in [k for k in group.waiting if objects[k].output]:
-                outputs[k] = objects[k].output
-            group.waiting = [k for k in group.waiting if outputs[k] is _NO_OUTPUT_YET]
+            for index in [i for i in group.waiting if self._rows[i].output]:
+                output = self._outputs[index] = self._rows[index].output
+                rows = group.rows
+                position = index - rows.start if isinstance(rows, slice) else int(np.searchsorted(group.row_array, index))
+                outputs[position] = output
+                group.waiting.discard(index)
         count = len(outputs)
         lengths = np.fromiter(map(len, outputs), dtype=np.int64, count=count)
         rows = group.rows
@@ -261,7 +280,6 @@ class V1Runner:
             step += 1
 
 
-_OUTPUT = attrgetter("output")
 #: What a row without output reads: one placeholder (-1, "no token yet"), as async scheduling writes.
 _NO_OUTPUT_YET: list[int] = [-1]
 
