@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -136,35 +137,49 @@ def main() -> None:
         return
     tip = CONFIGURATIONS["TIP (reflection preset)"]
     if args.compare_with:
-        old = Path(tempfile.mkdtemp(prefix="tip-bench-old-"))
-        archive = subprocess.run(["git", "archive", args.compare_with], cwd=ROOT, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-        rounds = []
-        for r in range(args.rounds):
-            pair = {}
-            for name, tree in (("old", old), ("new", ROOT)) if r % 2 == 0 else (("new", ROOT), ("old", old)):
-                pair[name] = run_child(tree, tip, args)
-            rounds.append(pair)
-            print(f"round {r + 1}: old {pair['old']:.3f} ms, new {pair['new']:.3f} ms", file=sys.stderr, flush=True)
-        ratios = [p["new"] / p["old"] for p in rounds]
         what = f"Hugging Face TIP processor per call, batch {args.rows}, 1k history" if args.hf else f"TIP-only vLLM processor, {args.rows} rows"
-        print(f"\n{what}, {args.steps} steps, one thread; {args.compare_with} vs this tree, {args.rounds} rounds alternating\n")
-        print("| tree | median ms per step | min | max |")
-        print("| --- | ---: | ---: | ---: |")
-        for name in ("old", "new"):
-            values = [p[name] for p in rounds]
-            label = args.compare_with if name == "old" else "this tree"
-            print(f"| {label} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |")
-        print(f"\nmedian ratio new / old {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
-        print(json.dumps({"rounds": rounds}))
+        compare_trees(args.compare_with, lambda tree: run_child(tree, tip, args), args.rounds, f"{what}, {args.steps} steps, one thread", "step")
         return
+    each_configuration(
+        lambda extra: run_child(ROOT, extra, args), args.rounds,
+        f"Processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}", "step",
+    )
+
+
+def compare_trees(ref: str, measure: Callable[[Path], float], rounds: int, what: str, unit: str) -> None:
+    """`measure` on the tree of `ref` (exported with git archive) and on this one, alternating which
+    goes first, `rounds` times; prints both and the ratio new / old."""
+    old = Path(tempfile.mkdtemp(prefix="tip-bench-old-"))
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    pairs = []
+    for r in range(rounds):
+        pair = {}
+        for name, tree in (("old", old), ("new", ROOT)) if r % 2 == 0 else (("new", ROOT), ("old", old)):
+            pair[name] = measure(tree)
+        pairs.append(pair)
+        print(f"round {r + 1}: old {pair['old']:.3f} ms, new {pair['new']:.3f} ms", file=sys.stderr, flush=True)
+    ratios = [p["new"] / p["old"] for p in pairs]
+    print(f"\n{what}; {ref} vs this tree, {rounds} rounds alternating\n")
+    print(f"| tree | median ms per {unit} | min | max |")
+    print("| --- | ---: | ---: | ---: |")
+    for name in ("old", "new"):
+        values = [p[name] for p in pairs]
+        label = ref if name == "old" else "this tree"
+        print(f"| {label} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |")
+    print(f"\nmedian ratio new / old {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+    print(json.dumps({"rounds": pairs}))
+
+
+def each_configuration(measure: Callable[[dict], float], rounds: int, what: str, unit: str) -> None:
+    """`measure` for every configuration, `rounds` times each; prints the medians and the ratio to TIP."""
     results = {}
     for name, extra in CONFIGURATIONS.items():
-        values = [run_child(ROOT, extra, args) for _ in range(args.rounds)]
+        values = [measure(extra) for _ in range(rounds)]
         results[name] = values
         print(f"{name}: {statistics.median(values):.3f} ms", file=sys.stderr, flush=True)
-    print(f"\nProcessor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}, median of {args.rounds} runs\n")
-    print("| configuration | median ms per step | min | max | ratio to TIP |")
+    print(f"\n{what}, median of {rounds} runs\n")
+    print(f"| configuration | median ms per {unit} | min | max | ratio to TIP |")
     print("| --- | ---: | ---: | ---: | ---: |")
     tip_ms = statistics.median(results["TIP (reflection preset)"])
     for name, values in results.items():

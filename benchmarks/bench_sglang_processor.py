@@ -21,13 +21,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import weakref
 from pathlib import Path
 
 # One set of configurations, measured on both engines (the script runs from benchmarks/).
-from bench_interventions import CONFIGURATIONS, WIDTH
+from bench_interventions import CONFIGURATIONS, WIDTH, compare_trees, each_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,39 +89,13 @@ def main() -> None:
         return
     tip = CONFIGURATIONS["TIP (reflection preset)"]
     if args.compare_with:
-        old = Path(tempfile.mkdtemp(prefix="tip-bench-sglang-old-"))
-        archive = subprocess.run(["git", "archive", args.compare_with], cwd=ROOT, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-        rounds = []
-        for r in range(args.rounds):
-            pair = {}
-            for name, tree in (("old", old), ("new", ROOT)) if r % 2 == 0 else (("new", ROOT), ("old", old)):
-                pair[name] = run_child(tree, tip, args)
-            rounds.append(pair)
-            print(f"round {r + 1}: old {pair['old']:.3f} ms, new {pair['new']:.3f} ms", file=sys.stderr, flush=True)
-        ratios = [p["new"] / p["old"] for p in rounds]
-        print(f"\nTIP-only SGLang processor, {args.rows} rows, {args.steps} steps, one thread; {args.compare_with} vs this tree, {args.rounds} rounds alternating\n")
-        print("| tree | median ms per call | min | max |")
-        print("| --- | ---: | ---: | ---: |")
-        for name in ("old", "new"):
-            values = [p[name] for p in rounds]
-            label = args.compare_with if name == "old" else "this tree"
-            print(f"| {label} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |")
-        print(f"\nmedian ratio new / old {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
-        print(json.dumps({"rounds": rounds}))
+        compare_trees(args.compare_with, lambda tree: run_child(tree, tip, args), args.rounds,
+                      f"TIP-only SGLang processor, {args.rows} rows, {args.steps} steps, one thread", "call")
         return
-    results = {}
-    for name, extra in CONFIGURATIONS.items():
-        values = [run_child(ROOT, extra, args) for _ in range(args.rounds)]
-        results[name] = values
-        print(f"{name}: {statistics.median(values):.3f} ms", file=sys.stderr, flush=True)
-    print(f"\nSGLang processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}, median of {args.rounds} runs\n")
-    print("| configuration | median ms per call | min | max | ratio to TIP |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    tip_ms = statistics.median(results["TIP (reflection preset)"])
-    for name, values in results.items():
-        print(f"| {name} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} | {statistics.median(values) / tip_ms:.2f} |")
-    print(json.dumps(results))
+    each_configuration(
+        lambda extra: run_child(ROOT, extra, args), args.rounds,
+        f"SGLang processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}", "call",
+    )
 
 
 if __name__ == "__main__":
