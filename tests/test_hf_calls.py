@@ -180,7 +180,12 @@ def held_tensor_bytes(obj, seen=None) -> int:
         return 0
     seen.add(id(obj))
     if isinstance(obj, torch.Tensor):
-        return obj.untyped_storage().nbytes()
+        # Views of one storage (the state's `ints` and `floats`) count once.
+        storage = obj.untyped_storage()
+        if ("storage", storage.data_ptr()) in seen:
+            return 0
+        seen.add(("storage", storage.data_ptr()))
+        return storage.nbytes()
     if isinstance(obj, dict):
         return sum(held_tensor_bytes(v, seen) for v in obj.values())
     if isinstance(obj, (list, tuple)):
