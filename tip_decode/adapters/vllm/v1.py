@@ -94,10 +94,9 @@ class V1Runner:
                     group.state.replay_row(index, settings, opened, thinking, known)
                     return row
             else:
-                self._seen[index] = 0
-            if not output_ids:
                 # No output yet (just added): read through a stand-in whose newest token is the
                 # placeholder -1 until vLLM puts the first token in the list (see `_advance_v1`).
+                self._seen[index] = 0
                 self._outputs[index] = _NO_OUTPUT_YET
                 group.waiting.add(index)
             fresh.setdefault(id(group), []).append((index, row))
@@ -136,12 +135,7 @@ class V1Runner:
                 waiting = group.waiting
                 if (a in waiting) != (b in waiting):
                     waiting.symmetric_difference_update((a, b))
-                pair = np.array((a, b))
-                state = group.state
-                if state.host:
-                    state.copy_rows(pair, pair[::-1])
-                else:
-                    state.copy_rows(self._array_to_device(pair), self._array_to_device(pair[::-1].copy()))  # type: ignore[attr-defined]
+                group.state.copy_rows(np.array((a, b)), np.array((b, a)))
                 changed[id(group)] = group
                 return
             # All of the record's rows at once (the right side is read first): the two rows of a
@@ -164,11 +158,7 @@ class V1Runner:
                 src = [s for _, s, _ in group_moves]
                 dst = [d for _, _, d in group_moves]
                 # One copy per record: a swap inside a group exchanges both rows at once.
-                state = group.state
-                if state.host:
-                    state.copy_rows(np.array(src), np.array(dst))
-                else:
-                    state.copy_rows(self._to_device(src, torch.long), self._to_device(dst, torch.long))  # type: ignore[attr-defined]
+                group.state.copy_rows(np.array(src), np.array(dst))
                 group.members.difference_update(src)
                 group.members.update(dst)
                 group.member_mask[src] = False  # type: ignore[index]
@@ -242,15 +232,13 @@ class V1Runner:
         one = new == 1
         tokens = np.fromiter(map(itemgetter(-1), outputs), dtype=np.int64, count=count)
         advancing = one & (tokens >= 0)  # an unfilled placeholder waits for the next step
-        state = group.state
-        fed = tokens if state.host else self._array_to_device(tokens)  # type: ignore[attr-defined]
         if advancing.all():
             self._seen[seen_index] = lengths
-            state.update(fed, rows)
+            group.state.update(tokens, rows)
             return
         if advancing.any():
             self._seen[seen_index] += advancing
-            state.update(fed, rows, hold=~advancing)
+            group.state.update(tokens, rows, hold=~advancing)
         irregular = group.row_array[(new != 0) & ~one]
         if irregular.size:
             self._catch_up_v1(group, irregular.tolist())

@@ -44,18 +44,15 @@ class InterventionState:
         self.tables = tables
         self.capacity = capacity
         self.pin_memory = pin_memory and tables.device.type == "cuda"
-        self._on_host = tables.device.type == "cpu"  # host tensors need no `.to(device)` call
+        self._on_cpu = tables.device.type == "cpu"  # CPU tensors need no `.to(device)` call
         # One int64 tensor holds every row: the int columns, then the float columns' bits (two
         # float32 per int64). Moving, copying or starting rows is then one indexing operation
         # instead of one per tensor; `ints` and `floats` are views of it.
         layout = tables.layout
         self._int_columns = layout.ints
         self._row_width = layout.ints + (layout.floats + 1) // 2
-        template = np.zeros(self._row_width, dtype=np.int64)
-        template[: layout.ints] = tables.int_template
-        template.view(np.float32)[2 * layout.ints : 2 * layout.ints + layout.floats] = tables.float_template
-        self._template = template
-        self.storage = torch.from_numpy(np.tile(template, (capacity, 1))).to(tables.device)
+        self._template = self._pack(tables.int_template, tables.float_template)
+        self.storage = torch.from_numpy(np.tile(self._template, (capacity, 1))).to(tables.device)
         self.ints, self.floats = self._views(self.storage)
         # The host engine: the same memory seen as numpy arrays (arrays.py tells why).
         self.host = tables.host if host is None else bool(host) and tables.host
@@ -63,6 +60,14 @@ class InterventionState:
         if self.host:
             storage = self.storage.numpy()
             self._host = (storage, *self._views(storage))
+
+    def _pack(self, ints: Sequence[int], floats: Sequence[float]) -> np.ndarray:
+        """One host row of `storage` holding these int and float column values."""
+        row = np.zeros(self._row_width, dtype=np.int64)
+        row_ints, row_floats = self._views(row[None, :])
+        row_ints[0] = ints
+        row_floats[0] = floats
+        return row
 
     def _views(self, rows):
         """The (ints, floats) views of a tensor (or numpy array) of whole rows."""
@@ -83,11 +88,11 @@ class InterventionState:
 
     def _to_device(self, values: Sequence, dtype: torch.dtype) -> torch.Tensor:
         tensor = torch.tensor(values, dtype=dtype, pin_memory=self.pin_memory)
-        return tensor if self._on_host else tensor.to(self.tables.device, non_blocking=True)
+        return tensor if self._on_cpu else tensor.to(self.tables.device, non_blocking=True)
 
     def _array_to_device(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(array)
-        if self._on_host:
+        if self._on_cpu:
             return tensor
         if self.pin_memory:
             tensor = tensor.pin_memory()
@@ -98,12 +103,16 @@ class InterventionState:
     def fresh_row(self, settings: InterventionSet) -> np.ndarray:
         """One row of `storage` for a fresh sequence with `settings`, on the host (the prompt facts
         are set by `start_rows`); callers that admit the same settings over and over keep it."""
-        layout = self.layout
-        ints, floats = self.tables.row_values(settings)
-        row = self._template.copy()
-        row[: layout.ints] = ints
-        row.view(np.float32)[2 * layout.ints : 2 * layout.ints + layout.floats] = floats
-        return row
+        return self._pack(*self.tables.row_values(settings))
+
+    def _index(self, rows):
+        """Rows (a slice, an index tensor, a numpy array or a sequence of ints) as this state's
+        engine indexes them: numpy in the host engine, a tensor on the device otherwise."""
+        if self._host is not None:
+            return _host_index(rows)
+        if isinstance(rows, (slice, torch.Tensor)):
+            return rows
+        return self._array_to_device(np.asarray(rows, dtype=np.int64))
 
     def start_rows(
         self,
@@ -144,12 +153,7 @@ class InterventionState:
         host[:, layout.PHASE] = np.where(opened, REASONING, WAITING)
         host[:, layout.REASONING_START] = np.where(opened, 0, -1)
         host[:, layout.PROMPT_THINK] = np.where(opened, thinking, 0)
-        if self._host is not None:
-            self._host[0][_host_index(rows)] = host
-        else:
-            if not isinstance(rows, torch.Tensor):
-                rows = self._array_to_device(np.asarray(rows, dtype=np.int64))
-            self.storage[rows] = self._array_to_device(host)
+        self._storage()[self._index(rows)] = host if self._host is not None else self._array_to_device(host)
 
     def fresh(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Default (ints, floats) of `count` fresh rows on the device, for `start_rows_from`."""
@@ -218,19 +222,13 @@ class InterventionState:
 
     def select(self, order: torch.Tensor) -> None:
         """Reorder rows: row i takes the state of row `order[i]` (beam search)."""
-        if self._host is not None:
-            storage = self._host[0]
-            storage[: order.shape[0]] = storage[_host_index(order)]
-        else:
-            self.storage[: order.shape[0]] = self.storage[order]
+        storage = self._storage()
+        storage[: order.shape[0]] = storage[self._index(order)]
 
     def copy_rows(self, src: torch.Tensor, dst: torch.Tensor) -> None:
-        """Row dst[i] takes the state of row src[i] (vLLM moves and swaps)."""
-        if self._host is not None:
-            storage = self._host[0]
-            storage[_host_index(dst)] = storage[_host_index(src)]
-        else:
-            self.storage[dst] = self.storage[src]
+        """Row dst[i] takes the state of row src[i] (vLLM moves and swaps); tensors or host arrays."""
+        storage = self._storage()
+        storage[self._index(dst)] = storage[self._index(src)]
 
     def snapshot(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A copy of every row's state as (ints, floats) (HF assisted decoding rolls back to one)."""
@@ -245,24 +243,22 @@ class InterventionState:
     def update(self, tokens: torch.Tensor, rows: Rows = None, hold: np.ndarray | None = None) -> None:
         """Advance `rows` (default: the first `len(tokens)` rows) by one generated token each.
 
-        `hold` (a host bool array over `rows`) marks rows that must not advance this step (no new
-        token yet); their tokens are ignored. Holding a few rows of a slice is cheaper than
-        addressing the others by an index: the slice advances whole and the held rows are put back.
+        `tokens` may be a tensor or a host array, in either engine. `hold` (a host bool array over
+        `rows`) marks rows that must not advance this step (no new token yet); their tokens are
+        ignored. Holding a few rows of a slice is cheaper than addressing the others by an index:
+        the slice advances whole and the held rows are put back.
         """
         if rows is None:
             rows = slice(0, tokens.shape[0])
+        if self._host is None and isinstance(tokens, np.ndarray):
+            tokens = self._array_to_device(tokens)
         held = None
         if hold is not None and hold.any():
-            held = _held_rows(rows, hold)
-            if self._host is None:
-                held = self._array_to_device(held)
+            held = self._index(_held_rows(rows, hold))
             saved = self._storage()[held]  # fancy indexing copies
         floats = self.tables.advances_floats
-        if self._host is not None:
-            _, all_ints, all_floats = self._host
-            rows = rows if isinstance(rows, slice) else _host_index(rows)
-        else:
-            all_ints, all_floats = self.ints, self.floats
+        all_ints, all_floats = self._arrays()
+        rows = self._index(rows)
         if isinstance(rows, slice):
             # A slice is a view: the rows advance where they are (no copy in, no copy back).
             self.tables.advance(all_ints[rows], all_floats[rows] if floats else None, tokens, in_place=True)
@@ -277,6 +273,10 @@ class InterventionState:
     def _storage(self):
         """The rows' one tensor, as numpy in the host engine."""
         return self._host[0] if self._host is not None else self.storage
+
+    def _arrays(self):
+        """The (ints, floats) views the rules run on: numpy in the host engine."""
+        return self._host[1:] if self._host is not None else (self.ints, self.floats)
 
     def advance(self, ints: torch.Tensor, floats: torch.Tensor | None, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The state after one more token per row (pure; for adapters that reorder rows first)."""
@@ -313,15 +313,11 @@ class InterventionState:
         def full() -> torch.Tensor:
             return view if view is not None else logits[logit_rows]
 
-        host = self._host
-        if host is not None:
-            _, all_ints, all_floats = host
-            state_rows = rows if isinstance(rows, slice) else _host_index(rows)
-        else:
-            all_ints, all_floats, state_rows = self.ints, self.floats, rows
+        all_ints, all_floats = self._arrays()
+        state_rows = self._index(rows)
         step = tables.contribute(all_ints[state_rows], all_floats[state_rows], full)
         bias, forced = step.bias, step.forced
-        if host is not None:
+        if self._host is not None:
             bias = None if bias is None else _from_host(bias, logits.device)
             forced = None if forced is None else _from_host(forced, logits.device)
         if bias is not None and bias.dtype != logits.dtype:
