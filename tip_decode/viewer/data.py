@@ -211,7 +211,8 @@ def trace_data(trace: Trace, view: TokenizerView, window: TIPWindow | None) -> d
         "fct": a.first_correct_thought,
         "sw": len(a.switches),
         "pre": a.premature,
-        "ota": a.abandoned_on_track,
+        # As `tip-decode analyze --json` gives it: unknown (None) when every abandoned thought went unjudged.
+        "ota": a.to_dict(thoughts=False)["abandoned_on_track"],
         "unj": a.unjudged_thoughts,
         "before": before,
         "after": after,
@@ -243,7 +244,6 @@ def _cell(traces: list[dict[str, Any]]) -> dict[str, Any]:
         "tok": sum(t["tok"] for t in traces) / len(traces),
         "ut": sum(known) / len(known) if known else None,
         "th": sum(len(t["th"]) for t in traces),
-        "ota": sum(t["ota"] for t in traces),
         "trunc": sum(t["finish"] == "length" for t in traces),
     }
 
