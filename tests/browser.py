@@ -166,14 +166,15 @@ class Browser:
     def page(self, width: int = 1440, height: int = 900) -> Page:
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        return Page(self, session, width, height)
+        return Page(self, target, session, width, height)
 
 
 class Page:
     """One tab: navigate, evaluate JavaScript, click, take screenshots, collect console errors."""
 
-    def __init__(self, browser: Browser, session: str, width: int, height: int) -> None:
+    def __init__(self, browser: Browser, target: str, session: str, width: int, height: int) -> None:
         self.browser = browser
+        self.target = target
         self.session = session
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable")
@@ -181,6 +182,16 @@ class Page:
 
     def send(self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
         return self.browser.send(method, params, self.session, timeout)
+
+    def close(self) -> None:
+        self.browser.send("Target.closeTarget", {"targetId": self.target})
+        self.browser.events = [e for e in self.browser.events if e.get("sessionId") != self.session]
+
+    def __enter__(self) -> Page:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def resize(self, width: int, height: int) -> None:
         self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
@@ -223,6 +234,26 @@ class Page:
             raise BrowserError(f"no element matches {selector!r}")
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1})
+
+    def choose(self, selector: str, value: str) -> None:
+        """Pick an option of a <select> (focus it, set the value, fire `change` as a user's choice does)."""
+        self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.focus(); e.value = {json.dumps(value)};"
+            " if (e.value !== " + json.dumps(value) + ") throw new Error('no such option');"
+            " e.dispatchEvent(new Event('change', {bubbles: true})); })()"
+        )
+
+    def type_text(self, selector: str, text: str) -> None:
+        """Focus a field, clear it and type `text` with real key events."""
+        self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.focus(); e.select(); }})()")
+        self.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "Backspace", "code": "Backspace", "windowsVirtualKeyCode": 8})
+        self.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "Backspace", "code": "Backspace", "windowsVirtualKeyCode": 8})
+        if text:
+            self.send("Input.insertText", {"text": text})
+
+    def press(self, key: str, code: str, key_code: int) -> None:
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": code, "windowsVirtualKeyCode": key_code})
 
     def screenshot(self, path: str | Path, full_page: bool = False) -> Path:
         params: dict[str, Any] = {"format": "png"}

@@ -347,7 +347,7 @@
       '<span id="sample-pick"></span></div><div id="pv-body"><p class="loading">Loading…</p></div>';
     view.innerHTML = head;
     $("expand-all").addEventListener("click", function () {
-      state.expanded = !(state.expanded === true);
+      state.expanded = !state.expandedNow;
       renderSample();
     });
     loadDetail(i).then(function (detail) {
@@ -380,6 +380,7 @@
       if (t) t.th.forEach(function (th) { size += th.t.length; });
     });
     var expand = state.expanded === null ? size <= EXPAND_CHARS : state.expanded;
+    state.expandedNow = expand;
     $("expand-all").textContent = expand ? "Collapse all" : "Expand all";
 
     var html = "";
