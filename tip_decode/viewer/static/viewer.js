@@ -388,11 +388,20 @@
     if (question) {
       html += '<details class="prompt"' + (question.length < 600 ? " open" : "") + "><summary>" + (detail.text ? "Problem" : "Prompt") + '</summary><pre class="text">' + esc(question) + "</pre></details>";
     }
+    html += legend();
     html += '<div class="columns" style="--cols:' + state.shown.length + '">';
     state.shown.forEach(function (c) { html += column(c, traces[c], expand); });
     html += "</div>";
     $("pv-body").innerHTML = html;
     $("problem-view").dataset.loaded = String(i);
+  }
+
+  function legend() {
+    var tip = state.shown.some(function (c) { return configs[c].tip; });
+    return '<p class="legend-line"><span><mark class="sw">Wait</mark> switch word that opened a thought</span>' +
+      (tip ? '<span><span class="pen">shaded</span> steps where TIP penalised switch words</span>' : "") +
+      '<span class="key"><i class="seg correct"></i>on track <i class="seg correct abandoned"></i>on track, abandoned ' +
+      '<i class="seg incorrect"></i>not on track <i class="seg unjudged"></i>unjudged</span></p>';
   }
 
   function verdict(ok) {
