@@ -7,6 +7,9 @@ window is where the real Hugging Face processor penalised, and bad input is one 
 from __future__ import annotations
 
 import json
+import sys
+import time
+import webbrowser
 
 import pytest
 from view_support import DEMO_PROBLEMS, TRACES, demo_run, invoke, write_jsonl
@@ -264,3 +267,19 @@ def test_unknown_configuration_of_a_run(run_dir):
     result = invoke(["view", str(run_dir), "--config", "nope"])
     assert result.exit_code == 2
     assert "the run has no such configuration (it has: baseline, tip)" in result.stderr
+
+
+def test_open_starts_the_browser_on_the_page(tmp_path, tokenizers_dir, monkeypatch):
+    """--open hands the page's file URI to Python's webbrowser, which runs $BROWSER with it."""
+    opened = tmp_path / "opened.txt"
+    monkeypatch.setenv("BROWSER", f"{sys.executable} -c \"import sys; open(sys.argv[2], 'w').write(sys.argv[1])\" %s {opened}")
+    monkeypatch.setattr(webbrowser, "_tryorder", None)  # read $BROWSER again
+    path = write_jsonl(tmp_path / "traces.jsonl", TRACES[:2])
+    result = invoke(["view", str(path), "--tokenizer", str(tokenizers_dir / "qwen3"), "--open", "-q"])
+    assert result.exit_code == 0, result.output
+    page = tmp_path / "traces.html"
+    for _ in range(100):  # the browser command may still be starting
+        if opened.exists() and opened.read_text():
+            break
+        time.sleep(0.05)
+    assert opened.read_text() == page.resolve().as_uri()

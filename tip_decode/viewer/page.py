@@ -27,7 +27,7 @@ _STATIC = ("viewer.html", "viewer.css", "viewer.js")
 
 
 def _static(name: str) -> str:
-    return resources.files("tip_decode.viewer").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("tip_decode.viewer").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 def _json_for_script(value: Any) -> str:
