@@ -38,6 +38,7 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-dev-shm-usage",  # containers often give /dev/shm only 64 MB
     "--disable-default-apps",
     "--disable-extensions",
     "--hide-scrollbars",
