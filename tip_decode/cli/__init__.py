@@ -69,3 +69,7 @@ main.add_command(analyze)
 from tip_decode.cli.demo import demo  # noqa: E402
 
 main.add_command(demo)
+
+from tip_decode.cli.view import view  # noqa: E402
+
+main.add_command(view)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import click
 
@@ -55,14 +56,25 @@ def demo(out: str, problems: int, backend: str, grid: bool, config_specs: tuple[
             max_new_tokens=max_new_tokens or DEMO_MAX_NEW_TOKENS,
         )
     text = report(result)
+    # Every response, thought by thought: the page `tip-decode view OUT` writes, linked from the report.
+    from tip_decode.cli.view import write_view
+
+    page_began = time.perf_counter()
+    page, _, _, _ = write_view(result.out_dir, quiet=True)
+    seconds = result.seconds + time.perf_counter() - page_began  # the run and its page
+    link = f"Every response, thought by thought: {page} (open it in a browser; `tip-decode view {result.out_dir}` rewrites it)."
+    with open(result.out_dir / "demo.md", "a", encoding="utf-8") as handle:
+        handle.write(f"\nEvery response, thought by thought: [{page.name}]({page.name}) (open it in a browser; `tip-decode view` rewrites it).\n")
     click.echo(text, err=as_json)
     click.echo(err=as_json)
+    click.echo(link, err=as_json)
+    click.echo(err=as_json)
     # Name only files that exist, in the order a reader wants them.
-    wanted = ["demo.md", "summary.md", "summary.json", "demo.json", "run.json", "grid.json"]
+    wanted = ["demo.md", page.name, "summary.md", "summary.json", "demo.json", "run.json", "grid.json"]
     files = [name for name in wanted if (result.out_dir / name).is_file()]
     records = sorted(p.name for p in result.out_dir.glob("*.jsonl"))
     plots = sorted(p.name for p in result.out_dir.glob("*.png"))
-    click.echo(f"Wrote {result.out_dir}/: {', '.join(files + records + plots)} in {result.seconds:.0f} s.", err=as_json)
+    click.echo(f"Wrote {result.out_dir}/: {', '.join(files + records + plots)} in {seconds:.0f} s.", err=as_json)
     if as_json:
         emit_json(
             {
@@ -71,6 +83,7 @@ def demo(out: str, problems: int, backend: str, grid: bool, config_specs: tuple[
                 "grid": result.grid,
                 "explanation": explain(result),
                 "files": files + records + plots,
-                "seconds": round(result.seconds, 1),
+                "page": str(page),
+                "seconds": round(seconds, 1),
             }
         )
