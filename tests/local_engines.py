@@ -125,7 +125,9 @@ def prompt_facts(prompt_ids: list[int], start: int, end: int) -> tuple[bool, int
     return opened, (len(prompt_ids) - last[start] - 1 if opened else 0)
 
 
-def check_trace(reference: Reference, settings, prompt_ids: list[int], raw: Recorder, processed: Recorder, generated: list[int] | None, markers: tuple[int, int]) -> int:
+def check_trace(
+    reference: Reference, settings, prompt_ids: list[int], raw: Recorder, processed: Recorder, generated: list[int] | None, markers: tuple[int, int]
+) -> int:
     """Every step's processed-minus-raw logits equal the reference's; each generated token is the
     greedy choice of the expected logits. Returns the number of steps whose logits changed."""
     assert len(raw.rows) == len(processed.rows) > 0

@@ -12,15 +12,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import local_engines
 import numpy as np
 import pytest
-import local_engines
 from local_engines import THINK_END, THINK_START, Recorder, check_trace
 from reference_interventions import Reference
 
-llama_cpp = local_engines.require(
-    "llama_cpp", "TIP_DECODE_REQUIRE_LLAMA_CPP", 'pip install "tip-decode[llama-cpp]" (builds llama.cpp from source)'
-)
+llama_cpp = local_engines.require("llama_cpp", "TIP_DECODE_REQUIRE_LLAMA_CPP", 'pip install "tip-decode[llama-cpp]" (builds llama.cpp from source)')
 pytestmark = pytest.mark.slow
 
 from tip_decode.core.interventions import InterventionSet  # noqa: E402
@@ -85,7 +83,9 @@ def settings_cases(words: list[str]) -> list[InterventionSet]:
         InterventionSet.from_mapping({"budget_min": 12, "budget_word": "Wait"}),
         InterventionSet.from_mapping({"cyclic_amplitude": 2.0, "cyclic_period": 6, "cyclic_words": ["Wait", "But", "Alternatively"]}),
         InterventionSet.from_mapping({"gated_alpha": 2.0, "gated_beta": 8, "gated_triggers": words[:3], "gated_scope": "all", "gated_threshold": 1e6}),
-        InterventionSet.from_mapping({"tip_alpha": "inf", "tip_beta": 4, "tip_triggers": words[:3], "nowait": 1, "nowait_keywords": [words[3 % len(words)]], "budget_max": 7}),
+        InterventionSet.from_mapping(
+            {"tip_alpha": "inf", "tip_beta": 4, "tip_triggers": words[:3], "nowait": 1, "nowait_keywords": [words[3 % len(words)]], "budget_max": 7}
+        ),
     ]
 
 
@@ -180,7 +180,9 @@ def test_bad_sources_fail_clearly(tmp_path, llm):
         ReasoningInterventionsProcessor(object(), {"tip_alpha": 3})
     with pytest.raises(ValueError, match="tip_alpha"):
         ReasoningInterventionsProcessor(llm, {"tip_alpha": -1})
-    draft = llama_cpp.Llama(llm.model_path, n_ctx=64, verbose=False, draft_model=__import__("llama_cpp.llama_speculative", fromlist=["x"]).LlamaPromptLookupDecoding())
+    draft = llama_cpp.Llama(
+        llm.model_path, n_ctx=64, verbose=False, draft_model=__import__("llama_cpp.llama_speculative", fromlist=["x"]).LlamaPromptLookupDecoding()
+    )
     with pytest.raises(ValueError, match="draft model"):
         ReasoningInterventionsProcessor(draft, {"tip_alpha": 3})
     off = ReasoningInterventionsProcessor(llm, {})

@@ -191,8 +191,7 @@ def interventions_from(settings: Any) -> InterventionSet:
     if isinstance(settings, Mapping):
         return InterventionSet.from_mapping(settings)
     raise TypeError(
-        "`settings` has to be an InterventionSet or a mapping of flat keys such as "
-        f'{{"tip_alpha": 3.0, "budget_min": 200}}, but is {type(settings).__name__}'
+        f'`settings` has to be an InterventionSet or a mapping of flat keys such as {{"tip_alpha": 3.0, "budget_min": 200}}, but is {type(settings).__name__}'
     )
 
 

@@ -173,9 +173,7 @@ def _row_sampler_class() -> type:
                 drop = drop_sorted.scatter(-1, order, drop_sorted)
                 scores = scores.masked_fill(drop, -math.inf)
             # One uniform draw per row from that row's generator keeps rows independent of batching.
-            uniform = torch.stack(
-                [torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators]
-            ).clamp_(min=1e-20, max=1.0 - 1e-7)
+            uniform = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators]).clamp_(min=1e-20, max=1.0 - 1e-7)
             gumbel = -torch.log(-torch.log(uniform))
             choice = (scores + gumbel).argmax(dim=-1)
             out = torch.full_like(scores, -math.inf)
