@@ -188,7 +188,7 @@ def gguf_tokenizer(path: str | os.PathLike[str]) -> GGUFTokenizer:
         cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    metadata = read_metadata(resolved, prefix="tokenizer.ggml.")
+    metadata = read_metadata(resolved, prefix="tokenizer.")
     tokenizer = GGUFTokenizer(build_tokenizer(metadata, resolved), resolved, metadata)
     with _CACHE_LOCK:
         _CACHE[key] = tokenizer

@@ -20,13 +20,15 @@ from tip_decode.core.config import SCOPES, parse_triggers
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("hf", "vllm", "openai", "sglang")
+BACKENDS = ("hf", "vllm", "openai", "sglang", "llama-cpp", "mlx")
 #: Options that only one backend reads: giving one with another backend is a usage error.
 _BACKEND_OPTIONS = {
     "hf": ("batch_size", "device"),
     "vllm": ("dtype", "max_model_len", "gpu_memory_utilization", "max_num_batched_tokens", "tensor_parallel_size", "enforce_eager"),
     "openai": ("base_url", "api_key", "concurrency"),
     "sglang": ("base_url", "concurrency"),
+    "llama-cpp": (),
+    "mlx": (),
 }
 #: --base-url's default is the OpenAI route of `tip-decode serve`; SGLang's server listens elsewhere.
 OPENAI_URL, SGLANG_URL = "http://127.0.0.1:8000/v1", "http://127.0.0.1:30000"
@@ -69,7 +71,12 @@ def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--model", "-m", default=None, help="Model folder or Hub name (hf, vllm); served model name (openai, default: the first served)."),
+        click.option(
+            "--model",
+            "-m",
+            default=None,
+            help="Model folder or Hub name (hf, vllm, mlx); a .gguf file (llama-cpp); served model name (openai, default: the first served).",
+        ),
         click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True, help="Where to generate."),
         click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True, help="Output folder; rerunning with the same folder resumes."),
         click.option(
@@ -163,7 +170,7 @@ def _check_command_line(opts: dict[str, Any], configs: list[Any]) -> None:
                 continue  # shared by both backends (--base-url, --concurrency)
             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) and name != "api_key":
                 raise UsageFailure(f"--{name.replace('_', '-')} is an option of --backend {other}, not of --backend {backend}")
-    if backend in ("hf", "vllm") and not opts["model"]:
+    if backend in ("hf", "vllm", "llama-cpp", "mlx") and not opts["model"]:
         raise UsageFailure(f"--model is required with --backend {backend}")
     if opts["template"] is not None:
         with user_errors():
@@ -234,6 +241,11 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
             url = SGLANG_URL if opts["base_url"] == OPENAI_URL else opts["base_url"]
             engine = SGLangBackend(url, opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"])
             tokenizer = engine.tokenizer
+        elif backend == "llama-cpp":  # -m model.gguf: context and vocabulary from the file's metadata
+            from tip_decode.harness.local_backends import gguf_context_length, gguf_hf_tokenizer
+
+            context, where = gguf_context_length(model), "its GGUF metadata"
+            tokenizer = load_hf_tokenizer(tokenizer_name) if tokenizer_name else gguf_hf_tokenizer(model)
         else:
             context, where = _model_context(model, opts)  # config.json only: seconds before the weights
             tokenizer = load_hf_tokenizer(tokenizer_name or model)
@@ -248,6 +260,14 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
             engine.model_as_typed = opts["model"]
         elif backend == "vllm":
             engine = VLLMBackend(model, sampling=sampling, **_engine_options(opts, tokenizer_name))
+            engine.model_as_typed = opts["model"]
+        elif backend in ("llama-cpp", "mlx"):
+            from tip_decode.harness.local_backends import LlamaCppBackend, MLXBackend
+
+            if backend == "llama-cpp":
+                engine = LlamaCppBackend(model, sampling=sampling, n_ctx=longest + sampling.max_new_tokens, tokenizer=tokenizer)
+            else:
+                engine = MLXBackend(model, sampling=sampling)
             engine.model_as_typed = opts["model"]
     compare_options = {
         "samples": opts["samples"],

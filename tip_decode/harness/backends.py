@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,12 @@ def load_hf_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
     source = resolve_source(name, "tokenizer")
+    if source.endswith(".gguf"):  # a llama.cpp model file: its own vocabulary
+        from tip_decode.harness.local_backends import gguf_hf_tokenizer
+
+        if not os.path.isfile(source):
+            raise InputError(f"no such file: {name!r} (the GGUF file does not exist)")
+        return gguf_hf_tokenizer(source)
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
