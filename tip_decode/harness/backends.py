@@ -108,9 +108,14 @@ def load_hf_tokenizer(name: str) -> Any:
     if source.endswith(".gguf"):  # a llama.cpp model file: its own vocabulary
         from tip_decode.harness.local_backends import gguf_hf_tokenizer
 
+        from tip_decode.adapters.gguf import GGUFError
+
         if not os.path.isfile(source):
             raise InputError(f"no such file: {name!r} (the GGUF file does not exist)")
-        return gguf_hf_tokenizer(source)
+        try:
+            return gguf_hf_tokenizer(source)
+        except GGUFError as err:
+            raise InputError(str(err)) from None
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
