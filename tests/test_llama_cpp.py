@@ -197,3 +197,14 @@ def test_import_is_light_and_a_missing_engine_is_one_line():
     missing = "import sys; sys.modules['llama_cpp'] = None\ntry:\n import tip_decode.llama_cpp\nexcept ImportError as e: print(e)"
     done = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True, check=True)
     assert done.stdout == 'tip_decode.llama_cpp needs llama-cpp-python: pip install "tip-decode[llama-cpp]"\n'
+
+
+def test_docs_example_runs(tiny_gguf):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "llama-cpp.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block.replace('"model.gguf"', repr(str(tiny_gguf))), str(page), "exec"), {})

@@ -181,3 +181,14 @@ def test_import_is_light_and_a_missing_engine_is_one_line():
     missing = "import sys; sys.modules['mlx'] = None\ntry:\n import tip_decode.mlx\nexcept ImportError as e: print(e)"
     done = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True, check=True)
     assert done.stdout == 'tip_decode.mlx needs MLX: pip install "tip-decode[mlx]" (Linux: mlx[cpu]; plus mlx-lm to generate)\n'
+
+
+def test_docs_example_runs():
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "mlx.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), {})
