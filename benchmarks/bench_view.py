@@ -107,7 +107,10 @@ def make_run(out: Path, problems: int, tokens: int, tokenizer_dir: Path, data_di
         "switch_triggers": ["alternatively", "wait"],
         "switch_scope": "auto",
         "premature_threshold": 600,
-        "configs": [{"name": name, "interventions": settings, "tip": {k: v for k, v in settings.items() if k.startswith("tip_")} or None} for name, settings in CONFIGS.items()],
+        "configs": [
+            {"name": name, "interventions": settings, "tip": {k: v for k, v in settings.items() if k.startswith("tip_")} or None}
+            for name, settings in CONFIGS.items()
+        ],
     }
     (out / "run.json").write_text(json.dumps(info, indent=2) + "\n")
 
@@ -120,7 +123,12 @@ def run_view(run: Path) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"tip-decode view failed: {result.stderr[-2000:]}")
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"view_s": round(seconds, 1), "view_peak_rss_mb": round(peak_kib / 1024), "page_mb": round(page.stat().st_size / 1e6, 1), "view_stderr": result.stderr.strip()}
+    return {
+        "view_s": round(seconds, 1),
+        "view_peak_rss_mb": round(peak_kib / 1024),
+        "page_mb": round(page.stat().st_size / 1e6, 1),
+        "view_stderr": result.stderr.strip(),
+    }
 
 
 def in_page_ms(tab, script: str) -> float:
@@ -176,7 +184,10 @@ def open_in_browser(page: Path, repeat: int) -> dict:
                         "console_errors": errors,
                     }
                 )
-    medians = {key: statistics.median(r[key] for r in runs) for key in ("load_event_s", "table_ready_ms", "open_problem_ms", "expand_all_ms", "filter_gained_ms", "sort_ms", "js_heap_mb")}
+    medians = {
+        key: statistics.median(r[key] for r in runs)
+        for key in ("load_event_s", "table_ready_ms", "open_problem_ms", "expand_all_ms", "filter_gained_ms", "sort_ms", "js_heap_mb")
+    }
     return {"browser": subprocess.run([executable, "--version"], capture_output=True, text=True).stdout.strip(), "median": medians, "runs": runs}
 
 

@@ -179,7 +179,7 @@ def test_thoughts_are_drawn_only_when_expanded(tab, demo_page):
     tab.click('article[data-config="baseline"] li.thought[data-k="0"] .th-head')
     assert column_texts(tab, "baseline") == [details[0]["samples"][0]["traces"][0]["th"][0]["t"]]
     tab.click('article[data-config="baseline"] li.thought[data-k="0"] .th-head')
-    assert tab.evaluate("document.querySelector('article[data-config=\"baseline\"] li.thought[data-k=\"0\"] .th-body').hidden") is True
+    assert tab.evaluate('document.querySelector(\'article[data-config="baseline"] li.thought[data-k="0"] .th-body\').hidden') is True
 
 
 def test_printing_a_problem_prints_every_thought(tab, demo_page, shots):

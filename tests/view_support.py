@@ -37,7 +37,13 @@ def write_jsonl(path: Path, records: list) -> Path:
 #: R1-style responses (the chat template opened <think>), two samples of p1 and one of p2, and a
 #: response whose text would end the page's script element if it were not escaped.
 TRACES = [
-    {"id": "a", "problem_id": "p1", "problem": "What is 2x when x = 3?", "response": "2x = 6, so the answer is 6.\n\nWait, x+1? Then 4.</think>\n\\boxed{4}", "answer": "6"},
+    {
+        "id": "a",
+        "problem_id": "p1",
+        "problem": "What is 2x when x = 3?",
+        "response": "2x = 6, so the answer is 6.\n\nWait, x+1? Then 4.</think>\n\\boxed{4}",
+        "answer": "6",
+    },
     {"id": "b", "problem_id": "p1", "problem": "What is 2x when x = 3?", "response": "2x = 6.</think>\nThe answer is \\boxed{6}.", "answer": "6"},
     {"id": "c", "problem_id": "p2", "problem": "Pick 2.", "response": "Perhaps 9.\n\nAlternatively 8.</think>\\boxed{8}", "answer": 2},
     {

@@ -15,16 +15,37 @@ MAX_PROBLEMS = 100_000
 
 
 @click.command()
-@click.option("--out", "-o", "out", type=click.Path(file_okay=False), default="tip-decode-demo", show_default=True, help="Output folder (the `tip-decode compare` layout); rerunning with the same folder resumes.")
+@click.option(
+    "--out",
+    "-o",
+    "out",
+    type=click.Path(file_okay=False),
+    default="tip-decode-demo",
+    show_default=True,
+    help="Output folder (the `tip-decode compare` layout); rerunning with the same folder resumes.",
+)
 @click.option("--problems", "-n", type=click.IntRange(min=1, max=MAX_PROBLEMS), default=DEFAULT_PROBLEMS, show_default=True, help="Held-out problems to run.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True, help="Where to generate (vllm needs vLLM installed).")
 @click.option("--grid", is_flag=True, help="Run a small alpha x beta grid instead of one TIP setting (takes several times longer).")
-@click.option("--config", "-c", "config_specs", multiple=True, help="A configuration instead of baseline and TIP, as in `tip-decode compare -c` (e.g. -c baseline -c nowait -c budget:min=40); a bare `tip` is the demo's TIP (alpha 3, beta 20). Repeatable.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1, max=448), default=None, help="Token limit per response (default: the demo's 160; the model's context is 512).")
+@click.option(
+    "--config",
+    "-c",
+    "config_specs",
+    multiple=True,
+    help="A configuration instead of baseline and TIP, as in `tip-decode compare -c` (e.g. -c baseline -c nowait -c budget:min=40); a bare `tip` is the demo's TIP (alpha 3, beta 20). Repeatable.",
+)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(min=1, max=448),
+    default=None,
+    help="Token limit per response (default: the demo's 160; the model's context is 512).",
+)
 @click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=0, show_default=True, help="Run seed (each sample's seed derives from it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on stdout (the report goes to stderr).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def demo(out: str, problems: int, backend: str, grid: bool, config_specs: tuple[str, ...], max_new_tokens: int | None, seed: int, as_json: bool, quiet: bool) -> None:
+def demo(
+    out: str, problems: int, backend: str, grid: bool, config_specs: tuple[str, ...], max_new_tokens: int | None, seed: int, as_json: bool, quiet: bool
+) -> None:
     """Run TIP on a tiny model that underthinks, offline, and explain the numbers.
 
     The model (shipped with the package, about 1 MB) was trained on a synthetic search task whose

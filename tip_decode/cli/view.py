@@ -22,7 +22,14 @@ from tip_decode.core.config import PAPER_BETA, SCOPES, parse_triggers
 #: The page's file name inside a run folder.
 PAGE_NAME = "view.html"
 #: Record fields `tip-decode analyze` reads, with its defaults.
-FIELD_DEFAULTS = {"response_field": "response", "answer_field": "answer", "ids_field": "token_ids", "id_field": "id", "problem_field": "problem", "group_field": None}
+FIELD_DEFAULTS = {
+    "response_field": "response",
+    "answer_field": "answer",
+    "ids_field": "token_ids",
+    "id_field": "id",
+    "problem_field": "problem",
+    "group_field": None,
+}
 
 
 def default_page_path(source: Path) -> Path:
@@ -74,7 +81,11 @@ def build_view(
         run_triggers = parse_triggers(info.get("switch_triggers") or "paper")
         run_scope = info.get("switch_scope") or "auto"
         run_threshold = int(info.get("premature_threshold", PAPER_BETA))
-        for name, given, run_value in (("triggers", triggers, run_triggers), ("scope", scope, run_scope), ("premature_threshold", premature_threshold, run_threshold)):
+        for name, given, run_value in (
+            ("triggers", triggers, run_triggers),
+            ("scope", scope, run_scope),
+            ("premature_threshold", premature_threshold, run_threshold),
+        ):
             if given is not None and given != run_value:
                 notes.append(f"--{name.replace('_', '-')} {given!r} differs from the run's {run_value!r}: counts differ from the run's summary")
         triggers = triggers if triggers is not None else run_triggers
@@ -86,14 +97,26 @@ def build_view(
     if tokenizer_name is None:
         tokenizer_name = info.get("tokenizer") or info.get("model")
         if not tokenizer_name:
-            raise UsageFailure("--tokenizer is required: switches are token-level events, and only the tokenizer of the model that wrote the responses finds them")
+            raise UsageFailure(
+                "--tokenizer is required: switches are token-level events, and only the tokenizer of the model that wrote the responses finds them"
+            )
 
     # Every line checked before the (slow) tokenizer load, as `tip-decode analyze` does.
     per_file = []
     for name, path in files:
         numbered = _read_records(path)
         items = [
-            _validated(path, number, record, fields["response_field"], fields["answer_field"], fields["id_field"], fields["problem_field"], fields["group_field"], fields["ids_field"])
+            _validated(
+                path,
+                number,
+                record,
+                fields["response_field"],
+                fields["answer_field"],
+                fields["id_field"],
+                fields["problem_field"],
+                fields["group_field"],
+                fields["ids_field"],
+            )
             for number, record in numbered
         ]
         per_file.append((name, path, [record for _, record in numbered], items))
@@ -299,21 +322,56 @@ def _check_out(out: Path) -> None:
 
 @click.command("view")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help=f"Where to write the page (default: RUN_DIR/{PAGE_NAME}, or TRACES.html beside a file).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Where to write the page (default: RUN_DIR/{PAGE_NAME}, or TRACES.html beside a file).",
+)
 @click.option("--open", "open_page", is_flag=True, help="Open the page in the default web browser.")
-@click.option("--tokenizer", "tokenizer_name", default=None, help="Tokenizer of the model that wrote the responses. Default for a run's records: the run's; required otherwise.")
+@click.option(
+    "--tokenizer",
+    "tokenizer_name",
+    default=None,
+    help="Tokenizer of the model that wrote the responses. Default for a run's records: the run's; required otherwise.",
+)
 @triggers_option
-@click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where thoughts are looked for. Default for a run's records: the run's.")
-@click.option("--prompt-open", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True, help="Responses start inside an open think block (as for `tip-decode analyze`).")
-@click.option("--premature-threshold", type=click.IntRange(min=0), default=PAPER_BETA, show_default=True, help="A switch is premature when the thought it ends is shorter (tokens). Default for a run's records: the run's.")
-@click.option("--kind", "answer_kind", type=click.Choice(["math", "number", "choice"]), default=None, help="Answer kind for grading (default: a record's answer_kind field, else math).")
+@click.option(
+    "--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where thoughts are looked for. Default for a run's records: the run's."
+)
+@click.option(
+    "--prompt-open",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="Responses start inside an open think block (as for `tip-decode analyze`).",
+)
+@click.option(
+    "--premature-threshold",
+    type=click.IntRange(min=0),
+    default=PAPER_BETA,
+    show_default=True,
+    help="A switch is premature when the thought it ends is shorter (tokens). Default for a run's records: the run's.",
+)
+@click.option(
+    "--kind",
+    "answer_kind",
+    type=click.Choice(["math", "number", "choice"]),
+    default=None,
+    help="Answer kind for grading (default: a record's answer_kind field, else math).",
+)
 @click.option("--config", "config_names", multiple=True, help="Run folder: show only this configuration (repeatable; default: all).")
 @click.option("--response-field", default="response", show_default=True, help="Field holding the response text.")
 @click.option("--answer-field", default="answer", show_default=True, help="Field holding the reference answer ('reference' is used when 'answer' is absent).")
 @click.option("--ids-field", default="token_ids", show_default=True, help="Field holding generated token ids; used instead of the text when present.")
 @click.option("--id-field", default="id", show_default=True, help="Field holding the response id (optional; the line number otherwise).")
 @click.option("--problem-field", default="problem", show_default=True, help="Field holding the problem text (optional).")
-@click.option("--group-field", default=None, help="Field naming the problem a response answers (default: as `tip-decode analyze`: problem_id, unique_id, problem or question, else the id).")
+@click.option(
+    "--group-field",
+    default=None,
+    help="Field naming the problem a response answers (default: as `tip-decode analyze`: problem_id, unique_id, problem or question, else the id).",
+)
 @click.option("--title", default=None, help="The page's title (default: the run's data set, or the file name).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context

@@ -194,9 +194,7 @@ def trace_data(trace: Trace, view: TokenizerView, window: TIPWindow | None) -> d
         if window is not None and ended_by is not None:
             # The switch word that ended this thought was sampled while TIP penalised it (its
             # completing token's step is in the window, and it is one of TIP's own switches).
-            penalised = (ended_by.position, ended_by.recognised_at) in tip_switches and any(
-                wa <= ended_by.recognised_at < wb for wa, wb in windows
-            )
+            penalised = (ended_by.position, ended_by.recognised_at) in tip_switches and any(wa <= ended_by.recognised_at < wb for wa, wb in windows)
             entry["pen"] = penalised
             through_penalty += penalised
         thoughts.append(entry)
@@ -373,7 +371,9 @@ def intervention_notes(settings: Mapping[str, Any] | None) -> list[str]:
     if any(k.startswith("cyclic") for k in keys):
         notes.append("CyclicReflex biased its words by position; records do not log the bias per step, so it is not marked.")
     if any(k.startswith("budget") for k in keys):
-        notes.append("A thinking budget may have forced or suppressed the end of thinking; records do not log which tokens were forced, so they are not marked.")
+        notes.append(
+            "A thinking budget may have forced or suppressed the end of thinking; records do not log which tokens were forced, so they are not marked."
+        )
     if any(k.startswith("gated") for k in keys):
         notes.append("Gated TIP penalised only while a thought's entropy was low; records carry no entropies, so its steps are not marked.")
     return notes
