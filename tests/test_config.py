@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import load_hf_tokenizer
 
 from tip_decode import TRIGGER_PRESETS, TIPConfig
 from tip_decode.core.config import MAPPING_KEYS
@@ -197,8 +198,6 @@ def test_every_token_count_is_bounded_as_beta_is(key):
     """Token counts beyond any sequence are clamped to `MAX_TOKENS` (the int64 state takes them)."""
     from tip_decode.core.config import MAX_BETA, MAX_TOKENS
     from tip_decode.core.interventions import InterventionSet, InterventionState, plan_for
-
-    from conftest import load_hf_tokenizer
 
     assert MAX_BETA == MAX_TOKENS == 2**62
     settings = InterventionSet.from_mapping({key: 10**30})

@@ -432,13 +432,15 @@ def test_serve_sglang_command_and_environment():
     import sys
 
     from tip_decode.cli.serve_sglang import sglang_server_command, sglang_server_env
+    from tip_decode.core.server_defaults import server_settings
 
     argv = sglang_server_command("org/m", "127.0.0.1", 30000, ("--device", "cpu"))
     assert argv[:3] == [sys.executable, "-m", "sglang.launch_server"]
     assert "--enable-custom-logit-processor" in argv and argv[argv.index("--model-path") + 1] == "org/m" and argv[-2:] == ["--device", "cpu"]
     config = TIPConfig(alpha=3, beta=50)
     env = sglang_server_env(config, "org/m", (), base={})
-    assert env["SGLANG_ENABLE_DELAY_SAMPLE"] == "1" and env["TIP_DECODE_ALPHA"] == "3.0" and env["TIP_DECODE_TOKENIZER"] == "org/m"
+    assert env["SGLANG_ENABLE_DELAY_SAMPLE"] == "1" and env["TIP_DECODE_TOKENIZER"] == "org/m"
+    assert json.loads(env["TIP_DECODE_INTERVENTIONS"])["tip_beta"] == 50 and server_settings(env).tip == config
     assert "SGLANG_ENABLE_DELAY_SAMPLE" not in sglang_server_env(config, "m", ("--disable-overlap-schedule",), base={})
     assert sglang_server_env(config, "m", (), base={"SGLANG_ENABLE_DELAY_SAMPLE": "0"})["SGLANG_ENABLE_DELAY_SAMPLE"] == "0"
 

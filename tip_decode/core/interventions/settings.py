@@ -199,9 +199,7 @@ def request_mapping(settings: InterventionSet) -> dict[str, Any]:
         0
     """
     out: dict[str, Any] = {}
-    for declared in interventions():
+    for declared in interventions():  # plan order, each intervention's keys together
         config = getattr(settings, declared.name)
-        if config is None or not declared.enabled(config):
-            out.update(declared.off_mapping())
-    out.update(settings.to_mapping())
+        out.update(declared.to_mapping(config) if config is not None and declared.enabled(config) else declared.off_mapping())
     return out
