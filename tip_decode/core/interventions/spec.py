@@ -33,7 +33,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tip_decode.core.interventions.registry import Intervention, intervention, interventions, lookup, names
+from tip_decode.core.interventions.registry import Intervention, intervention, interventions, lookup, names, value_text
 from tip_decode.core.interventions.settings import InterventionSet, namespace_of
 
 __all__ = [
@@ -70,8 +70,6 @@ def settings_parts(mapping: Mapping[str, Any] | None, short: bool = False) -> li
     try:
         settings = InterventionSet.from_mapping(mapping)
     except (TypeError, ValueError):
-        from tip_decode.core.interventions.registry import value_text
-
         return [", ".join(f"{k}={value_text(v)}" for k, v in mapping.items())]
     return [f"{declared.name}: {', '.join(declared.summary(config, short))}" for declared, config in settings.enabled]
 
