@@ -17,7 +17,6 @@ Torch-free: declarations and rules never import torch (their tables are built by
 
 from __future__ import annotations
 
-import functools
 import importlib
 import threading
 from collections.abc import Callable, Hashable, Mapping
@@ -234,7 +233,6 @@ def register(declared: Intervention) -> Intervention:
             raise ValueError(f"an intervention named {declared.name!r} is registered already")
         _DECLARED[declared.name] = declared
         _ORDERED = tuple(sorted(_DECLARED.values(), key=lambda d: d.order))
-        _changed()
     return declared
 
 
@@ -246,20 +244,3 @@ def unregister(name: str) -> None:
             raise ValueError(f"{name!r} is built in and cannot be removed")
         _DECLARED.pop(name, None)
         _ORDERED = tuple(sorted(_DECLARED.values(), key=lambda d: d.order))
-        _changed()
-
-
-#: Functions whose results depend on the registry (cleared when it changes).
-_CACHED: list[Any] = []
-
-
-def cached(function: Callable) -> Callable:
-    """`functools.cache` that the registry clears when an intervention is added or removed."""
-    wrapped = functools.cache(function)
-    _CACHED.append(wrapped)
-    return wrapped
-
-
-def _changed() -> None:
-    for function in _CACHED:
-        function.cache_clear()
