@@ -349,10 +349,7 @@ class ReasoningInterventionsProcessor(LogitsProcessor):
         sub = full.index_select(1, tables.columns) if full is not None else self._sub
         step = tables.contribute(state.ints, state.floats, self._whole_rows)
         self._written.copy_(tables.combine(sub, step.bias, step.forced))
-        if step.out_ints is not None:
-            state.ints.copy_(step.out_ints)
-        if step.out_floats is not None:
-            state.floats.copy_(step.out_floats)
+        step.store(state.ints, state.floats)
 
     def _whole_rows(self) -> torch.Tensor:
         if self._full is None:  # the plan said no rule reads the logits rows

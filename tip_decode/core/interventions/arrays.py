@@ -73,6 +73,26 @@ class ArrayOps:
         """Per row, the entropy in nats of softmax(logits) (float32); -inf logits count as probability 0."""
         raise NotImplementedError
 
+    def row_max(self, x: Any) -> Any:
+        """Per row, the largest value."""
+        raise NotImplementedError
+
+    def logsumexp(self, x: Any) -> Any:
+        """Per row, log(sum(exp(x))) (float32); -inf entries count as 0, a row of -inf is -inf."""
+        raise NotImplementedError
+
+    def top_k(self, x: Any, k: int) -> Any:
+        """Per row, the `k` largest values (float32, in no particular order)."""
+        raise NotImplementedError
+
+    def take_columns(self, x: Any, columns: Any) -> Any:
+        """Per row i, `x[i, columns[i]]`."""
+        raise NotImplementedError
+
+    def put_columns(self, x: Any, columns: Any, values: Any) -> None:
+        """Per row i, `x[i, columns[i]] = values[i]`, in place (`x` may be a view of the state)."""
+        raise NotImplementedError
+
 
 class _TorchOps(ArrayOps):
     name = "torch"
@@ -120,6 +140,21 @@ class _TorchOps(ArrayOps):
         probs = torch.softmax(logits, dim=-1)
         logp = torch.log_softmax(logits, dim=-1).clamp_(min=torch.finfo(torch.float32).min)
         return -(probs.unsqueeze(1) @ logp.unsqueeze(2)).view(-1)
+
+    def row_max(self, x):
+        return x.amax(dim=-1)
+
+    def logsumexp(self, x):
+        return torch.logsumexp(x.float(), dim=-1)
+
+    def top_k(self, x, k):
+        return x.float().topk(k, dim=-1, sorted=False).values
+
+    def take_columns(self, x, columns):
+        return x.gather(1, columns[:, None]).view(-1)
+
+    def put_columns(self, x, columns, values):
+        x.scatter_(1, columns[:, None], values[:, None].to(x.dtype))
 
 
 class _NumpyOps(ArrayOps):
@@ -180,6 +215,25 @@ class _NumpyOps(ArrayOps):
             logp = np.maximum(shifted - log_total, np.finfo(np.float32).min)
             probs = np.exp(shifted - log_total)
             return -(probs * logp).sum(axis=-1, dtype=np.float32)
+
+    def row_max(self, x):
+        return x.max(axis=-1)
+
+    def logsumexp(self, x):
+        x = x.astype(np.float32, copy=False)
+        top = x.max(axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            shift = np.where(np.isfinite(top), top, 0).astype(np.float32)
+            return (np.log(np.exp(x - shift).sum(axis=-1, dtype=np.float32)) + shift[:, 0]).astype(np.float32)
+
+    def top_k(self, x, k):
+        return np.partition(x.astype(np.float32, copy=False), -k, axis=-1)[:, -k:]
+
+    def take_columns(self, x, columns):
+        return np.take_along_axis(x, columns[:, None], axis=1)[:, 0]
+
+    def put_columns(self, x, columns, values):
+        np.put_along_axis(x, columns[:, None], np.asarray(values, dtype=x.dtype)[:, None], axis=1)
 
 
 TORCH: ArrayOps = _TorchOps()

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import torch
 
     from tip_decode.core.interventions.arrays import ArrayOps, TableBuilder
+    from tip_decode.core.pieces import TokenTexts
 
 __all__ = [
     "ENDED",
@@ -67,7 +68,7 @@ FORCED_LOGIT = 1e9
 
 
 def resolve_scope(scope: str, markers: ThinkMarkers, key: str) -> str:
-    """"auto" -> "think" when the plan has think markers, else "all"; "think" without markers is an error."""
+    """ "auto" -> "think" when the plan has think markers, else "all"; "think" without markers is an error."""
     if scope == "auto":
         return "think" if markers.available else "all"
     if scope == "think" and not markers.available:
@@ -113,6 +114,11 @@ class TokenizerInfo:
         whitespace included; the bytes of a character cut between two tokens left out).
         """
         return self.view.token_texts().text
+
+    def text_table(self) -> TokenTexts:
+        """`token_texts` with where each text is cut inside a character (`TokenTexts`), for rules
+        that read the text across token boundaries (the text-suffix automaton, suffix.py)."""
+        return self.view.token_texts()
 
     def excluded_ids(self) -> frozenset[int]:
         """Special tokens and the think markers: no keyword rule ever touches them."""
@@ -224,6 +230,10 @@ class ApplyStep:
     the plan's columns; the forced token's logit becomes `FORCED_LOGIT`), and record apply-time
     decisions with `write_int` / `write_float`. The state arrays are torch tensors or numpy arrays
     (the host engine, never for a plan with a rule that reads the logits); `ops` works on either.
+
+    Decisions are kept per column (`int_writes` / `float_writes`) and written into the state by
+    `store`, after every rule has read `ints` / `floats` as they were: a rule with a wide block of
+    columns (DeepConf's window of confidences) then costs no copy of whole rows per step.
     """
 
     layout: Layout
@@ -234,8 +244,8 @@ class ApplyStep:
     full: Callable[[], torch.Tensor]  # the whole logits rows, gathered on first use
     bias: torch.Tensor | None = None
     forced: torch.Tensor | None = None
-    out_ints: torch.Tensor | None = None
-    out_floats: torch.Tensor | None = None
+    int_writes: dict[int, torch.Tensor] | None = None
+    float_writes: dict[int, torch.Tensor] | None = None
     _full: torch.Tensor | None = None
 
     @property
@@ -269,14 +279,30 @@ class ApplyStep:
         self.forced = columns if self.forced is None else self.ops.where(self.forced >= 0, self.forced, columns)
 
     def write_int(self, column: int, values: torch.Tensor) -> None:
-        if self.out_ints is None:
-            self.out_ints = self.ops.copy(self.ints)
-        self.out_ints[:, column] = values
+        """Set int column `column` of every row to `values` once the step is done (`store`)."""
+        if self.int_writes is None:
+            self.int_writes = {}
+        self.int_writes[column] = values
 
     def write_float(self, column: int, values: torch.Tensor) -> None:
-        if self.out_floats is None:
-            self.out_floats = self.ops.copy(self.floats)
-        self.out_floats[:, column] = values
+        """Set float column `column` of every row to `values` once the step is done (`store`)."""
+        if self.float_writes is None:
+            self.float_writes = {}
+        self.float_writes[column] = values
+
+    @property
+    def writes(self) -> bool:
+        """Some rule recorded a decision (`store` has something to write)."""
+        return bool(self.int_writes) or bool(self.float_writes)
+
+    def store(self, ints: Any, floats: Any, rows: Any = None) -> None:
+        """Write the recorded decisions into the state arrays `ints` / `floats` (the state's rows
+        `rows`: a slice or an index array, default every row), one column at a time."""
+        every = slice(None) if rows is None else rows
+        for column, values in (self.int_writes or {}).items():
+            ints[every, column] = values
+        for column, values in (self.float_writes or {}).items():
+            floats[every, column] = values
 
 
 # ----- the rule protocol -----
@@ -289,6 +315,8 @@ class RuleTables(ABC):
     token_ids: tuple[int, ...] = ()
     #: where those ids sit among the plan's columns (set by the plan).
     index: torch.Tensor | None = None
+    #: the same, as host ints (set by the plan): a rule that forces one of its ids names its column.
+    plan_columns: tuple[int, ...] = ()
     #: True when the rule's ids are exactly the plan's columns in order (add_bias needs no scatter).
     identity: bool = False
     #: True when `contribute` reads the whole logits rows (`ApplyStep.logits()`), not only the plan's

@@ -143,7 +143,8 @@ class PlanTables:
         self.token_ids = tuple(ids)
         self.columns = torch.tensor(ids, dtype=torch.long, device=device)
         for r in self.rules:
-            r.index = torch.tensor([column_of[i] for i in r.token_ids], dtype=torch.long, device=device)
+            r.plan_columns = tuple(column_of[i] for i in r.token_ids)
+            r.index = torch.tensor(r.plan_columns, dtype=torch.long, device=device)
             r.identity = list(r.token_ids) == ids
         self.advances_floats = any(getattr(r, "advances_floats", False) for r in self.rules)
         #: Some rule reads the whole logits rows (gated's entropy, budget's forced word), not only the

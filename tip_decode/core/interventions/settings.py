@@ -59,6 +59,9 @@ def _parse_one(declared: Intervention, mapping: Mapping[str, Any], default: Any)
         return None
     base = default if default is not None else declared.paper
     config = replace(base, **values)
+    if (switch or values) and declared.missing(config):
+        # Asked for by its own keys, without a value that has no default: never silently off.
+        raise ValueError(f"`{declared.name}` needs {declared.needs}")
     if not declared.enabled(config):
         if switch and declared.needs and not declared.enabled(declared.paper):
             # The bare key asks for the paper default, which does nothing here (a budget without limits).

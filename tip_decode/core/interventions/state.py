@@ -356,10 +356,7 @@ class InterventionState:
             index = (logit_rows[:, None], columns[None, :])
             logits[index] = tables.combine(logits[index], bias, forced)
         # Keep the apply-time decisions of `step` (gated's statistics, a pending forced word).
-        if step.out_ints is not None:
-            all_ints[state_rows] = step.out_ints
-        if step.out_floats is not None:
-            all_floats[state_rows] = step.out_floats
+        step.store(all_ints, all_floats, state_rows)
         return logits
 
     def contribution(self, full: Any = None, rows: Rows = None) -> tuple[Any, Any]:
@@ -382,10 +379,7 @@ class InterventionState:
         all_ints, all_floats = self._arrays()
         state_rows = self._index(rows)
         step = self.tables.contribute(all_ints[state_rows], all_floats[state_rows], whole)
-        if step.out_ints is not None:
-            all_ints[state_rows] = step.out_ints
-        if step.out_floats is not None:
-            all_floats[state_rows] = step.out_floats
+        step.store(all_ints, all_floats, state_rows)
         return step.bias, step.forced
 
 
@@ -420,9 +414,7 @@ def _as_tensor(values: torch.Tensor | Sequence | None, count: int, dtype: torch.
     return torch.tensor(list(values), dtype=dtype).to(device)
 
 
-def think_prompt_state(
-    ids: torch.Tensor, start: int, end: int, lengths: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def think_prompt_state(ids: torch.Tensor, start: int, end: int, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of prompt ids: does the prompt end inside an open think block, and how many prompt
     tokens follow the opening marker.
 
