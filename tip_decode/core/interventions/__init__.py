@@ -3,8 +3,9 @@
 Each intervention is one declarative module (its configuration, its declaration in the registry,
 which token ids it touches, which columns of the per-row state it owns, what one token does to them,
 what it adds to the next logits): `tip` (thought-switching penalty), `nowait` (NoWait), `cyclic`
-(CyclicReflex), `budget` (thinking-length budget, s1 budget forcing) and `gated` (TIP gated by the
-thought's confidence; this project's own). `registry` declares them, `settings` reads a request's
+(CyclicReflex), `budget` (thinking-length budget, s1 budget forcing), `gated` (TIP gated by the
+thought's confidence; this project's own), `deepconf` (DeepConf's online stop) and `thinkbrake`
+(ThinkBrake). `registry` declares them, `settings` reads a request's
 (`InterventionSet`), `spec` is the command line's language for them; `plan` combines several in one
 request and `state` is the per-row state adapters drive. See docs/interventions.md and docs/design.md.
 
@@ -20,10 +21,12 @@ from typing import Any
 from tip_decode.core.interventions.base import FORCED_LOGIT, TokenizerInfo
 from tip_decode.core.interventions.budget import BudgetConfig
 from tip_decode.core.interventions.cyclic import CyclicConfig
+from tip_decode.core.interventions.deepconf import DeepConfConfig
 from tip_decode.core.interventions.gated import GatedConfig
 from tip_decode.core.interventions.nowait import NoWaitConfig
 from tip_decode.core.interventions.registry import Intervention, Key, intervention, interventions, register, unregister
 from tip_decode.core.interventions.settings import InterventionSet, namespace_of, request_mapping
+from tip_decode.core.interventions.thinkbrake import ThinkBrakeConfig
 
 #: The torch side, imported when one of its names is first used (PEP 562).
 _TORCH_SIDE = {
@@ -54,6 +57,7 @@ __all__ = [
     "FORCED_LOGIT",
     "BudgetConfig",
     "CyclicConfig",
+    "DeepConfConfig",
     "GatedConfig",
     "Intervention",
     "InterventionPlan",
@@ -62,6 +66,7 @@ __all__ = [
     "Key",
     "NoWaitConfig",
     "PlanTables",
+    "ThinkBrakeConfig",
     "TokenizerInfo",
     "intervention",
     "interventions",

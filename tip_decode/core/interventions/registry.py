@@ -35,6 +35,8 @@ BUILT_IN: tuple[str, ...] = (
     "tip_decode.core.interventions.cyclic",
     "tip_decode.core.interventions.gated",
     "tip_decode.core.interventions.budget",
+    "tip_decode.core.interventions.deepconf",
+    "tip_decode.core.interventions.thinkbrake",
 )
 
 
@@ -88,6 +90,9 @@ class Intervention:
         needs: for an intervention whose paper default does nothing (budget), what its settings
             have to give (flat keys: "`budget_min` > 0 or `budget_max`"), and `example` a spec's
             settings that do ("min=200,max=4000").
+        required: flat keys with no default (ThinkBrake's `thinkbrake_tau`): a request or spec that
+            turns the intervention on, by its bare key or any of its keys, without them is refused
+            with `needs` (never silently off). The configuration field of each is None when unset.
         display: a configuration's summary items (`["alpha=3", ...]`; `short` shortens long paper
             lists); default: every key's value, None as "none", lists joined with "+".
         title: one line saying what it is (help texts, docs).
@@ -108,6 +113,7 @@ class Intervention:
     needs_think_markers: tuple[str, ...] = ()
     needs: str = ""
     example: str = ""
+    required: tuple[str, ...] = ()
     display: Callable[[Intervention, Any, bool], list[str]] | None = None
     title: str = ""
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -120,6 +126,13 @@ class Intervention:
                 raise ValueError(f"`{self.name}`'s key {key!r} has to start with {self.name + '_'!r}")
         if not self.bare_key and not self.switch_keys:
             raise ValueError(f"`{self.name}` has neither a bare key nor switch keys: nothing would turn it on or off")
+        for key in self.required:
+            if key not in self.keys or not self.needs:
+                raise ValueError(f"`{self.name}`'s required key {key!r} has to be one of its keys, and `needs` has to say what it takes")
+
+    def missing(self, config: Any) -> list[str]:
+        """The required keys `config` leaves unset."""
+        return [key for key in self.required if getattr(config, self.keys[key].field) is None]
 
     @property
     def parameters(self) -> tuple[str, ...]:
