@@ -43,6 +43,7 @@ class Row:
     restarts: list[int] = field(default_factory=list)
 
     tops: dict[int, int] = field(default_factory=dict)
+    confidences: dict[tuple[int, int], float] = field(default_factory=dict)
 
     def entropy(self, step: int) -> float:
         """Entropy of the raw logits of `step` (cached; a test may fill the cache itself)."""
@@ -226,6 +227,61 @@ class Reference:
                 progress = 0
         raise AssertionError("unreachable")
 
+    # ----- thinkbrake -----
+
+    def reasoning_text(self, history: list[int]) -> str:
+        """The text of `history` as the boundary test reads it: each token's mid-sequence text from
+        the oracle; a special token, a think marker or a character cut between tokens stands as
+        U+FFFD (a character no boundary holds)."""
+        parts = []
+        for token in history:
+            text, starts_inside, ends_inside = self.oracle.texts[token] if 0 <= token < self.oracle.size else ("", True, True)
+            if token in self.excluded or not 0 <= token < self.oracle.size:
+                parts.append("\ufffd")
+                continue
+            parts.append(("\ufffd" if starts_inside else "") + text + ("\ufffd" if ends_inside else ""))
+        return "".join(parts)
+
+    def thinkbrake(self, config, row: Row, t: int, bias: dict[int, float], margin: float = 1e-4) -> tuple[bool, bool]:
+        """(brake, too close to call): at the step right after the reasoning text ends with a
+        boundary, m = (max z - z_end) / T from the raw logits, brake iff m <= tau; never where
+        `</think>` arrived banned or an earlier intervention of the request bans it."""
+        history = row.generated[:t]
+        end = self.markers.end_id
+        if not self.reasoning_open(row, history):
+            return False, False
+        start = self.reasoning_start(row, history)
+        text = self.reasoning_text(history[start:])
+        if not any(text.endswith(b) for b in config.boundary):
+            return False, False
+        raw = row.logits[t].double()
+        if bias.get(end, 0.0) == -math.inf or raw[end] == -math.inf:
+            return False, False
+        m = float((raw.max() - raw[end]) / config.temperature)
+        return m <= config.tau, abs(m - config.tau) < margin
+
+    # ----- deepconf -----
+
+    def confidence(self, row: Row, step: int, topk: int) -> float:
+        """C = -(1/k) * sum of the k largest log-probabilities of the raw logits of `step` (cached)."""
+        if (step, topk) not in row.confidences:
+            logp = torch.log_softmax(row.logits[step].double(), dim=-1)
+            row.confidences[step, topk] = float(-logp.topk(topk).values.sum() / topk)
+        return row.confidences[step, topk]
+
+    def deepconf(self, config, row: Row, t: int, bias: dict[int, float], margin: float = 1e-3) -> tuple[bool, bool]:
+        """(stop, too close to call): the mean of C over the last `window` steps (step t included,
+        none before the latest restart) below the threshold, once the window is full; never where the
+        end-of-sequence id arrived banned or an earlier intervention of the request bans it."""
+        eos = self.eos_ids[0]
+        first = max([0] + [r for r in row.restarts if r <= t])
+        if t + 1 - first < config.window:
+            return False, False
+        if bias.get(eos, 0.0) == -math.inf or row.logits[t][eos] == -math.inf:
+            return False, False
+        mean = sum(self.confidence(row, s, config.topk) for s in range(t + 1 - config.window, t + 1)) / config.window
+        return mean < config.threshold, abs(mean - config.threshold) < margin
+
     # ----- all together -----
 
     def expected(self, settings, row: Row, t: int) -> tuple[dict[int, float], int | None, bool]:
@@ -254,6 +310,12 @@ class Reference:
             elif name == "budget":
                 part, forced = self.budget(config, row, t)
                 add(part)
+            elif name in ("deepconf", "thinkbrake") and forced is None:
+                # An earlier intervention's forcing stands; these force only over what is not banned.
+                acts, close = (self.deepconf if name == "deepconf" else self.thinkbrake)(config, row, t, bias)
+                uncertain |= close
+                if acts:
+                    forced = self.eos_ids[0] if name == "deepconf" else self.markers.end_id
         return bias, forced, uncertain
 
     @staticmethod

@@ -22,10 +22,12 @@ from tip_decode.core.interventions import (
     FORCED_LOGIT,
     BudgetConfig,
     CyclicConfig,
+    DeepConfConfig,
     GatedConfig,
     InterventionSet,
     InterventionState,
     NoWaitConfig,
+    ThinkBrakeConfig,
     plan_for,
 )
 from tip_decode.core.interventions.arrays import NUMPY, TORCH
@@ -54,11 +56,27 @@ def combos(has_markers: bool) -> list[InterventionSet]:
             gated=GatedConfig(alpha=1.5, beta=20, triggers=("alternatively", "but"), threshold=10.6), tip=TIPConfig(alpha=0.5, beta=3, triggers=("but",))
         ),
     ]
+    # DeepConf: windows short enough to fill within a test's steps; thresholds inside the range of
+    # the confidences of the test's logits (see `run_against_reference`).
+    out += [
+        InterventionSet(deepconf=DeepConfConfig(threshold=5.5, window=3)),
+        InterventionSet(deepconf=DeepConfConfig(threshold=4.4, window=1, topk=5), nowait=NoWaitConfig(keywords=("wait",), scope="all")),
+    ]
     if has_markers:
         out += [InterventionSet(budget=b) for b in budget]
         out.append(
             InterventionSet(tip=TIPConfig(alpha=1.0, beta=4), budget=budget[0], nowait=NoWaitConfig(keywords=("but", "maybe")), cyclic=CyclicConfig(period=6.0))
         )
+        out += [
+            InterventionSet(thinkbrake=ThinkBrakeConfig(tau=1.0)),
+            InterventionSet(thinkbrake=ThinkBrakeConfig(tau=0.5, boundary=(".\n\n", "\n\n", "!"), temperature=0.6), budget=BudgetConfig(min=6, max=25)),
+            InterventionSet(
+                thinkbrake=ThinkBrakeConfig(tau=1.5, boundary=("].\n\n", ".")),
+                deepconf=DeepConfConfig(threshold=5.5, window=4),
+                budget=BudgetConfig(min=5, word="Wait"),
+                tip=TIPConfig(alpha=2.0, beta=6),
+            ),
+        ]
     return out
 
 
@@ -74,6 +92,14 @@ def token_pool(plan, tokenizer, reference: Reference) -> list[int]:
             pool += list(rule.token_ids)
         elif name == "budget":
             pool += list(rule.word_ids) * 3 + list(rule.eos_ids)
+        elif name == "thinkbrake":
+            # The boundary's pieces as the tokenizer's own file splits texts, often enough that
+            # random streams end sentences (one token, or "." then "\n\n").
+            encode = reference.oracle.raw.encode
+            for text in ("a.\n\nb", "x].\n\n", "So.", "\n\n", "\n", "Yes!", "no.\n"):
+                pool += encode(text, add_special_tokens=False).ids * 6
+        elif name == "deepconf":
+            pool += list(reference.eos_ids)
     markers = reference.markers
     if markers.available:
         pool += [markers.start_id, markers.end_id]
@@ -81,7 +107,11 @@ def token_pool(plan, tokenizer, reference: Reference) -> list[int]:
     return pool
 
 
-def run_against_reference(name: str, settings: InterventionSet, seed: int, rows: int = 5, steps: int = 36, host: bool = True) -> dict[str, int]:
+def run_against_reference(
+    name: str, settings: InterventionSet, seed: int, rows: int = 5, steps: int = 36, host: bool = True, open_prompt: float = 0.5, take_forced: float = 0.9
+) -> dict[str, int]:
+    """Step `rows` random streams through the state and the reference; `open_prompt`: how often a
+    prompt ends inside an open think block; `take_forced`: how often a forced token is generated."""
     tokenizer = load_hf_tokenizer(name)
     reference = Reference(tokenizer)
     plan = plan_for(tokenizer, settings)
@@ -92,7 +122,7 @@ def run_against_reference(name: str, settings: InterventionSet, seed: int, rows:
     rng = random.Random(seed)
     generator = torch.Generator().manual_seed(seed)
     pool = token_pool(plan, tokenizer, reference)
-    opened = [rng.random() < 0.5 for _ in range(rows)]
+    opened = [rng.random() < open_prompt for _ in range(rows)]
     thinking = [rng.randint(0, 3) if o else 0 for o in opened]
     state.start_rows(range(rows), [settings] * rows, opened, thinking)
     rows_ref = [Row(opened[b], thinking[b]) for b in range(rows)]
@@ -102,11 +132,17 @@ def run_against_reference(name: str, settings: InterventionSet, seed: int, rows:
     outside[columns] = False
     counts = {"changed": 0, "forced": 0, "banned": 0, "steps": 0}
     end = reference.markers.end_id
+    scaled = "deepconf" in settings.names
+    margins = "thinkbrake" in settings.names
     for t in range(steps):
         raw = torch.randn(rows, width, generator=generator) * 3
         for b in range(rows):
+            if scaled:  # confidences that vary from step to step: windows above and below the threshold
+                raw[b] *= rng.choice((0.5, 1.0, 1.5))
             if end is not None and rng.random() < 0.35:
                 raw[b, end] = raw[b].max() + 1.0  # the model "wants" to end thinking
+            elif end is not None and margins and rng.random() < 0.5:
+                raw[b, end] = raw[b].max() - rng.uniform(0.0, 3.0)  # close to the top: either side of tau
             if rng.random() < 0.2:
                 raw[b, ids[rng.randrange(len(ids))]] = -math.inf
             rows_ref[b].logits.append(raw[b].clone())
@@ -136,7 +172,7 @@ def run_against_reference(name: str, settings: InterventionSet, seed: int, rows:
         forced_rows = (got_all == FORCED_LOGIT).nonzero().tolist()
         forced_of = {b: ids[c] for b, c in forced_rows}
         for b in range(rows):
-            token = forced_of[b] if b in forced_of and rng.random() < 0.9 else rng.choice(pool)
+            token = forced_of[b] if b in forced_of and rng.random() < take_forced else rng.choice(pool)
             tokens.append(token)
             rows_ref[b].generated.append(token)
         state.update(torch.tensor(tokens))
@@ -151,7 +187,13 @@ def test_state_equals_the_reference(name):
     every = combos(has_markers)
     # Every combination on qwen3 (the engine tests' tokenizer); a mixed subset elsewhere keeps the
     # suite's time in check while still crossing every rule with every vocabulary.
-    chosen = every if name == "qwen3" else [every[0], every[2], every[4], *every[5:6], *every[-1:]] if has_markers else every[:5]
+    newer = [c for c in every if {"deepconf", "thinkbrake"} & set(c.names)]  # every one on every tokenizer
+    if has_markers:
+        first_budget = next(i for i, c in enumerate(every) if c.names == ("budget",))
+        older = [every[0], every[2], every[4], every[first_budget], every[first_budget + 4]]
+    else:
+        older = every[:5]
+    chosen = every if name == "qwen3" else older + newer
     for index, settings in enumerate(chosen):
         counts = run_against_reference(name, settings, seed=index, rows=4, steps=30)
         assert counts["changed"] > 0, (name, settings.names, counts)  # a test that changes nothing proves nothing
@@ -168,7 +210,7 @@ def test_torch_engine_equals_the_reference(name):
     the host engine for every plan that reads no logits."""
     tokenizer = load_hf_tokenizer(name)
     every = combos(Reference(tokenizer).markers.available)
-    for index, settings in enumerate(every if name == "qwen3" else every[:5]):
+    for index, settings in enumerate(every if name == "qwen3" else every[:7]):
         counts = run_against_reference(name, settings, seed=100 + index, rows=4, steps=30, host=False)
         assert counts["changed"] > 0, (name, settings.names, counts)
 

@@ -31,7 +31,7 @@ def test_server_command_uses_python_m_and_registers_the_processor():
     env = server_env(TIPConfig(alpha="inf", beta=50, triggers=("wait", "hmm"), scope="all"), "org/model", base={})
     assert set(env) == {"TIP_DECODE_INTERVENTIONS", "TIP_DECODE_TOKENIZER"} and env["TIP_DECODE_TOKENIZER"] == "org/model"
     assert json.loads(env["TIP_DECODE_INTERVENTIONS"]) == {
-        "tip_alpha": "inf", "tip_beta": 50, "tip_triggers": ["wait", "hmm"], "tip_scope": "all", "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0,
+        "tip_alpha": "inf", "tip_beta": 50, "tip_triggers": ["wait", "hmm"], "tip_scope": "all", "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0, "deepconf": 0, "thinkbrake": 0,
     }  # fmt: skip
 
 
