@@ -65,7 +65,7 @@ class Reference:
         """`raw`: the `tokenizers.Tokenizer` the switch oracle reads (default: the tokenizer's own
         tokenizer.json); `markers`: think markers given from elsewhere (vLLM's reasoning parser)."""
         self.tokenizer = tokenizer
-        self.gate_margin = gate_margin  # a gate this close to its threshold is not called
+        self.gate_margin = gate_margin  # a gate (or a margin, a mean) this close to its threshold is not called
         self.oracle = oracle_for(raw if raw is not None else raw_tokenizer(tokenizer))
         # Think markers: the given ones, else the oracle's own reading of the vocabulary.
         self.markers = markers if markers is not None else ThinkMarkers(self.oracle.think_start, self.oracle.think_end)
@@ -242,7 +242,7 @@ class Reference:
             parts.append(("\ufffd" if starts_inside else "") + text + ("\ufffd" if ends_inside else ""))
         return "".join(parts)
 
-    def thinkbrake(self, config, row: Row, t: int, bias: dict[int, float], margin: float = 1e-4) -> tuple[bool, bool]:
+    def thinkbrake(self, config, row: Row, t: int, bias: dict[int, float]) -> tuple[bool, bool]:
         """(brake, too close to call): at the step right after the reasoning text ends with a
         boundary, m = (max z - z_end) / T from the raw logits, brake iff m <= tau; never where
         `</think>` arrived banned or an earlier intervention of the request bans it."""
@@ -258,7 +258,7 @@ class Reference:
         if bias.get(end, 0.0) == -math.inf or raw[end] == -math.inf:
             return False, False
         m = float((raw.max() - raw[end]) / config.temperature)
-        return m <= config.tau, abs(m - config.tau) < margin
+        return m <= config.tau, abs(m - config.tau) < self.gate_margin
 
     # ----- deepconf -----
 
@@ -269,7 +269,7 @@ class Reference:
             row.confidences[step, topk] = float(-logp.topk(topk).values.sum() / topk)
         return row.confidences[step, topk]
 
-    def deepconf(self, config, row: Row, t: int, bias: dict[int, float], margin: float = 1e-3) -> tuple[bool, bool]:
+    def deepconf(self, config, row: Row, t: int, bias: dict[int, float]) -> tuple[bool, bool]:
         """(stop, too close to call): the mean of C over the last `window` steps (step t included,
         none before the latest restart) below the threshold, once the window is full; never where the
         end-of-sequence id arrived banned or an earlier intervention of the request bans it."""
@@ -280,7 +280,8 @@ class Reference:
         if bias.get(eos, 0.0) == -math.inf or row.logits[t][eos] == -math.inf:
             return False, False
         mean = sum(self.confidence(row, s, config.topk) for s in range(t + 1 - config.window, t + 1)) / config.window
-        return mean < config.threshold, abs(mean - config.threshold) < margin
+        # float32 sums of up to thousands of confidences: not called closer than 1e-3.
+        return mean < config.threshold, abs(mean - config.threshold) < max(self.gate_margin, 1e-3)
 
     # ----- all together -----
 

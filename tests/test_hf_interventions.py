@@ -73,6 +73,13 @@ def settings_for(name: str, words: list[str]) -> InterventionSet:
         "cyclic": {"cyclic_amplitude": 0.4, "cyclic_period": 6, "cyclic_words": ["Wait", "But", "Alternatively"], "cyclic_scope": "all"},
         "budget": {"budget_min": 6, "budget_max": 9},
         "gated": gated,
+        # The tiny model's margins max z - z(</think>) spread over 23-40 and its confidences over 3.5-7.5.
+        "thinkbrake": {"thinkbrake_tau": 34.0, "thinkbrake_boundary": words},
+        "deepconf": {"deepconf_threshold": 5.0, "deepconf_window": 3},
+        "thinkbrake+deepconf+budget": {
+            "thinkbrake_tau": 60.0, "thinkbrake_boundary": words, "thinkbrake_temperature": 2.0,
+            "deepconf_threshold": 5.0, "deepconf_window": 2, "budget_min": 4, "budget_max": 12,
+        },  # fmt: skip
         "combination": {
             **tip,
             "nowait_keywords": words[:2],
@@ -130,6 +137,7 @@ def check_against_reference(reference: Reference, settings: InterventionSet, cal
             row = Row(opened, thinking, history[prompt_length:])
             row.entropies = {s: entropy(s, a) for s, a in enumerate(ancestors)} if settings.gated else {}
             row.tops = {s: tops[s][a] for s, a in enumerate(ancestors)}
+            row.logits = {s: calls[s][1][a] for s, a in enumerate(ancestors)}  # thinkbrake's margin, deepconf's confidences
             bias, forced, uncertain = reference.expected(settings, row, t)
             if uncertain:
                 continue
@@ -161,7 +169,9 @@ MODES = {
 }
 
 
-def run(model, tokenizer, processor, mode: str):
+def run(model, tokenizer, processor, mode: str, stops: bool = False):
+    """`stops`: the end of sequence is not banned until NEW_TOKENS (DeepConf forces it), so rows
+    finish early and `generate` feeds them padding."""
     prompts = PROMPTS if mode == "greedy" else PROMPTS[:2]
     batch = tokenizer(prompts, return_tensors="pt", padding=True)
     recorder = Recorder(processor)
@@ -169,7 +179,7 @@ def run(model, tokenizer, processor, mode: str):
     model.generate(
         **batch,
         max_new_tokens=NEW_TOKENS,
-        min_new_tokens=NEW_TOKENS,
+        min_new_tokens=0 if stops else NEW_TOKENS,
         logits_processor=[recorder],
         pad_token_id=tokenizer.pad_token_id,
         **MODES[mode],
@@ -178,15 +188,16 @@ def run(model, tokenizer, processor, mode: str):
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("name", ["tip", "tip_ban", "nowait", "cyclic", "budget", "gated", "combination"])
+@pytest.mark.parametrize("name", ["tip", "tip_ban", "nowait", "cyclic", "budget", "gated", "combination", "thinkbrake", "deepconf", "thinkbrake+deepconf+budget"])
 def test_generate_matches_the_reference(model, tokenizer, words, name, mode):
     settings = settings_for(name, words)
     processor = ReasoningInterventionsProcessor(tokenizer, settings)
-    calls, prompt_length = run(model, tokenizer, processor, mode)
+    calls, prompt_length = run(model, tokenizer, processor, mode, stops="deepconf" in name)
     compared, changed = check_against_reference(Reference(tokenizer, gate_margin=1e-3), settings, calls, prompt_length)
     rows = sum(ids.shape[0] for ids, _, _ in calls)
     assert compared >= rows * 3 // 4, (compared, rows)
-    assert changed >= 3, f"{name} changed only {changed} rows: the test would not see a wrong bias"
+    # A brake closes its row's reasoning for good: ThinkBrake changes at most one call per row.
+    assert changed >= (2 if name == "thinkbrake" else 3), f"{name} changed only {changed} rows: the test would not see a wrong bias"
 
 
 def test_a_wrong_bias_is_caught(model, tokenizer, words):
