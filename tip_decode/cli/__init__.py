@@ -79,6 +79,10 @@ from tip_decode.cli.demo import demo  # noqa: E402
 
 main.add_command(demo)
 
+from tip_decode.cli.calibrate import calibrate  # noqa: E402
+
+main.add_command(calibrate)
+
 from tip_decode.cli.view import view  # noqa: E402
 
 main.add_command(view)

@@ -248,10 +248,45 @@ def report(result: DemoResult, explanation: str | None = None) -> str:
         walk_table(result),
         explanation if explanation is not None else explain(result),
     ]
+    effects = effects_text(result.summary) if result.grid is None else ""  # a grid has its own table
+    if effects:
+        parts.append(effects)
     if result.grid is not None:
         best = result.grid.get("best")
         parts.append(f"Best cell: {best['config']} ({result.grid['best_reason']})." if best else f"No best cell: {result.grid['best_reason']}.")
     return "\n\n".join(parts)
+
+
+def effects_text(summary: Mapping[str, Any]) -> str:
+    """One line per configuration other than the baseline: what it did to accuracy and to the
+    length of the reasoning, each with its 95% interval (the numbers of the table above, in words).
+    Empty where only the baseline ran (the paragraph says so)."""
+    from tip_decode.harness.report import _measured
+
+    configs = summary["configs"]
+    base_name = summary.get("baseline") or next(iter(configs))
+    others = [n for n in configs if n != base_name]
+    if not others:
+        return ""
+    base = configs[base_name]
+    # Reasoning length: thinking tokens where the model writes a think block, else all tokens.
+    key = "mean_thinking_tokens" if base.get("mean_thinking_tokens") is not None else "mean_tokens"
+    what = "thinking tokens" if key == "mean_thinking_tokens" else "tokens"
+    lines = [f"What each configuration did, against {base_name} (Pass@1 {_interval_pct(base['pass@1'])}, {_measured(base, key, 1)} {what} on average; 95% intervals):"]
+    for name in others:
+        m = configs[name]
+        paired = (summary.get("paired") or {}).get(name) or {}
+        ci = paired.get("ci95") or [None, None]
+        lines.append(
+            f"- {name}: Pass@1 {_interval_pct(m['pass@1'])}, difference {_signed(paired.get('delta_pass@1'))} points "
+            f"[{_signed(ci[0])}, {_signed(ci[1])}]; {_measured(m, key, 1)} {what} on average."
+        )
+    return "\n".join(lines)
+
+
+def _interval_pct(metric: Mapping[str, Any]) -> str:
+    ci = metric.get("ci95") or [None, None]
+    return f"{_pct(metric.get('mean'))} [{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
 def _json_default(value: Any) -> Any:
