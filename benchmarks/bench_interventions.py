@@ -10,6 +10,7 @@ cannot resolve (see bench_vllm.py).
     python benchmarks/bench_interventions.py --compare-with 2566798   # TIP-only: this tree vs that commit
     python benchmarks/bench_interventions.py --compare-with 2566798 --hf --rows 1   # the HF processor
     python benchmarks/bench_interventions.py --compare-with 2566798 --all           # every configuration
+    python benchmarks/bench_interventions.py --logits-rules --rows 256              # rules that read logits vs MinP, vLLM and HF
 
 `--compare-with` exports the commit with `git archive` and runs the TIP-only measurement in fresh
 subprocesses, alternating old and new, so that both see the same machine load.
@@ -40,6 +41,8 @@ CONFIGURATIONS = {
     "CyclicReflex (paper)": {"cyclic": 1, "cyclic_scope": "all"},
     "budget (min 100, max 1000, word)": {"budget_min": 100, "budget_max": 1000, "budget_word": "Wait"},
     "gated TIP (reflection preset)": {"gated_alpha": 3.0, "gated_triggers": REFLECTION, "gated_scope": "all"},
+    "ThinkBrake (tau 1.0)": {"thinkbrake_tau": 1.0},
+    "DeepConf (window 2048, top 20)": {"deepconf_threshold": 12.5},
     "all five": {
         "tip_alpha": 3.0, "tip_triggers": REFLECTION, "tip_scope": "all", "nowait": 1, "cyclic": 1,
         "budget_min": 100, "budget_max": 1000, "budget_word": "Wait", "gated": 1,
@@ -83,6 +86,69 @@ def measure(extra: dict, rows: int, steps: int, tokenizer: str) -> float:
     return 1000 * (time.perf_counter() - start) / steps
 
 
+#: Side by side with the engines' own MinP (a built-in that reads the whole row): the issue asks
+#: rules that read the logits to stay within 2x of it at 256 rows.
+LOGITS_RULES = ["TIP (reflection preset)", "ThinkBrake (tau 1.0)", "DeepConf (window 2048, top 20)"]
+MIN_P = "MinP built-in (min_p 0.05)"
+
+
+def measure_min_p(rows: int, steps: int) -> float:
+    """Milliseconds per step of vLLM's MinPLogitsProcessor for `rows` requests with min_p 0.05."""
+    import torch
+    from vllm import SamplingParams
+    from vllm.v1.sample.logits_processor import BatchUpdate
+    from vllm.v1.sample.logits_processor.builtin import MinPLogitsProcessor
+
+    torch.set_num_threads(1)
+    config = SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=rows))
+    processor = MinPLogitsProcessor(config, torch.device("cpu"), False)
+    added = [(i, SamplingParams(min_p=0.05), [1, 2], []) for i in range(rows)]
+    processor.update_state(BatchUpdate(batch_size=rows, removed=[], added=added, moved=[]))
+    logits = torch.randn(rows, WIDTH)
+    for _ in range(5):
+        processor.update_state(None)
+        processor.apply(logits.clone())
+    total = 0.0
+    for _ in range(steps):
+        fresh = logits.clone()  # MinP writes -inf in place: every step starts from the same row
+        start = time.perf_counter()
+        processor.update_state(None)
+        processor.apply(fresh)
+        total += time.perf_counter() - start
+    return 1000 * total / steps
+
+
+def measure_hf_rule(extra: dict | None, batch: int, steps: int, tokenizer: str) -> float:
+    """Milliseconds per call of the HF processor for `extra` (None: transformers' MinPLogitsWarper),
+    batch `batch`, 256-token history, median over `steps` calls."""
+    import statistics as stats
+
+    import torch
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(1)
+    if extra is None:
+        from transformers import MinPLogitsWarper
+
+        processor = MinPLogitsWarper(min_p=0.05)
+    else:
+        from tip_decode.hf import ReasoningInterventionsProcessor
+
+        processor = ReasoningInterventionsProcessor(AutoTokenizer.from_pretrained(tokenizer), extra)
+    ids = torch.randint(1000, 100000, (batch, 256))
+    ids[:, -1] = 151667  # the prompt ends inside an open think block
+    scores = torch.randn(batch, 151936)
+    processor(ids, scores.clone())
+    times = []
+    for _ in range(steps):
+        ids = torch.cat([ids, torch.randint(1000, 100000, (batch, 1))], 1)
+        fresh = scores.clone()
+        start = time.perf_counter()
+        processor(ids, fresh)
+        times.append(time.perf_counter() - start)
+    return 1000 * stats.median(times)
+
+
 def measure_hf(batch: int, steps: int, tokenizer: str) -> float:
     """Milliseconds per call of the Hugging Face TIP processor (reflection preset, 1k history)."""
     import statistics as stats
@@ -108,13 +174,24 @@ def measure_hf(batch: int, steps: int, tokenizer: str) -> float:
 
 
 def child(args: argparse.Namespace) -> None:
+    if args.child_kind:
+        extra = json.loads(args.child)
+        kind = args.child_kind
+        if kind == "vllm-min-p":
+            ms = measure_min_p(args.rows, args.steps)
+        elif kind == "hf-min-p":
+            ms = measure_hf_rule(None, args.rows, args.steps, args.tokenizer)
+        else:
+            ms = measure_hf_rule(extra, args.rows, args.steps, args.tokenizer)
+        print(json.dumps({"ms": ms}))
+        return
     if args.hf:
         print(json.dumps({"ms": measure_hf(args.rows, args.steps, args.tokenizer)}))
         return
     print(json.dumps({"ms": measure(json.loads(args.child), args.rows, args.steps, args.tokenizer)}))
 
 
-def run_child(tree: Path, extra: dict, args: argparse.Namespace) -> float:
+def run_child(tree: Path, extra: dict, args: argparse.Namespace, kind: str = "") -> float:
     env = dict(os.environ, PYTHONPATH=str(tree))
     command = [
         sys.executable,
@@ -130,6 +207,8 @@ def run_child(tree: Path, extra: dict, args: argparse.Namespace) -> float:
     ]
     if args.hf:
         command.append("--hf")
+    if kind:
+        command += ["--child-kind", kind]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=True, cwd=tree)
     return json.loads(result.stdout.strip().splitlines()[-1])["ms"]
 
@@ -143,12 +222,17 @@ def main() -> None:
     parser.add_argument("--compare-with", metavar="GITREF", help="measure TIP-only here and at GITREF, alternating")
     parser.add_argument("--hf", action="store_true", help="with --compare-with: the Hugging Face TIP processor per call (--rows is the batch)")
     parser.add_argument("--all", action="store_true", help="with --compare-with: every configuration, not TIP only")
+    parser.add_argument("--logits-rules", action="store_true", help="TIP, ThinkBrake and DeepConf next to the engines' MinP built-in, on vLLM and HF")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-kind", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
     tip = CONFIGURATIONS["TIP (reflection preset)"]
+    if args.logits_rules:
+        logits_rules(args)
+        return
     if args.compare_with and args.all:
         compare_configurations(args.compare_with, lambda tree, extra: run_child(tree, extra, args), args.rounds,
                                f"Processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}")
@@ -232,6 +316,31 @@ def each_configuration(measure: Callable[[dict], float], rounds: int, what: str,
     for name, values in results.items():
         print(f"| {name} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} | {statistics.median(values) / tip_ms:.2f} |")
     print(json.dumps(results))
+
+
+def logits_rules(args: argparse.Namespace) -> None:
+    """TIP, ThinkBrake, DeepConf and the engine's MinP, per step, on vLLM's processor and HF's,
+    `rounds` times each in turn (so that all see the same load); medians and the ratio to MinP."""
+    cases = [(name, "", CONFIGURATIONS[name]) for name in LOGITS_RULES] + [(MIN_P, "vllm-min-p", {})]
+    hf_cases = [(name, "hf", CONFIGURATIONS[name]) for name in LOGITS_RULES] + [(MIN_P, "hf-min-p", {})]
+    results: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.rounds):
+        for engine, group in (("vLLM", cases), ("HF", hf_cases)):
+            for name, kind, extra in group:
+                ms = run_child(ROOT, extra, args, kind)
+                results.setdefault((engine, name), []).append(ms)
+                print(f"{engine} {name}: {ms:.3f} ms", file=sys.stderr, flush=True)
+    print(f"\nPer step, {args.rows} rows, one thread, median of {args.rounds} runs ({args.steps} steps each; HF: median call)\n")
+    print("| engine | configuration | median ms per step | min | max | ratio to TIP | ratio to MinP |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for engine in ("vLLM", "HF"):
+        tip_ms = statistics.median(results[(engine, LOGITS_RULES[0])])
+        min_p_ms = statistics.median(results[(engine, MIN_P)])
+        for name in LOGITS_RULES + [MIN_P]:
+            values = results[(engine, name)]
+            ms = statistics.median(values)
+            print(f"| {engine} | {name} | {ms:.3f} | {min(values):.3f} | {max(values):.3f} | {ms / tip_ms:.2f} | {ms / min_p_ms:.2f} |")
+    print(json.dumps({f"{engine} {name}": values for (engine, name), values in results.items()}))
 
 
 if __name__ == "__main__":
