@@ -237,7 +237,7 @@ def header(result: DemoResult) -> str:
 
 def report(result: DemoResult, explanation: str | None = None) -> str:
     """The demo's report as printed (and written to demo.md): header, the configurations' settings,
-    both tables, the paragraph."""
+    both tables, the paragraph, and what each configuration did (`effects_text`)."""
     from tip_decode.harness import format_table
     from tip_decode.harness.report import format_configs
 
