@@ -86,12 +86,18 @@ def settings_cases(words: list[str]) -> list[InterventionSet]:
         InterventionSet.from_mapping(
             {"tip_alpha": "inf", "tip_beta": 4, "tip_triggers": words[:3], "nowait": 1, "nowait_keywords": [words[3 % len(words)]], "budget_max": 7}
         ),
+        # Random weights: every margin and confidence is the model's, not tuned; a tau no margin
+        # exceeds brakes at the first boundary (a token text ending in one of these letters), a
+        # threshold above every confidence stops the trace as soon as the window is full.
+        InterventionSet.from_mapping({"thinkbrake_tau": 1e4, "thinkbrake_boundary": ["e", "a", "o", "s", "t"]}),
+        InterventionSet.from_mapping({"deepconf_threshold": 1e6, "deepconf_window": 5}),
+        InterventionSet.from_mapping({"deepconf_threshold": 1e6, "deepconf_window": 3, "budget_min": 6}),  # the budget's ban on the end wins
     ]
 
 
 def test_every_intervention_matches_the_reference_step_for_step(llm, qwen3_tokenizer, reference, words):
     """One processor instance per settings, reused over every prompt (each call a new generation)."""
-    changed = 0
+    changed = new_rules = 0
     for settings in settings_cases(words):
         processor = ReasoningInterventionsProcessor(llm, settings)
         for prompt in PROMPTS:
@@ -99,8 +105,12 @@ def test_every_intervention_matches_the_reference_step_for_step(llm, qwen3_token
             greedy(llm, prompt, [raw, processor, processed])
             prompt_ids = qwen3_tokenizer.encode(prompt)
             generated = generated_ids(llm, prompt_ids, processed)
-            changed += check_trace(reference, settings, prompt_ids, raw, processed, generated, (THINK_START, THINK_END))
+            acted = check_trace(reference, settings, prompt_ids, raw, processed, generated, (THINK_START, THINK_END))
+            changed += acted
+            if settings.thinkbrake is not None or settings.deepconf is not None:
+                new_rules += acted
     assert changed >= 40, changed
+    assert new_rules >= 4, new_rules
 
 
 def test_repeated_calls_through_every_entry_point(llm, qwen3_tokenizer, reference, words):

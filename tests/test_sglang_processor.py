@@ -28,6 +28,8 @@ from reference_interventions import Reference, Row
 import tip_decode.adapters.sglang as adapter
 from tip_decode import SwitchVocabulary, TIPConfig
 from tip_decode.core.interventions import FORCED_LOGIT, BudgetConfig, CyclicConfig, GatedConfig, InterventionSet, NoWaitConfig, plan_for
+from tip_decode.core.interventions.deepconf import DeepConfConfig
+from tip_decode.core.interventions.thinkbrake import ThinkBrakeConfig
 from tip_decode.sglang import ThoughtSwitchPenalty, custom_params, generate_fields, openai_fields, processor_string
 
 TRIGGERS = ("alternatively", "wait", "another approach")
@@ -152,6 +154,15 @@ MIXED_SETTINGS = [
         cyclic=CyclicConfig(period=6.0),
         budget=BudgetConfig(min=5, max=16, word="Wait"),
     ),
+    # Random logits: a row that "wants" to end thinking has </think> 1 above the top (margin -1),
+    # others about 10-15 below; confidences are about 4 (flat rows) or 17 (a +30 spike).
+    InterventionSet(thinkbrake=ThinkBrakeConfig(tau=0.5, boundary=(".",))),
+    InterventionSet(deepconf=DeepConfConfig(threshold=6.0, window=2)),
+    InterventionSet(
+        thinkbrake=ThinkBrakeConfig(tau=2.0, boundary=(".", " x")),
+        deepconf=DeepConfConfig(threshold=5.0, window=3, topk=4),
+        budget=BudgetConfig(min=4),
+    ),
     InterventionSet(),  # sent whole: every intervention off
 ]
 
@@ -168,6 +179,8 @@ def mixed_token_pool(tok, reference: Reference) -> list[int]:
                 pool += list(rule.token_ids[:8])
             elif name == "budget":
                 pool += list(rule.word_ids) * 2 + list(rule.eos_ids)
+            elif name == "deepconf":
+                pool += [tok.eos_token_id]
     pool += [reference.markers.start_id, reference.markers.end_id] * 3
     pool += tok.encode(" the value. So, 12 x(y button", add_special_tokens=False)
     return pool
@@ -215,6 +228,8 @@ def test_mixed_interventions_match_the_reference_at_every_step(registry, tok):
                 raw[b, end] = raw[b].max() + 1.0  # the model "wants" to end thinking
             t = len(row.generated)
             row.tops[t] = int(raw[b].argmax())
+            if settings.thinkbrake is not None or settings.deepconf is not None:
+                row.logits[t] = raw[b].clone()  # the margin and the confidences read the whole row
             if settings.gated is not None:
                 row.entropies[t] = entropy(raw[b])
         out = processor(raw.clone(), [request.params(custom_params(settings)) for request, settings, _ in batch])
@@ -247,7 +262,7 @@ def test_mixed_interventions_match_the_reference_at_every_step(registry, tok):
     print(counts, acted)
     assert counts["checked"] > 300 and counts["changed"] > 100 and counts["uncertain"] < 10, counts
     assert counts["forced"] > 10 and counts["banned"] > 40, counts
-    assert min(acted.get(name, 0) for name in ("tip", "nowait", "cyclic", "budget", "gated")) >= 5, acted
+    assert min(acted.get(name, 0) for name in ("tip", "nowait", "cyclic", "budget", "gated", "thinkbrake", "deepconf")) >= 3, acted
     # One group per structure: requests of the same structure share it.
     assert len(registry.groups) == len({s.structure for s in MIXED_SETTINGS if s}), list(registry.groups)
 
@@ -483,6 +498,15 @@ BAD_FLAT = [
     ({"gated_alpha": "lots"}, "gated_alpha"),
     ({"gated_threshold": -0.5}, "gated_threshold"),
     ({"gated_window": 4}, "gated_window"),
+    ({"thinkbrake_tau": -0.1}, "thinkbrake_tau"),
+    ({"thinkbrake_boundary": []}, "thinkbrake_boundary"),
+    ({"thinkbrake_temperature": 0}, "thinkbrake_temperature"),
+    ({"thinkbrake_boundary": "x"}, "thinkbrake_tau"),  # required
+    ({"thinkbrake_tau": 1, "thinkbrake_boundary": "a\\q"}, "thinkbrake_boundary"),  # not an escape
+    ({"deepconf_threshold": 0}, "deepconf_threshold"),
+    ({"deepconf_window": 0}, "deepconf_window"),
+    ({"deepconf_topk": 5000}, "deepconf_topk"),
+    ({"deepconf_window": 8}, "deepconf_threshold"),  # required
 ]
 BAD_WITH_TOKENIZER = [
     ({"nowait_keywords": ["zzqqxxjj"]}, "nowait_keywords"),
@@ -492,7 +516,7 @@ BAD_WITH_TOKENIZER = [
 
 
 def test_client_helpers_cover_every_namespace(tok):
-    settings = MIXED_SETTINGS[-2]  # tip + nowait + cyclic + budget
+    settings = MIXED_SETTINGS[-5]  # tip + nowait + cyclic + budget
     sent = custom_params(settings)
     # Sent whole, JSON-safe: its interventions with every setting, the others turned off explicitly.
     assert json.loads(json.dumps(sent)) == {
@@ -502,6 +526,7 @@ def test_client_helpers_cover_every_namespace(tok):
         "cyclic_words": ["wait", "Wait", "but", "But", "Alternatively"], "cyclic_scope": "auto",
         "gated": 0,
         "budget_min": 5, "budget_max": 16, "budget_word": "Wait",
+        "deepconf": 0, "thinkbrake": 0,
     }  # fmt: skip
     back = InterventionSet.from_mapping(sent, default=InterventionSet.from_mapping({"gated": 1, "tip_alpha": 9}))
     assert back == settings  # whatever the server default

@@ -229,3 +229,77 @@ def test_cyclic_and_combinations_change_outputs_and_off_is_untouched(llm, untouc
     ids = [list(o.outputs[0].token_ids) for o in llm.generate(PROMPTS[:1], greedy(extra_args=combined), use_tqdm=False)]
     assert ids[0].index(THINK_END) == 2  # one thinking token in the prompt, max 3
     assert math.isfinite(len(ids[0]))
+
+
+def _model_words(tokenizer, sequences: list[list[int]]) -> list[str]:
+    words: list[str] = []
+    for seq in sequences:
+        for token in seq:
+            text = tokenizer.decode([token]).strip().lower()
+            if len(text) >= 3 and text.isascii() and text.isalpha() and text not in words:
+                words.append(text)
+    return words
+
+
+def test_thinkbrake_brakes_where_the_reference_does(llm, tokenizer, hf_model, untouched):
+    """ThinkBrake in the engine (the V1 runner, batched with an untouched request): `</think>` is
+    forced exactly at the steps where the reference brakes along the generated path, with the
+    margin taken from the same model's full logits (transformers)."""
+    words = _model_words(tokenizer, untouched)[:3]
+    # Margins max z - z(</think>) of this model spread over about 20-40: some brake, some do not.
+    settings = [InterventionSet.from_mapping({"thinkbrake_tau": tau, "thinkbrake_boundary": words}) for tau in (26.0, 32.0, 40.0)]
+    prompts = [p for p in PROMPTS for _ in settings] + [PROMPTS[0]]
+    params = [greedy(extra_args=s.to_mapping(), logprob_token_ids=[THINK_END]) for _ in PROMPTS for s in settings] + [greedy()]
+    outs = llm.generate(prompts, params, use_tqdm=False)
+    reference = Reference(tokenizer, gate_margin=5e-3)  # margins come from transformers, not from vLLM
+    brakes = 0
+    for index, out in enumerate(outs[:-1]):
+        prompt, config = PROMPTS[index // len(settings)], settings[index % len(settings)]
+        generated = list(out.outputs[0].token_ids)
+        prompt_ids = tokenizer.encode(prompt)
+        row = Row(*prompt_facts(prompt_ids), generated, logits=full_logits(hf_model, prompt_ids, generated))
+        for t, step in enumerate(out.outputs[0].logprobs):
+            _, forced, uncertain = reference.expected(config, row, t)
+            if uncertain:
+                continue
+            assert (step[THINK_END].logprob == 1e9) == (forced == THINK_END), (index, t, generated)
+            brakes += forced == THINK_END
+    assert brakes >= 2, brakes
+    assert list(outs[-1].outputs[0].token_ids) == untouched[0]  # the request without settings is untouched
+
+
+def test_deepconf_stops_where_the_reference_does(llm, tokenizer, hf_model):
+    """DeepConf in the engine: each request ends with the end-of-sequence token at the first step
+    where the mean confidence of the last `window` steps (from the same model's full logits) is
+    below the threshold; with a threshold no window reaches, it runs its full length."""
+    from vllm import SamplingParams
+
+    eos = tokenizer.eos_token_id
+    cases = [(5.0, 3), (5.5, 1), (6.0, 4), (0.5, 2)]
+    params = [SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, extra_args={"deepconf_threshold": c, "deepconf_window": n}) for c, n in cases]
+    prompts = [p for p in PROMPTS for _ in cases]
+    outs = llm.generate(prompts, params * len(PROMPTS), use_tqdm=False)
+    reference = Reference(tokenizer, gate_margin=5e-3)  # confidences come from transformers, not from vLLM
+    stopped = 0
+    for index, out in enumerate(outs):
+        threshold, window = cases[index % len(cases)]
+        config = InterventionSet.from_mapping({"deepconf_threshold": threshold, "deepconf_window": window})
+        prompt_ids = tokenizer.encode(prompts[index])
+        generated = list(out.outputs[0].token_ids)
+        row = Row(*prompt_facts(prompt_ids), generated, logits=full_logits(hf_model, prompt_ids, generated))
+        first, uncertain = None, False
+        for t in range(len(generated)):
+            _, forced, uncertain = reference.expected(config, row, t)
+            if uncertain:
+                break  # too close to call from another engine's logits: this request proves nothing
+            if forced == eos:
+                first = t
+                break
+        if uncertain:
+            continue
+        if first is None:
+            assert len(generated) == MAX_TOKENS and eos not in generated, (index, generated)
+        else:
+            assert generated == generated[:first] + [eos] and out.outputs[0].finish_reason == "stop", (index, first, generated)
+            stopped += 1
+    assert 3 <= stopped < len(outs), stopped
