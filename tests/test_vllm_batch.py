@@ -65,6 +65,10 @@ REQUEST_ARGS = [
     {"budget_min": 3},
     {"tip_alpha": 0, "gated_alpha": 2.0, "gated_beta": 6, "gated_triggers": ["wait", "hmm"], "gated_threshold": 11.2},
     {"gated": 1, "gated_threshold": 12.0, "nowait_keywords": "wait", "budget_max": 8, "budget_min": 2, "budget_word": "Wait"},
+    # The base rows' confidences (make_base) lie between 4.55 and 4.9; half the rows want to end thinking.
+    {"tip_alpha": 0, "deepconf_threshold": 4.7, "deepconf_window": 2},
+    {"tip_alpha": 0, "thinkbrake_tau": 1.5, "thinkbrake_boundary": [".\n\n", "\n\n"]},
+    {"deepconf_threshold": 4.75, "deepconf_window": 3, "thinkbrake_tau": 0.5, "budget_min": 4, "nowait": 1},
 ]
 
 
@@ -124,6 +128,10 @@ class World:
                     pool += list(rule.token_ids)
                 elif name == "budget":
                     pool += list(rule.word_ids)
+                elif name == "thinkbrake":
+                    pool += tok.encode("a.\n\nb x].\n\n") * 2
+                elif name == "deepconf":
+                    pool += [tok.eos_token_id]
         self.neutral = tok.encode(" the cat. so H ok,\n\nthen")
         pool += self.neutral + [think.start_id, think.end_id] * 3
         self.pool = pool
@@ -159,8 +167,10 @@ class World:
 
 
 def decides_nothing_from_logits(req: Req) -> bool:
-    """The request's interventions read no logits (no gated TIP, no budget word)."""
+    """The request's interventions read no logits (no gated TIP, budget word, ThinkBrake or DeepConf)."""
     settings = req.settings
+    if settings is not None and (settings.thinkbrake is not None or settings.deepconf is not None):
+        return False
     return settings is None or (settings.gated is None and (settings.budget is None or settings.budget.word is None))
 
 
@@ -193,6 +203,8 @@ class BaseStats:
         req.row.logits[position] = base[base_row]
         req.row.entropies[position] = self.entropy[base_row]
         req.row.tops[position] = self.top[base_row]
+        # DeepConf's cached confidence of this position was read from the logits it replaces.
+        req.row.confidences = {key: value for key, value in req.row.confidences.items() if key[0] != position}
 
 
 def check_rows(out: torch.Tensor, base: torch.Tensor, rows: dict[int, Req], world: World, touched_ids: torch.Tensor) -> tuple[list[str], dict[int, int]]:

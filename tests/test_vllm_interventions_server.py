@@ -35,6 +35,15 @@ BAD = [
     ({"gated_triggers": []}, "gated_triggers"),
     ({"gated_scope": "x"}, "gated_scope"),
     ({"gated_window": 4}, "gated_window"),
+    ({"thinkbrake_tau": -0.1}, "thinkbrake_tau"),
+    ({"thinkbrake_boundary": []}, "thinkbrake_boundary"),
+    ({"thinkbrake_temperature": 0}, "thinkbrake_temperature"),
+    ({"thinkbrake_boundary": "x"}, "thinkbrake_tau"),  # required
+    ({"thinkbrake_tau": 1, "thinkbrake_boundary": "a\\q"}, "thinkbrake_boundary"),  # not an escape
+    ({"deepconf_threshold": 0}, "deepconf_threshold"),
+    ({"deepconf_window": 0}, "deepconf_window"),
+    ({"deepconf_topk": 5000}, "deepconf_topk"),
+    ({"deepconf_window": 8}, "deepconf_threshold"),  # required
 ]
 
 
