@@ -9,7 +9,9 @@ object of flat keys for the rest (`{"nowait": 1}`).
 from __future__ import annotations
 
 import logging
+import math
 import threading
+from dataclasses import replace
 from typing import Any
 
 from tip_decode.core.config import TIPConfig
@@ -42,7 +44,9 @@ def request_settings(sampling_params: Any, default: InterventionSet) -> Interven
     """The request's interventions: its namespaced extra args over the server default.
 
     vLLM's own `thinking_token_budget` is the maximum thinking length where the engine has it: a
-    request may combine it with `budget_min`, and `budget_max` must then agree with it.
+    request may combine it with `budget_min` (and `budget_word`), and `budget_max` must then agree
+    with it. The budget then takes it as its maximum, so that at that length both force the same
+    end marker (vLLM forces after the processors; a word forced there would tie with it).
 
     Raises:
         ValueError: a bad or unknown key, or a budget that contradicts `thinking_token_budget`.
@@ -56,7 +60,24 @@ def request_settings(sampling_params: Any, default: InterventionSet) -> Interven
             raise ValueError(f"`budget_max` has to equal `thinking_token_budget` ({vllm_budget}) when both are set, but is {budget.max}")
         if budget.min > vllm_budget:
             raise ValueError(f"`budget_min` has to be at most `thinking_token_budget` ({vllm_budget}), but is {budget.min}")
+        if budget.max is None:
+            settings = replace(settings, budget=replace(budget, max=int(vllm_budget)))
     return settings
+
+
+def masked_elsewhere(sampling_params: Any) -> bool:
+    """Another stage of vLLM may set some of this request's logits to -inf before the processor runs:
+    a grammar (structured outputs), `allowed_token_ids`, `bad_words`, `min_tokens` or a -inf
+    `logit_bias`. Such rows are written with `keep_alive` (a row is never left without a finite logit)."""
+    if sampling_params is None:
+        return False
+    for name in ("structured_outputs", "guided_decoding", "allowed_token_ids", "bad_words"):
+        if getattr(sampling_params, name, None):
+            return True
+    if getattr(sampling_params, "min_tokens", 0):
+        return True
+    bias = getattr(sampling_params, "logit_bias", None) or {}
+    return any(isinstance(v, (int, float)) and not math.isfinite(v) for v in bias.values())
 
 
 _NO_ARGUMENTS: tuple[Any, ...] = ((), ("NoneType", None))
