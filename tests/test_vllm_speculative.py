@@ -29,9 +29,11 @@ import torch
 vllm = pytest.importorskip("vllm")
 pytestmark = pytest.mark.vllm
 
+from reference_interventions import Reference, Row  # noqa: E402
 from vllm import SamplingParams  # noqa: E402
 from vllm_world import BaseStats, Mrv2Batch, Scheduled, World, compare, expected_row, fake_config, make_base, restore, verify  # noqa: E402
 
+from tip_decode.core.interventions import InterventionSet  # noqa: E402
 from tip_decode.vllm import ThoughtSwitchPenalty  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,3 +254,38 @@ def test_placeholder_tokens_never_reach_the_state(no_server_default):
     processor.apply(torch.zeros(3, width), batch.context([decode]))
     assert state.ints[kept, state.layout.POSITION].tolist() == [2, 3]
     assert not math.isnan(float(out.sum()))
+
+
+def test_accepted_drafts_are_replayed_when_no_kept_state_fits(no_server_default):
+    """The safety net: accepted drafts whose kept states are gone are replayed from the committed
+    history (TIP alone decides nothing in apply, so the result is exact), and the slot goes on."""
+    width = 64
+    batch = Mrv2Batch(1, width, 32)
+    processor = ThoughtSwitchPenalty(fake_config(str(DEMO_TOKENIZER), 1, width, speculative=3), batch.rs)
+    settings = {"tip_alpha": 2.0, "tip_beta": 4, "tip_triggers": TRIGGERS, "tip_scope": "all"}
+    batch.add(processor, 0, SamplingParams(extra_args=settings), [7, 8], 2)
+    processor.apply_staged_writes()
+    rng = random.Random(0)
+    prefill = batch.schedule(0, 0, rng)
+    while not prefill.samples:
+        processor.apply(torch.zeros(1, width), batch.context([prefill]))
+        prefill = batch.schedule(0, 0, rng)
+    processor.apply(torch.zeros(1, width), batch.context([prefill]))
+    batch.commit(0, [9])
+    alternatively = 10
+    decode = batch.schedule(0, 0, rng, [alternatively, 9, 9])
+    processor.apply(torch.zeros(4, width), batch.context([decode]))
+    batch.commit(0, [alternatively, 9, 8])  # two drafts accepted, then 8 sampled
+    group = processor._slot_group[0]
+    processor._forget_drafts(group, torch.tensor([0]))
+    decode = batch.schedule(0, 0, rng, [9])
+    out = processor.apply(torch.zeros(2, width), batch.context([decode]))
+    state = group.state
+    assert int(state.column("position")[0]) == 4  # 9, Alternatively, 9, 8
+    reference = Reference(processor.tokenizer)
+    config = InterventionSet.from_mapping(settings)
+    for row, history in enumerate(([9, alternatively, 9, 8], [9, alternatively, 9, 8, 9])):
+        bias, _, _ = reference.expected(config, Row(False, 0, history), len(history))
+        assert out[row, alternatively] == bias.get(alternatively, 0.0), (row, bias)
+    # The switch at output position 1 opened a 4-token window: still open for row 0, closed for row 1.
+    assert out[0, alternatively] == -2.0 and out[1, alternatively] == 0.0

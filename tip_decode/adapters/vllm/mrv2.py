@@ -109,6 +109,7 @@ class MRV2Runner:
         self._slot_settings = {}
         self._pending = []
         self._masked = np.zeros(capacity, dtype=bool)  # slot -> another stage may mask its logits
+        self._previous_depth = 0  # the longest draft chain of the last step: at most that many drafts were accepted since
         return torch.device(req_states.device), capacity, width, self._layout.rows
 
     def add_request(self, req_idx: int, sampling_params: Any) -> bool:
@@ -182,12 +183,13 @@ class MRV2Runner:
         group.state.ints[rows, group.state.layout.POSITION] = INVALID_POSITION
 
     def _apply_v2(self, logits: torch.Tensor, ctx: LogitsContext) -> torch.Tensor:
+        slots = ctx.expanded_idx_mapping
+        # Draft rows exist this step when there are more logits rows than requests (host shapes).
+        drafted = slots.shape[0] - len(ctx.idx_mapping_np)
+        previous_depth, self._previous_depth = self._previous_depth, min(self._layout.drafts, drafted)
         if not np.any(self._active[ctx.idx_mapping_np]):
             return logits
-        slots = ctx.expanded_idx_mapping.to(torch.long)
-        rows = slots.shape[0]
-        # Draft rows exist this step when there are more logits rows than requests (host shapes).
-        drafted = rows - len(ctx.idx_mapping_np)
+        slots = slots.to(torch.long)
         local = ctx.expanded_local_pos.to(torch.long) if drafted else None
         tokens = ctx.input_ids.to(torch.long)
         for group in self._groups:  # type: ignore[attr-defined]
@@ -195,15 +197,17 @@ class MRV2Runner:
             if members is None or not np.any(members):
                 continue
             keep_alive = bool(np.any(members & self._masked[ctx.idx_mapping_np]))
-            self._commit(group, slots, local, tokens, ctx)
+            self._commit(group, slots, local, tokens, ctx, previous_depth)
             if drafted and self._layout.drafts:
-                self._apply_drafts(group, logits, slots, local, tokens, min(self._layout.drafts, drafted), keep_alive)
+                self._apply_drafts(group, logits, slots, local, tokens, self._previous_depth, keep_alive)
             else:
                 # Rows of other requests are inactive in this group's state: they receive nothing.
                 group.state.apply(logits, rows=slots, keep_alive=keep_alive)
         return logits
 
-    def _commit(self, group: Group, slots: torch.Tensor, local: torch.Tensor | None, tokens: torch.Tensor, ctx: LogitsContext) -> None:
+    def _commit(
+        self, group: Group, slots: torch.Tensor, local: torch.Tensor | None, tokens: torch.Tensor, ctx: LogitsContext, previous_depth: int
+    ) -> None:
         """Advance each slot's committed state to its newest committed token (step 1 of the module docs).
 
         A request's first row holds, at sequence position `pos`, its newest committed token: output
@@ -218,9 +222,12 @@ class MRV2Runner:
         out_index = ctx.pos.to(torch.long) - self._req_states.prompt_len.gpu[slots].to(torch.long)
         accepted = out_index - ints[:, position_column]
         first = (local == 0) if local is not None else torch.ones_like(accepted, dtype=torch.bool)
-        ready = first & (out_index >= 0) & (accepted >= 0) & (accepted <= layout.drafts) & (tokens >= 0)
+        ready = first & (out_index >= 0) & (tokens >= 0)
         if layout.drafts:
-            ints, floats = self._resume_after_drafts(group, slots, ints, floats, out_index, accepted)
+            ints, floats, caught_up = self._resume_after_drafts(group, slots, ints, floats, out_index, accepted, previous_depth)
+            ready = ready & ((accepted == 0) | caught_up)
+        else:
+            ready = ready & (accepted == 0)
         new_ints, new_floats = state.advance(ints, floats, tokens)
         # Only the first row of a ready request writes its slot (a slot owns several rows under
         # speculative decoding); the others write the discard row.
@@ -230,14 +237,22 @@ class MRV2Runner:
             state.floats[target] = new_floats
 
     def _resume_after_drafts(
-        self, group: Group, slots: torch.Tensor, ints: torch.Tensor, floats: torch.Tensor, out_index: torch.Tensor, accepted: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        group: Group,
+        slots: torch.Tensor,
+        ints: torch.Tensor,
+        floats: torch.Tensor,
+        out_index: torch.Tensor,
+        accepted: torch.Tensor,
+        depth: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The state to feed the newest committed token to: the committed one, or after `accepted`
-        drafts, the state kept from the draft row of the last accepted draft.
+        drafts, the state kept from the draft row of the last accepted draft; and where that worked.
 
         A kept state is used only when it is at exactly that output index. Otherwise (not expected
-        from vLLM; kept as a safety net) the accepted tokens are replayed from the committed token
-        history without the decisions made on their rows.
+        from vLLM; kept as a safety net) up to `depth` accepted tokens (the last step's longest
+        draft chain, known on the host) are replayed from the committed token history, without
+        the decisions made on their rows.
         """
         state, layout = group.state, self._layout
         position_column = state.layout.POSITION
@@ -250,7 +265,7 @@ class MRV2Runner:
         history = self._req_states.all_token_ids.gpu
         prompt_len = self._req_states.prompt_len.gpu[slots].to(torch.long)
         last = history.shape[1] - 1
-        for i in range(layout.drafts):
+        for i in range(depth):
             take = missing & (accepted > i)
             index = (prompt_len + ints[:, position_column]).clamp(0, last)
             token = history[slots, index].to(torch.long)
@@ -258,7 +273,8 @@ class MRV2Runner:
             take = take & (token >= 0)
             ints = torch.where(take[:, None], new_ints, ints)
             floats = torch.where(take[:, None], new_floats, floats) if new_floats is not None else floats
-        return ints, floats
+        caught_up = kept | (missing & (ints[:, position_column] == out_index))
+        return ints, floats, caught_up
 
     def _apply_drafts(
         self, group: Group, logits: torch.Tensor, slots: torch.Tensor, local: torch.Tensor, tokens: torch.Tensor, depth: int, keep_alive: bool

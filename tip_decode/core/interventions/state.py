@@ -364,7 +364,10 @@ def _keep_alive(rows: torch.Tensor, sub: torch.Tensor, new: torch.Tensor) -> tor
 
 def _from_host(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A host engine result as a tensor where the logits are (a broadcast view is copied)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # a broadcast of one row that is already contiguous
+        array = array.copy()
+    tensor = torch.from_numpy(array)
     return tensor if device.type == "cpu" else tensor.to(device, non_blocking=True)
 
 
