@@ -557,3 +557,47 @@ def test_mrv2_slots_match_reference(server_env, tokenizers_dir):
     print(f"\nMRV2 {steps} steps: {counts}")
     assert not divergences, f"{len(divergences)} divergences, first: {divergences[:3]}"
     assert min(counts.values()) > 50, counts
+
+
+def test_bans_never_empty_a_row_another_stage_restricted(server_env, tokenizers_dir):
+    """A request restricted to a few tokens (allowed_token_ids here; a grammar likewise) whose budget
+    bans exactly those: the row is left as the other stage made it, on both runners. (A group with
+    such a member checks all its rows; without one, no row is checked: the bans stand.)"""
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext
+
+    path = str(tokenizers_dir / "qwen3")
+    eos, think_end = 151645, 151668
+    allowed = [eos, think_end]
+    restricted = SamplingParams(allowed_token_ids=allowed, extra_args={"tip_alpha": 0, "budget_min": 50})
+    free = SamplingParams(extra_args={"tip_alpha": 0, "budget_min": 50})
+    prompt = [1, 2, 151667]  # ends inside an open think block: the minimum bans </think> and the end of sequence
+
+    def masked_logits() -> torch.Tensor:
+        logits = torch.full((1, WIDTH), -math.inf)
+        logits[0, allowed] = torch.tensor([1.0, 2.0])
+        return logits
+
+    def mrv2_row(params) -> torch.Tensor:
+        rs = request_state(1, WIDTH, 8)
+        processor = ThoughtSwitchPenalty(fake_config(path, 1), rs)
+        processor.add_request(0, params)
+        rs.all_token_ids.np[0, :3] = prompt
+        rs.prompt_len.np[0] = rs.prefill_len.np[0] = rs.total_len.np[0] = 3
+        processor.apply_staged_writes()
+        mapping = np.array([0], dtype=np.int32)
+        ctx = LogitsContext(
+            expanded_idx_mapping=torch.from_numpy(mapping), idx_mapping=torch.from_numpy(mapping), idx_mapping_np=mapping,
+            expanded_local_pos=torch.zeros(1, dtype=torch.int32), input_ids=torch.tensor([151667], dtype=torch.int32),
+            pos=torch.tensor([2], dtype=torch.int64), seq_lens_upper_bound_np=np.array([3], dtype=np.int32),
+        )
+        return processor.apply(masked_logits(), ctx)[0]
+
+    def v1_row(params) -> torch.Tensor:
+        processor = ThoughtSwitchPenalty(fake_config(path, 1), "cpu", False)
+        processor.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, params, prompt, [])], moved=[]))
+        return processor.apply(masked_logits())[0]
+
+    for row_of in (mrv2_row, v1_row) if HAS_V1_RUNNER else (mrv2_row,):
+        out = row_of(restricted)
+        assert torch.equal(out, masked_logits()[0]) and not torch.isnan(out).any(), row_of.__name__
+        assert (row_of(free)[allowed] == -math.inf).all(), row_of.__name__  # no restriction declared: the ban stands

@@ -13,7 +13,8 @@ preemption and resumption, chunked prefill. Two oracles, every step:
   position, bit for bit (accepted drafts and the token after them).
 
 A rejected draft must leave no trace: every later row still matches both.
-`TIP_SPEC_STEPS` sets the steps per intervention (default 10,000).
+`TIP_SPEC_STEPS` sets the steps per intervention: 2,000 by default (the main environment, vLLM 0.32);
+tests/test_vllm_versions.py runs this file in vLLM 0.34's environment with 10,000.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: of 64 columns keep 10^4 steps per intervention within seconds. The qwen3 run adds the multi-token
 #: triggers of a real 151k vocabulary.
 DEMO_TOKENIZER = ROOT / "tip_decode" / "demo" / "model"
-STEPS = int(os.environ.get("TIP_SPEC_STEPS", "10000"))
+STEPS = int(os.environ.get("TIP_SPEC_STEPS", "2000"))
 
 TRIGGERS = ["alternatively", "wait"]
 BY_INTERVENTION = {
@@ -196,7 +197,7 @@ def run_speculative(tokenizer_path: str, width: int, request_args: list[dict], s
 
 @pytest.mark.parametrize("intervention", sorted(BY_INTERVENTION))
 def test_draft_rows_equal_drafts_committed_one_by_one(no_server_default, intervention):
-    """At least 10^4 steps per intervention (TIP_SPEC_STEPS), 1 to 5 drafts, preemption, rejection."""
+    """TIP_SPEC_STEPS steps per intervention (10^4 in vLLM 0.34's environment), 0 to 5 drafts, preemption, rejection."""
     width = 64
     counts = run_speculative(str(DEMO_TOKENIZER), width, BY_INTERVENTION[intervention] + UNTOUCHED, STEPS, seed=sorted(BY_INTERVENTION).index(intervention))
     print(f"\n{intervention}: {counts}")
@@ -210,14 +211,14 @@ def test_qwen3_vocabulary_mixed(no_server_default, tokenizers_dir):
     """Every intervention together on the real 151k qwen3 vocabulary (multi-token triggers)."""
     from test_vllm_batch import REQUEST_ARGS, WIDTH
 
-    steps = max(300, STEPS // 20)
+    steps = 400
     counts = run_speculative(str(tokenizers_dir / "qwen3"), WIDTH, REQUEST_ARGS, steps, seed=7, drafts=3, capacity=3)
     print(f"\nqwen3 mixed: {counts}")
     assert min(counts.values()) >= steps // 50, counts
 
 
 def test_one_speculative_token(no_server_default):
-    counts = run_speculative(str(DEMO_TOKENIZER), 64, BY_INTERVENTION["budget"] + BY_INTERVENTION["gated"], max(500, STEPS // 10), seed=11, drafts=1, capacity=3)
+    counts = run_speculative(str(DEMO_TOKENIZER), 64, BY_INTERVENTION["budget"] + BY_INTERVENTION["gated"], 800, seed=11, drafts=1, capacity=3)
     assert counts["accepted"] > 50 and counts["rejected"] > 50, counts
 
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Release -> (variable naming its environment's Python, step counts for its run).
 RELEASES = {
-    "0.33.0": ("TIP_DECODE_VLLM033_PYTHON", {"TIP_V1_STEPS": "2000", "TIP_MRV2_STEPS": "1000", "TIP_SPEC_STEPS": "2000"}),
+    "0.33.0": ("TIP_DECODE_VLLM033_PYTHON", {"TIP_V1_STEPS": "2500", "TIP_MRV2_STEPS": "1200", "TIP_SPEC_STEPS": "1000"}),
     "0.34.0": ("TIP_DECODE_VLLM034_PYTHON", {"TIP_MRV2_STEPS": "2500", "TIP_SPEC_STEPS": "10000"}),
 }
 INNER_TESTS = ["tests/test_vllm_versions.py", "tests/test_vllm_batch.py", "tests/test_vllm_speculative.py"]
@@ -49,7 +49,7 @@ def test_each_release(release):
     env = dict(os.environ, TIP_DECODE_REQUIRE_VLLM="1", TIP_DECODE_EXPECT_VLLM=release, **steps)
     env.pop("TIP_DECODE_REQUIRE_VLLM_RELEASES", None)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "-k", "not test_each_release", *INNER_TESTS]
+    command = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "--durations=8", "-k", "not test_each_release", *INNER_TESTS]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
@@ -61,7 +61,8 @@ def test_each_release(release):
         assert skipped and all("has no V1 model runner" in line for line in skipped), skipped
     else:
         assert not skipped, skipped
-    print(f"\nvLLM {release}: {summary}")
+    durations = output[output.find("slowest") :].splitlines()[1:9] if "slowest" in output else []
+    print(f"\nvLLM {release}: {summary}\n" + "\n".join(durations))
 
 
 # ----- in the environment the tests run in -----

@@ -44,7 +44,7 @@ class Group:
     row_array: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # V1: the member rows, sorted
     finite: bool = False  # V1: no member's bias can be -inf (the logits write adds in one pass)
     nonfinite: int = 0  # V1: members whose bias can be -inf
-    masked: int = 0  # V1: members whose logits another stage may mask (written with `keep_alive`)
+    restricted: int = 0  # V1: members another stage may allow only a few tokens (written with `keep_alive`)
 
 
 class Groups:

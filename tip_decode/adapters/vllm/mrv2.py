@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from tip_decode.adapters.vllm.groups import Group
-from tip_decode.adapters.vllm.settings import masked_elsewhere
+from tip_decode.adapters.vllm.settings import vocabulary_restricted
 from tip_decode.core.interventions import InterventionSet, prompt_state
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class MRV2Runner:
         self._slot_group = {}
         self._slot_settings = {}
         self._pending = []
-        self._masked = np.zeros(capacity, dtype=bool)  # slot -> another stage may mask its logits
+        self._restricted = np.zeros(capacity, dtype=bool)  # slot -> another stage may allow only a few tokens
         self._previous_depth = 0  # the longest draft chain of the last step: at most that many drafts were accepted since
         return torch.device(req_states.device), capacity, width, self._layout.rows
 
@@ -126,7 +126,7 @@ class MRV2Runner:
             self._pending.remove(req_idx)
         settings = self._settings_or_off(sampling_params)  # type: ignore[attr-defined]
         self._active[req_idx] = settings is not None
-        self._masked[req_idx] = masked_elsewhere(sampling_params)
+        self._restricted[req_idx] = vocabulary_restricted(sampling_params)
         if settings is None:
             return False
         group = self._groups.get(settings.structure)  # type: ignore[attr-defined]
@@ -196,7 +196,7 @@ class MRV2Runner:
             members = group.member_mask[ctx.idx_mapping_np] if group.member_mask is not None else None
             if members is None or not np.any(members):
                 continue
-            keep_alive = bool(np.any(members & self._masked[ctx.idx_mapping_np]))
+            keep_alive = bool(np.any(members & self._restricted[ctx.idx_mapping_np]))
             self._commit(group, slots, local, tokens, ctx, previous_depth)
             if drafted and self._layout.drafts:
                 self._apply_drafts(group, logits, slots, local, tokens, self._previous_depth, keep_alive)

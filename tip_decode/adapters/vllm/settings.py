@@ -9,7 +9,6 @@ object of flat keys for the rest (`{"nowait": 1}`).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from dataclasses import replace
 from typing import Any
@@ -65,19 +64,15 @@ def request_settings(sampling_params: Any, default: InterventionSet) -> Interven
     return settings
 
 
-def masked_elsewhere(sampling_params: Any) -> bool:
-    """Another stage of vLLM may set some of this request's logits to -inf before the processor runs:
-    a grammar (structured outputs), `allowed_token_ids`, `bad_words`, `min_tokens` or a -inf
-    `logit_bias`. Such rows are written with `keep_alive` (a row is never left without a finite logit)."""
+def vocabulary_restricted(sampling_params: Any) -> bool:
+    """Another stage of vLLM may leave only a few of this request's tokens allowed before the processor
+    runs: a grammar (structured outputs) or `allowed_token_ids`. Such rows are written with
+    `keep_alive` (this processor's bans never remove a row's last finite logit). Masks of single
+    tokens (`bad_words`, `min_tokens`, a -inf `logit_bias`) cannot, with our bans, empty a row: they
+    need no such check (a forced token they ban is left alone for every request)."""
     if sampling_params is None:
         return False
-    for name in ("structured_outputs", "guided_decoding", "allowed_token_ids", "bad_words"):
-        if getattr(sampling_params, name, None):
-            return True
-    if getattr(sampling_params, "min_tokens", 0):
-        return True
-    bias = getattr(sampling_params, "logit_bias", None) or {}
-    return any(isinstance(v, (int, float)) and not math.isfinite(v) for v in bias.values())
+    return any(getattr(sampling_params, name, None) for name in ("structured_outputs", "guided_decoding", "allowed_token_ids"))
 
 
 _NO_ARGUMENTS: tuple[Any, ...] = ((), ("NoneType", None))

@@ -18,7 +18,7 @@ import torch
 
 from tip_decode.adapters.vllm.batch import follow_batch_update
 from tip_decode.adapters.vllm.groups import Group
-from tip_decode.adapters.vllm.settings import masked_elsewhere
+from tip_decode.adapters.vllm.settings import vocabulary_restricted
 from tip_decode.core.interventions import InterventionSet
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class V1Row:
     prompt_think: int
     finite: bool  # no bias of its settings is ever -inf (see `bias_is_finite`)
     values: np.ndarray | None = None  # a fresh row's state (`InterventionState.fresh_row`)
-    masked: bool = False  # another stage may mask its logits (`settings.masked_elsewhere`)
+    restricted: bool = False  # another stage may allow only a few tokens (`settings.vocabulary_restricted`)
 
 
 class V1Runner:
@@ -84,11 +84,11 @@ class V1Runner:
                 return None
             group, settings = admitted.group, admitted.settings
             opened, thinking = _prompt_facts(group, prompt_ids)
-            row = V1Row(group, settings, output_ids, opened, thinking, admitted.finite, admitted.values, masked_elsewhere(params))
+            row = V1Row(group, settings, output_ids, opened, thinking, admitted.finite, admitted.values, vocabulary_restricted(params))
             group.members.add(index)
             group.member_mask[index] = True  # type: ignore[index]
             group.nonfinite += not admitted.finite
-            group.masked += row.masked
+            group.restricted += row.restricted
             changed[id(group)] = group
             if output_ids:
                 self._outputs[index] = output_ids
@@ -114,7 +114,7 @@ class V1Runner:
             self._outputs[index] = None
             group.member_mask[index] = False  # type: ignore[index]
             group.nonfinite -= not row.finite
-            group.masked -= row.masked
+            group.restricted -= row.restricted
             changed[id(group)] = group
 
         def start_fresh() -> None:
@@ -207,7 +207,7 @@ class V1Runner:
                 continue
             self._advance_v1(group)
             # One logits write per group; a slice of rows is read through a view, not a copy.
-            group.state.apply(logits, rows=group.rows, logit_rows=group.rows, finite=group.finite, keep_alive=group.masked > 0)
+            group.state.apply(logits, rows=group.rows, logit_rows=group.rows, finite=group.finite, keep_alive=group.restricted > 0)
         return logits
 
     def _advance_v1(self, group: Group) -> None:
