@@ -123,6 +123,7 @@ def test_version_strings(text, expected):
 def test_imports_in_a_fresh_interpreter(vllm, tmp_path):
     """`import tip_decode.vllm` as vLLM's loader does it, first thing in a process (on 0.34: no V1 runner package)."""
     code = "import tip_decode.vllm as v; print(v.ThoughtSwitchPenalty.__name__, len(v.ThoughtSwitchPenalty.__mro__))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # keeps a release's folder (.ci/vllm-env.sh)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[0] == "ReasoningInterventions"
