@@ -192,11 +192,13 @@ class MRV2Runner:
         slots = slots.to(torch.long)
         local = ctx.expanded_local_pos.to(torch.long) if drafted else None
         tokens = ctx.input_ids.to(torch.long)
+        restricted = self._restricted[ctx.idx_mapping_np]
+        any_restricted = bool(restricted.any())
         for group in self._groups:  # type: ignore[attr-defined]
             members = group.member_mask[ctx.idx_mapping_np] if group.member_mask is not None else None
-            if members is None or not np.any(members):
+            if members is None or not members.any():
                 continue
-            keep_alive = bool(np.any(members & self._restricted[ctx.idx_mapping_np]))
+            keep_alive = any_restricted and bool((members & restricted).any())
             self._commit(group, slots, local, tokens, ctx, previous_depth)
             if drafted and self._layout.drafts:
                 self._apply_drafts(group, logits, slots, local, tokens, self._previous_depth, keep_alive)
@@ -218,11 +220,13 @@ class MRV2Runner:
         """
         state, layout = group.state, self._layout
         position_column = state.layout.POSITION
-        ints, floats = state.ints[slots], state.floats[slots]
+        ints, committed_floats = state.ints[slots], state.floats[slots]
+        floats = committed_floats
         out_index = ctx.pos.to(torch.long) - self._req_states.prompt_len.gpu[slots].to(torch.long)
         accepted = out_index - ints[:, position_column]
-        first = (local == 0) if local is not None else torch.ones_like(accepted, dtype=torch.bool)
-        ready = first & (out_index >= 0) & (tokens >= 0)
+        ready = (out_index >= 0) & (tokens >= 0)
+        if local is not None:
+            ready = ready & (local == 0)
         if layout.drafts:
             ints, floats, caught_up = self._resume_after_drafts(group, slots, ints, floats, out_index, accepted, previous_depth)
             ready = ready & ((accepted == 0) | caught_up)
@@ -233,7 +237,7 @@ class MRV2Runner:
         # speculative decoding); the others write the discard row.
         target = torch.where(ready, slots, layout.discard)
         state.ints[target] = new_ints
-        if new_floats is not None:
+        if new_floats is not committed_floats:  # unchanged floats (no rule advances them) need no write
             state.floats[target] = new_floats
 
     def _resume_after_drafts(
