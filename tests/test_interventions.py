@@ -28,6 +28,7 @@ from tip_decode.core.interventions import (
     NoWaitConfig,
     plan_for,
 )
+from tip_decode.core.interventions.arrays import NUMPY, TORCH
 from tip_decode.core.interventions.cyclic import triangle
 from tip_decode.core.interventions.nowait import keyword_hit
 
@@ -45,13 +46,19 @@ def combos(has_markers: bool) -> list[InterventionSet]:
     out = [
         InterventionSet(tip=TIPConfig(alpha=2.0, beta=5, triggers=("alternatively", "wait", "hmm", "another approach")), nowait=NoWaitConfig()),
         InterventionSet(cyclic=CyclicConfig(amplitude=3.0, period=8.0, shift=0.25)),
-        InterventionSet(cyclic=CyclicConfig(amplitude=5.0, period=12.0, start=2, end=30, scope="all"), nowait=NoWaitConfig(keywords=("wait", "but"), scope="all")),
+        InterventionSet(
+            cyclic=CyclicConfig(amplitude=5.0, period=12.0, start=2, end=30, scope="all"), nowait=NoWaitConfig(keywords=("wait", "but"), scope="all")
+        ),
         InterventionSet(gated=GatedConfig(alpha=math.inf, beta=9, triggers=("wait", "hmm"), threshold=9.0)),
-        InterventionSet(gated=GatedConfig(alpha=1.5, beta=20, triggers=("alternatively", "but"), threshold=10.6), tip=TIPConfig(alpha=0.5, beta=3, triggers=("but",))),
+        InterventionSet(
+            gated=GatedConfig(alpha=1.5, beta=20, triggers=("alternatively", "but"), threshold=10.6), tip=TIPConfig(alpha=0.5, beta=3, triggers=("but",))
+        ),
     ]
     if has_markers:
         out += [InterventionSet(budget=b) for b in budget]
-        out.append(InterventionSet(tip=TIPConfig(alpha=1.0, beta=4), budget=budget[0], nowait=NoWaitConfig(keywords=("but", "maybe")), cyclic=CyclicConfig(period=6.0)))
+        out.append(
+            InterventionSet(tip=TIPConfig(alpha=1.0, beta=4), budget=budget[0], nowait=NoWaitConfig(keywords=("but", "maybe")), cyclic=CyclicConfig(period=6.0))
+        )
     return out
 
 
@@ -171,7 +178,10 @@ def test_host_and_torch_engines_agree_bit_for_bit():
     the state (every column, floats by their bits) and the logits written are identical each step."""
     qwen = load_hf_tokenizer("qwen3")
     reflection = parse_triggers("reflection", "tip_triggers")  # 38 multi-token patterns on qwen3
-    extra = [InterventionSet(tip=TIPConfig(alpha=3.0, beta=8, triggers=reflection)), InterventionSet(tip=TIPConfig(alpha=math.inf, beta=4, triggers=reflection, scope="all"))]
+    extra = [
+        InterventionSet(tip=TIPConfig(alpha=3.0, beta=8, triggers=reflection)),
+        InterventionSet(tip=TIPConfig(alpha=math.inf, beta=4, triggers=reflection, scope="all")),
+    ]
     hosted = [s for s in combos(True) + extra if plan_for(qwen, s).tables(151936, "cpu").host]
     assert len(hosted) == 7
     rng = random.Random(11)
@@ -301,16 +311,38 @@ def test_nowait_filter_keeps_reflection_tokens_and_drops_longer_words():
 
 def test_cyclic_wave_is_the_authors():
     t = torch.arange(0, 1200, dtype=torch.float32)
-    wave = triangle(t, torch.tensor(5.0), torch.tensor(1200.0), torch.tensor(0.0))
+    wave = triangle(t, torch.tensor(5.0), torch.tensor(1200.0), torch.tensor(0.0), TORCH)
     assert wave[0] == 0 and wave[300] == pytest.approx(5.0) and wave[600] == pytest.approx(0.0, abs=1e-5)
     assert wave[900] == pytest.approx(-5.0) and wave[1199] == pytest.approx(-5 + 5 * (1199 / 1200 - 0.75) / 0.25, abs=1e-4)
-    shifted = triangle(t, torch.tensor(5.0), torch.tensor(1200.0), torch.tensor(0.25))
+    shifted = triangle(t, torch.tensor(5.0), torch.tensor(1200.0), torch.tensor(0.25), TORCH)
     assert shifted[0] == pytest.approx(5.0)
     qwen = load_hf_tokenizer("qwen3")
     rule = plan_for(qwen, InterventionSet(cyclic=CyclicConfig())).rule("cyclic")
     assert rule.word_ids == {"wait": 11489, "Wait": 14190, "but": 8088, "But": 3983, "Alternatively": 92014}
     mistral = load_hf_tokenizer("mistral-7b-v0.1")
     assert plan_for(mistral, InterventionSet(cyclic=CyclicConfig())).rule("cyclic").missing == ("Alternatively",)
+
+
+def test_array_ops_agree_between_torch_and_numpy():
+    """The ops the rules use beyond operators give the same numbers in both engines (the rules are
+    written once against them)."""
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, 50, generator=generator) * 4
+    logits[1, :] = -math.inf
+    logits[1, 7] = 2.0  # one finite logit: entropy 0
+    logits[2, ::3] = -math.inf
+    logits[3, 5] = logits[3, 9] = logits[3].max() + 1  # a tie: the first column wins
+    host = logits.numpy()
+    assert TORCH.argmax(logits).tolist() == NUMPY.argmax(host).tolist()
+    assert TORCH.argmax(logits)[3] == 5
+    assert TORCH.any(logits > 3, 1).tolist() == NUMPY.any(host > 3, 1).tolist()
+    torch_entropy, numpy_entropy = TORCH.entropy(logits), NUMPY.entropy(host)
+    assert torch_entropy.dtype == torch.float32 and numpy_entropy.dtype.name == "float32"
+    torch.testing.assert_close(torch.from_numpy(numpy_entropy), torch_entropy, atol=1e-5, rtol=1e-5)
+    assert torch_entropy[1] == 0 and not torch.isnan(torch_entropy).any()
+    t = torch.arange(0, 40, dtype=torch.float32)
+    args = (torch.tensor(5.0), torch.tensor(12.0), torch.tensor(0.3))
+    assert triangle(t, *args, TORCH).tolist() == triangle(t.numpy(), *(a.numpy() for a in args), NUMPY).tolist()
 
 
 # ----- off is off, never NaN -----
@@ -323,7 +355,9 @@ def test_zero_strength_is_bit_identical_and_nothing_is_nan():
     )
     tables = plan_for(qwen, on).tables(151936, "cpu")
     state = InterventionState(tables, 3)
-    zero = InterventionSet(tip=TIPConfig(alpha=0.0, beta=5, triggers=("wait",)), nowait=NoWaitConfig(), cyclic=CyclicConfig(amplitude=0.0, period=4.0), budget=BudgetConfig(min=3))
+    zero = InterventionSet(
+        tip=TIPConfig(alpha=0.0, beta=5, triggers=("wait",)), nowait=NoWaitConfig(), cyclic=CyclicConfig(amplitude=0.0, period=4.0), budget=BudgetConfig(min=3)
+    )
     state.start_rows([0, 1, 2], [on, zero, on], [True, True, False], [0, 0, 0])
     state.stop_rows([2])
     logits = torch.randn(3, 151936)
@@ -423,7 +457,9 @@ def test_per_step_path_runs_on_the_meta_device():
     )
     tables = plan_for(qwen, settings).tables(151936, "meta")
     state = InterventionState(tables, 4)
-    state.start_rows(torch.arange(4, device="meta"), [settings] * 4, torch.zeros(4, dtype=torch.bool, device="meta"), torch.zeros(4, dtype=torch.long, device="meta"))
+    state.start_rows(
+        torch.arange(4, device="meta"), [settings] * 4, torch.zeros(4, dtype=torch.bool, device="meta"), torch.zeros(4, dtype=torch.long, device="meta")
+    )
     logits = torch.empty(4, 151936, device="meta")
     for _ in range(3):
         state.update(torch.empty(4, dtype=torch.long, device="meta"))

@@ -6,6 +6,7 @@ tiny Qwen2 on a loopback port with TIP off by default, stopped at the end of the
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,13 +29,10 @@ def test_server_command_is_vllm_serve_and_registers_the_processor():
     assert argv[argv.index("--logits-processors") + 1] == "tip_decode.vllm:ThoughtSwitchPenalty"
     assert argv[-2:] == ["--max-model-len", "512"]
     env = server_env(TIPConfig(alpha="inf", beta=50, triggers=("wait", "hmm"), scope="all"), "org/model", base={})
-    assert env == {
-        "TIP_DECODE_ALPHA": "inf",
-        "TIP_DECODE_BETA": "50",
-        "TIP_DECODE_TRIGGERS": "wait,hmm",
-        "TIP_DECODE_SCOPE": "all",
-        "TIP_DECODE_TOKENIZER": "org/model",
-    }
+    assert set(env) == {"TIP_DECODE_INTERVENTIONS", "TIP_DECODE_TOKENIZER"} and env["TIP_DECODE_TOKENIZER"] == "org/model"
+    assert json.loads(env["TIP_DECODE_INTERVENTIONS"]) == {
+        "tip_alpha": "inf", "tip_beta": 50, "tip_triggers": ["wait", "hmm"], "tip_scope": "all", "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0,
+    }  # fmt: skip
 
 
 def test_serve_rejects_bad_options_before_starting_anything():
@@ -87,11 +85,18 @@ def test_server_applies_tip_per_request_and_survives_a_bad_value(tip_server):
     with pytest.raises(openai.BadRequestError) as info:
         complete({"tip_alpha": 1, "tip_triggers": ["<|im_end|>"]})
     assert "tip_triggers" in str(info.value)
+
     # n > 1: vLLM runs each child as its own row. Sampling at a low temperature from this peaked
     # model repeats trigger words without TIP; with the window open all along, no child may.
     def sample_two(xargs: dict) -> list[list[str]]:
         reply = client.completions.create(
-            model=tip_server.model, prompt=prompt, max_tokens=16, temperature=0.3, seed=1, n=2, logprobs=1,
+            model=tip_server.model,
+            prompt=prompt,
+            max_tokens=16,
+            temperature=0.3,
+            seed=1,
+            n=2,
+            logprobs=1,
             extra_body={"vllm_xargs": xargs},
         )
         assert len(reply.choices) == 2

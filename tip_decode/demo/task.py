@@ -60,8 +60,7 @@ class TaskSettings:
             raise ValueError(f"`candidates` has to be an integer in 2..6, but is {self.candidates!r}")
         if not 1 <= self.min_steps <= self.max_steps < MODULUS:
             raise ValueError(
-                f"`min_steps` and `max_steps` have to satisfy 1 <= min_steps <= max_steps < {MODULUS}, "
-                f"but are {self.min_steps!r} and {self.max_steps!r}"
+                f"`min_steps` and `max_steps` have to satisfy 1 <= min_steps <= max_steps < {MODULUS}, but are {self.min_steps!r} and {self.max_steps!r}"
             )
         if not 0.0 <= self.hazard < 1.0:
             raise ValueError(f"`hazard` has to be in [0, 1), but is {self.hazard!r}")
@@ -86,18 +85,6 @@ class Problem:
     def steps_to_goal(self, step: int) -> int | None:
         """Steps the walk with `step` needs to reach the goal, or None if it is a dead end."""
         return steps_to_goal(self.start, self.goal, step)
-
-    def to_record(self, index: int) -> dict:
-        """The row form the harness reads (id, problem text, reference answer)."""
-        return {
-            "id": f"demo-{index}",
-            "problem": self.prompt_text(),
-            "answer": str(self.answer),
-            "start": self.start,
-            "goal": self.goal,
-            "candidates": list(self.candidates),
-            "steps_needed": self.steps_to_goal(self.answer),
-        }
 
 
 def steps_to_goal(start: int, goal: int, step: int) -> int | None:
@@ -155,25 +142,12 @@ def make_problem(rng: random.Random, settings: TaskSettings = TaskSettings(), sp
 TEST_SEED = 2026
 
 
-def make_problems(
-    count: int, seed: int = TEST_SEED, settings: TaskSettings = TaskSettings(), split: str = "test"
-) -> list[Problem]:
+def make_problems(count: int, seed: int = TEST_SEED, settings: TaskSettings = TaskSettings(), split: str = "test") -> list[Problem]:
     """`count` problems of `split` drawn with a private generator seeded by `seed` (reproducible)."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"`count` has to be a non-negative integer, but is {count!r}")
     rng = random.Random(seed)
     return [make_problem(rng, settings, split) for _ in range(count)]
-
-
-def walk_tokens(start: int, step: int, goal: int, steps: int) -> list[str]:
-    """Words of a walk of at most `steps` steps; stops early at the goal."""
-    words, value = [str(start)], start
-    for _ in range(steps):
-        value = (value + step) % MODULUS
-        words += [step_token(step), str(value)]
-        if value == goal:
-            break
-    return words
 
 
 def write_trace(problem: Problem, rng: random.Random, settings: TaskSettings = TaskSettings()) -> list[str]:

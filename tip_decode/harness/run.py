@@ -80,9 +80,7 @@ def check_resume(out_dir: Path, run_info: Mapping[str, Any], configs: Sequence[R
             continue
         same = same_source(previous[key], run_info[key]) if key == "model" else previous[key] == run_info[key]
         if not same:
-            raise InputError(
-                f"{out_dir} holds a run with {key}={previous[key]!r}, not {run_info[key]!r}: use another output folder"
-            )
+            raise InputError(f"{out_dir} holds a run with {key}={previous[key]!r}, not {run_info[key]!r}: use another output folder")
     before, now = previous.get("tokenizer_fingerprint"), run_info.get("tokenizer_fingerprint")
     if before and now and before != now:
         raise InputError(f"{out_dir} holds a run written with another tokenizer (vocabulary {before}, not {now}): use another output folder")
@@ -212,7 +210,9 @@ def run_compare(
             text, ids, _ = prompts[problem.id]
             for sample in range(samples):
                 if (problem.id, sample) not in done:
-                    requests.append(GenerationRequest((problem.id, sample, config.name), text, ids, sample_seed(seed, problem.id, sample), config.interventions))
+                    requests.append(
+                        GenerationRequest((problem.id, sample, config.name), text, ids, sample_seed(seed, problem.id, sample), config.interventions)
+                    )
     versions = {"tip_decode": __version__, "model": backend.model, "backend": backend.name, "backend_version": backend.version}
     settings = {c.name: c.to_dict() for c in configs}
     total = len(problems) * samples * len(configs)
@@ -327,7 +327,7 @@ def checked_records(path: Path) -> list[dict[str, Any]]:
 
 
 def judge_name(judge: Any) -> str | None:
-    """"module:qualname" of a judge that can be rebuilt with no arguments, else None."""
+    """ "module:qualname" of a judge that can be rebuilt with no arguments, else None."""
     if judge is None:
         return None
     cls = type(judge)

@@ -11,7 +11,6 @@ remembered per distinct arguments by both runners.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +99,6 @@ class Admitted:
 
 @functools.lru_cache(maxsize=1024)
 def bias_is_finite(settings: InterventionSet) -> bool:
-    """No bias of these settings is ever -inf: only TIP and gated TIP, with finite alphas (NoWait
-    and the budget ban, CyclicReflex is left on the general path too)."""
-    return all(name in ("tip", "gated") and math.isfinite(getattr(settings, name).alpha) for name in settings.names)
+    """No bias of these settings is ever -inf and none forces a token (each intervention declares
+    its effect: `InterventionSet.only_finite`)."""
+    return settings.only_finite
