@@ -318,6 +318,8 @@ def test_request_arguments_are_remembered_by_value(server_env, tokenizers_dir):
     with_budget.thinking_token_budget = 3  # budget_min above vLLM's maximum: refused, so off
     assert settings(with_budget) is None
     assert settings(SamplingParams(extra_args={"tip_alpha": 0, "budget_min": 4})).budget.min == 4
+    with_budget.thinking_token_budget = 9  # vLLM's maximum becomes the budget's maximum
+    assert settings(with_budget).budget.max == 9 and settings(with_budget).budget.min == 4
     # A value that cannot be hashed is parsed every time rather than refused.
     assert settings(SamplingParams(extra_args={"tip_beta": 3, "tip_triggers": ["wait"], "tip_x": {}})) is None
     assert len(processor._settings_cache) <= 12

@@ -60,7 +60,7 @@ def request_settings(sampling_params: Any, default: InterventionSet) -> Interven
         if budget.min > vllm_budget:
             raise ValueError(f"`budget_min` has to be at most `thinking_token_budget` ({vllm_budget}), but is {budget.min}")
         if budget.max is None:
-            settings = replace(settings, budget=replace(budget, max=int(vllm_budget)))
+            settings = settings.replace(budget=replace(budget, max=int(vllm_budget)))
     return settings
 
 
