@@ -158,9 +158,8 @@ def test_infinite_alpha_never_gives_nan_even_on_a_plus_inf_logit():
 
 
 def test_huge_beta_runs_in_the_state():
-    """A beta of 10**30 from an API call is clamped at construction (2**62), so the int64 state
-    takes it and the window never closes."""
-    config = TIPConfig(alpha=2.0, beta=10**30)
+    """The largest beta (2**31 - 1 tokens) runs in the int64 state and the window never closes."""
+    config = TIPConfig(alpha=2.0, beta=2**31 - 1)
     vocab = SwitchVocabulary.from_tokenizer(load_hf_tokenizer("qwen3"), ["alternatively"])
     state = PenaltyState(PenaltyTables(vocab, "all", 151936, "cpu"), 1)
     state.start_rows(torch.tensor([0]), torch.tensor([config.alpha]), torch.tensor([config.beta]), torch.tensor([False]))

@@ -47,10 +47,11 @@ DEFAULT_TRIGGERS = TRIGGER_PRESETS["paper"]
 MAPPING_KEYS = {"tip_alpha": "alpha", "tip_beta": "beta", "tip_triggers": "triggers", "tip_scope": "scope"}
 
 
-#: The largest beta kept as given. A larger one (10**30 from an API call) is clamped to it: no
-#: sequence is 2**62 tokens long, so the window never closes either way, and the per-row state
-#: (int64, psi + beta) cannot overflow.
-MAX_BETA = 2**62
+#: The largest beta accepted, by the API, the command line and server requests alike: beta is a
+#: number of tokens, and no sequence is two billion tokens long, so a window this long never closes
+#: and anything longer is a mistake (10**30 once was clamped here silently). The per-row state
+#: (int64, psi + beta) cannot overflow with it.
+MAX_BETA = 2**31 - 1
 
 #: Strings that mean "ban the tokens outright" for alpha (compared lowercased, stripped).
 _INFINITY_SPELLINGS = ("inf", "+inf", "infinity", "+infinity")
@@ -95,8 +96,8 @@ def parse_alpha(value: Any, key: str = "alpha") -> float:
 
 
 def parse_beta(value: Any, key: str = "beta") -> int:
-    """Return `value` as a non-negative int; integral floats (600.0, as JSON may send) and numpy
-    integers are accepted. Values above `MAX_BETA` are clamped to it (the window never closes)."""
+    """Return `value` as a non-negative int up to `MAX_BETA`; integral floats (600.0, as JSON may
+    send) and numpy integers are accepted. A larger value is an error, never clamped."""
     requirement = "has to be a non-negative integer"
     if _is_bool(value):
         raise _bad(key, value, requirement)
@@ -120,7 +121,9 @@ def parse_beta(value: Any, key: str = "beta") -> int:
         raise _bad(key, value, requirement)
     if number < 0:
         raise _bad(key, value, requirement)
-    return min(number, MAX_BETA)
+    if number > MAX_BETA:
+        raise _bad(key, value, f"has to be at most {MAX_BETA} (a number of tokens; a window that long never closes)")
+    return number
 
 
 def parse_triggers(value: Any, key: str = "triggers") -> tuple[str, ...]:

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from tip_decode.core.config import TIPConfig
+from tip_decode.core.config import MAX_BETA, TIPConfig
 
 if TYPE_CHECKING:
     from tip_decode.core.interventions import InterventionSet
@@ -50,9 +50,8 @@ SPEC_KEYS = ("alpha", "beta", "triggers", "scope")
 #: Every intervention by name, in plan order (tip_decode.core.interventions.KINDS, which imports
 #: torch: that module is imported only when a spec is parsed, so the command line starts fast).
 KIND_NAMES = ("tip", "nowait", "cyclic", "gated", "budget")
-#: Largest beta the command line accepts: no run needs a window of more than two billion tokens, so a
-#: longer one is a typo. (The library itself clamps betas at `tip_decode.core.config.MAX_BETA`.)
-MAX_SPEC_BETA = 2**31 - 1
+#: Largest beta a spec accepts: the library's one bound (`tip_decode.core.config.MAX_BETA`).
+MAX_SPEC_BETA = MAX_BETA
 
 
 def kind_parameters(kind: Kind) -> tuple[str, ...]:
