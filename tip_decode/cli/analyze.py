@@ -9,6 +9,7 @@ are the run's summary's; a tokenizer other than the one that wrote the records i
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,17 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from tip_decode.cli.common import UsageFailure, emit_json, library_progress, load_tokenizer, one_line, triggers_option, user_errors
+from tip_decode.cli.common import (
+    UsageFailure,
+    emit_json,
+    force_triggers_option,
+    library_progress,
+    load_tokenizer,
+    one_line,
+    triggers_option,
+    user_errors,
+    vet_triggers,
+)
 from tip_decode.core.config import PAPER_BETA, SCOPES, parse_triggers
 
 #: Record fields tried, in order, as the problem key of weighted UT when --group-field is not given.
@@ -99,6 +110,10 @@ def _validated(
             raise click.ClickException(f"{path} line {number}: field {response_field!r} has to be text or a list of token ids, not {type(response).__name__}")
         if not response.strip():
             raise click.ClickException(f"{path} line {number}: empty response in field {response_field!r}")
+    if isinstance(reference, float) and not math.isfinite(reference):
+        raise click.ClickException(
+            f"{path} line {number}: field {answer_field!r} is {reference}, not a reference answer (a missing value written as NaN?); write it as text, or leave the line out"
+        )
     if isinstance(reference, (int, float)) and not isinstance(reference, bool):
         reference = str(reference)
     if not isinstance(reference, str) or not reference.strip():
@@ -182,6 +197,7 @@ def _check_plot_path(plot: Path) -> None:
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--tokenizer", "tokenizer_name", default=None, help="Tokenizer of the model that wrote the responses (folder, tokenizer.json or Hub id); switches are recognised on its token ids. Default for a run's records: the run's; required otherwise.")
 @triggers_option
+@force_triggers_option
 @click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where thoughts are looked for (as for the penalty). Default for a run's records: the run's.")
 @click.option("--prompt-open", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True, help="Responses start inside an open think block ('auto': a record's prompt_open field, else when a response closes a block it never opened).")
 @click.option("--premature-threshold", type=click.IntRange(min=0), default=PAPER_BETA, show_default=True, help="A switch is premature when the thought it ends is shorter (tokens). Default for a run's records: the run's.")
@@ -209,6 +225,7 @@ def analyze(
     source: Path,
     tokenizer_name: str | None,
     triggers: tuple[str, ...],
+    force_triggers: bool,
     scope: str,
     prompt_open: str,
     premature_threshold: int,
@@ -251,6 +268,8 @@ def analyze(
                 raise UsageFailure(f"--{name.replace('_', '-')} is for --judge llm")
     if plot is not None:
         _check_plot_path(plot)
+    if _explicit(ctx, "triggers"):
+        vet_triggers(triggers, None, force_triggers)  # a run's own switch words are not questioned
     if source.name == "run.json" and source.is_file():
         source = source.parent  # the run's settings file stands for its folder
     info, files = _sources(source, config_names)
@@ -307,6 +326,8 @@ def analyze(
     size = _vocabulary_size(tokenizer)
     for _, path, items in per_file:
         _check_id_range(path, items, size)
+    if _explicit(ctx, "triggers"):
+        vet_triggers(triggers, tokenizer, force_triggers, spelling=False)
     try:
         from tip_decode.core.vocabulary import SwitchVocabulary
 

@@ -35,6 +35,8 @@ def demo(out: str, problems: int, backend: str, grid: bool, config_specs: tuple[
     from tip_decode.demo.evaluate import DEMO_MAX_NEW_TOKENS
     from tip_decode.demo.run import demo_configs, explain, report, run_demo
 
+    if not out.strip():
+        raise UsageFailure("--out has to name a folder, but is empty (an empty -o would write the run into the current folder)")
     try:
         demo_configs(grid, config_specs)  # every spec checked before anything loads
     except (TypeError, ValueError) as err:

@@ -280,6 +280,9 @@ class HFBackend(Backend):
         self._model = loaded.to(self.device).eval()
         if tokenizer is None or isinstance(tokenizer, str):
             tokenizer = load_hf_tokenizer(tokenizer or self.model)
+        from tip_decode.harness.preflight import check_vocabulary_fits
+
+        check_vocabulary_fits(tokenizer, self._model.config, self.model_as_typed)  # before generate, not inside torch.embedding
         self.tokenizer = tokenizer
         eos = self._model.generation_config.eos_token_id if self._model.generation_config is not None else None
         if eos is None:
