@@ -301,6 +301,9 @@ def _model_config(model: str, opts: dict[str, Any]) -> tuple[Any, str]:
     """The model's config.json (its context length and vocabulary size), read before the weights."""
     from transformers import AutoConfig
 
+    from tip_decode.harness.hub import check_hub_source
+
+    check_hub_source(model, "model")  # seconds, not a minute of retries, without a network
     try:
         config = AutoConfig.from_pretrained(model)
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...

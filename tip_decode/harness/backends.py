@@ -31,6 +31,7 @@ from typing import Any
 
 from tip_decode.core.config import TIPConfig
 from tip_decode.harness.configs import RunConfig, request_mapping
+from tip_decode.harness.hub import check_hub_source
 from tip_decode.harness.preflight import InputError, check_device, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def load_hf_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
     source = resolve_source(name, "tokenizer")
+    check_hub_source(source, "tokenizer")  # seconds, not a minute of retries, without a network
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
@@ -269,6 +271,7 @@ class HFBackend(Backend):
             # resumed from anywhere; `model_as_typed` keeps what the user wrote.
             self.model_as_typed = model
             self.model = resolve_source(model, "model")
+            check_hub_source(self.model, "model")
             try:
                 loaded = AutoModelForCausalLM.from_pretrained(self.model, **{_dtype_argument(): "auto"})
             except Exception as err:
@@ -384,6 +387,8 @@ class VLLMBackend(Backend):
                 raise ImportError('the vllm backend needs vLLM: pip install "tip-decode[vllm]"') from err
             if isinstance(engine_kwargs.get("tokenizer"), str):
                 engine_kwargs["tokenizer"] = resolve_source(engine_kwargs["tokenizer"], "tokenizer")
+                check_hub_source(engine_kwargs["tokenizer"], "tokenizer")
+            check_hub_source(self.model, "model")  # the engine's workers inherit an offline switch
             try:
                 llm = LLM(model=self.model, logits_processors=[VLLM_PROCESSOR], **engine_kwargs)
             except Exception as err:

@@ -149,6 +149,12 @@ def load_named(name: str, limit: int | None = None) -> list[Problem]:
         import datasets
     except ImportError as err:  # pragma: no cover - a core dependency
         raise ImportError('loading named data sets needs `datasets`: pip install "tip-decode"') from err
+    from tip_decode.harness.hub import HubUnavailable, check_hub_source
+
+    try:
+        check_hub_source(spec.path, "data set", "dataset", label="it")  # seconds, not a minute of retries
+    except HubUnavailable as err:
+        raise RuntimeError(f"cannot load data set {name!r} ({spec.path}): {err}") from None
     try:
         rows = datasets.load_dataset(spec.path, spec.config, split=spec.split)
     except Exception as err:  # connection errors, gated repos, missing configs all end here
