@@ -269,7 +269,10 @@ def test_score_reports_repeated_records_and_keeps_each_once(run_copy):
     assert (folder / "tip.jsonl").read_text().count("\n") == 4
 
 
-def test_summarize_api_refuses_incomplete_runs_too(run_copy):
+def test_summarize_api_refuses_incomplete_runs_too(run_copy, tmp_path):
+    with pytest.raises(InputError, match="no such folder"):
+        summarize(tmp_path / "nowhere", plots=False)
+    assert not (tmp_path / "nowhere").exists()
     folder, _, _ = run_copy
     (folder / "tip.jsonl").write_text((folder / "tip.jsonl").read_text().splitlines(keepends=True)[0])
     with pytest.raises(InputError, match=r"tip has 1 of 4 records"):

@@ -218,7 +218,8 @@ def test_compare_harness_with_the_sglang_backend(served, model_dir, tmp_path):
     data.write_text("".join(json.dumps({"question": f"What is {a} + {a}?", "answer": str(2 * a)}) + "\n" for a in (2, 3)))
     out = tmp_path / "run"
     args = ["compare", "--backend", "sglang", "--base-url", served.url, "--tokenizer", str(model_dir), "--data", str(data), "-k", "2",
-            "-c", "baseline", "-c", "tip:alpha=inf,beta=64,triggers=the+a", "--max-new-tokens", "12", "--temperature", "0.7", "-o", str(out), "--no-plots", "-q"]
+            "-c", "baseline", "-c", "tip:alpha=inf,beta=64,triggers=the+a", "--max-new-tokens", "12", "--temperature", "0.7", "-o", str(out), "--no-plots", "-q",
+            "--force-triggers"]  # "a" on purpose: a tiny random model says it often, so the penalty acts
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output + served.log_tail()
     run = json.loads((out / "run.json").read_text())

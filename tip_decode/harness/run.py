@@ -463,6 +463,8 @@ def summarize(
     The folder is locked meanwhile (`tip_decode.harness.folder.RunLock`).
     """
     out = Path(run_dir)
+    if not out.is_dir():
+        raise InputError(f"no such folder: {str(out)!r} (a run folder written by `tip-decode compare`)")
     with RunLock(out, "tip-decode score"):
         return _summarize_locked(out, tokenizer=tokenizer, configs=configs, keep=keep, plots=plots, regrade=regrade, judge=judge, partial=partial)
 
