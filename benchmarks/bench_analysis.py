@@ -70,13 +70,13 @@ def main() -> None:
             "detector": per_call(AbandonmentDetector(vocab, scope="all"), batch),
         }
         results["per_call_ms"][batch] = {k: v * 1000 for k, v in row.items()}
-        print(f"  batch {batch:2d}: " + ", ".join(f"{k} {v * 1000:.3f}" for k, v in row.items())
-              + f"; detector / tip = {row['detector'] / row['tip']:.2f}")
+        print(f"  batch {batch:2d}: " + ", ".join(f"{k} {v * 1000:.3f}" for k, v in row.items()) + f"; detector / tip = {row['detector'] / row['tip']:.2f}")
 
     print(f"2. whole generate, {args.new_tokens} new tokens, greedy, batch 4 (s, median of {args.repeats})")
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=WIDTH, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False)
+    config = Qwen2Config(
+        vocab_size=WIDTH, hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False
+    )
     model = Qwen2ForCausalLM(config).eval()
     inputs = torch.randint(0, 150_000, (4, 32))
     timings: dict[str, list[float]] = {"plain": [], "detector": []}
@@ -84,8 +84,15 @@ def main() -> None:
         for name in timings:
             processors = [AbandonmentDetector(vocab, scope="all")] if name == "detector" else []
             start = time.perf_counter()
-            model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=args.new_tokens,
-                           min_new_tokens=args.new_tokens, do_sample=False, logits_processor=processors, pad_token_id=0)
+            model.generate(
+                inputs,
+                attention_mask=torch.ones_like(inputs),
+                max_new_tokens=args.new_tokens,
+                min_new_tokens=args.new_tokens,
+                do_sample=False,
+                logits_processor=processors,
+                pad_token_id=0,
+            )
             timings[name].append(time.perf_counter() - start)
     medians = {k: statistics.median(v) for k, v in timings.items()}
     results["generate_s"] = medians

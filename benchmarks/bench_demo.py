@@ -47,15 +47,20 @@ def main() -> None:
     cpu_before = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         result = run_demo(os.path.join(tmp, "demo"), problems=args.problems, progress=False)
-    print(json.dumps({
-        "problems": args.problems,
-        "demo_wall_s": round(result.seconds, 1),
-        "demo_process_cpu_s": round(time.process_time() - cpu_before, 1),
-        "one_step_batch_of_problems": steps,
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "cpus": os.cpu_count(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "problems": args.problems,
+                "demo_wall_s": round(result.seconds, 1),
+                "demo_process_cpu_s": round(time.process_time() - cpu_before, 1),
+                "one_step_batch_of_problems": steps,
+                "load_average_before": [round(x, 2) for x in load_before],
+                "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

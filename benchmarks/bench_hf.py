@@ -131,14 +131,24 @@ def per_call(tokenizer, device, batches, histories, steps, sync_check) -> list[d
                 first, step = drive(suppress, ids, scores, steps, device, seed=round_)
                 suppress_times.append(step)
                 suppress_firsts.append(first)
-            rows.append({
-                "batch": batch, "history": history, "history_kind": "first call",
-                "tip_ms": 1e3 * min(tip_times), "suppress_ms": 1e3 * min(suppress_times),
-                "tip_first_call_ms": 1e3 * min(firsts), "suppress_first_call_ms": 1e3 * min(suppress_firsts),
-                "tip_held_bytes": held_bytes(tip), "tracks_reordering": tip.tracks_reordering,
-            })
-            print(f"  per call batch {batch:5d} history {history:6d}: TIP {rows[-1]['tip_ms']:8.3f} ms, "
-                  f"Suppress {rows[-1]['suppress_ms']:8.3f} ms, held {rows[-1]['tip_held_bytes'] / 1024:.1f} KiB", flush=True)
+            rows.append(
+                {
+                    "batch": batch,
+                    "history": history,
+                    "history_kind": "first call",
+                    "tip_ms": 1e3 * min(tip_times),
+                    "suppress_ms": 1e3 * min(suppress_times),
+                    "tip_first_call_ms": 1e3 * min(firsts),
+                    "suppress_first_call_ms": 1e3 * min(suppress_firsts),
+                    "tip_held_bytes": held_bytes(tip),
+                    "tracks_reordering": tip.tracks_reordering,
+                }
+            )
+            print(
+                f"  per call batch {batch:5d} history {history:6d}: TIP {rows[-1]['tip_ms']:8.3f} ms, "
+                f"Suppress {rows[-1]['suppress_ms']:8.3f} ms, held {rows[-1]['tip_held_bytes'] / 1024:.1f} KiB",
+                flush=True,
+            )
             del ids, scores
     return rows
 
@@ -161,8 +171,7 @@ def generated_history(tokenizer, device, history: int, steps: int) -> dict:
         if k >= history:
             synchronize(device)
             times.append(time.perf_counter() - start)
-    return {"batch": 1, "history": history, "history_kind": "generated", "tip_ms": 1e3 * statistics.median(times),
-            "tip_held_bytes": held_bytes(tip)}
+    return {"batch": 1, "history": history, "history_kind": "generated", "tip_ms": 1e3 * statistics.median(times), "tip_held_bytes": held_bytes(tip)}
 
 
 def beam(tokenizer, device, beams: int, history: int, steps: int, sync_check: bool) -> list[dict]:
@@ -181,9 +190,17 @@ def beam(tokenizer, device, beams: int, history: int, steps: int, sync_check: bo
             tip.reset()
             tip_times.append(drive(tip, ids, scores, steps, device, sync_check, order, seed=round_)[1])
             suppress_times.append(drive(suppress, ids, scores, steps, device, False, order, seed=round_)[1])
-        out.append({"case": name, "beams": beams, "history": history, "tip_ms": 1e3 * min(tip_times),
-                    "suppress_ms": 1e3 * min(suppress_times), "tip_held_bytes": held_bytes(tip),
-                    "tracks_reordering": tip.tracks_reordering})
+        out.append(
+            {
+                "case": name,
+                "beams": beams,
+                "history": history,
+                "tip_ms": 1e3 * min(tip_times),
+                "suppress_ms": 1e3 * min(suppress_times),
+                "tip_held_bytes": held_bytes(tip),
+                "tracks_reordering": tip.tracks_reordering,
+            }
+        )
         print(f"  {name}: TIP {out[-1]['tip_ms']:.3f} ms, Suppress {out[-1]['suppress_ms']:.3f} ms", flush=True)
     return out
 
@@ -191,8 +208,14 @@ def beam(tokenizer, device, beams: int, history: int, steps: int, sync_check: bo
 def whole_generate(tokenizer, device, batch: int, new_tokens: int, pairs: int) -> dict:
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=WIDTH, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-        num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
+        vocab_size=WIDTH,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
     )
     model = Qwen2ForCausalLM(config).to(device).eval()
     parameters = sum(p.numel() for p in model.parameters())
@@ -220,10 +243,17 @@ def whole_generate(tokenizer, device, batch: int, new_tokens: int, pairs: int) -
         print(f"  pair {pair + 1}/{pairs}: without {t_plain:.3f} s, with {t_tip:.3f} s", flush=True)
     ratios = [t / p for t, p in zip(with_tip, plain)]
     result = {
-        "model": "random Qwen2, Qwen2.5-0.5B shape", "parameters": parameters, "batch": batch, "new_tokens": new_tokens,
-        "pairs": pairs, "plain_median_s": statistics.median(plain), "tip_median_s": statistics.median(with_tip),
+        "model": "random Qwen2, Qwen2.5-0.5B shape",
+        "parameters": parameters,
+        "batch": batch,
+        "new_tokens": new_tokens,
+        "pairs": pairs,
+        "plain_median_s": statistics.median(plain),
+        "tip_median_s": statistics.median(with_tip),
         "ratio_of_medians": statistics.median(with_tip) / statistics.median(plain),
-        "mean_pair_ratio": statistics.fmean(ratios), "plain_runs_s": plain, "tip_runs_s": with_tip,
+        "mean_pair_ratio": statistics.fmean(ratios),
+        "plain_runs_s": plain,
+        "tip_runs_s": with_tip,
         "step_ms_without_tip": 1e3 * statistics.median(plain) / new_tokens,
     }
     try:
@@ -262,8 +292,12 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     batches = [int(b) for b in args.batches.split(",")]
     histories = [int(h) for h in args.histories.split(",")]
-    info = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "load_average": os.getloadavg()}
+    info = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+    }
     print(f"device: {info['device']}, torch {info['torch']}, {info['threads']} threads, load average {info['load_average']}")
     results: dict = {"info": info}
 
@@ -275,7 +309,7 @@ def main() -> None:
         print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
         for r in calls:
             suppress = r.get("suppress_ms")
-            extra = (f"{suppress:.3f} | {r['tip_ms'] / suppress:.2f} | {r['tip_first_call_ms']:.1f}" if suppress else "- | - | -")
+            extra = f"{suppress:.3f} | {r['tip_ms'] / suppress:.2f} | {r['tip_first_call_ms']:.1f}" if suppress else "- | - | -"
             print(f"| {r['batch']} | {r['history']:,} | {r['history_kind']} | {r['tip_ms']:.3f} | {extra} | {r['tip_held_bytes'] / 1024:.1f} KiB |")
         print("\n| batch | 16k / 1k history (TIP per call) |")
         print("| ---: | ---: |")
@@ -295,12 +329,15 @@ def main() -> None:
         results["generate"] = gen
         intervals = ""
         if gen["ci95_t"] is not None:
-            intervals = (f", 95% t interval {gen['ci95_t'][0]:.4f}-{gen['ci95_t'][1]:.4f}, "
-                         f"BCa bootstrap {gen['ci95_bootstrap'][0]:.4f}-{gen['ci95_bootstrap'][1]:.4f}")
-        print(f"\ngenerate ({gen['model']}, {gen['parameters'] / 1e6:.0f}M parameters), batch {gen['batch']}, "
-              f"{gen['new_tokens']} new tokens, {gen['pairs']} pairs: median without TIP {gen['plain_median_s']:.3f} s "
-              f"({gen['step_ms_without_tip']:.1f} ms per step), with TIP {gen['tip_median_s']:.3f} s; ratio of medians "
-              f"{gen['ratio_of_medians']:.4f}; mean per-pair ratio {gen['mean_pair_ratio']:.4f}{intervals}")
+            intervals = (
+                f", 95% t interval {gen['ci95_t'][0]:.4f}-{gen['ci95_t'][1]:.4f}, BCa bootstrap {gen['ci95_bootstrap'][0]:.4f}-{gen['ci95_bootstrap'][1]:.4f}"
+            )
+        print(
+            f"\ngenerate ({gen['model']}, {gen['parameters'] / 1e6:.0f}M parameters), batch {gen['batch']}, "
+            f"{gen['new_tokens']} new tokens, {gen['pairs']} pairs: median without TIP {gen['plain_median_s']:.3f} s "
+            f"({gen['step_ms_without_tip']:.1f} ms per step), with TIP {gen['tip_median_s']:.3f} s; ratio of medians "
+            f"{gen['ratio_of_medians']:.4f}; mean per-pair ratio {gen['mean_pair_ratio']:.4f}{intervals}"
+        )
     results["info"]["load_average_end"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -118,7 +118,18 @@ def child(args: argparse.Namespace) -> None:
 
 def run_child(tree: Path, extra: dict, args: argparse.Namespace) -> float:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(extra), "--rows", str(args.rows), "--steps", str(args.steps), "--tokenizer", args.tokenizer]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        json.dumps(extra),
+        "--rows",
+        str(args.rows),
+        "--steps",
+        str(args.steps),
+        "--tokenizer",
+        args.tokenizer,
+    ]
     if args.hf:
         command.append("--hf")
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=True, cwd=tree)
@@ -144,8 +155,10 @@ def main() -> None:
         compare_trees(args.compare_with, lambda tree: run_child(tree, tip, args), args.rounds, f"{what}, {args.steps} steps, one thread", "step")
         return
     each_configuration(
-        lambda extra: run_child(ROOT, extra, args), args.rounds,
-        f"Processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}", "step",
+        lambda extra: run_child(ROOT, extra, args),
+        args.rounds,
+        f"Processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}",
+        "step",
     )
 
 

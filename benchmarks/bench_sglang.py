@@ -69,8 +69,15 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     engine = sglang.Engine(
-        model_path=model, device="cpu", model_impl="transformers", dtype="float32", enable_custom_logit_processor=True,
-        mem_fraction_static=0.05, max_total_tokens=16384, max_running_requests=max(32, args.requests), log_level="warning",
+        model_path=model,
+        device="cpu",
+        model_impl="transformers",
+        dtype="float32",
+        enable_custom_logit_processor=True,
+        mem_fraction_static=0.05,
+        max_total_tokens=16384,
+        max_running_requests=max(32, args.requests),
+        log_level="warning",
     )
     prompts = [tokenizer.encode(f"Question {i}: how many primes are below {10 * (i + 2)}?\nAnswer:") for i in range(args.requests)]
     tip_on = custom_params(alpha=3.0, beta=600, triggers="reflection", scope="all")
@@ -105,18 +112,20 @@ def main() -> None:
         rows = [int(c[1]) for c in calls]
         wall_on, tokens_on = result["tip-on"]
         steps = len(calls)
-        rounds.append({
-            "wall_s": {k: v[0] for k, v in result.items()},
-            "tokens": {k: v[1] for k, v in result.items()},
-            "ratio_tip_off": result["tip-off"][0] / result["none"][0],
-            "ratio_tip_on": wall_on / result["none"][0],
-            "processor_calls": steps,
-            "processor_ms_per_call": 1e3 * statistics.mean(seconds),
-            "processor_ms_per_call_median": 1e3 * statistics.median(seconds),
-            "rows_per_call": statistics.mean(rows),
-            "step_ms_tip_on": 1e3 * wall_on / steps,
-            "processor_share_of_step": statistics.mean(seconds) / (wall_on / steps),
-        })
+        rounds.append(
+            {
+                "wall_s": {k: v[0] for k, v in result.items()},
+                "tokens": {k: v[1] for k, v in result.items()},
+                "ratio_tip_off": result["tip-off"][0] / result["none"][0],
+                "ratio_tip_on": wall_on / result["none"][0],
+                "processor_calls": steps,
+                "processor_ms_per_call": 1e3 * statistics.mean(seconds),
+                "processor_ms_per_call_median": 1e3 * statistics.median(seconds),
+                "rows_per_call": statistics.mean(rows),
+                "step_ms_tip_on": 1e3 * wall_on / steps,
+                "processor_share_of_step": statistics.mean(seconds) / (wall_on / steps),
+            }
+        )
     engine.shutdown()
 
     def med(key: str) -> float:
@@ -126,7 +135,9 @@ def main() -> None:
         values = [r[key] for r in rounds]
         return f"{min(values):.3f}-{max(values):.3f}"
 
-    print(f"SGLang {sglang.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {args.requests} requests x {args.max_tokens} tokens, {args.rounds} rounds\n")
+    print(
+        f"SGLang {sglang.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {args.requests} requests x {args.max_tokens} tokens, {args.rounds} rounds\n"
+    )
     print("| quantity | median | range over rounds |")
     print("| --- | --- | --- |")
     print(f"| wall time TIP off / no processor | {med('ratio_tip_off'):.3f} | {spread('ratio_tip_off')} |")

@@ -91,12 +91,19 @@ def main() -> None:
         return
     tip = CONFIGURATIONS["TIP (reflection preset)"]
     if args.compare_with:
-        compare_trees(args.compare_with, lambda tree: run_child(tree, tip, args), args.rounds,
-                      f"TIP-only SGLang processor, {args.rows} rows, {args.steps} steps, one thread", "call")
+        compare_trees(
+            args.compare_with,
+            lambda tree: run_child(tree, tip, args),
+            args.rounds,
+            f"TIP-only SGLang processor, {args.rows} rows, {args.steps} steps, one thread",
+            "call",
+        )
         return
     each_configuration(
-        lambda extra: run_child(ROOT, extra, args), args.rounds,
-        f"SGLang processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}", "call",
+        lambda extra: run_child(ROOT, extra, args),
+        args.rounds,
+        f"SGLang processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}",
+        "call",
     )
 
 

@@ -107,12 +107,18 @@ def processor_config(workdir: Path, tokenizer_dir: Path, width: int, capacity: i
 
     path = workdir / f"config-{width}"
     if not path.exists():
-        Qwen2Config(vocab_size=width, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-                    num_key_value_heads=2, max_position_embeddings=4096).save_pretrained(path)
+        Qwen2Config(
+            vocab_size=width,
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+        ).save_pretrained(path)
         AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(path)
     model = ModelConfig(model=str(path), dtype="float32", max_model_len=1024)
-    scheduler = SchedulerConfig(max_num_seqs=capacity, max_num_batched_tokens=max(8192, capacity), max_model_len=1024,
-                                is_encoder_decoder=False)
+    scheduler = SchedulerConfig(max_num_seqs=capacity, max_num_batched_tokens=max(8192, capacity), max_model_len=1024, is_encoder_decoder=False)
     return VllmConfig(model_config=model, scheduler_config=scheduler)
 
 
@@ -256,9 +262,17 @@ def persistent_batch(workdir: Path, tokenizer_dir: Path, rows: int, width: int, 
     medians = {name: 1e3 * statistics.median(values) for name, values in timed.items()}
     group = next(iter(tip_on._groups))
     return {
-        "rows": rows, "width": width, "triggers": triggers, "penalised_columns": int(group.tables.columns.numel()),
-        "patterns": group.tables.rule("tip").switch.num_patterns, "history": history, "steps": steps, "churn": counts,
-        "tip_on_ms": medians["TIP on"], "min_tokens_ms": medians["MinTokens"], "tip_off_ms": medians["TIP off"],
+        "rows": rows,
+        "width": width,
+        "triggers": triggers,
+        "penalised_columns": int(group.tables.columns.numel()),
+        "patterns": group.tables.rule("tip").switch.num_patterns,
+        "history": history,
+        "steps": steps,
+        "churn": counts,
+        "tip_on_ms": medians["TIP on"],
+        "min_tokens_ms": medians["MinTokens"],
+        "tip_off_ms": medians["TIP off"],
         "ratio": medians["TIP on"] / medians["MinTokens"],
     }
 
@@ -278,17 +292,22 @@ def batch_part(args) -> None:
                 for history in [int(h) for h in args.histories.split(",")]:
                     r = persistent_batch(workdir, tokenizer_dir, rows, width, triggers, history, args.batch_steps)
                     results.append(r)
-                    print(f"width {width} {triggers} rows {rows} history {history}: TIP on {r['tip_on_ms']:.3f} ms, MinTokens "
-                          f"{r['min_tokens_ms']:.3f} ms, TIP off {r['tip_off_ms']:.3f} ms, ratio {r['ratio']:.2f} {r['churn']}",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"width {width} {triggers} rows {rows} history {history}: TIP on {r['tip_on_ms']:.3f} ms, MinTokens "
+                        f"{r['min_tokens_ms']:.3f} ms, TIP off {r['tip_off_ms']:.3f} ms, ratio {r['ratio']:.2f} {r['churn']}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         torch.set_num_threads(threads)
     print(f"\nPersistent batch, {args.batch_steps} steps per cell, 1 torch thread, load average {os.getloadavg()}\n")
     print("| width | triggers (columns) | running requests | output history | TIP on ms/step | MinTokens ms/step | TIP / MinTokens | TIP off ms/step |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
-        print(f"| {r['width']:,} | {r['triggers']} ({r['penalised_columns']}) | {r['rows']:,} | {r['history']:,} | {r['tip_on_ms']:.3f} | {r['min_tokens_ms']:.3f} | "
-              f"{r['ratio']:.2f} | {r['tip_off_ms']:.4f} |")
+        print(
+            f"| {r['width']:,} | {r['triggers']} ({r['penalised_columns']}) | {r['rows']:,} | {r['history']:,} | {r['tip_on_ms']:.3f} | {r['min_tokens_ms']:.3f} | "
+            f"{r['ratio']:.2f} | {r['tip_off_ms']:.4f} |"
+        )
     print(json.dumps({"part": "batch", "results": results}))
 
 
@@ -304,8 +323,11 @@ def main() -> None:
     parser.add_argument("--triggers", default="reflection", help="trigger list for the TIP-on requests (default: the 17-word preset)")
     parser.add_argument("--parts", default="engine,batch")
     parser.add_argument("--batch-rows", default="64,256,1024")
-    parser.add_argument("--cells", default="151680:alternatively,151680:reflection,64:reflection",
-                        help="WIDTH:TRIGGERS of the batch part (151,680: the width of a qwen3 model; 64: bookkeeping only)")
+    parser.add_argument(
+        "--cells",
+        default="151680:alternatively,151680:reflection,64:reflection",
+        help="WIDTH:TRIGGERS of the batch part (151,680: the width of a qwen3 model; 64: bookkeeping only)",
+    )
     parser.add_argument("--histories", default="1024,16384", help="output tokens of the running requests (batch part)")
     parser.add_argument("--batch-steps", type=int, default=200)
     args = parser.parse_args()
@@ -382,7 +404,18 @@ def main() -> None:
         f"{processor_ms:.3f} ms per step (update_state + apply), against a median engine step of {step_ms:.1f} ms "
         f"(an upper bound on the TIP-on cost of {processor_ms / step_ms:.1%})."
     )
-    print(json.dumps({"requests": args.requests, "max_tokens": args.max_tokens, "triggers": list(config.triggers), "rounds": rounds, "processor_ms_per_step": processor_ms, "engine_step_ms": step_ms}))
+    print(
+        json.dumps(
+            {
+                "requests": args.requests,
+                "max_tokens": args.max_tokens,
+                "triggers": list(config.triggers),
+                "rounds": rounds,
+                "processor_ms_per_step": processor_ms,
+                "engine_step_ms": step_ms,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -84,8 +84,10 @@ def build_tokenizer() -> Any:
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=700, special_tokens=["<|endoftext|>", "<think>", "</think>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=700,
+        special_tokens=["<|endoftext|>", "<think>", "</think>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     core.train_from_iterator(corpus, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
@@ -96,9 +98,19 @@ def tiny_qwen2(width: int, device: Any, seed: int) -> Any:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=width, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
-                         tie_word_embeddings=False, bos_token_id=None, eos_token_id=0, pad_token_id=0)
+    config = Qwen2Config(
+        vocab_size=width,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
     return Qwen2ForCausalLM(config).to(device).eval()
 
 
@@ -188,8 +200,13 @@ def section_tokenizer(ctx: dict) -> dict:
     vocab = SwitchVocabulary.from_tokenizer(tokenizer, TRIGGERS)
     reflection = SwitchVocabulary.from_tokenizer(tokenizer, "reflection")
     ctx.update(tokenizer=tokenizer, vocab=vocab)
-    result = {"size": len(tokenizer), "hits": len(vocab.token_ids), "multi_token_patterns": len(vocab.multi_token),
-              "reflection_penalised_ids": len(reflection.penalised_ids), "think_markers": vocab.think.available}
+    result = {
+        "size": len(tokenizer),
+        "hits": len(vocab.token_ids),
+        "multi_token_patterns": len(vocab.multi_token),
+        "reflection_penalised_ids": len(reflection.penalised_ids),
+        "think_markers": vocab.think.available,
+    }
     if not (vocab.token_ids and vocab.multi_token and vocab.think.available):
         raise Section(f"the trained tokenizer lacks hits, multi-token patterns or think markers: {result}")
     return result
@@ -219,7 +236,7 @@ def section_exactness(ctx: dict) -> dict:
     logging.getLogger("tip_decode.adapters.hf").addHandler(log)
     results, failures = [], []
     try:
-        for graphs in ([False] if ctx["dry_run"] else [True, False]):
+        for graphs in [False] if ctx["dry_run"] else [True, False]:
             reused = TIPLogitsProcessor(vocab, alpha=2.0, beta=5, scope="think")
             reused.use_cuda_graphs = graphs
             for instance in ("new instance", "one instance across calls"):
@@ -233,11 +250,22 @@ def section_exactness(ctx: dict) -> dict:
                     before, after = recorder(), recorder()
                     warnings_before = len(log.messages)
                     torch.manual_seed(seed)
-                    model.generate(**inputs, logits_processor=LogitsProcessorList([bias, before, tip, after]),
-                                   max_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id, **kwargs)
+                    model.generate(
+                        **inputs,
+                        logits_processor=LogitsProcessorList([bias, before, tip, after]),
+                        max_new_tokens=new_tokens,
+                        pad_token_id=tokenizer.pad_token_id,
+                        **kwargs,
+                    )
                     result = compare_with_reference(before, after, tip, inputs["input_ids"].shape[1])
-                    result.update(case=name, instance=instance, cuda_graphs=graphs, calls=len(before.calls),
-                                  graph_in_use_at_end=tip.graph_active, warnings=log.messages[warnings_before:])
+                    result.update(
+                        case=name,
+                        instance=instance,
+                        cuda_graphs=graphs,
+                        calls=len(before.calls),
+                        graph_in_use_at_end=tip.graph_active,
+                        warnings=log.messages[warnings_before:],
+                    )
                     results.append(result)
                     label = f"{name} ({instance}, graphs={graphs})"
                     if result["problem_count"]:
@@ -248,8 +276,11 @@ def section_exactness(ctx: dict) -> dict:
                         failures.append(f"{label}: the CUDA-graph step differed from the eager step: {result['warnings']}")
                     if graphs and not tip.graph_active:
                         failures.append(f"{label}: the CUDA graph was not in use at the end ({result['warnings']})")
-                    print(f"  exactness {label}: {result['row_steps_checked']} row-steps, penalised in "
-                          f"{result['row_steps_penalised']}, problems {result['problem_count']}, graph at end {tip.graph_active}", flush=True)
+                    print(
+                        f"  exactness {label}: {result['row_steps_checked']} row-steps, penalised in "
+                        f"{result['row_steps_penalised']}, problems {result['problem_count']}, graph at end {tip.graph_active}",
+                        flush=True,
+                    )
     finally:
         logging.getLogger("tip_decode.adapters.hf").removeHandler(log)
     if failures:
@@ -261,13 +292,24 @@ def intervention_settings() -> Any:
     """Every intervention at once, sized so that each acts within a few dozen tokens."""
     from tip_decode.core.interventions import InterventionSet
 
-    return InterventionSet.from_mapping({
-        "tip_alpha": 2.0, "tip_beta": 5, "tip_triggers": ["alternatively"], "tip_scope": "think",
-        "nowait_keywords": ["hmm"],
-        "cyclic_amplitude": 0.5, "cyclic_period": 6, "cyclic_words": ["Wait", "Hmm"],
-        "gated_alpha": 1.5, "gated_beta": 8, "gated_triggers": ["wait"], "gated_threshold": 4.0,
-        "budget_min": 6, "budget_max": 20,
-    })
+    return InterventionSet.from_mapping(
+        {
+            "tip_alpha": 2.0,
+            "tip_beta": 5,
+            "tip_triggers": ["alternatively"],
+            "tip_scope": "think",
+            "nowait_keywords": ["hmm"],
+            "cyclic_amplitude": 0.5,
+            "cyclic_period": 6,
+            "cyclic_words": ["Wait", "Hmm"],
+            "gated_alpha": 1.5,
+            "gated_beta": 8,
+            "gated_triggers": ["wait"],
+            "gated_threshold": 4.0,
+            "budget_min": 6,
+            "budget_max": 20,
+        }
+    )
 
 
 def compare_with_intervention_reference(reference: Any, settings: Any, before: Any, after: Any, prompt_len: int) -> dict:
@@ -349,18 +391,24 @@ def section_interventions(ctx: dict) -> dict:
     try:
         for seed, (name, prompts, kwargs) in enumerate(cases):
             runs = {}
-            for graphs in ([False] if device.type != "cuda" else [True, False]):
+            for graphs in [False] if device.type != "cuda" else [True, False]:
                 processor = ReasoningInterventionsProcessor(tokenizer, settings)
                 processor.use_cuda_graphs = graphs
                 inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
                 before, after = recorder(), recorder()
                 warnings_before = len(log.messages)
                 torch.manual_seed(seed)
-                model.generate(**inputs, logits_processor=LogitsProcessorList([bias, before, processor, after]),
-                               max_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id, **kwargs)
+                model.generate(
+                    **inputs,
+                    logits_processor=LogitsProcessorList([bias, before, processor, after]),
+                    max_new_tokens=new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **kwargs,
+                )
                 result = compare_with_intervention_reference(reference, settings, before, after, inputs["input_ids"].shape[1])
-                result.update(case=name, cuda_graphs=graphs, calls=len(before.calls),
-                              graph_in_use_at_end=processor.graph_active, warnings=log.messages[warnings_before:])
+                result.update(
+                    case=name, cuda_graphs=graphs, calls=len(before.calls), graph_in_use_at_end=processor.graph_active, warnings=log.messages[warnings_before:]
+                )
                 results.append(result)
                 runs[graphs] = after.calls
                 label = f"{name} (graphs={graphs})"
@@ -372,11 +420,13 @@ def section_interventions(ctx: dict) -> dict:
                     failures.append(f"{label}: the CUDA-graph step differed from the eager step: {result['warnings']}")
                 if graphs and not processor.graph_active:
                     failures.append(f"{label}: the CUDA graph was not in use at the end ({result['warnings']})")
-                print(f"  interventions {label}: {result['row_steps_checked']} row-steps, changed in "
-                      f"{result['row_steps_changed']}, problems {result['problem_count']}, graph at end {processor.graph_active}", flush=True)
+                print(
+                    f"  interventions {label}: {result['row_steps_checked']} row-steps, changed in "
+                    f"{result['row_steps_changed']}, problems {result['problem_count']}, graph at end {processor.graph_active}",
+                    flush=True,
+                )
             if True in runs:
-                same = len(runs[True]) == len(runs[False]) and all(
-                    torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(runs[True], runs[False]))
+                same = len(runs[True]) == len(runs[False]) and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(runs[True], runs[False]))
                 results[-1]["graph_equals_eager"] = same
                 if not same:
                     failures.append(f"{name}: the graph run and the eager run returned different scores")
@@ -443,8 +493,16 @@ def section_sync(ctx: dict) -> dict:
             finally:
                 torch.cuda.set_sync_debug_mode(0)
             torch.cuda.synchronize()
-            results.append({"shape": name, "cuda_graphs": graphs, "steps": len(calls) - 1, "sync_error": error,
-                            "graph_in_use_at_end": tip.graph_active, "tracks_reordering": tip.tracks_reordering})
+            results.append(
+                {
+                    "shape": name,
+                    "cuda_graphs": graphs,
+                    "steps": len(calls) - 1,
+                    "sync_error": error,
+                    "graph_in_use_at_end": tip.graph_active,
+                    "tracks_reordering": tip.tracks_reordering,
+                }
+            )
             if error:
                 failures.append(f"{name} (graphs={graphs}): host-device sync in a steady-state step: {error}")
             if graphs and not tip.graph_active:
@@ -457,6 +515,7 @@ def section_sync(ctx: dict) -> dict:
 
 def _time_calls(torch, device, processor, calls, scores) -> tuple[float, float]:
     """(first call ms, median ms of the steady-state calls), each synchronised on both sides."""
+
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -509,13 +568,27 @@ def section_share(ctx: dict) -> dict:
     device = ctx["device"]
     dry = ctx["dry_run"]
     if dry:
-        config = Qwen2Config(vocab_size=WIDTH, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                             num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+        config = Qwen2Config(
+            vocab_size=WIDTH,
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+        )
         dtype, batches, new_tokens, rounds = torch.float32, (1, 4), 8, 1
     else:
-        config = Qwen2Config(vocab_size=WIDTH, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                             num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4096,
-                             tie_word_embeddings=True)
+        config = Qwen2Config(
+            vocab_size=WIDTH,
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            tie_word_embeddings=True,
+        )
         dtype, batches, new_tokens, rounds = torch.bfloat16, (1, 16, 64), 64, 3
     torch.manual_seed(0)
     with torch.device(device):
@@ -534,8 +607,15 @@ def section_share(ctx: dict) -> dict:
                 torch.cuda.synchronize()
             start = time.perf_counter()
             with torch.no_grad():
-                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), logits_processor=[tip] if tip else [],
-                               max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+                model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    logits_processor=[tip] if tip else [],
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    do_sample=False,
+                    pad_token_id=0,
+                )
             if device.type == "cuda":
                 torch.cuda.synchronize()
             return time.perf_counter() - start
@@ -544,18 +624,30 @@ def section_share(ctx: dict) -> dict:
             run(mode)  # warm-up
         times: dict[str, list[float]] = {m: [] for m in modes}
         for r in range(rounds):
-            for mode in modes[r % len(modes):] + modes[: r % len(modes)]:  # order rotates between rounds
+            for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:  # order rotates between rounds
                 times[mode].append(run(mode))
         medians = {m: statistics.median(v) for m, v in times.items()}
         plain = medians["without TIP"]
-        row = {"batch": batch, "new_tokens": new_tokens, "step_ms_without_tip": 1e3 * plain / new_tokens,
-               "runs_s": times, "median_s": medians,
-               "share": {m: (medians[m] - plain) / plain for m in modes if m != "without TIP"}}
+        row = {
+            "batch": batch,
+            "new_tokens": new_tokens,
+            "step_ms_without_tip": 1e3 * plain / new_tokens,
+            "runs_s": times,
+            "median_s": medians,
+            "share": {m: (medians[m] - plain) / plain for m in modes if m != "without TIP"},
+        }
         results.append(row)
-        print(f"  share batch {batch}: step {row['step_ms_without_tip']:.2f} ms without TIP; "
-              + ", ".join(f"{m} {100 * s:+.2f}%" for m, s in row["share"].items()), flush=True)
-    return {"model": "random Qwen2, Qwen2.5-0.5B shape" if not dry else "random Qwen2, tiny (dry run)",
-            "parameters": parameters, "dtype": str(dtype), "cases": results}
+        print(
+            f"  share batch {batch}: step {row['step_ms_without_tip']:.2f} ms without TIP; "
+            + ", ".join(f"{m} {100 * s:+.2f}%" for m, s in row["share"].items()),
+            flush=True,
+        )
+    return {
+        "model": "random Qwen2, Qwen2.5-0.5B shape" if not dry else "random Qwen2, tiny (dry run)",
+        "parameters": parameters,
+        "dtype": str(dtype),
+        "cases": results,
+    }
 
 
 # ----- driver -----
@@ -583,13 +675,19 @@ def main() -> int:
         write()
         print(f"gpu_check: {err}; it needs torch and transformers", file=sys.stderr)
         return 1
-    report["environment"] = {"python": platform.python_version(), "torch": torch.__version__,
-                             "transformers": transformers.__version__, "cuda_available": torch.cuda.is_available()}
+    report["environment"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda_available": torch.cuda.is_available(),
+    }
     if not torch.cuda.is_available() and not args.cpu_dry_run:
         report["status"] = "no CUDA device: nothing checked"
         write()
-        print(f"gpu_check: no CUDA device (torch {torch.__version__}, torch.cuda.is_available() is False): "
-              f"nothing was checked; run it on a GPU machine. Report: {args.json}")
+        print(
+            f"gpu_check: no CUDA device (torch {torch.__version__}, torch.cuda.is_available() is False): "
+            f"nothing was checked; run it on a GPU machine. Report: {args.json}"
+        )
         return 2
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu_dry_run else "cpu")
     if device.type == "cuda":

@@ -38,14 +38,21 @@ START_TIMEOUT_S = float(os.environ.get("TIP_DECODE_SGLANG_TIMEOUT", "420"))
 #: memory that other processes take while the model loads (SGLang measures free memory before and after
 #: the load, and at 0.05 another test's engine starting alongside was enough to fail the check).
 SERVER_ARGS = [
-    "--device", "cpu",
-    "--model-impl", "transformers",
-    "--dtype", "float32",
-    "--mem-fraction-static", "0.25",
-    "--max-total-tokens", "8192",
-    "--max-running-requests", "32",
+    "--device",
+    "cpu",
+    "--model-impl",
+    "transformers",
+    "--dtype",
+    "float32",
+    "--mem-fraction-static",
+    "0.25",
+    "--max-total-tokens",
+    "8192",
+    "--max-running-requests",
+    "32",
     "--skip-server-warmup",
-    "--log-level", "warning",
+    "--log-level",
+    "warning",
 ]
 ENGINE_KWARGS = {
     "device": "cpu",
@@ -393,9 +400,9 @@ def hf_parity_check(generate: Any, tokenizer: Any, untouched: list[list[int]], m
         inputs = torch.tensor([ids])
         kwargs = dict(max_new_tokens=PARITY_STEPS, min_new_tokens=PARITY_STEPS, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         with torch.no_grad():
-            off = model.generate(inputs, attention_mask=torch.ones_like(inputs), **kwargs)[0, len(ids):].tolist()
+            off = model.generate(inputs, attention_mask=torch.ones_like(inputs), **kwargs)[0, len(ids) :].tolist()
             tip = TIPLogitsProcessor.from_tokenizer(tokenizer, alpha=config.alpha, beta=config.beta, triggers=config.triggers, scope="all")
-            on = model.generate(inputs, attention_mask=torch.ones_like(inputs), logits_processor=[tip], **kwargs)[0, len(ids):].tolist()
+            on = model.generate(inputs, attention_mask=torch.ones_like(inputs), logits_processor=[tip], **kwargs)[0, len(ids) :].tolist()
         assert off == want_off[:PARITY_STEPS]
         assert on == want_on
 

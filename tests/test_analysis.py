@@ -76,7 +76,14 @@ def test_hand_trace_segmentation_flags_and_ut(qwen3):
     assert a.ut == pytest.approx(1 - starts[2] / len(ids))
     d = a.to_dict(thoughts=False)
     assert {k: d[k] for k in ("id", "n_tokens", "n_thoughts", "premature", "abandoned_on_track", "first_correct_thought", "correct")} == {
-        "id": "r", "n_tokens": len(ids), "n_thoughts": 3, "premature": 1, "abandoned_on_track": 1, "first_correct_thought": 0, "correct": False}
+        "id": "r",
+        "n_tokens": len(ids),
+        "n_thoughts": 3,
+        "premature": 1,
+        "abandoned_on_track": 1,
+        "first_correct_thought": 0,
+        "correct": False,
+    }
     json.dumps(a.to_dict())  # JSON-safe
 
 

@@ -45,7 +45,10 @@ def write(tmp_path, lines, name="r.jsonl"):
 def test_json_contract_and_plot(tmp_path, qwen3_dir):
     path = write(tmp_path, RECORDS)
     plot = tmp_path / "lengths.png"
-    result = run(["analyze", str(path), "--tokenizer", qwen3_dir, "--triggers", "alternatively,wait", "--premature-threshold", "8", "--json", "--plot", str(plot)], json_stdout=True)
+    result = run(
+        ["analyze", str(path), "--tokenizer", qwen3_dir, "--triggers", "alternatively,wait", "--premature-threshold", "8", "--json", "--plot", str(plot)],
+        json_stdout=True,
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert set(out) == {"responses", "aggregate"}

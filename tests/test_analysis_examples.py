@@ -53,13 +53,20 @@ def test_live_vllm_example_prints_the_offline_switches(tip_server, tiny_vllm_mod
     pytest.importorskip("vllm")
     out = run_example(
         "analysis_live_vllm.py",
-        "--base-url", tip_server.base_url,
-        "--model", tip_server.model,
-        "--tokenizer", str(tiny_vllm_model_dir),
-        "--max-tokens", "48",
-        "--premature-threshold", "5",
-        "--bias", "30",
-        "--temperature", "1.0",
+        "--base-url",
+        tip_server.base_url,
+        "--model",
+        tip_server.model,
+        "--tokenizer",
+        str(tiny_vllm_model_dir),
+        "--max-tokens",
+        "48",
+        "--premature-threshold",
+        "5",
+        "--bias",
+        "30",
+        "--temperature",
+        "1.0",
         "--summary",
     )
     lines = out.strip().splitlines()

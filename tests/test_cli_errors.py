@@ -108,7 +108,11 @@ def test_more_compare_mistakes(broken_model_dir, data_file, tmp_path):
     check(*invoke(["compare", *base, "--data", dup, "--id-field", "id", "-o", tmp_path / "o7"]), 1, "line 2: duplicate problem id 'a' (also at line 1)")
     choice = tmp_path / "choice.jsonl"
     choice.write_text('{"question": "Pick", "answer": "E", "options": ["x", "y"]}\n')
-    check(*invoke(["compare", *base, "--data", choice, "--answer-kind", "choice", "--choices-field", "options", "-o", tmp_path / "o8"]), 1, "answer 'E' is neither one of the 2 options nor a letter A-B")
+    check(
+        *invoke(["compare", *base, "--data", choice, "--answer-kind", "choice", "--choices-field", "options", "-o", tmp_path / "o8"]),
+        1,
+        "answer 'E' is neither one of the 2 options nor a letter A-B",
+    )
     # grid lists.
     for alphas, message in (("nan", "has to list numbers"), ("1e400", "too large"), ("3,3", "twice"), ("3,,5", "no empty item")):
         check(*invoke(["grid", *base, "--data", data_file, "-o", tmp_path / "g", "--alphas", alphas]), 2, message)

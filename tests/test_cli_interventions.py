@@ -109,7 +109,9 @@ def test_spec_mistakes_are_one_line_before_the_model_loads(broken_model_dir, dat
 
 
 def test_vocabulary_mistakes_are_found_with_the_tokenizer_before_the_weights(broken_model_dir, data_file, tmp_path):
-    result, errors = invoke(["compare", "-m", broken_model_dir, "--data", data_file, "-o", tmp_path / "run", "--backend", "vllm", "-c", "nowait:keywords=zzzqx"])
+    result, errors = invoke(
+        ["compare", "-m", broken_model_dir, "--data", data_file, "-o", tmp_path / "run", "--backend", "vllm", "-c", "nowait:keywords=zzzqx"]
+    )
     assert result.exit_code == 2, result.output
     assert len(errors) == 1 and "configuration 'nowait': nowait.keywords: no keyword matches a token" in errors[0], result.output
     assert "cannot load model" not in result.output

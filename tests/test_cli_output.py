@@ -39,8 +39,27 @@ def compare_run(switchy_model_dir, problems_file, tmp_path_factory):
     model_link = home / "my-model"
     shutil.copytree(switchy_model_dir, model_link)
     out = home / "run"
-    command = [*CLI, "compare", "-m", "my-model", "--data", str(problems_file), "-o", "run", "-k", "2", "--max-new-tokens", "5",
-               "-c", "baseline", "-c", "ban:alpha=inf,beta=600,scope=all", "--switch-scope", "all", "--json"]
+    command = [
+        *CLI,
+        "compare",
+        "-m",
+        "my-model",
+        "--data",
+        str(problems_file),
+        "-o",
+        "run",
+        "-k",
+        "2",
+        "--max-new-tokens",
+        "5",
+        "-c",
+        "baseline",
+        "-c",
+        "ban:alpha=inf,beta=600,scope=all",
+        "--switch-scope",
+        "all",
+        "--json",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=home, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return home, out, result
@@ -65,9 +84,34 @@ def test_runs_are_portable(compare_run, tmp_path):
     assert json.loads(scored.stdout)["configs"]["baseline"]["n"] == 6
     # Resuming with the absolute path is the same run: nothing is generated, nothing refused.
     before = (out / "baseline.jsonl").read_bytes()
-    again = subprocess.run([*CLI, "compare", "-m", str(home / "my-model"), "--data", str(json.loads((out / "run.json").read_text())["dataset"]),
-                            "-o", str(out), "-k", "2", "--max-new-tokens", "5", "-c", "baseline", "-c", "ban:alpha=inf,beta=600,scope=all",
-                            "--switch-scope", "all", "-q", "--no-plots"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    again = subprocess.run(
+        [
+            *CLI,
+            "compare",
+            "-m",
+            str(home / "my-model"),
+            "--data",
+            str(json.loads((out / "run.json").read_text())["dataset"]),
+            "-o",
+            str(out),
+            "-k",
+            "2",
+            "--max-new-tokens",
+            "5",
+            "-c",
+            "baseline",
+            "-c",
+            "ban:alpha=inf,beta=600,scope=all",
+            "--switch-scope",
+            "all",
+            "-q",
+            "--no-plots",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert (out / "baseline.jsonl").read_bytes() == before
     # Another model into the same folder is refused before anything loads (a usage error).
@@ -132,8 +176,29 @@ def test_analyze_a_run_folder_reproduces_the_runs_numbers(compare_run):
 
 
 def test_grid_names_no_best_cell_when_cells_tie(switchy_model_dir, problems_file, tmp_path):
-    result = invoke("grid", "-m", switchy_model_dir, "--data", problems_file, "-o", tmp_path / "grid", "--alphas", "3,inf", "--betas", "1",
-                    "--scope", "all", "--switch-scope", "all", "--temperature", "0", "--max-new-tokens", "3", "--json", "-q")
+    result = invoke(
+        "grid",
+        "-m",
+        switchy_model_dir,
+        "--data",
+        problems_file,
+        "-o",
+        tmp_path / "grid",
+        "--alphas",
+        "3,inf",
+        "--betas",
+        "1",
+        "--scope",
+        "all",
+        "--switch-scope",
+        "all",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "3",
+        "--json",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     grid = json.loads(result.stdout)["grid"]
     assert grid["best"] is None and grid["highest"]["config"] == "a3_b1"
@@ -145,8 +210,28 @@ def test_ctrl_c_exits_130_and_the_same_command_resumes(switchy_model_dir, tmp_pa
     data = tmp_path / "p.jsonl"
     data.write_text("".join(json.dumps({"question": f"Q{i}", "answer": "1"}) + "\n" for i in range(12)))
     out = tmp_path / "run"
-    command = [*CLI, "compare", "-m", str(switchy_model_dir), "--data", str(data), "-o", str(out), "--batch-size", "1", "--temperature", "0",
-               "--max-new-tokens", "16", "-q", "--no-plots", "-c", "baseline", "-c", "tip:alpha=inf,beta=600,scope=all"]
+    command = [
+        *CLI,
+        "compare",
+        "-m",
+        str(switchy_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(out),
+        "--batch-size",
+        "1",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "16",
+        "-q",
+        "--no-plots",
+        "-c",
+        "baseline",
+        "-c",
+        "tip:alpha=inf,beta=600,scope=all",
+    ]
     # As from a terminal: a test run started in the background (`pytest ... &`) ignores SIGINT, and
     # the CLI would inherit that and rightly ignore Ctrl-C (it ran to the end with exit 0).
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
@@ -231,8 +316,16 @@ class _JudgeServer(BaseHTTPRequestHandler):
             self._send(500, {"error": {"message": "judge overloaded", "type": "server_error"}})
             return
         reply = {"confidence": 0, "reason": "no"}
-        self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "judge",
-                         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": json.dumps(reply)}}]})
+        self._send(
+            200,
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "judge",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": json.dumps(reply)}}],
+            },
+        )
 
 
 @pytest.fixture
@@ -257,8 +350,24 @@ def test_a_judge_that_never_answers_leaves_everything_unknown_and_exits_1(judge_
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in RESPONSES))
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    args = ["analyze", str(path), "--tokenizer", str(tokenizers_dir / "qwen3"), "--triggers", "alternatively,wait", "--judge", "llm",
-            "--judge-model", "judge", "--judge-base-url", url, "--judge-retries", "0", "--json", "-q"]
+    args = [
+        "analyze",
+        str(path),
+        "--tokenizer",
+        str(tokenizers_dir / "qwen3"),
+        "--triggers",
+        "alternatively,wait",
+        "--judge",
+        "llm",
+        "--judge-model",
+        "judge",
+        "--judge-base-url",
+        url,
+        "--judge-retries",
+        "0",
+        "--json",
+        "-q",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
@@ -283,8 +392,21 @@ def test_an_unreachable_judge_fails_before_any_work(tmp_path, tokenizers_dir):
 
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in RESPONSES))
-    result = CliRunner().invoke(main, ["analyze", str(path), "--tokenizer", str(tokenizers_dir / "qwen3"), "--judge", "llm",
-                                       "--judge-model", "judge", "--judge-base-url", f"http://127.0.0.1:{free_port()}/v1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "analyze",
+            str(path),
+            "--tokenizer",
+            str(tokenizers_dir / "qwen3"),
+            "--judge",
+            "llm",
+            "--judge-model",
+            "judge",
+            "--judge-base-url",
+            f"http://127.0.0.1:{free_port()}/v1",
+        ],
+    )
     assert result.exit_code == 1 and "cannot reach the judge" in result.output
 
 

@@ -99,17 +99,30 @@ def test_explain_reports_a_grid_trade_off_from_numbers():
     from tip_decode.demo.run import DemoResult, explain
 
     def cfg(p, s, tokens, trunc, tip):
-        return {"n_problems": 10, "pass@1": {"mean": p, "ci95": [p - 0.1, p + 0.1]}, "switches_per_response": s,
-                "mean_tokens_between_switches": 20.0, "mean_tokens": tokens, "truncated": trunc, "tip": tip}
+        return {
+            "n_problems": 10,
+            "pass@1": {"mean": p, "ci95": [p - 0.1, p + 0.1]},
+            "switches_per_response": s,
+            "mean_tokens_between_switches": 20.0,
+            "mean_tokens": tokens,
+            "truncated": trunc,
+            "tip": tip,
+        }
 
     summary = {
-        "configs": {"baseline": cfg(0.5, 3.0, 100.0, 0.2, None), "a3_b32": cfg(0.7, 1.0, 80.0, 0.1, {"tip_alpha": 3.0, "tip_beta": 32}),
-                    "a10_b128": cfg(0.2, 0.1, 150.0, 0.8, {"tip_alpha": 10.0, "tip_beta": 128})},
+        "configs": {
+            "baseline": cfg(0.5, 3.0, 100.0, 0.2, None),
+            "a3_b32": cfg(0.7, 1.0, 80.0, 0.1, {"tip_alpha": 3.0, "tip_beta": 32}),
+            "a10_b128": cfg(0.2, 0.1, 150.0, 0.8, {"tip_alpha": 10.0, "tip_beta": 128}),
+        },
         "baseline": "baseline",
         "paired": {"a3_b32": {"delta_pass@1": 0.2, "ci95": [0.05, 0.35]}},
         "run": {"max_new_tokens": 160},
     }
-    walks = {"baseline": {"abandoned_on_track": 9, "incorrect_with_correct_thought": 0.8}, "a3_b32": {"abandoned_on_track": 2, "incorrect_with_correct_thought": 0.5}}
+    walks = {
+        "baseline": {"abandoned_on_track": 9, "incorrect_with_correct_thought": 0.8},
+        "a3_b32": {"abandoned_on_track": 2, "incorrect_with_correct_thought": 0.5},
+    }
     text = explain(DemoResult(Path("."), summary, walks, {"best": {"config": "a3_b32"}, "highest": {"config": "a3_b32"}}, 1.0))
     assert "50.0% to 70.0%" in text and "excludes zero" in text
     assert "chosen on these same problems" in text

@@ -75,7 +75,11 @@ def greedy(model, tokenizer, texts: list[str]) -> np.ndarray:
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
         out = model.generate(
-            **batch, do_sample=False, max_new_tokens=GREEDY_TOKENS, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            **batch,
+            do_sample=False,
+            max_new_tokens=GREEDY_TOKENS,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
     return out[:, batch["input_ids"].shape[1] :].numpy()
 

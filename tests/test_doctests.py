@@ -16,7 +16,14 @@ import pytest
 import tip_decode
 
 # Modules that import an optional engine at import time, and the engine.
-_ENGINE_MODULES = {"tip_decode.vllm": "vllm", "tip_decode.adapters.vllm": "vllm"}
+_ENGINE_MODULES = {
+    "tip_decode.vllm": "vllm",
+    "tip_decode.adapters.vllm": "vllm",
+    "tip_decode.llama_cpp": "llama_cpp",
+    "tip_decode.adapters.llama_cpp": "llama_cpp",
+    "tip_decode.mlx": "mlx_lm",
+    "tip_decode.adapters.mlx": "mlx_lm",
+}
 
 
 def _modules_with_examples() -> list[str]:

@@ -87,7 +87,10 @@ def test_unreachable_hub_is_one_clear_line(tmp_path):
     script = "from tip_decode.cli import main; main()"
     result = subprocess.run(
         [sys.executable, "-c", script, "compare", "--data", "gsm8k", "-m", "unused", "-o", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

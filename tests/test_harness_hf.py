@@ -44,9 +44,30 @@ def _cli(*args: str):
 def test_compare_end_to_end(switchy_model_dir, problems_file, tmp_path):
     out = tmp_path / "run"
     args = [
-        "compare", "-m", str(switchy_model_dir), "--data", str(problems_file), "--question-field", "q",
-        "--answer-field", "a", "--id-field", "pid", "-o", str(out), "-k", "2", "--max-new-tokens", "6",
-        "-c", "baseline", "-c", "ban:alpha=inf,beta=600,scope=all", "--switch-scope", "all", "-q",
+        "compare",
+        "-m",
+        str(switchy_model_dir),
+        "--data",
+        str(problems_file),
+        "--question-field",
+        "q",
+        "--answer-field",
+        "a",
+        "--id-field",
+        "pid",
+        "-o",
+        str(out),
+        "-k",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "-c",
+        "baseline",
+        "-c",
+        "ban:alpha=inf,beta=600,scope=all",
+        "--switch-scope",
+        "all",
+        "-q",
     ]
     result = _cli(*args)
     assert result.exit_code == 0, result.output
@@ -114,8 +135,14 @@ def test_grid_writes_heatmaps_and_best_cell(switchy_model_dir, tmp_path):
     backend = HFBackend(str(switchy_model_dir), sampling=SamplingSettings(temperature=0.0, max_new_tokens=3))
     problems = [Problem("a", "Say something.", "1")]
     summary, grid = run_grid(
-        problems, backend, tmp_path, alphas=[3, float("inf")], betas=[1, 600], base=TIPConfig(scope="all"),
-        switch_scope="all", progress=False,
+        problems,
+        backend,
+        tmp_path,
+        alphas=[3, float("inf")],
+        betas=[1, 600],
+        base=TIPConfig(scope="all"),
+        switch_scope="all",
+        progress=False,
     )
     assert set(summary["configs"]) == {"baseline", "a3_b1", "a3_b600", "ainf_b1", "ainf_b600"}
     # alpha 3 cannot close a logit gap of 15; alpha=inf bans the word at step 0 (0 < psi + beta), so eos.
@@ -150,9 +177,26 @@ def test_kill_and_resume_with_a_real_signal(switchy_model_dir, tmp_path):
     data.write_text("".join(json.dumps({"question": f"Q{i}", "answer": "1"}) + "\n" for i in range(8)))
     out = tmp_path / "run"
     command = [
-        sys.executable, "-c", "from tip_decode.cli import main; main()", "compare", "-m", str(switchy_model_dir),
-        "--data", str(data), "-o", str(out), "--batch-size", "1", "--max-new-tokens", "4", "-q", "--no-plots",
-        "-c", "baseline", "-c", "tip:alpha=inf,beta=600,scope=all",
+        sys.executable,
+        "-c",
+        "from tip_decode.cli import main; main()",
+        "compare",
+        "-m",
+        str(switchy_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(out),
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "-q",
+        "--no-plots",
+        "-c",
+        "baseline",
+        "-c",
+        "tip:alpha=inf,beta=600,scope=all",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:

@@ -27,10 +27,33 @@ def test_vllm_backend_end_to_end(tmp_path_factory, problems_file):
     model = build_switchy_model(tmp_path_factory.mktemp("switchy-vllm"))
     out = tmp_path_factory.mktemp("vllm-run")
     args = [
-        "compare", "--backend", "vllm", "-m", str(model), "--data", str(problems_file), "-o", str(out),
-        "-k", "2", "--max-new-tokens", "5", "--dtype", "float32", "--enforce-eager", "--max-model-len", "512",
-        "--gpu-memory-utilization", "0.1", "-c", "baseline", "-c", "ban:alpha=inf,beta=600,scope=all",
-        "--switch-scope", "all", "-q",
+        "compare",
+        "--backend",
+        "vllm",
+        "-m",
+        str(model),
+        "--data",
+        str(problems_file),
+        "-o",
+        str(out),
+        "-k",
+        "2",
+        "--max-new-tokens",
+        "5",
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "512",
+        "--gpu-memory-utilization",
+        "0.1",
+        "-c",
+        "baseline",
+        "-c",
+        "ban:alpha=inf,beta=600,scope=all",
+        "--switch-scope",
+        "all",
+        "-q",
     ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     gc.collect()  # let the engine core shut down before the next test
@@ -53,9 +76,28 @@ def test_openai_backend_against_tip_serve(tip_server, tiny_vllm_model_dir, probl
     pytest.importorskip("vllm")
     out = tmp_path / "run"
     args = [
-        "compare", "--backend", "openai", "--base-url", tip_server.base_url, "-m", tip_server.model,
-        "--tokenizer", str(tiny_vllm_model_dir), "--data", str(problems_file), "-o", str(out),
-        "--temperature", "0", "--max-new-tokens", "5", "-c", "baseline", "-c", "tip:alpha=3,beta=600,scope=all", "-q",
+        "compare",
+        "--backend",
+        "openai",
+        "--base-url",
+        tip_server.base_url,
+        "-m",
+        tip_server.model,
+        "--tokenizer",
+        str(tiny_vllm_model_dir),
+        "--data",
+        str(problems_file),
+        "-o",
+        str(out),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "5",
+        "-c",
+        "baseline",
+        "-c",
+        "tip:alpha=3,beta=600,scope=all",
+        "-q",
     ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output + tip_server.log_tail()

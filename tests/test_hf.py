@@ -51,8 +51,17 @@ def model(tiny_qwen2_dir):
 
 def bias(tokenizer) -> SequenceBiasLogitsProcessor:
     ids = {
-        " Alternatively": 9.0, "Alternatively": 8.0, "altern": 8.5, "atively": 7.0, " h": 6.0, "h": 7.5, "mm": 7.0,
-        "<think>": 8.0, "</think>": 4.0, ".": 7.5, " the": 7.0,
+        " Alternatively": 9.0,
+        "Alternatively": 8.0,
+        "altern": 8.5,
+        "atively": 7.0,
+        " h": 6.0,
+        "h": 7.5,
+        "mm": 7.0,
+        "<think>": 8.0,
+        "</think>": 4.0,
+        ".": 7.5,
+        " the": 7.0,
     }
     pairs = []
     for text, value in ids.items():
@@ -127,13 +136,9 @@ def test_sampling_with_several_return_sequences(model, tokenizer):
 def test_beam_search_rows_are_followed_through_reordering(model, tokenizer, do_sample):
     torch.manual_seed(1)
     tip = TIPLogitsProcessor.from_tokenizer(tokenizer, alpha=1.5, beta=5, triggers=TRIGGERS)
-    _, before, after, prompt_len = run(
-        model, tokenizer, tip, num_beams=4, num_return_sequences=2, do_sample=do_sample, max_new_tokens=30
-    )
+    _, before, after, prompt_len = run(model, tokenizer, tip, num_beams=4, num_return_sequences=2, do_sample=do_sample, max_new_tokens=30)
     # beam search really reordered rows at some step (otherwise this test would prove nothing)
-    reordered = any(
-        not torch.equal(ids[:, :-1], prev_ids) for (prev_ids, _), (ids, _) in zip(before.calls, before.calls[1:])
-    )
+    reordered = any(not torch.equal(ids[:, :-1], prev_ids) for (prev_ids, _), (ids, _) in zip(before.calls, before.calls[1:]))
     assert reordered
     checked, fired = check_against_reference(before, after, tip, prompt_len)
     assert 0 < fired < checked
@@ -152,9 +157,7 @@ def test_assisted_decoding_is_followed_through_rollbacks(model, tokenizer, tmp_p
     assistant = AutoModelForCausalLM.from_pretrained(build_tiny_qwen2(tmp_path / "assistant", seed=7)).eval()
     tip = TIPLogitsProcessor.from_tokenizer(tokenizer, alpha=2.0, beta=5, triggers=TRIGGERS)
     torch.manual_seed(0)
-    _, before, after, prompt_len = run(
-        model, tokenizer, tip, prompts=PROMPTS[:1], assistant_model=assistant, do_sample=False, max_new_tokens=30
-    )
+    _, before, after, prompt_len = run(model, tokenizer, tip, prompts=PROMPTS[:1], assistant_model=assistant, do_sample=False, max_new_tokens=30)
     lengths = [ids.shape[1] for ids, _ in before.calls]
     assert any(b <= a for a, b in zip(lengths, lengths[1:]))  # the processor really saw rollbacks
     checked, fired = check_against_reference(before, after, tip, prompt_len)
@@ -182,8 +185,14 @@ def test_processed_minus_raw_logits_is_minus_alpha_on_the_reference_ids(model, t
     tip = TIPLogitsProcessor.from_tokenizer(tokenizer, alpha=2.5, beta=600, triggers=TRIGGERS, scope="all")
     inputs = encode(tokenizer, PROMPTS)
     out = model.generate(
-        **inputs, logits_processor=[tip], do_sample=False, max_new_tokens=12, output_logits=True, output_scores=True,
-        return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id,
+        **inputs,
+        logits_processor=[tip],
+        do_sample=False,
+        max_new_tokens=12,
+        output_logits=True,
+        output_scores=True,
+        return_dict_in_generate=True,
+        pad_token_id=tokenizer.pad_token_id,
     )
     prompt_len = inputs["input_ids"].shape[1]
     for step, (raw, processed) in enumerate(zip(out.logits, out.scores)):
@@ -202,8 +211,7 @@ def test_processed_minus_raw_logits_is_minus_alpha_on_the_reference_ids(model, t
 @pytest.mark.parametrize("do_sample", [False, True])
 def test_alpha_or_beta_zero_is_bit_identical_to_no_processor(model, tokenizer, alpha, beta, do_sample):
     inputs = encode(tokenizer, PROMPTS)
-    common = dict(do_sample=do_sample, max_new_tokens=15, output_scores=True, return_dict_in_generate=True,
-                  pad_token_id=tokenizer.pad_token_id)
+    common = dict(do_sample=do_sample, max_new_tokens=15, output_scores=True, return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(3)
     plain = model.generate(**inputs, logits_processor=[bias(tokenizer)], **common)
     tip = TIPLogitsProcessor.from_tokenizer(tokenizer, alpha=alpha, beta=beta, triggers=TRIGGERS)

@@ -145,8 +145,15 @@ def test_multi_turn_chat_on_one_processor_equals_new_instances(model, tokenizer,
         )
         script = tokenizer.encode(text, add_special_tokens=False)
         out, before = assert_same_as_fresh(
-            model, tokenizer, tip, inputs, turn, (Script(script, prompt_len),), label=f"turn {turn + 1}",
-            do_sample=False, max_new_tokens=len(script),
+            model,
+            tokenizer,
+            tip,
+            inputs,
+            turn,
+            (Script(script, prompt_len),),
+            label=f"turn {turn + 1}",
+            do_sample=False,
+            max_new_tokens=len(script),
         )
         generated = out[0, prompt_len:]
         assert generated.tolist() == script

@@ -45,13 +45,19 @@ def combos(has_markers: bool) -> list[InterventionSet]:
     out = [
         InterventionSet(tip=TIPConfig(alpha=2.0, beta=5, triggers=("alternatively", "wait", "hmm", "another approach")), nowait=NoWaitConfig()),
         InterventionSet(cyclic=CyclicConfig(amplitude=3.0, period=8.0, shift=0.25)),
-        InterventionSet(cyclic=CyclicConfig(amplitude=5.0, period=12.0, start=2, end=30, scope="all"), nowait=NoWaitConfig(keywords=("wait", "but"), scope="all")),
+        InterventionSet(
+            cyclic=CyclicConfig(amplitude=5.0, period=12.0, start=2, end=30, scope="all"), nowait=NoWaitConfig(keywords=("wait", "but"), scope="all")
+        ),
         InterventionSet(gated=GatedConfig(alpha=math.inf, beta=9, triggers=("wait", "hmm"), threshold=9.0)),
-        InterventionSet(gated=GatedConfig(alpha=1.5, beta=20, triggers=("alternatively", "but"), threshold=10.6), tip=TIPConfig(alpha=0.5, beta=3, triggers=("but",))),
+        InterventionSet(
+            gated=GatedConfig(alpha=1.5, beta=20, triggers=("alternatively", "but"), threshold=10.6), tip=TIPConfig(alpha=0.5, beta=3, triggers=("but",))
+        ),
     ]
     if has_markers:
         out += [InterventionSet(budget=b) for b in budget]
-        out.append(InterventionSet(tip=TIPConfig(alpha=1.0, beta=4), budget=budget[0], nowait=NoWaitConfig(keywords=("but", "maybe")), cyclic=CyclicConfig(period=6.0)))
+        out.append(
+            InterventionSet(tip=TIPConfig(alpha=1.0, beta=4), budget=budget[0], nowait=NoWaitConfig(keywords=("but", "maybe")), cyclic=CyclicConfig(period=6.0))
+        )
     return out
 
 
@@ -171,7 +177,10 @@ def test_host_and_torch_engines_agree_bit_for_bit():
     the state (every column, floats by their bits) and the logits written are identical each step."""
     qwen = load_hf_tokenizer("qwen3")
     reflection = parse_triggers("reflection", "tip_triggers")  # 38 multi-token patterns on qwen3
-    extra = [InterventionSet(tip=TIPConfig(alpha=3.0, beta=8, triggers=reflection)), InterventionSet(tip=TIPConfig(alpha=math.inf, beta=4, triggers=reflection, scope="all"))]
+    extra = [
+        InterventionSet(tip=TIPConfig(alpha=3.0, beta=8, triggers=reflection)),
+        InterventionSet(tip=TIPConfig(alpha=math.inf, beta=4, triggers=reflection, scope="all")),
+    ]
     hosted = [s for s in combos(True) + extra if plan_for(qwen, s).tables(151936, "cpu").host]
     assert len(hosted) == 7
     rng = random.Random(11)
@@ -323,7 +332,9 @@ def test_zero_strength_is_bit_identical_and_nothing_is_nan():
     )
     tables = plan_for(qwen, on).tables(151936, "cpu")
     state = InterventionState(tables, 3)
-    zero = InterventionSet(tip=TIPConfig(alpha=0.0, beta=5, triggers=("wait",)), nowait=NoWaitConfig(), cyclic=CyclicConfig(amplitude=0.0, period=4.0), budget=BudgetConfig(min=3))
+    zero = InterventionSet(
+        tip=TIPConfig(alpha=0.0, beta=5, triggers=("wait",)), nowait=NoWaitConfig(), cyclic=CyclicConfig(amplitude=0.0, period=4.0), budget=BudgetConfig(min=3)
+    )
     state.start_rows([0, 1, 2], [on, zero, on], [True, True, False], [0, 0, 0])
     state.stop_rows([2])
     logits = torch.randn(3, 151936)
@@ -423,7 +434,9 @@ def test_per_step_path_runs_on_the_meta_device():
     )
     tables = plan_for(qwen, settings).tables(151936, "meta")
     state = InterventionState(tables, 4)
-    state.start_rows(torch.arange(4, device="meta"), [settings] * 4, torch.zeros(4, dtype=torch.bool, device="meta"), torch.zeros(4, dtype=torch.long, device="meta"))
+    state.start_rows(
+        torch.arange(4, device="meta"), [settings] * 4, torch.zeros(4, dtype=torch.bool, device="meta"), torch.zeros(4, dtype=torch.long, device="meta")
+    )
     logits = torch.empty(4, 151936, device="meta")
     for _ in range(3):
         state.update(torch.empty(4, dtype=torch.long, device="meta"))

@@ -111,8 +111,13 @@ def test_llm_judge_against_real_server(tip_server, tmp_path):
     tok = load_hf_tokenizer("qwen3")
     vocab = SwitchVocabulary.from_tokenizer(tok, "paper")
     a = analyze_response(
-        "x = 3.\n\nAlternatively, x = 4, so \\boxed{4}", vocabulary=vocab, tokenizer=tok, reference="6",
-        scope="all", judge=again, problem="What is 2x if x = 3?",
+        "x = 3.\n\nAlternatively, x = 4, so \\boxed{4}",
+        vocabulary=vocab,
+        tokenizer=tok,
+        reference="6",
+        scope="all",
+        judge=again,
+        problem="What is 2x if x = 3?",
     )
     assert [t.status for t in a.thoughts] == ["unjudged", "unjudged"] and a.unjudged_thoughts == 2
     assert a.correct is False and a.first_correct_thought is None and a.ut is None

@@ -95,9 +95,7 @@ def test_text_deltas_any_split_equals_whole_encoding(name):
                 i += step
             events.extend(monitor.finish())
             assert monitor.token_ids == whole, (text, monitor.token_ids[: len(whole)])
-            assert [(e.position, e.recognised_at, e.premature) for e in events] == [
-                (s.position, s.recognised_at, s.premature) for s in offline.switches
-            ]
+            assert [(e.position, e.recognised_at, e.premature) for e in events] == [(s.position, s.recognised_at, s.premature) for s in offline.switches]
             switches += len(events)
     assert switches > 0
 
@@ -151,9 +149,7 @@ def test_entropy_helpers_and_errors(raw_tokenizers):
     assert entropy_from_logprobs([math.log(0.5), math.log(0.5)]) == pytest.approx(math.log(2))
     assert entropy_from_logprobs([0.0, -math.inf]) == 0.0
     # Top-k holding all the mass is exact.
-    assert entropy_from_top_logprobs({1: math.log(0.25), 2: math.log(0.75)}) == pytest.approx(
-        entropy_from_logprobs([math.log(0.25), math.log(0.75)])
-    )
+    assert entropy_from_top_logprobs({1: math.log(0.25), 2: math.log(0.75)}) == pytest.approx(entropy_from_logprobs([math.log(0.25), math.log(0.75)]))
     vocab = SwitchVocabulary.from_tokenizer(raw_tokenizers["qwen3"], "paper")
     monitor = LiveMonitor(vocab, scope="all")
     with pytest.raises(ValueError, match="`tokenizer` is required"):

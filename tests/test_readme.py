@@ -55,6 +55,11 @@ HOW = {
     "from tip_decode.sglang import generate_fields, openai_fields": "run",
     "tip-decode compare -m Qwen/QwQ-32B --backend vllm --data math500 -k 4 \\": "a 32B model on vLLM and MATH-500 from the Hub (its configurations are parsed below)",
     "tip-decode analyze responses.jsonl --tokenizer Qwen/QwQ-32B --json": "run",
+    'from tip_decode.llama_cpp import ReasoningInterventionsProcessor  # pip install "tip-decode[llama-cpp]"': (
+        "needs llama-cpp-python and mlx-lm with a model (CI installs them): docs/llama-cpp.md and docs/mlx.md hold the same calls, "
+        "run by their tests; compiled below"
+    ),
+    "tip-decode view runs/qwq-math500 --open        # or: tip-decode view responses.jsonl --tokenizer Qwen/QwQ-32B": "run (on the demo's run folder)",
 }
 
 
@@ -87,12 +92,19 @@ def run_block(first_line, tmp_path, env=None):
 
 
 def test_readme_demo_prints_what_the_readme_shows(tmp_path):
-    """The main job, as written: its report is the README's text (the generation time aside)."""
+    """The main job, as written: its report is the README's text (the generation time aside). Then
+    `tip-decode view` as written, on that run in the snippet's folder (a browser that does nothing)."""
     result = run_block("tip-decode demo", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     shown = readme_blocks()["tip-decode demo: 300 held-out problems, backend hf, temperature 1.0, at most 160 new tokens, switch words alternatively, wait"]
     timing = re.compile(r" in \d+ s\.$", re.M)
     assert timing.sub(" in N s.", result.stdout.strip()) == timing.sub(" in N s.", shown.strip())
+    (tmp_path / "runs").mkdir()
+    shutil.copytree(tmp_path / "tip-decode-demo", tmp_path / "runs" / "qwq-math500")
+    (tmp_path / "runs" / "qwq-math500" / "view.html").unlink()
+    view = run_block("tip-decode view runs/qwq-math500 --open        # or: tip-decode view responses.jsonl --tokenizer Qwen/QwQ-32B", tmp_path, {**os.environ, "BROWSER": "true"})
+    assert view.returncode == 0, view.stderr[-3000:]
+    assert (tmp_path / "runs" / "qwq-math500" / "view.html").stat().st_size > 10_000
 
 
 def test_readme_hf_quick_start_runs_with_sensible_lengths():
@@ -150,6 +162,7 @@ def test_readme_gpu_snippets_are_well_formed():
 
     block = readme_blocks()["from vllm import LLM, SamplingParams"]
     compile(block, "README.md", "exec")
+    compile(readme_blocks()['from tip_decode.llama_cpp import ReasoningInterventionsProcessor  # pip install "tip-decode[llama-cpp]"'], "README.md", "exec")
     assert "max_tokens=8192" in block
     command = shlex.split(readme_blocks()["tip-decode compare -m Qwen/QwQ-32B --backend vllm --data math500 -k 4 \\"].replace("\\\n", " "))
     specs = tuple(command[i + 1] for i, word in enumerate(command) if word == "-c")

@@ -56,7 +56,19 @@ def plain(python, model_dir, tmp_path_factory):
     env = subprocess_env(TIP_DECODE_SGLANG_RECORD=str(folder / "record.jsonl"))
     for name in ("SGLANG_ENABLE_DELAY_SAMPLE", "TIP_DECODE_TOKENIZER", "TIP_DECODE_ALPHA"):
         env.pop(name, None)
-    command = [python, "-m", "sglang.launch_server", "--model-path", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--enable-custom-logit-processor", *SERVER_ARGS]
+    command = [
+        python,
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        str(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enable-custom-logit-processor",
+        *SERVER_ARGS,
+    ]
     server = start_server(command, env, folder / "server.log", port)
     server.record = folder / "record.jsonl"  # type: ignore[attr-defined]
     try:

@@ -72,7 +72,21 @@ def served(python, model_dir, tmp_path_factory):
     port = free_port()
     env = subprocess_env(TIP_DECODE_SGLANG_RECORD=str(folder / "record.jsonl"))
     env.pop("SGLANG_ENABLE_DELAY_SAMPLE", None)
-    command = [*_tip_decode(python), "serve", str(model_dir), "--engine", "sglang", "--alpha", "0", "--host", "127.0.0.1", "--port", str(port), "--", *SERVER_ARGS]
+    command = [
+        *_tip_decode(python),
+        "serve",
+        str(model_dir),
+        "--engine",
+        "sglang",
+        "--alpha",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--",
+        *SERVER_ARGS,
+    ]
     server = start_server(command, env, folder / "server.log", port)
     server.record = folder / "record.jsonl"  # type: ignore[attr-defined]
     try:
@@ -151,7 +165,9 @@ def test_requests_are_released_when_they_finish(served, tokenizer):
     prompt = tokenizer.encode(PROMPTS[2])
     served.record.unlink(missing_ok=True)
     for i in range(40):
-        served.generate({"input_ids": prompt, "sampling_params": greedy(4, custom_params=custom_params(alpha=1.0 + i, beta=8)), "custom_logit_processor": recorder})
+        served.generate(
+            {"input_ids": prompt, "sampling_params": greedy(4, custom_params=custom_params(alpha=1.0 + i, beta=8)), "custom_logit_processor": recorder}
+        )
     records = read_records(served.record)
     assert len(records) >= 40 * 4, len(records)
     assert max(r["tracked"] for r in records) <= 20, max(r["tracked"] for r in records)
@@ -171,7 +187,9 @@ def test_openai_routes_apply_tip(served, tokenizer, untouched):
     words = word_triggers(tokenizer, untouched, 3)
 
     def completion(extra: dict) -> list[str]:
-        reply = client.completions.create(model="default", prompt=PROMPTS[0], max_tokens=16, temperature=0.0, logprobs=1, extra_body={"min_tokens": 16, **extra})
+        reply = client.completions.create(
+            model="default", prompt=PROMPTS[0], max_tokens=16, temperature=0.0, logprobs=1, extra_body={"min_tokens": 16, **extra}
+        )
         return reply.choices[0].logprobs.tokens
 
     def has_trigger(tokens: list[str]) -> bool:
@@ -217,9 +235,32 @@ def test_compare_harness_with_the_sglang_backend(served, model_dir, tmp_path):
     data = tmp_path / "problems.jsonl"
     data.write_text("".join(json.dumps({"question": f"What is {a} + {a}?", "answer": str(2 * a)}) + "\n" for a in (2, 3)))
     out = tmp_path / "run"
-    args = ["compare", "--backend", "sglang", "--base-url", served.url, "--tokenizer", str(model_dir), "--data", str(data), "-k", "2",
-            "-c", "baseline", "-c", "tip:alpha=inf,beta=64,triggers=the+a", "--max-new-tokens", "12", "--temperature", "0.7", "-o", str(out), "--no-plots", "-q",
-            "--force-triggers"]  # "a" on purpose: a tiny random model says it often, so the penalty acts
+    args = [
+        "compare",
+        "--backend",
+        "sglang",
+        "--base-url",
+        served.url,
+        "--tokenizer",
+        str(model_dir),
+        "--data",
+        str(data),
+        "-k",
+        "2",
+        "-c",
+        "baseline",
+        "-c",
+        "tip:alpha=inf,beta=64,triggers=the+a",
+        "--max-new-tokens",
+        "12",
+        "--temperature",
+        "0.7",
+        "-o",
+        str(out),
+        "--no-plots",
+        "-q",
+        "--force-triggers",  # "a" on purpose: a tiny random model says it often, so the penalty acts
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output + served.log_tail()
     run = json.loads((out / "run.json").read_text())
@@ -323,7 +364,15 @@ def test_every_intervention_and_a_mixed_batch_match_the_reference_stream(served,
         InterventionSet.from_mapping({"budget_min": 4, "budget_max": 10, "budget_word": " Hmm, wait"}),
         InterventionSet.from_mapping({"gated_alpha": "inf", "gated_beta": 12, "gated_triggers": words[:3], "gated_scope": "all", "gated_threshold": threshold}),
         InterventionSet.from_mapping(
-            {"tip_alpha": 3.0, "tip_beta": 6, "tip_triggers": words[3:5], "tip_scope": "all", "nowait_keywords": words[:2], "nowait_scope": "all", "budget_max": 8}
+            {
+                "tip_alpha": 3.0,
+                "tip_beta": 6,
+                "tip_triggers": words[3:5],
+                "tip_scope": "all",
+                "nowait_keywords": words[:2],
+                "nowait_scope": "all",
+                "budget_max": 8,
+            }
         ),
         InterventionSet(),  # sent whole: every intervention off, whatever the server default
         None,  # no processor at all
@@ -334,7 +383,12 @@ def test_every_intervention_and_a_mixed_batch_match_the_reference_stream(served,
     def body(items: list[tuple[int, int]]) -> dict:
         settings = [settings_list[s] for _, s in items]
         sampling = [
-            {"temperature": 0.0, "max_new_tokens": STREAM_STEPS, "ignore_eos": True, **({} if x is None else {"custom_params": custom_params(x, tokenizer=tokenizer)})}
+            {
+                "temperature": 0.0,
+                "max_new_tokens": STREAM_STEPS,
+                "ignore_eos": True,
+                **({} if x is None else {"custom_params": custom_params(x, tokenizer=tokenizer)}),
+            }
             for x in settings
         ]
         out = {"input_ids": [prompts[p] for p, _ in items], "sampling_params": sampling}

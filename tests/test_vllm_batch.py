@@ -267,8 +267,20 @@ def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir, 
     batch: list[Req | None] = [None] * capacity
     waiting: list[Req] = []
     unfilled: list[tuple[Req, int]] = []
-    counts = {"added": 0, "resumed": 0, "removed": 0, "moved": 0, "swapped": 0, "penalised_rows": 0, "placeholders": 0, "forced_rows": 0,
-              "rows_as_slice": 0, "rows_as_index": 0, "late_placeholders": 0, "caught_up": 0}
+    counts = {
+        "added": 0,
+        "resumed": 0,
+        "removed": 0,
+        "moved": 0,
+        "swapped": 0,
+        "penalised_rows": 0,
+        "placeholders": 0,
+        "forced_rows": 0,
+        "rows_as_slice": 0,
+        "rows_as_index": 0,
+        "late_placeholders": 0,
+        "caught_up": 0,
+    }
     divergences: list[str] = []
     work = base.clone()
     started = time.monotonic()
@@ -566,8 +578,13 @@ def test_mrv2_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan(server_env, to
     from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcRequestState
 
     rs = LogitsProcRequestState(
-        device=torch.device("cpu"), max_num_reqs=2, vocab_size=WIDTH, all_token_ids=HostAndDevice((2, 8)),
-        prompt_len=HostAndDevice(2), prefill_len=HostAndDevice(2), total_len=HostAndDevice(2),
+        device=torch.device("cpu"),
+        max_num_reqs=2,
+        vocab_size=WIDTH,
+        all_token_ids=HostAndDevice((2, 8)),
+        prompt_len=HostAndDevice(2),
+        prefill_len=HostAndDevice(2),
+        total_len=HostAndDevice(2),
     )
     processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), rs)
     hit = plan_for(processor.tokenizer, InterventionSet(tip=server_default())).rule("tip").vocabulary.token_ids[0]
@@ -577,9 +594,13 @@ def test_mrv2_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan(server_env, to
     processor.apply_staged_writes()
     mapping = np.array([1], dtype=np.int32)
     ctx = LogitsContext(
-        expanded_idx_mapping=torch.from_numpy(mapping), idx_mapping=torch.from_numpy(mapping), idx_mapping_np=mapping,
-        expanded_local_pos=torch.zeros(1, dtype=torch.int32), input_ids=torch.tensor([2], dtype=torch.int32),
-        pos=torch.tensor([1], dtype=torch.int64), seq_lens_upper_bound_np=np.array([2], dtype=np.int32),
+        expanded_idx_mapping=torch.from_numpy(mapping),
+        idx_mapping=torch.from_numpy(mapping),
+        idx_mapping_np=mapping,
+        expanded_local_pos=torch.zeros(1, dtype=torch.int32),
+        input_ids=torch.tensor([2], dtype=torch.int32),
+        pos=torch.tensor([1], dtype=torch.int64),
+        seq_lens_upper_bound_np=np.array([2], dtype=np.int32),
     )
     logits = torch.zeros(1, WIDTH)
     logits[0, hit] = math.inf

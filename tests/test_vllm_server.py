@@ -87,11 +87,18 @@ def test_server_applies_tip_per_request_and_survives_a_bad_value(tip_server):
     with pytest.raises(openai.BadRequestError) as info:
         complete({"tip_alpha": 1, "tip_triggers": ["<|im_end|>"]})
     assert "tip_triggers" in str(info.value)
+
     # n > 1: vLLM runs each child as its own row. Sampling at a low temperature from this peaked
     # model repeats trigger words without TIP; with the window open all along, no child may.
     def sample_two(xargs: dict) -> list[list[str]]:
         reply = client.completions.create(
-            model=tip_server.model, prompt=prompt, max_tokens=16, temperature=0.3, seed=1, n=2, logprobs=1,
+            model=tip_server.model,
+            prompt=prompt,
+            max_tokens=16,
+            temperature=0.3,
+            seed=1,
+            n=2,
+            logprobs=1,
             extra_body={"vllm_xargs": xargs},
         )
         assert len(reply.choices) == 2

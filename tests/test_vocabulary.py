@@ -141,7 +141,7 @@ def test_transformers_byte_level_bug_does_not_reach_the_vocabulary(name):
 
 @pytest.mark.parametrize("name", ["qwen3", "mistral-7b-v0.1", "wordpiece", "bpe-byte-fallback"])
 def test_triggers_are_case_insensitive(name):
-    """"HMM", "Hmm" and "hmm" are one trigger, and its variants come from the lowercased word."""
+    """ "HMM", "Hmm" and "hmm" are one trigger, and its variants come from the lowercased word."""
     tok = load_raw_tokenizer(name)
     lower = SwitchVocabulary.from_tokenizer(tok, ["hmm", "alternatively"])
     for spelling in (["HMM", "ALTERNATIVELY"], ["Hmm", "Alternatively"], ["hMm", "aLTERNATIVELY"]):

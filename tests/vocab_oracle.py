@@ -165,7 +165,8 @@ class Oracle:
         token itself stands in the middle of a sequence: the decoded text must be `x` + its text + `x`.
         """
         plain = [
-            i for i, (text, _, _) in enumerate(self.texts)
+            i
+            for i, (text, _, _) in enumerate(self.texts)
             if text.strip() == "x" and i not in self.added and not re.fullmatch(r"<0x..>", self.raw.id_to_token(i))
         ]
         last = next(i for i in plain if self.texts[i][0] == "x")

@@ -31,9 +31,7 @@ CHOICE_LETTERS = "ABCDEFGHIJ"
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+"
-_ANSWER_PHRASE = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*(?:\$\s*)?(?P<ans>.+?)(?:\$|\n|$)", re.IGNORECASE
-)
+_ANSWER_PHRASE = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*(?:\$\s*)?(?P<ans>.+?)(?:\$|\n|$)", re.IGNORECASE)
 
 
 def _check_kind(kind: str) -> str:

@@ -223,12 +223,7 @@ class ReasoningInterventionsProcessor(LogitsProcessor):
             return scores.clone()
         batch, length = input_ids.shape
         state = self._state
-        if (
-            state is None
-            or batch != state.capacity
-            or scores.shape[-1] != state.tables.width
-            or scores.device != state.tables.device
-        ):
+        if state is None or batch != state.capacity or scores.shape[-1] != state.tables.width or scores.device != state.tables.device:
             self._begin(input_ids, scores)
             newest = False
         elif length == self._length + 1:

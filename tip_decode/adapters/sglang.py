@@ -206,9 +206,7 @@ def _validated(mapping: Mapping[str, Any]) -> tuple[dict[str, Any], Intervention
     return params, checked
 
 
-def custom_params(
-    config: InterventionSet | TIPConfig | Mapping[str, Any] | None = None, *, tokenizer: Any = None, **settings: Any
-) -> dict[str, Any]:
+def custom_params(config: InterventionSet | TIPConfig | Mapping[str, Any] | None = None, *, tokenizer: Any = None, **settings: Any) -> dict[str, Any]:
     """The request's `custom_params`: validated, JSON-safe flat keys of the interventions.
 
     Args:
@@ -252,9 +250,7 @@ def custom_params(
     return params
 
 
-def generate_fields(
-    config: InterventionSet | TIPConfig | Mapping[str, Any] | None = None, *, tokenizer: Any = None, **settings: Any
-) -> dict[str, Any]:
+def generate_fields(config: InterventionSet | TIPConfig | Mapping[str, Any] | None = None, *, tokenizer: Any = None, **settings: Any) -> dict[str, Any]:
     """Fields to merge into a native `/generate` request (or `Engine.generate` keyword arguments).
 
     `custom_params` belongs inside `sampling_params`; merge with your own sampling parameters:
@@ -264,9 +260,7 @@ def generate_fields(
     return {"custom_logit_processor": processor_string(), "sampling_params": {"custom_params": custom_params(config, tokenizer=tokenizer, **settings)}}
 
 
-def openai_fields(
-    config: InterventionSet | TIPConfig | Mapping[str, Any] | None = None, *, tokenizer: Any = None, **settings: Any
-) -> dict[str, Any]:
+def openai_fields(config: InterventionSet | TIPConfig | Mapping[str, Any] | None = None, *, tokenizer: Any = None, **settings: Any) -> dict[str, Any]:
     """Top-level fields for `/v1/completions` and `/v1/chat/completions` (the OpenAI client's `extra_body`).
 
     Arguments as for `custom_params`.

@@ -42,9 +42,7 @@ def _all_boxed(text: str) -> list[str]:
     return out
 
 
-def extract_candidates(
-    text: str, kind: str = "math", sources: tuple[str, ...] = CANDIDATE_SOURCES
-) -> tuple[str, ...]:
+def extract_candidates(text: str, kind: str = "math", sources: tuple[str, ...] = CANDIDATE_SOURCES) -> tuple[str, ...]:
     """Candidate answers stated in `text` (one thought), without duplicates, in order of `sources`.
 
     - "boxed": the content of every `\\boxed{...}`;

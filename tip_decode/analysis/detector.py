@@ -165,12 +165,7 @@ class AbandonmentDetector(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         batch, length = input_ids.shape
         state = self._state
-        if (
-            state is None
-            or batch != state.capacity
-            or scores.shape[-1] != state.tables.width
-            or length != self._prompt.shape[1] + self._steps
-        ):
+        if state is None or batch != state.capacity or scores.shape[-1] != state.tables.width or length != self._prompt.shape[1] + self._steps:
             self._begin(input_ids, scores)
             state = self._state
         step = self._steps

@@ -189,7 +189,7 @@ class LLMJudge:
             try:
                 from openai import OpenAI
             except ImportError as err:  # pragma: no cover - openai is a dependency of the harness
-                raise ImportError('LLMJudge needs the openai client: pip install openai') from err
+                raise ImportError("LLMJudge needs the openai client: pip install openai") from err
             # Our retries (with parsing) replace the client's own, so that `calls` counts every request.
             client = OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout)
         self.client = client
@@ -233,9 +233,7 @@ class LLMJudge:
         draft = request.thought_text
         if len(draft) > self.max_draft_chars:
             draft = "..." + draft[-self.max_draft_chars :]
-        user = JUDGE_USER_TEMPLATE.format(
-            problem=(request.problem or "(not given)").strip(), reference=request.reference.strip(), draft=draft.strip()
-        )
+        user = JUDGE_USER_TEMPLATE.format(problem=(request.problem or "(not given)").strip(), reference=request.reference.strip(), draft=draft.strip())
         return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
     def request_body(self, request: JudgeRequest) -> dict[str, Any]:

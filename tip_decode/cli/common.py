@@ -220,7 +220,9 @@ def tip_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where the penalty acts.")(func)
     func = triggers_option(func)
     func = click.option("--beta", type=click.IntRange(min=0, max=MAX_BETA), default=600, show_default=True, help="Penalty duration in tokens.")(func)
-    func = click.option("--alpha", type=str, default="3.0", show_default=True, callback=_parse_alpha_option, help="Penalty strength (a number >= 0, or 'inf').")(func)
+    func = click.option(
+        "--alpha", type=str, default="3.0", show_default=True, callback=_parse_alpha_option, help="Penalty strength (a number >= 0, or 'inf')."
+    )(func)
     return func
 
 

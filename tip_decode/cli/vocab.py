@@ -63,10 +63,7 @@ def vocab(tokenizer: str, triggers: tuple[str, ...], force_triggers: bool, as_js
         return
     from tabulate import tabulate
 
-    table = [
-        [r["id"], repr(r["piece"]), repr(r["text"]), r["trigger"], r["kind"], " ".join(f"{w['id']}:{w['text']!r}" for w in r["waits_for"])]
-        for r in rows
-    ]
+    table = [[r["id"], repr(r["piece"]), repr(r["text"]), r["trigger"], r["kind"], " ".join(f"{w['id']}:{w['text']!r}" for w in r["waits_for"])] for r in rows]
     click.echo(tabulate(table, headers=["id", "piece", "text", "trigger", "kind", "waits for prefix"]))
     click.echo()
     if think.available:

@@ -50,11 +50,20 @@ _SPACE_MARKER = "\u0120"  # GPT-2's `Ġ`: the byte-level spelling of a space
 _METASPACE = "\u2581"  # SentencePiece's `▁`
 #: The split pattern shared by the byte-level families we know (Llama 3, Qwen2/2.5/3, the
 #: DeepSeek-R1 distills); used only to re-encode with a tokenizer whose loader dropped its own.
-_BYTE_LEVEL_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+_BYTE_LEVEL_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 #: What WordPiece's `cleanup` glues to the word before it.
-_WORDPIECE_CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+_WORDPIECE_CLEANUP = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
 
 
 @lru_cache(maxsize=1)

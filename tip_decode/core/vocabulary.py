@@ -383,10 +383,7 @@ def _build(view: TokenizerView, triggers: tuple[str, ...], think_markers: ThinkM
 
     missing = [t for t in triggers if t not in triggers_with_tokens]
     if missing:
-        raise ValueError(
-            f"trigger {missing[0]!r} yields no penalisable token for this tokenizer "
-            "(it encodes only to special tokens, or to nothing)"
-        )
+        raise ValueError(f"trigger {missing[0]!r} yields no penalisable token for this tokenizer (it encodes only to special tokens, or to nothing)")
     ids = tuple(sorted(hit_trigger))
     token_text = {i: texts.display(i) for i in ids}
     for m in multi.values():

@@ -56,10 +56,7 @@ def sample(
     torch.manual_seed(seed)
     for first in range(0, len(problems), batch_size):
         chunk = problems[first : first + batch_size]
-        texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p.prompt_text()}], tokenize=False, add_generation_prompt=True)
-            for p in chunk
-        ]
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p.prompt_text()}], tokenize=False, add_generation_prompt=True) for p in chunk]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         processors = []
         if tip is not None and tip.enabled:

@@ -75,10 +75,7 @@ def harness_problems(count: int) -> list[Any]:
     """`count` held-out step-search problems as harness `Problem` records (answers graded as numbers)."""
     from tip_decode.harness import Problem
 
-    return [
-        Problem(id=f"demo-{i}", question=p.prompt_text(), answer=str(p.answer), answer_kind="number")
-        for i, p in enumerate(make_problems(count))
-    ]
+    return [Problem(id=f"demo-{i}", question=p.prompt_text(), answer=str(p.answer), answer_kind="number") for i, p in enumerate(make_problems(count))]
 
 
 def demo_tip() -> TIPConfig:
@@ -244,12 +241,16 @@ def report(result: DemoResult, explanation: str | None = None) -> str:
     from tip_decode.harness import format_table
     from tip_decode.harness.report import format_configs
 
-    parts = [header(result), format_configs(result.summary), format_table(result.summary), walk_table(result), explanation if explanation is not None else explain(result)]
+    parts = [
+        header(result),
+        format_configs(result.summary),
+        format_table(result.summary),
+        walk_table(result),
+        explanation if explanation is not None else explain(result),
+    ]
     if result.grid is not None:
         best = result.grid.get("best")
-        parts.append(
-            f"Best cell: {best['config']} ({result.grid['best_reason']})." if best else f"No best cell: {result.grid['best_reason']}."
-        )
+        parts.append(f"Best cell: {best['config']} ({result.grid['best_reason']})." if best else f"No best cell: {result.grid['best_reason']}.")
     return "\n\n".join(parts)
 
 
@@ -279,7 +280,14 @@ def walk_table(result: DemoResult) -> str:
                 str(m.get("unjudged_thoughts", "n/a")),
             ]
         )
-    headers = ["config", "answered", "thoughts/resp", "on-track thoughts abandoned", "wrong answers with a correct thought", "thoughts the judge could not judge"]
+    headers = [
+        "config",
+        "answered",
+        "thoughts/resp",
+        "on-track thoughts abandoned",
+        "wrong answers with a correct thought",
+        "thoughts the judge could not judge",
+    ]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 

@@ -60,8 +60,7 @@ class TaskSettings:
             raise ValueError(f"`candidates` has to be an integer in 2..6, but is {self.candidates!r}")
         if not 1 <= self.min_steps <= self.max_steps < MODULUS:
             raise ValueError(
-                f"`min_steps` and `max_steps` have to satisfy 1 <= min_steps <= max_steps < {MODULUS}, "
-                f"but are {self.min_steps!r} and {self.max_steps!r}"
+                f"`min_steps` and `max_steps` have to satisfy 1 <= min_steps <= max_steps < {MODULUS}, but are {self.min_steps!r} and {self.max_steps!r}"
             )
         if not 0.0 <= self.hazard < 1.0:
             raise ValueError(f"`hazard` has to be in [0, 1), but is {self.hazard!r}")
@@ -155,9 +154,7 @@ def make_problem(rng: random.Random, settings: TaskSettings = TaskSettings(), sp
 TEST_SEED = 2026
 
 
-def make_problems(
-    count: int, seed: int = TEST_SEED, settings: TaskSettings = TaskSettings(), split: str = "test"
-) -> list[Problem]:
+def make_problems(count: int, seed: int = TEST_SEED, settings: TaskSettings = TaskSettings(), split: str = "test") -> list[Problem]:
     """`count` problems of `split` drawn with a private generator seeded by `seed` (reproducible)."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"`count` has to be a non-negative integer, but is {count!r}")

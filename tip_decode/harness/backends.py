@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,16 @@ def load_hf_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
     source = resolve_source(name, "tokenizer")
+    if source.endswith(".gguf"):  # a llama.cpp model file: its own vocabulary
+        from tip_decode.adapters.gguf import GGUFError
+        from tip_decode.harness.local_backends import gguf_hf_tokenizer
+
+        if not os.path.isfile(source):
+            raise InputError(f"no such file: {name!r} (the GGUF file does not exist)")
+        try:
+            return gguf_hf_tokenizer(source)
+        except GGUFError as err:
+            raise InputError(str(err)) from None
     check_hub_source(source, "tokenizer")  # seconds, not a minute of retries, without a network
     try:
         return AutoTokenizer.from_pretrained(source)
@@ -175,9 +186,7 @@ def _row_sampler_class() -> type:
                 drop = drop_sorted.scatter(-1, order, drop_sorted)
                 scores = scores.masked_fill(drop, -math.inf)
             # One uniform draw per row from that row's generator keeps rows independent of batching.
-            uniform = torch.stack(
-                [torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators]
-            ).clamp_(min=1e-20, max=1.0 - 1e-7)
+            uniform = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators]).clamp_(min=1e-20, max=1.0 - 1e-7)
             gumbel = -torch.log(-torch.log(uniform))
             choice = (scores + gumbel).argmax(dim=-1)
             out = torch.full_like(scores, -math.inf)

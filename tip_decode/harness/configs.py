@@ -106,9 +106,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
-            raise ValueError(
-                f"`name` has to be letters, digits and _ . + - (it names a file), but is {self.name!r}"
-            )
+            raise ValueError(f"`name` has to be letters, digits and _ . + - (it names a file), but is {self.name!r}")
         InterventionSet = _intervention_set()
         value: Any = self.interventions
         if value is None:
@@ -297,7 +295,9 @@ def _resolve_key(spec: str, key: str, kinds: Sequence[str]) -> tuple[str, str]:
         if prefix not in KIND_NAMES:
             raise ValueError(f"configuration {spec!r}: {key}: {prefix!r} is not an intervention (known: {', '.join(KIND_NAMES)})")
         if prefix not in kinds:
-            raise ValueError(f"configuration {spec!r} sets {key}, but {prefix} is not one of its interventions ({combination}); add it: {combination}+{prefix}:...")
+            raise ValueError(
+                f"configuration {spec!r} sets {key}, but {prefix} is not one of its interventions ({combination}); add it: {combination}+{prefix}:..."
+            )
         if param not in _parameters(prefix):
             raise ValueError(f"configuration {spec!r}: {prefix} has no setting {param!r} (its settings: {', '.join(_parameters(prefix))})")
         return prefix, param
@@ -305,7 +305,9 @@ def _resolve_key(spec: str, key: str, kinds: Sequence[str]) -> tuple[str, str]:
         # The flat key of core/interventions and server requests: budget_max, tip_alpha, nowait_keywords.
         if key.startswith(kind + "_") and key[len(kind) + 1 :] in _parameters(kind):
             if kind not in kinds:
-                raise ValueError(f"configuration {spec!r} sets {key}, but {kind} is not one of its interventions ({combination}); add it: {combination}+{kind}:...")
+                raise ValueError(
+                    f"configuration {spec!r} sets {key}, but {kind} is not one of its interventions ({combination}); add it: {combination}+{kind}:..."
+                )
             return kind, key[len(kind) + 1 :]
     owners = [kind for kind in kinds if key in _parameters(kind)]
     if len(owners) > 1:
@@ -368,7 +370,9 @@ def parse_interventions(
                 raise ValueError(budget_needs)
             off = [f"{k}={v}" for k, v in (settings or {}).items() if _resolve_key(spec, k, kinds)[0] == kind]
             verb = "turns" if len(off) == 1 else "turn"
-            raise ValueError(f"configuration {spec!r}: {', '.join(off) or 'its settings'} {verb} {kind} off; leave {kind} out (standard decoding is `baseline`)")
+            raise ValueError(
+                f"configuration {spec!r}: {', '.join(off) or 'its settings'} {verb} {kind} off; leave {kind} out (standard decoding is `baseline`)"
+            )
     return result
 
 
@@ -443,7 +447,9 @@ def _flat_spec(spec: str, text: str, defaults: InterventionSet | None) -> RunCon
     for key, value in settings.items():
         kind = _flat_kind(key)
         if kind is None:
-            raise ValueError(f"configuration {spec!r}: {key} is not a flat intervention key (e.g. tip_alpha, nowait_keywords, cyclic_period, budget_max, gated_threshold)")
+            raise ValueError(
+                f"configuration {spec!r}: {key} is not a flat intervention key (e.g. tip_alpha, nowait_keywords, cyclic_period, budget_max, gated_threshold)"
+            )
         if kind not in kinds:
             kinds.append(kind)
         if key == kind:  # the bare switch (`nowait=1`)

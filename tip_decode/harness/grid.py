@@ -52,10 +52,25 @@ def grid_summary(summary: dict[str, Any], alphas: Sequence[float], betas: Sequen
     base = metrics.get(baseline_name, {}) if baseline_name else {}
     size = next(iter(metrics.values()), {})
     n_label = f"n = {size.get('n_problems')} problems × {size.get('samples')} sample{'s' if size.get('samples') != 1 else ''}"
-    plot_heatmap(pass1, alpha_labels, list(betas), f"Pass@1 per cell\n{n_label}", out / "heatmap_pass1.png",
-                 baseline=base.get("pass@1", {}).get("mean"), colourbar_label="Pass@1")
-    plot_heatmap(switches, alpha_labels, list(betas), f"Switches per response per cell\n{n_label}", out / "heatmap_switches.png",
-                 fmt=".2f", baseline=base.get("switches_per_response"), colourbar_label="switches per response")
+    plot_heatmap(
+        pass1,
+        alpha_labels,
+        list(betas),
+        f"Pass@1 per cell\n{n_label}",
+        out / "heatmap_pass1.png",
+        baseline=base.get("pass@1", {}).get("mean"),
+        colourbar_label="Pass@1",
+    )
+    plot_heatmap(
+        switches,
+        alpha_labels,
+        list(betas),
+        f"Switches per response per cell\n{n_label}",
+        out / "heatmap_switches.png",
+        fmt=".2f",
+        baseline=base.get("switches_per_response"),
+        colourbar_label="switches per response",
+    )
     cells = {name: (a, b) for row, a in zip(names, alphas) for name, b in zip(row, betas) if name != "baseline"}
     best_name, reason = best_cell(summary, list(cells))
     order = list(cells)
@@ -127,7 +142,10 @@ def best_cell(summary: dict[str, Any], cells: Sequence[str]) -> tuple[str | None
             f"{leader} has the highest Pass@1 ({_fmt(top)}), but its paired 95% interval against the baseline "
             f"[{ci[0]:+.3f}, {ci[1]:+.3f}] includes zero: {tail}"
         )
-    return leader, f"{leader} has the highest Pass@1 ({_fmt(top)}) and its paired 95% interval against the baseline [{ci[0]:+.3f}, {ci[1]:+.3f}] lies above zero (picked on these same problems, so the gain is optimistic)"
+    return (
+        leader,
+        f"{leader} has the highest Pass@1 ({_fmt(top)}) and its paired 95% interval against the baseline [{ci[0]:+.3f}, {ci[1]:+.3f}] lies above zero (picked on these same problems, so the gain is optimistic)",
+    )
 
 
 def _lower(summary: dict[str, Any], name: str) -> float:

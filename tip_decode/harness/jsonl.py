@@ -91,9 +91,7 @@ def iter_jsonl(path: str | Path, *, torn_tail: bool = False, limit: int | None =
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as err:
-                raise JSONLError(
-                    f"{path} line {number}: not valid JSON ({err.msg} at column {err.colno}); expected one JSON object per line"
-                ) from None
+                raise JSONLError(f"{path} line {number}: not valid JSON ({err.msg} at column {err.colno}); expected one JSON object per line") from None
             if not isinstance(value, dict):
                 raise JSONLError(f"{path} line {number}: expected a JSON object, got {_json_kind(value)}")
             yield number, value

@@ -27,13 +27,7 @@ class InputError(ValueError):
 
 def looks_like_path(name: str) -> bool:
     """True when `name` can only be a local path (it cannot be a Hub repository id)."""
-    return (
-        name.startswith(("/", "./", "../", "~", "."))
-        or "\\" in name
-        or name.endswith("/")
-        or os.path.isabs(name)
-        or not _REPO_ID.fullmatch(name)
-    )
+    return name.startswith(("/", "./", "../", "~", ".")) or "\\" in name or name.endswith("/") or os.path.isabs(name) or not _REPO_ID.fullmatch(name)
 
 
 def resolve_source(name: str, what: str = "model") -> str:

@@ -13,9 +13,7 @@ from tip_decode.harness.problems import Problem
 #: The user-message template: the instruction DeepSeek-R1 and Qwen reasoning models are evaluated with.
 DEFAULT_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 #: For multiple choice, the options follow the question and the answer is a letter.
-DEFAULT_CHOICE_TEMPLATE = (
-    "{question}\n\n{choices}\n\nPlease reason step by step, and put the letter of your final answer within \\boxed{{}}."
-)
+DEFAULT_CHOICE_TEMPLATE = "{question}\n\n{choices}\n\nPlease reason step by step, and put the letter of your final answer within \\boxed{{}}."
 
 PromptBuilder = Callable[[Problem], str]
 
@@ -32,7 +30,9 @@ def check_template(template: str) -> None:
         raise InputError(f"--template {template!r} is not a format string ({err}); write literal braces as {{{{ and }}}}") from None
     unknown = sorted(f for f in fields if f not in ("question", "choices"))
     if unknown:
-        raise InputError(f"--template {template!r} uses {', '.join('{' + f + '}' for f in unknown)}; only {{question}} and {{choices}} exist (write literal braces as {{{{ and }}}})")
+        raise InputError(
+            f"--template {template!r} uses {', '.join('{' + f + '}' for f in unknown)}; only {{question}} and {{choices}} exist (write literal braces as {{{{ and }}}})"
+        )
     if "question" not in fields:
         raise InputError(f"--template {template!r} has no {{question}}: every prompt would be the same text without the problem")
 
@@ -46,8 +46,7 @@ def user_message(problem: Problem, template: str | None = None) -> str:
         return template.format(question=problem.question, choices=choices)
     except (KeyError, IndexError, ValueError) as err:
         raise ValueError(
-            f"`template` has to be a format string using only {{question}} and {{choices}} (write literal braces "
-            f"as {{{{ }}}}), but {template!r} fails: {err!r}"
+            f"`template` has to be a format string using only {{question}} and {{choices}} (write literal braces as {{{{ }}}}), but {template!r} fails: {err!r}"
         ) from None
 
 

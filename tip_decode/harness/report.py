@@ -87,7 +87,15 @@ def summary_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
     if top_k:
         headers.append(f"Pass@{top_k}")
     headers += ["tokens [95% CI]"] + (["thinking [95% CI]"] if thinking else [])
-    headers += ["truncated", "switches/resp [95% CI]", "tokens between switches [95% CI]", "UT", "weighted UT", "on-track abandoned", "ΔPass@1 vs baseline [95% CI]"]
+    headers += [
+        "truncated",
+        "switches/resp [95% CI]",
+        "tokens between switches [95% CI]",
+        "UT",
+        "weighted UT",
+        "on-track abandoned",
+        "ΔPass@1 vs baseline [95% CI]",
+    ]
     rows = []
     baseline = summary.get("baseline")
     for name, m in summary["configs"].items():
@@ -186,7 +194,9 @@ def _unknowns(summary: Mapping[str, Any]) -> list[str]:
     for name, m in summary["configs"].items():
         notes = []
         if m.get("unjudged_thoughts"):
-            notes.append(f"{_plural(m['unjudged_thoughts'], 'thought')} could not be judged ({m.get('abandoned_unjudged') or 0} of them abandoned by a switch: on-track unknown)")
+            notes.append(
+                f"{_plural(m['unjudged_thoughts'], 'thought')} could not be judged ({m.get('abandoned_unjudged') or 0} of them abandoned by a switch: on-track unknown)"
+            )
         if m.get("ut_unknown"):
             notes.append(f"UT is unknown for {_plural(m['ut_unknown'], 'incorrect response')} (left out of UT and weighted UT)")
         if m.get("truncated") is None and m.get("n"):
@@ -208,9 +218,7 @@ def write_summary_md(summary: Mapping[str, Any], path: str | Path) -> None:
     configs = summary["configs"]
     first = next(iter(configs.values()), {})
     lines = [f"# tip-decode compare: {run.get('dataset') or 'results'}", ""]
-    lines.append(
-        f"- model: `{run.get('model')}` (backend {run.get('backend')} {run.get('backend_version') or ''})".rstrip()
-    )
+    lines.append(f"- model: `{run.get('model')}` (backend {run.get('backend')} {run.get('backend_version') or ''})".rstrip())
     lines.append(f"- problems: {first.get('n_problems', NA)}, samples per problem: {run.get('samples', first.get('samples', NA))}")
     lines.append(
         f"- sampling: temperature {run.get('temperature')}, top_p {run.get('top_p')}, at most {run.get('max_new_tokens')} new tokens, seed {run.get('seed')}"
@@ -272,7 +280,17 @@ def _size_label(summary: Mapping[str, Any]) -> str:
     return "n = " + ", ".join(f"{name}: {m.get('n')}" for name, m in summary["configs"].items())
 
 
-def _bar_plot(names: list[str], means: list[float], intervals: list[list[float]], colours: dict[str, Any], baseline: str | None, ylabel: str, title: str, path: Path, ylim: tuple[float, float] | None = None) -> Path:
+def _bar_plot(
+    names: list[str],
+    means: list[float],
+    intervals: list[list[float]],
+    colours: dict[str, Any],
+    baseline: str | None,
+    ylabel: str,
+    title: str,
+    path: Path,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(5.0, 0.75 * len(names) + 2.5), 4.2))
     lows = [m - ci[0] if _known(ci[0]) and _known(m) else 0.0 for m, ci in zip(means, intervals)]
@@ -307,7 +325,9 @@ def plot_comparison(summary: Mapping[str, Any], records_by_config: Mapping[str, 
 
     means = [summary["configs"][n]["pass@1"]["mean"] for n in names]
     intervals = [summary["configs"][n]["pass@1"]["ci95"] or [None, None] for n in names]
-    written.append(_bar_plot(names, means, intervals, colours, baseline, "Pass@1 (95% CI)", f"Pass@1 per configuration\n{size}", out / "accuracy.png", ylim=(0, 1)))
+    written.append(
+        _bar_plot(names, means, intervals, colours, baseline, "Pass@1 (95% CI)", f"Pass@1 per configuration\n{size}", out / "accuracy.png", ylim=(0, 1))
+    )
 
     switch_means, switch_intervals = [], []
     for name in names:
@@ -315,7 +335,18 @@ def plot_comparison(summary: Mapping[str, Any], records_by_config: Mapping[str, 
         mean, ci = mean_interval(counts)
         switch_means.append(mean)
         switch_intervals.append(ci)
-    written.append(_bar_plot(names, switch_means, switch_intervals, colours, baseline, "switches per response (95% CI)", f"Thought switches per response\n{size}", out / "switches.png"))
+    written.append(
+        _bar_plot(
+            names,
+            switch_means,
+            switch_intervals,
+            colours,
+            baseline,
+            "switches per response (95% CI)",
+            f"Thought switches per response\n{size}",
+            out / "switches.png",
+        )
+    )
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     lengths_by_config = {}
@@ -334,8 +365,14 @@ def plot_comparison(summary: Mapping[str, Any], records_by_config: Mapping[str, 
             lengths = lengths_by_config[name]
             if lengths:
                 # Outlines, not filled bars: many configurations stay readable on top of each other.
-                ax.hist(lengths, bins=bins, histtype="step", linewidth=2.4 if name == baseline else 1.5,
-                        color=colours[name], label=f"{name} ({len(lengths)} thoughts)")
+                ax.hist(
+                    lengths,
+                    bins=bins,
+                    histtype="step",
+                    linewidth=2.4 if name == baseline else 1.5,
+                    color=colours[name],
+                    label=f"{name} ({len(lengths)} thoughts)",
+                )
     ax.set_xlabel("thought length (tokens between switches)")
     ax.set_ylabel("thoughts")
     ax.set_title(f"Thought lengths\n{size}", fontsize=10)

@@ -261,7 +261,9 @@ def _run_locked(
             text, ids, _ = prompts[problem.id]
             for sample in range(samples):
                 if (problem.id, sample) not in done:
-                    requests.append(GenerationRequest((problem.id, sample, config.name), text, ids, sample_seed(seed, problem.id, sample), config.interventions))
+                    requests.append(
+                        GenerationRequest((problem.id, sample, config.name), text, ids, sample_seed(seed, problem.id, sample), config.interventions)
+                    )
     versions = {"tip_decode": __version__, "model": backend.model, "backend": backend.name, "backend_version": backend.version}
     settings = {c.name: c.to_dict() for c in configs}
     total = len(problems) * samples * len(configs)
@@ -382,7 +384,7 @@ def checked_records(path: Path) -> list[dict[str, Any]]:
 
 
 def judge_name(judge: Any) -> str | None:
-    """"module:qualname" of a judge that can be rebuilt with no arguments, else None."""
+    """ "module:qualname" of a judge that can be rebuilt with no arguments, else None."""
     if judge is None:
         return None
     cls = type(judge)

@@ -64,9 +64,7 @@ class SwitchAutomaton:
         return state
 
 
-def build_automaton(
-    hits: Sequence[int], patterns: Sequence[MultiTokenTrigger], ids: Sequence[int], ends_word: np.ndarray, width: int
-) -> SwitchAutomaton:
+def build_automaton(hits: Sequence[int], patterns: Sequence[MultiTokenTrigger], ids: Sequence[int], ends_word: np.ndarray, width: int) -> SwitchAutomaton:
     """The automaton of single-token `hits` and multi-token `patterns` for logits of `width`.
 
     `ids` are the penalised columns (hits and completions, sorted); `ends_word[token]` (bool, for

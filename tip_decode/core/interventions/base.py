@@ -73,9 +73,7 @@ def parse_switch(value: Any, key: str) -> bool:
 
 def parse_number(value: Any, key: str, *, minimum: float | None = None, positive: bool = False) -> float:
     """A finite float (strings such as "2.5" accepted); `minimum` / `positive` bound it."""
-    requirement = "has to be a positive number" if positive else (
-        f"has to be a number >= {minimum:g}" if minimum is not None else "has to be a finite number"
-    )
+    requirement = "has to be a positive number" if positive else (f"has to be a number >= {minimum:g}" if minimum is not None else "has to be a finite number")
     if isinstance(value, bool):
         raise bad_value(key, value, requirement)
     if isinstance(value, str):
@@ -149,7 +147,7 @@ def parse_words(value: Any, key: str, presets: Mapping[str, tuple[str, ...]] | N
 
 
 def resolve_scope(scope: str, markers: ThinkMarkers, key: str) -> str:
-    """"auto" -> "think" when the plan has think markers, else "all"; "think" without markers is an error."""
+    """ "auto" -> "think" when the plan has think markers, else "all"; "think" without markers is an error."""
     if scope == "auto":
         return "think" if markers.available else "all"
     if scope == "think" and not markers.available:
@@ -206,9 +204,7 @@ class TokenizerInfo:
 # ----- the tensor rule for prompts -----
 
 
-def think_prompt_state(
-    ids: torch.Tensor, start: int, end: int, lengths: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def think_prompt_state(ids: torch.Tensor, start: int, end: int, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of prompt ids: does the prompt end inside an open think block, and how many prompt
     tokens follow the opening marker.
 

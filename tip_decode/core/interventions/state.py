@@ -19,6 +19,7 @@ copying, starting or snapshotting rows is one operation on it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -340,6 +341,32 @@ class InterventionState:
         if step.out_floats is not None:
             all_floats[state_rows] = step.out_floats
         return logits
+
+    def contribution(self, full: Any = None, rows: Rows = None) -> tuple[Any, Any]:
+        """What `apply` would write for `rows` (default: all), for adapters whose engine writes the
+        logits itself (MLX arrays): `(bias, forced)` over the plan's columns (`tables.columns`).
+
+        `bias` is float32 `(rows, columns)` or None (nothing added), `forced` the index into the
+        plan's columns of each row's forced token (-1: none) or None; numpy arrays in the host
+        engine, tensors otherwise. `full` returns the whole logits rows as a float32 tensor, for the
+        rules that read them (`reads_logits`). Apply-time decisions are recorded as `apply` does.
+        """
+        if rows is None:
+            rows = slice(0, self.capacity)
+
+        def whole() -> torch.Tensor:
+            if full is None:
+                raise ValueError("this plan reads the logits rows (gated, budget): pass `full`")
+            return full()
+
+        all_ints, all_floats = self._arrays()
+        state_rows = self._index(rows)
+        step = self.tables.contribute(all_ints[state_rows], all_floats[state_rows], whole)
+        if step.out_ints is not None:
+            all_ints[state_rows] = step.out_ints
+        if step.out_floats is not None:
+            all_floats[state_rows] = step.out_floats
+        return step.bias, step.forced
 
 
 def _from_host(array: np.ndarray, device: torch.device) -> torch.Tensor:
