@@ -9,6 +9,7 @@ cannot resolve (see bench_vllm.py).
     python benchmarks/bench_interventions.py                          # every configuration, this tree
     python benchmarks/bench_interventions.py --compare-with 2566798   # TIP-only: this tree vs that commit
     python benchmarks/bench_interventions.py --compare-with 2566798 --hf --rows 1   # the HF processor
+    python benchmarks/bench_interventions.py --compare-with 2566798 --all           # every configuration
 
 `--compare-with` exports the commit with `git archive` and runs the TIP-only measurement in fresh
 subprocesses, alternating old and new, so that both see the same machine load.
@@ -144,12 +145,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compare-with", metavar="GITREF", help="measure TIP-only here and at GITREF, alternating")
     parser.add_argument("--hf", action="store_true", help="with --compare-with: the Hugging Face TIP processor per call (--rows is the batch)")
+    parser.add_argument("--all", action="store_true", help="with --compare-with: every configuration, not TIP only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
     tip = CONFIGURATIONS["TIP (reflection preset)"]
+    if args.compare_with and args.all:
+        compare_configurations(args.compare_with, lambda tree, extra: run_child(tree, extra, args), args.rounds,
+                               f"Processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}")
+        return
     if args.compare_with:
         what = f"Hugging Face TIP processor per call, batch {args.rows}, 1k history" if args.hf else f"TIP-only vLLM processor, {args.rows} rows"
         compare_trees(args.compare_with, lambda tree: run_child(tree, tip, args), args.rounds, f"{what}, {args.steps} steps, one thread", "step")
@@ -165,9 +171,7 @@ def main() -> None:
 def compare_trees(ref: str, measure: Callable[[Path], float], rounds: int, what: str, unit: str) -> None:
     """`measure` on the tree of `ref` (exported with git archive) and on this one, alternating which
     goes first, `rounds` times; prints both and the ratio new / old."""
-    old = Path(tempfile.mkdtemp(prefix="tip-bench-old-"))
-    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    old = export_tree(ref)
     pairs = []
     for r in range(rounds):
         pair = {}
@@ -184,6 +188,36 @@ def compare_trees(ref: str, measure: Callable[[Path], float], rounds: int, what:
         label = ref if name == "old" else "this tree"
         print(f"| {label} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |")
     print(f"\nmedian ratio new / old {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+    print(json.dumps({"rounds": pairs}))
+
+
+def export_tree(ref: str) -> Path:
+    """The tree of `ref`, exported with git archive into a temporary folder."""
+    old = Path(tempfile.mkdtemp(prefix="tip-bench-old-"))
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return old
+
+
+def compare_configurations(ref: str, measure: Callable[[Path, dict], float], rounds: int, what: str) -> None:
+    """Every configuration on the tree of `ref` and on this one, alternating which goes first, `rounds`
+    times; prints the medians and the median ratio new / old per configuration."""
+    old = export_tree(ref)
+    pairs: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGURATIONS}
+    for r in range(rounds):
+        for name, extra in CONFIGURATIONS.items():
+            pair = {}
+            for side, tree in (("old", old), ("new", ROOT)) if r % 2 == 0 else (("new", ROOT), ("old", old)):
+                pair[side] = measure(tree, extra)
+            pairs[name].append(pair)
+            print(f"round {r + 1} {name}: old {pair['old']:.3f} ms, new {pair['new']:.3f} ms", file=sys.stderr, flush=True)
+    print(f"\n{what}; {ref} vs this tree, {rounds} rounds alternating, median of each\n")
+    print(f"| configuration | {ref} ms per step | this tree ms per step | ratio new / old (range) |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, values in pairs.items():
+        ratios = [p["new"] / p["old"] for p in values]
+        old_ms, new_ms = statistics.median(p["old"] for p in values), statistics.median(p["new"] for p in values)
+        print(f"| {name} | {old_ms:.3f} | {new_ms:.3f} | {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
     print(json.dumps({"rounds": pairs}))
 
 

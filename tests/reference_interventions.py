@@ -4,9 +4,11 @@ Everything is recomputed from the whole history at every step, one row at a time
 straight from the words of the docs (TIP itself comes from tests/reference.py). The library's
 batched tensor state is checked against this on every shared tokenizer and through vLLM.
 
-TIP's and gated TIP's switch vocabulary (hits, multi-token patterns, word ends) comes from the
-independent oracle (tests/vocab_oracle.py, built from the tokenizer's own tokenizer.json), never from
-`SwitchVocabulary`, so that these tests do not check the library against itself.
+Everything about the vocabulary comes from the independent oracle (tests/vocab_oracle.py, built
+from the tokenizer's own tokenizer.json), never from the library: TIP's and gated TIP's switch
+vocabulary (hits, multi-token patterns, word ends), the token texts NoWait matches, the special ids
+and think markers no rule touches, the entries CyclicReflex biases and the ids of a budget's forced
+word (encoded by tokenizer.json itself), so that these tests do not check the library against itself.
 
 A row is described by its prompt facts (does the prompt end inside an open think block, how many
 thinking tokens it already holds), its generated tokens and, because `gated` and `budget` look at
@@ -24,7 +26,6 @@ import reference
 import torch
 from vocab_oracle import Rules, oracle_for
 
-from tip_decode.core.interventions import TokenizerInfo
 from tip_decode.core.vocabulary import ThinkMarkers
 
 FORCED = 1e9
@@ -64,11 +65,14 @@ class Reference:
         tokenizer.json); `markers`: think markers given from elsewhere (vLLM's reasoning parser)."""
         self.tokenizer = tokenizer
         self.gate_margin = gate_margin  # a gate this close to its threshold is not called
-        self.info = TokenizerInfo.from_tokenizer(tokenizer, markers)
-        self.markers = self.info.markers
         self.oracle = oracle_for(raw if raw is not None else raw_tokenizer(tokenizer))
-        # Switch scope markers: the given ones, else the oracle's own reading of the vocabulary.
-        self.switch_markers = (markers.start_id, markers.end_id) if markers is not None else (self.oracle.think_start, self.oracle.think_end)
+        # Think markers: the given ones, else the oracle's own reading of the vocabulary.
+        self.markers = markers if markers is not None else ThinkMarkers(self.oracle.think_start, self.oracle.think_end)
+        self.switch_markers = (self.markers.start_id, self.markers.end_id)
+        #: Special tokens and the think markers: no keyword rule ever touches them.
+        self.excluded = frozenset(self.oracle.special | {i for i in self.switch_markers if i is not None})
+        eos = getattr(tokenizer, "eos_token_id", None)
+        self.eos_ids = [int(i) for i in (eos if isinstance(eos, (list, tuple)) else [eos]) if i is not None]
 
     # ----- reasoning -----
 
@@ -98,11 +102,9 @@ class Reference:
     @lru_cache(maxsize=8)  # noqa: B019 (one reference object per test session; its cache lives as long anyway)
     def nowait_ids(self, keywords: tuple[str, ...]) -> frozenset[int]:
         """Tokens whose text holds a keyword (any case) with no letter right before or after it."""
-        texts = self.info.token_texts()
-        excluded = self.info.excluded_ids()
         out = set()
-        for token_id, text in enumerate(texts):
-            if token_id in excluded:
+        for token_id, (text, _, _) in enumerate(self.oracle.texts):
+            if token_id in self.excluded:
                 continue
             lowered = text.lower()
             for keyword in keywords:
@@ -126,9 +128,8 @@ class Reference:
 
     @lru_cache(maxsize=8)  # noqa: B019 (one reference object per test session; its cache lives as long anyway)
     def cyclic_ids(self, words: tuple[str, ...]) -> list[int]:
-        vocab = self.tokenizer.get_vocab()
-        excluded = self.info.excluded_ids()
-        return sorted({vocab[w] for w in words if w in vocab and vocab[w] not in excluded})
+        vocab = self.oracle.raw.get_vocab(with_added_tokens=True)
+        return sorted({vocab[w] for w in words if w in vocab and vocab[w] not in self.excluded})
 
     def cyclic(self, config, row: Row, t: int) -> dict[int, float]:
         """The authors' `cyclical_processor`, with t = tokens generated so far."""
@@ -190,8 +191,8 @@ class Reference:
     def budget(self, config, row: Row, t: int) -> tuple[dict[int, float], int | None]:
         """(bias, forced id) at step t, replaying the word-forcing decisions of every earlier step."""
         end_id = self.markers.end_id
-        eos = [i for i in self.info.eos_ids if i != end_id]
-        word = self.tokenizer.encode(config.word, add_special_tokens=False) if config.word else []
+        eos = [i for i in self.eos_ids if i != end_id]
+        word = self.oracle.raw.encode(config.word, add_special_tokens=False).ids if config.word else []
         progress = 0
         for s in range(t + 1):
             if s in row.restarts:

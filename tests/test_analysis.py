@@ -7,10 +7,9 @@ import random
 
 import pytest
 import torch
-from tip_only_state import PenaltyState, PenaltyTables
 from tokenizers import Tokenizer
 
-from tip_decode import SwitchVocabulary
+from tip_decode import SwitchVocabulary, TIPConfig
 from tip_decode.analysis import (
     AnswerMatchJudge,
     aggregate,
@@ -18,6 +17,7 @@ from tip_decode.analysis import (
     extract_candidates,
     underthinking,
 )
+from tip_decode.core.interventions import InterventionSet, InterventionState, tip_only_plan
 from tip_decode.core.vocabulary import TokenizerView
 
 TOKENIZERS = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "llama-3.1", "mistral-7b-v0.1")
@@ -242,9 +242,9 @@ def test_positions_equal_penalty_state_psi(raw_tokenizers, name, scope):
         ids = random_trace(vocab, rng, 300)
         prompt_open = trial % 2 == 1
         analysis = analyze_response(ids, vocabulary=vocab, scope=scope, prompt_open=prompt_open)
-        tables = PenaltyTables(vocab, scope, vocab.vocab_size, "cpu")
-        state = PenaltyState(tables, 1)
-        state.start_rows(torch.tensor([0]), torch.tensor([1.0]), torch.tensor([10**9]), torch.tensor([prompt_open]))
+        state = InterventionState(tip_only_plan(vocab, scope).tables(vocab.vocab_size, "cpu"), 1)
+        settings = InterventionSet(tip=TIPConfig(alpha=1.0, beta=10**9, triggers=vocab.triggers, scope=scope))
+        state.start_rows([0], [settings], [prompt_open], [0])
         for t, token in enumerate(ids):
             state.update(torch.tensor([token]))
             # psi after g[:t+1]: the latest switch recognised by t, else the reasoning start once
@@ -256,7 +256,7 @@ def test_positions_equal_penalty_state_psi(raw_tokenizers, name, scope):
             for switch in analysis.switches:
                 if switch.recognised_at <= t:
                     expected = switch.position
-            assert int(state.psi[0]) == expected, (name, scope, trial, t)
+            assert int(state.column("tip.psi")[0]) == expected, (name, scope, trial, t)
         assert [t.start for t in analysis.thoughts[1:]] == analysis.switch_positions
         found += len(analysis.switches)
     # Every tokenizer and scope really segments (half the trials start inside an open think block).

@@ -188,12 +188,22 @@ def test_serve_interventions_are_checked_before_the_server_starts(tokenizers_dir
 def test_serve_passes_the_interventions_as_the_processor_reads_them():
     from tip_decode.cli.serve import server_env
     from tip_decode.core.config import TIPConfig
-    from tip_decode.core.server_defaults import ENV_INTERVENTIONS, server_settings
+    from tip_decode.core.server_defaults import ENV_BETA, ENV_INTERVENTIONS, server_settings
 
     interventions = parse_fixed("nowait+budget:max=4000,keywords=wait+hmm")
-    env = server_env(TIPConfig(alpha=3, beta=600), "tok", base={ENV_INTERVENTIONS: '{"cyclic_amplitude": 9}'}, interventions=interventions)
-    assert json.loads(env[ENV_INTERVENTIONS]) == interventions.to_mapping()
+    inherited = {ENV_INTERVENTIONS: '{"cyclic_amplitude": 9}', ENV_BETA: "7"}
+    env = server_env(TIPConfig(alpha=3, beta=600), "tok", base=inherited, interventions=interventions)
+    # One variable holds the whole default, every intervention explicit (those off as off).
+    assert json.loads(env[ENV_INTERVENTIONS]) == {
+        "tip_alpha": 3.0, "tip_beta": 600, "tip_triggers": ["alternatively"], "tip_scope": "auto",
+        "nowait": 1, "nowait_keywords": ["wait", "hmm"], "nowait_scope": "auto",
+        "cyclic": 0, "gated": 0,
+        "budget_min": 0, "budget_max": 4000, "budget_word": "",
+    }  # fmt: skip
+    assert ENV_BETA not in env and env["TIP_DECODE_TOKENIZER"] == "tok"  # inherited defaults are dropped
     settings = server_settings(env)  # what the vLLM processor's server default will be
     assert settings.nowait.keywords == ("wait", "hmm") and settings.budget.max == 4000
     assert settings.tip.alpha == 3.0 and settings.cyclic is None  # an inherited variable is not kept
-    assert ENV_INTERVENTIONS not in server_env(TIPConfig(), "tok", base={ENV_INTERVENTIONS: "{}"})
+    off = server_env(TIPConfig(alpha=0), "tok", base={ENV_INTERVENTIONS: '{"nowait": 1}'})
+    assert json.loads(off[ENV_INTERVENTIONS]) == {"tip_alpha": 0, "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0}
+    assert not server_settings(off)

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import load_hf_tokenizer
 
 from tip_decode import TRIGGER_PRESETS, TIPConfig
 from tip_decode.core.config import MAPPING_KEYS
@@ -169,3 +170,54 @@ def test_only_an_explicit_infinity_bans(text):
 def test_alpha_int_beyond_float_range_is_a_value_error():
     with pytest.raises(ValueError, match="`alpha` has to be a non-negative number below 1.8e308"):
         TIPConfig(alpha=10**400)
+
+
+# ----- one number parser family: every flat key takes numpy numbers as it takes Python's -----
+
+#: Flat keys of every intervention with a numeric value, and one valid number for each.
+NUMERIC_KEYS = {
+    "tip_alpha": 2.5, "tip_beta": 5,
+    "cyclic_amplitude": 2.5, "cyclic_period": 8, "cyclic_shift": 0.5, "cyclic_start": 2, "cyclic_end": 9,
+    "budget_min": 3, "budget_max": 5,
+    "gated_alpha": 2.5, "gated_beta": 5, "gated_threshold": 0.5,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", sorted(NUMERIC_KEYS))
+def test_numpy_scalars_are_accepted_by_every_key_as_python_numbers_are(key):
+    from tip_decode.core.interventions import InterventionSet
+
+    python = NUMERIC_KEYS[key]
+    expected = InterventionSet.from_mapping({key: python}).to_mapping()
+    kinds = (np.float32, np.float64, np.int64, np.int32) if float(python).is_integer() else (np.float32, np.float64)
+    for kind in kinds:
+        assert InterventionSet.from_mapping({key: kind(python)}).to_mapping() == expected, (key, kind)
+    with pytest.raises(ValueError, match=f"`{key}` has to be"):
+        InterventionSet.from_mapping({key: np.bool_(True)})  # a numpy bool is no number, as True is not
+
+
+def test_budget_and_cyclic_counts_take_numpy_integers():
+    """The bug: `tip_beta=np.int64(5)` was accepted and `budget_max=np.int64(5)` refused."""
+    from tip_decode.core.interventions import BudgetConfig, CyclicConfig, InterventionSet
+
+    settings = InterventionSet.from_mapping({"tip_beta": np.int64(5), "tip_alpha": np.float32(2), "budget_max": np.int64(5), "cyclic_end": np.int64(9)})
+    assert settings.tip.beta == 5 and settings.budget == BudgetConfig(max=5) and settings.cyclic == CyclicConfig(end=9)
+    assert type(settings.budget.max) is int and type(settings.tip.alpha) is float
+    assert BudgetConfig(min=np.int64(2), max=np.float32(4)) == BudgetConfig(min=2, max=4)
+    assert BudgetConfig(max=np.int64(-1)).max is None  # -1 means no limit, whatever its type
+
+
+@pytest.mark.parametrize("key", ["budget_min", "budget_max", "cyclic_start", "cyclic_end"])
+def test_every_other_token_count_is_bounded(key):
+    """Token counts beyond any sequence are clamped to `MAX_TOKENS` (the int64 state takes them), by
+    the API and the command line alike. (Beta alone is refused above `MAX_BETA`: issue 18 asked for
+    one bound there, test_huge_beta_is_refused_with_the_bound_the_command_line_uses.)"""
+    from tip_decode.core.config import MAX_TOKENS
+    from tip_decode.core.interventions import InterventionSet, InterventionState, plan_for
+
+    assert MAX_TOKENS == 2**62
+    settings = InterventionSet.from_mapping({key: 10**30})
+    assert settings.to_mapping()[key] == 2**62
+    state = InterventionState(plan_for(load_hf_tokenizer("qwen3"), settings).tables(151936, "cpu"), 1)
+    state.start_rows([0], [settings], [True], [0])  # used to overflow int64
+    assert 2**62 in state.ints[0].tolist()

@@ -28,6 +28,7 @@ from tip_decode.core.interventions import (
     NoWaitConfig,
     plan_for,
 )
+from tip_decode.core.interventions.arrays import NUMPY, TORCH
 from tip_decode.core.interventions.cyclic import triangle
 from tip_decode.core.interventions.nowait import keyword_hit
 
@@ -310,16 +311,38 @@ def test_nowait_filter_keeps_reflection_tokens_and_drops_longer_words():
 
 def test_cyclic_wave_is_the_authors():
     t = torch.arange(0, 1200, dtype=torch.float32)
-    wave = triangle(t, torch.tensor(5.0), torch.tensor(1200.0), torch.tensor(0.0))
+    wave = triangle(t, torch.tensor(5.0), torch.tensor(1200.0), torch.tensor(0.0), TORCH)
     assert wave[0] == 0 and wave[300] == pytest.approx(5.0) and wave[600] == pytest.approx(0.0, abs=1e-5)
     assert wave[900] == pytest.approx(-5.0) and wave[1199] == pytest.approx(-5 + 5 * (1199 / 1200 - 0.75) / 0.25, abs=1e-4)
-    shifted = triangle(t, torch.tensor(5.0), torch.tensor(1200.0), torch.tensor(0.25))
+    shifted = triangle(t, torch.tensor(5.0), torch.tensor(1200.0), torch.tensor(0.25), TORCH)
     assert shifted[0] == pytest.approx(5.0)
     qwen = load_hf_tokenizer("qwen3")
     rule = plan_for(qwen, InterventionSet(cyclic=CyclicConfig())).rule("cyclic")
     assert rule.word_ids == {"wait": 11489, "Wait": 14190, "but": 8088, "But": 3983, "Alternatively": 92014}
     mistral = load_hf_tokenizer("mistral-7b-v0.1")
     assert plan_for(mistral, InterventionSet(cyclic=CyclicConfig())).rule("cyclic").missing == ("Alternatively",)
+
+
+def test_array_ops_agree_between_torch_and_numpy():
+    """The ops the rules use beyond operators give the same numbers in both engines (the rules are
+    written once against them)."""
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, 50, generator=generator) * 4
+    logits[1, :] = -math.inf
+    logits[1, 7] = 2.0  # one finite logit: entropy 0
+    logits[2, ::3] = -math.inf
+    logits[3, 5] = logits[3, 9] = logits[3].max() + 1  # a tie: the first column wins
+    host = logits.numpy()
+    assert TORCH.argmax(logits).tolist() == NUMPY.argmax(host).tolist()
+    assert TORCH.argmax(logits)[3] == 5
+    assert TORCH.any(logits > 3, 1).tolist() == NUMPY.any(host > 3, 1).tolist()
+    torch_entropy, numpy_entropy = TORCH.entropy(logits), NUMPY.entropy(host)
+    assert torch_entropy.dtype == torch.float32 and numpy_entropy.dtype.name == "float32"
+    torch.testing.assert_close(torch.from_numpy(numpy_entropy), torch_entropy, atol=1e-5, rtol=1e-5)
+    assert torch_entropy[1] == 0 and not torch.isnan(torch_entropy).any()
+    t = torch.arange(0, 40, dtype=torch.float32)
+    args = (torch.tensor(5.0), torch.tensor(12.0), torch.tensor(0.3))
+    assert triangle(t, *args, TORCH).tolist() == triangle(t.numpy(), *(a.numpy() for a in args), NUMPY).tolist()
 
 
 # ----- off is off, never NaN -----

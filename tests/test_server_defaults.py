@@ -50,14 +50,34 @@ def test_a_bad_variable_is_named(env, named):
 
 
 def test_environment_round_trips():
+    off = {"tip_alpha": 0, "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0}
+    paper_tip = {"tip_alpha": 3.0, "tip_beta": 600, "tip_triggers": ["alternatively"], "tip_scope": "auto"}
     cases = [
-        InterventionSet(),
-        InterventionSet(tip=TIPConfig(alpha=3.0, beta=600)),
-        InterventionSet(tip=TIPConfig(alpha=math.inf, beta=5, triggers=("wait",), scope="all"), nowait=NoWaitConfig(keywords=("but",))),
-        InterventionSet(budget=BudgetConfig(min=4, max=10, word=" Hmm, wait")),
+        (InterventionSet(), off),
+        (InterventionSet(tip=TIPConfig(alpha=3.0, beta=600)), {**off, **paper_tip}),
+        (
+            InterventionSet(tip=TIPConfig(alpha=math.inf, beta=5, triggers=("wait",), scope="all"), nowait=NoWaitConfig(keywords=("but",))),
+            {**off, "tip_alpha": "inf", "tip_beta": 5, "tip_triggers": ["wait"], "tip_scope": "all", "nowait": 1, "nowait_keywords": ["but"], "nowait_scope": "auto"},
+        ),
+        (InterventionSet(budget=BudgetConfig(min=4, max=10, word=" Hmm, wait")), {"tip_alpha": 0, "nowait": 0, "cyclic": 0, "gated": 0, "budget_min": 4, "budget_max": 10, "budget_word": " Hmm, wait"}),
     ]
-    for settings in cases:
+    for settings, written in cases:
         env = server_environment(settings, tokenizer="some/tokenizer")
-        back = server_settings(env)
-        assert back.names == settings.names and back.to_mapping() == settings.to_mapping(), settings
-        assert env["TIP_DECODE_TOKENIZER"] == "some/tokenizer"
+        assert json.loads(env[ENV_INTERVENTIONS]) == written
+        assert env["TIP_DECODE_TOKENIZER"] == "some/tokenizer" and set(env) == {ENV_INTERVENTIONS, "TIP_DECODE_TOKENIZER"}
+        assert server_settings(env) == settings
+        # An older variable left in the server's environment cannot turn TIP back on.
+        assert server_settings({**env, ENV_ALPHA: "7"}) == settings
+
+
+def test_the_older_tip_variables_are_read_in_one_place(monkeypatch):
+    """`TIP_DECODE_ALPHA` / `_BETA` / `_TRIGGERS` / `_SCOPE` are TIP's default under
+    `TIP_DECODE_INTERVENTIONS` (whose keys win), read by `legacy_tip_default` alone."""
+    env = {ENV_ALPHA: "2", ENV_BETA: "40", ENV_INTERVENTIONS: '{"tip_beta": 7, "nowait": 1}'}
+    assert server_settings(env).tip == TIPConfig(alpha=2.0, beta=7)
+    assert server_default(env) == TIPConfig(alpha=2.0, beta=7)
+    calls = []
+    original = server_defaults.legacy_tip_default
+    monkeypatch.setattr(server_defaults, "legacy_tip_default", lambda environ=None: calls.append(environ) or original(environ))
+    server_settings(env)
+    assert calls == [env]

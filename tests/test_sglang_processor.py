@@ -432,13 +432,15 @@ def test_serve_sglang_command_and_environment():
     import sys
 
     from tip_decode.cli.serve_sglang import sglang_server_command, sglang_server_env
+    from tip_decode.core.server_defaults import server_settings
 
     argv = sglang_server_command("org/m", "127.0.0.1", 30000, ("--device", "cpu"))
     assert argv[:3] == [sys.executable, "-m", "sglang.launch_server"]
     assert "--enable-custom-logit-processor" in argv and argv[argv.index("--model-path") + 1] == "org/m" and argv[-2:] == ["--device", "cpu"]
     config = TIPConfig(alpha=3, beta=50)
     env = sglang_server_env(config, "org/m", (), base={})
-    assert env["SGLANG_ENABLE_DELAY_SAMPLE"] == "1" and env["TIP_DECODE_ALPHA"] == "3.0" and env["TIP_DECODE_TOKENIZER"] == "org/m"
+    assert env["SGLANG_ENABLE_DELAY_SAMPLE"] == "1" and env["TIP_DECODE_TOKENIZER"] == "org/m"
+    assert json.loads(env["TIP_DECODE_INTERVENTIONS"])["tip_beta"] == 50 and server_settings(env).tip == config
     assert "SGLANG_ENABLE_DELAY_SAMPLE" not in sglang_server_env(config, "m", ("--disable-overlap-schedule",), base={})
     assert sglang_server_env(config, "m", (), base={"SGLANG_ENABLE_DELAY_SAMPLE": "0"})["SGLANG_ENABLE_DELAY_SAMPLE"] == "0"
 
@@ -492,10 +494,17 @@ BAD_WITH_TOKENIZER = [
 def test_client_helpers_cover_every_namespace(tok):
     settings = MIXED_SETTINGS[-2]  # tip + nowait + cyclic + budget
     sent = custom_params(settings)
-    json.dumps(sent)
-    assert sent["gated"] == 0  # sent whole: the others are turned off explicitly, whatever the server default
+    # Sent whole, JSON-safe: its interventions with every setting, the others turned off explicitly.
+    assert json.loads(json.dumps(sent)) == {
+        "tip_alpha": 1.0, "tip_beta": 4, "tip_triggers": ["wait", "alternatively"], "tip_scope": "auto",
+        "nowait": 1, "nowait_keywords": ["but", "maybe"], "nowait_scope": "auto",
+        "cyclic_amplitude": 5.0, "cyclic_period": 6.0, "cyclic_shift": 0.0, "cyclic_start": 0, "cyclic_end": -1,
+        "cyclic_words": ["wait", "Wait", "but", "But", "Alternatively"], "cyclic_scope": "auto",
+        "gated": 0,
+        "budget_min": 5, "budget_max": 16, "budget_word": "Wait",
+    }  # fmt: skip
     back = InterventionSet.from_mapping(sent, default=InterventionSet.from_mapping({"gated": 1, "tip_alpha": 9}))
-    assert back.names == settings.names and back.to_mapping() == settings.to_mapping()
+    assert back == settings  # whatever the server default
     assert custom_params(nowait=1, budget_max=4000.0) == {"nowait": 1, "budget_max": 4000}
     assert custom_params({"gated_alpha": math.inf, "thinking_budget": 64}) == {"gated_alpha": "inf", "thinking_budget": 64}
     fields = generate_fields(nowait=1, cyclic_period=600)

@@ -23,7 +23,6 @@ What costs what (docs/hf.md, docs/performance.md):
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -84,9 +83,10 @@ def capture_cuda_graph(step: Callable[[], None], device: torch.device) -> StepGr
 
 def _interventions_from(interventions: Any, configs: dict[str, Any]) -> InterventionSet:
     """One `InterventionSet` from the constructor's arguments (errors name the argument)."""
-    given = {name: config for name, config in configs.items() if config is not None}
+    keywords = InterventionSet(**configs)  # a TypeError names an unknown keyword or a wrong type
     if interventions is None:
-        return InterventionSet(**given)
+        return keywords
+    given = [name for name, config in configs.items() if config is not None]
     if given:
         raise ValueError(
             "give the interventions either as one `interventions` argument or as keyword configurations "
@@ -128,8 +128,9 @@ class ReasoningInterventionsProcessor(LogitsProcessor):
         tokenizer: the model's tokenizer (a Hugging Face tokenizer or `tokenizers.Tokenizer`).
         interventions: an `InterventionSet`, or a mapping of the flat keys vLLM requests use
             (`{"tip_alpha": 3.0, "nowait": 1, "budget_min": 200}`).
-        tip, nowait, cyclic, gated, budget: or the configurations as keywords (`TIPConfig`,
-            `NoWaitConfig`, `CyclicConfig`, `GatedConfig`, `BudgetConfig`), instead of `interventions`.
+        **configs: or the configurations as keywords, one per registered intervention (`tip=TIPConfig`,
+            `nowait=NoWaitConfig`, `cyclic=CyclicConfig`, `gated=GatedConfig`, `budget=BudgetConfig`),
+            instead of `interventions`.
 
     With no intervention turned on, every call returns an unchanged copy of the scores.
 
@@ -152,21 +153,18 @@ class ReasoningInterventionsProcessor(LogitsProcessor):
         self,
         tokenizer: Any,
         interventions: InterventionSet | Mapping[str, Any] | None = None,
-        *,
-        tip: Any = None,
-        nowait: Any = None,
-        cyclic: Any = None,
-        gated: Any = None,
-        budget: Any = None,
+        **configs: Any,
     ) -> None:
-        settings = _interventions_from(interventions, dict(tip=tip, nowait=nowait, cyclic=cyclic, gated=gated, budget=budget))
+        settings = _interventions_from(interventions, configs)
         view_of(tokenizer)  # a TypeError that names the problem for anything but a tokenizer
         self._setup(plan_for(tokenizer, settings) if settings else None, settings)
 
     def _setup(self, plan: InterventionPlan | None, interventions: InterventionSet) -> None:
         #: The interventions every row gets.
         self.interventions = interventions
-        self._tip_adds_only = plan is not None and plan.names == ("tip",) and math.isfinite(interventions.tip.alpha)
+        # Only finite biases (no ban, no forcing: TIP with a finite alpha, CyclicReflex, ...): each
+        # step adds them in one pass (`InterventionState.apply(finite=True)`), the same values.
+        self._only_finite = interventions.only_finite
         #: Their plan for this tokenizer (None when nothing is turned on).
         self.plan = plan
         #: On a GPU, run each step as one captured CUDA graph (set False to run it op by op).
@@ -319,17 +317,7 @@ class ReasoningInterventionsProcessor(LogitsProcessor):
         if self._graph is None:
             if newest:
                 self._advance_rows()
-            out = scores.clone()
-            if self._tip_adds_only:
-                # TIP alone with a finite alpha only adds: one `index_add_` (x + (-0.0) is x bit for
-                # bit) instead of the general gather, combine and scatter; the same values.
-                state = self._state
-                tip = state.tables.rules[0]
-                bias = tip.bias(state.ints, state.floats[:, tip.ALPHA])
-                out.index_add_(1, state.tables.columns, bias.to(out.dtype))
-            else:
-                self._state.apply(out)
-            return out
+            return self._state.apply(scores.clone(), finite=self._only_finite)
         if self._full is not None:
             self._full.copy_(scores)
         else:
@@ -384,7 +372,7 @@ class ReasoningInterventionsProcessor(LogitsProcessor):
         tables = self._state.tables
         rows, columns = scores.shape[0], tables.columns.numel()
         device = tables.device
-        if any(rule.reads_logits for rule in tables.rules):
+        if tables.reads_logits:
             self._full = torch.zeros_like(scores)
         else:
             self._sub = torch.zeros((rows, columns), dtype=scores.dtype, device=device)

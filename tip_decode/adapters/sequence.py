@@ -25,7 +25,6 @@ own; the llama.cpp and MLX adapters use only `SequenceFollower.observe` and the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,12 +36,6 @@ from tip_decode.core.interventions import InterventionPlan, InterventionSet, Int
 TAIL = 32
 #: Lengths a sequence can roll back to (mlx-lm drafts at most a few tokens per round).
 ROLLBACK_DEPTH = 64
-
-
-def bias_is_finite(settings: InterventionSet) -> bool:
-    """No bias of these settings is ever -inf: only TIP and gated TIP with finite alphas (NoWait and
-    the budget ban tokens; cyclic's bias is finite, but its rule writes through the general path)."""
-    return all(name in ("tip", "gated") and math.isfinite(getattr(settings, name).alpha) for name in settings.names)
 
 
 def prompt_facts(tables: PlanTables, prompt: np.ndarray) -> tuple[bool, int]:
@@ -120,7 +113,7 @@ class SequenceFollower:
         self.plan = plan
         self.settings = settings
         self.rollback_depth = rollback_depth
-        self.finite = bias_is_finite(settings)
+        self.finite = settings.only_finite
         self.sequences: list[FollowedSequence] = []
         self._tables: PlanTables | None = None
         self._fresh: np.ndarray | None = None

@@ -52,8 +52,7 @@ from typing import Any
 import torch
 
 from tip_decode.core.config import TIPConfig
-from tip_decode.core.interventions import KINDS, InterventionSet, InterventionState, PlanTables, plan_for, prompt_state
-from tip_decode.core.interventions.plan import namespace_of
+from tip_decode.core.interventions import InterventionSet, InterventionState, PlanTables, interventions, namespace_of, plan_for, prompt_state, request_mapping
 from tip_decode.core.server_defaults import (
     ENV_ALPHA,
     ENV_BETA,
@@ -147,21 +146,9 @@ def processor_string(processor: type | None = None) -> str:
     return json.dumps({"callable": pickle.dumps(cls, protocol=PICKLE_PROTOCOL).hex()})
 
 
-def _off_key(kind: Any) -> str:
-    """The key that turns `kind` off in a request (TIP has no bare key: `tip_alpha: 0`)."""
-    return kind.name if kind.bare_key else f"{kind.name}_alpha"
-
-
 def _whole(settings: InterventionSet) -> dict[str, Any]:
     """Every intervention of `settings` sent whole, and every other one turned off explicitly."""
-    params: dict[str, Any] = {}
-    for kind in KINDS:
-        config = getattr(settings, kind.name)
-        if config is not None and kind.enabled(config):
-            params.update(kind.to_mapping(config))
-        else:
-            params[_off_key(kind)] = 0
-    return params
+    return request_mapping(settings)
 
 
 def _keyword_mapping(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,9 +164,10 @@ def _keyword_mapping(settings: Mapping[str, Any]) -> dict[str, Any]:
             raise TypeError(f"`{name}` and `{key}` name the same setting; pass one")
         mapping[key] = value
     if unknown:
+        examples = ", ".join(d.name if d.bare_key else next(iter(d.keys)) for d in interventions())
         raise TypeError(
-            f"unknown setting(s) {', '.join(sorted(unknown))} (known: alpha, beta, triggers, scope, or flat keys "
-            "such as tip_alpha, nowait, cyclic_amplitude, budget_max, gated_threshold)"
+            f"unknown setting(s) {', '.join(sorted(unknown))} (known: {', '.join(TIP_SHORTHAND)}, or flat keys "
+            f"such as {examples})"
         )
     return mapping
 
@@ -192,14 +180,15 @@ def _validated(mapping: Mapping[str, Any]) -> tuple[dict[str, Any], Intervention
     """The keys to send (namespaced values normalised, others passed through) and the settings they give."""
     if "__req__" in mapping:
         raise ValueError("`__req__` is set by SGLang; do not send it")
-    # A TIP key without `tip_alpha` is checked against the paper's TIP, so that a trigger or scope
-    # check below has something to check (the server fills the rest from its default).
-    has_tip = any(isinstance(k, str) and k.startswith("tip_") for k in mapping)
-    checked = InterventionSet.from_mapping(mapping, default=InterventionSet(tip=TIPConfig()) if has_tip else None)
+    # An intervention's keys without what turns it on (TIP's `tip_alpha`) are checked against its paper
+    # settings, so that a trigger or scope check below has something to check (the server fills the
+    # rest from its default).
+    named = {d.name: d.paper for k in mapping if (d := namespace_of(k)) is not None and d.switch_keys is not None}
+    checked = InterventionSet.from_mapping(mapping, default=InterventionSet(**named))
     normal = checked.to_mapping()
     params: dict[str, Any] = {}
     for key, value in mapping.items():
-        if isinstance(key, str) and namespace_of(key) is not None:
+        if namespace_of(key) is not None:
             params[key] = normal[key] if key in normal else _json_safe(value)
         else:
             params[key] = value

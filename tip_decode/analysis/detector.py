@@ -184,8 +184,9 @@ class AbandonmentDetector(LogitsProcessor):
         self._entropy[:, step] = -(probs.unsqueeze(1) @ logp.unsqueeze(2)).view(-1)
         columns = state.tables.columns
         if columns.numel():
-            tip = state.tables.rules[0]
-            active = tip.amount(state.ints, state.floats[:, tip.ALPHA]) > 0
+            # With alpha 1 and a window that never closes, TIP's bias is -1 exactly where a token
+            # would open a switch now, and -0.0 (!= 0 is False) elsewhere.
+            active = state.bias().to(probs.device) != 0
             self._mass[:, step] = (probs[:, columns] * active).sum(dim=-1)
         else:
             self._mass[:, step] = 0.0

@@ -40,19 +40,17 @@ def server_command(model: str, host: str, port: int, vllm_args: tuple[str, ...])
 def server_env(config: TIPConfig, tokenizer: str, base: dict[str, str] | None = None, interventions: Any = None) -> dict[str, str]:
     """The environment the processor reads its server defaults (and the tokenizer to validate with) from.
 
-    `interventions`: the other interventions' server-wide defaults (an `InterventionSet` without
-    TIP), as `TIP_DECODE_INTERVENTIONS`, a JSON object of their flat keys; None leaves it unset.
+    TIP's `config` and `interventions` (the other interventions' server-wide defaults, an
+    `InterventionSet` without TIP, or None) become `TIP_DECODE_INTERVENTIONS`, written by
+    `server_environment`; default variables inherited from `base` are dropped (only what this
+    command line asks for).
     """
-    env = dict(os.environ if base is None else base)
-    env.pop("TIP_DECODE_INTERVENTIONS", None)  # only what this command line asks for
-    if interventions:
-        env["TIP_DECODE_INTERVENTIONS"] = json.dumps(interventions.to_mapping())
-    mapping = config.to_mapping()
-    env["TIP_DECODE_ALPHA"] = str(mapping["tip_alpha"])
-    env["TIP_DECODE_BETA"] = str(config.beta)
-    env["TIP_DECODE_TRIGGERS"] = ",".join(config.triggers)
-    env["TIP_DECODE_SCOPE"] = config.scope
-    env["TIP_DECODE_TOKENIZER"] = tokenizer
+    from tip_decode.core.interventions import InterventionSet
+    from tip_decode.core.server_defaults import DEFAULT_VARIABLES, server_environment
+
+    settings = (interventions or InterventionSet()).replace(tip=config)
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in DEFAULT_VARIABLES}
+    env.update(server_environment(settings, tokenizer))
     return env
 
 

@@ -3,13 +3,16 @@
 A server (vLLM's, SGLang's) runs its processor in a process of its own, so `tip-decode serve` hands
 the defaults over in the environment, the same variables for both engines:
 
-- `TIP_DECODE_ALPHA`, `TIP_DECODE_BETA`, `TIP_DECODE_TRIGGERS`, `TIP_DECODE_SCOPE`: TIP (off while
-  `TIP_DECODE_ALPHA` is unset);
-- `TIP_DECODE_INTERVENTIONS`: a JSON object of flat keys for the others (`{"nowait": 1}`);
-- `TIP_DECODE_TOKENIZER`: the tokenizer that vocabulary-dependent settings are checked with.
+- `TIP_DECODE_INTERVENTIONS`: the server default, a JSON object of flat keys (`{"tip_alpha": 3,
+  "nowait": 1}`), the language of requests (`InterventionSet.from_mapping`); what `tip-decode serve`
+  writes (`server_environment`);
+- `TIP_DECODE_TOKENIZER`: the tokenizer that vocabulary-dependent settings are checked with;
+- the older `TIP_DECODE_ALPHA`, `TIP_DECODE_BETA`, `TIP_DECODE_TRIGGERS`, `TIP_DECODE_SCOPE`: TIP
+  alone, still read (`legacy_tip_default`, the one place) for servers started by hand with them;
+  keys in `TIP_DECODE_INTERVENTIONS` take precedence.
 
-A request's own keys override the default per intervention. This module imports no engine, so both
-adapters (and the CLI) share it.
+A request's own keys override the default per intervention. This module imports no engine (and no
+torch), so both adapters and the CLI share it.
 """
 
 from __future__ import annotations
@@ -17,31 +20,38 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from tip_decode.core.config import TIPConfig, parse_alpha, parse_beta, parse_scope, parse_triggers
-from tip_decode.core.interventions import InterventionSet
+from tip_decode.core.interventions.settings import InterventionSet, request_mapping
 
 ENV_ALPHA, ENV_BETA, ENV_TRIGGERS, ENV_SCOPE = "TIP_DECODE_ALPHA", "TIP_DECODE_BETA", "TIP_DECODE_TRIGGERS", "TIP_DECODE_SCOPE"
 ENV_INTERVENTIONS = "TIP_DECODE_INTERVENTIONS"
 ENV_TOKENIZER = "TIP_DECODE_TOKENIZER"
+#: The variables that only `legacy_tip_default` reads.
+LEGACY_VARIABLES = (ENV_ALPHA, ENV_BETA, ENV_TRIGGERS, ENV_SCOPE)
+#: Every variable that sets a server default (what `tip-decode serve` replaces in the server's environment).
+DEFAULT_VARIABLES = (ENV_INTERVENTIONS, *LEGACY_VARIABLES)
 
 __all__ = [
+    "DEFAULT_VARIABLES",
     "ENV_ALPHA",
     "ENV_BETA",
     "ENV_INTERVENTIONS",
     "ENV_SCOPE",
     "ENV_TOKENIZER",
     "ENV_TRIGGERS",
+    "LEGACY_VARIABLES",
+    "legacy_tip_default",
     "server_default",
     "server_environment",
     "server_settings",
 ]
 
 
-def server_default(environ: Mapping[str, str] | None = None) -> TIPConfig:
-    """The server-wide TIP default from `TIP_DECODE_*` variables (TIP off when alpha is unset).
+def legacy_tip_default(environ: Mapping[str, str] | None = None) -> TIPConfig:
+    """TIP's server default from the older `TIP_DECODE_ALPHA` / `_BETA` / `_TRIGGERS` / `_SCOPE`
+    variables (TIP off while alpha is unset). The one function that reads them.
 
     Raises:
         ValueError: a variable holds a bad value; the message names the variable.
@@ -53,17 +63,17 @@ def server_default(environ: Mapping[str, str] | None = None) -> TIPConfig:
         raw = env.get(name)
         if raw is not None and raw.strip() != "":
             values[field_name] = parser(raw.strip(), name)
-    return replace(TIPConfig.off(), **values)
+    return TIPConfig(**{"alpha": 0.0, **values})
 
 
 def server_settings(environ: Mapping[str, str] | None = None) -> InterventionSet:
-    """Every intervention's server-wide default: TIP from its variables, the rest from `TIP_DECODE_INTERVENTIONS`.
+    """Every intervention's server-wide default: `TIP_DECODE_INTERVENTIONS` over the older TIP variables.
 
     Raises:
         ValueError: a variable holds a bad value; the message names the variable.
     """
     env = os.environ if environ is None else environ
-    base = InterventionSet(tip=server_default(env))
+    base = InterventionSet(tip=legacy_tip_default(env))
     raw = env.get(ENV_INTERVENTIONS, "").strip()
     if not raw:
         return base
@@ -79,12 +89,22 @@ def server_settings(environ: Mapping[str, str] | None = None) -> InterventionSet
         raise ValueError(f"{ENV_INTERVENTIONS}: {err}") from None
 
 
+def server_default(environ: Mapping[str, str] | None = None) -> TIPConfig:
+    """TIP's server-wide default alone (TIP off when none is set).
+
+    Raises:
+        ValueError: a variable holds a bad value; the message names the variable.
+    """
+    tip = server_settings(environ).tip
+    return tip if tip is not None else TIPConfig.off()
+
+
 def server_environment(settings: InterventionSet, tokenizer: str | None = None) -> dict[str, str]:
     """The variables that make `settings` the server default (what `server_settings` reads back).
 
-    TIP goes into its own variables (alpha 0 when off), every other intervention into
-    `TIP_DECODE_INTERVENTIONS` (an empty string when none is on), and `tokenizer`, when given, into
-    `TIP_DECODE_TOKENIZER`.
+    `TIP_DECODE_INTERVENTIONS` holds every intervention explicitly (those off as off, so that an
+    older variable left in the environment cannot turn one on), and `tokenizer`, when given, goes
+    into `TIP_DECODE_TOKENIZER`. A server's environment should drop `DEFAULT_VARIABLES` first.
 
     Example:
         >>> from tip_decode.core.interventions import InterventionSet
@@ -92,15 +112,7 @@ def server_environment(settings: InterventionSet, tokenizer: str | None = None) 
         >>> server_settings(server_environment(settings)) == settings
         True
     """
-    tip = settings.tip if settings.tip is not None and settings.tip.enabled else TIPConfig.off()
-    env = {
-        ENV_ALPHA: str(tip.to_mapping()["tip_alpha"]),
-        ENV_BETA: str(tip.beta),
-        ENV_TRIGGERS: ",".join(tip.triggers),
-        ENV_SCOPE: tip.scope,
-    }
-    others = {key: value for key, value in settings.to_mapping().items() if not key.startswith("tip_")}
-    env[ENV_INTERVENTIONS] = json.dumps(others) if others else ""
+    env = {ENV_INTERVENTIONS: json.dumps(request_mapping(settings))}
     if tokenizer is not None:
         env[ENV_TOKENIZER] = tokenizer
     return env

@@ -59,7 +59,7 @@ class TokenizerView:
         self.tokenizer = tokenizer
         self._texts: TokenTexts | None = None
         self._pieces: dict[str, int] | None = None
-        self._variant_encoder: Any = None
+        self._text_encoder: Any = None
 
     @property
     def size(self) -> int:
@@ -68,6 +68,17 @@ class TokenizerView:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
+        """`text` as ids (no special tokens added), as the tokenizer's own tokenizer.json encodes it.
+
+        The one way user text becomes ids (trigger words, a budget's forced word, any text a rule
+        forces, a response analysed from its text). transformers 5 loads DeepSeek-V3/R1 tokenizers
+        with a pre-tokenizer that drops whitespace (" Wait" becomes "Wait"; huggingface/transformers#45488):
+        there, text is encoded with the byte-level pre-tokenizer their file declares.
+        """
+        return self._encoder()(text)
+
+    def _loaded_encode(self, text: str) -> list[int]:
+        """`text` as the loaded tokenizer object encodes it (what `encode` repairs)."""
         if self.kind == "transformers":
             return list(self.tokenizer.encode(text, add_special_tokens=False))
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
@@ -138,7 +149,7 @@ class TokenizerView:
 
     def variant_encodings(self, text: str) -> list[list[int]]:
         """How the tokenizer spells `text` alone and in the middle of a sequence (after a newline)."""
-        encode = self._encoder_for_variants()
+        encode = self.encode
         out = [encode(text)]
         context = encode(_CONTEXT)
         after = encode(_CONTEXT + text)
@@ -146,15 +157,18 @@ class TokenizerView:
             out.append(after[len(context) :])
         return out
 
-    def _encoder_for_variants(self) -> Any:
-        if self._variant_encoder is None:
-            self._variant_encoder = self.encode
-            if self.token_texts().scheme.repaired and self.backend is not None:
+    def _encoder(self) -> Any:
+        """The function `encode` runs: the loaded tokenizer's, or the repaired byte-level one."""
+        if self._text_encoder is None:
+            encode = self._loaded_encode
+            # Only a `tokenizers` backend can be mis-loaded that way; reading its pieces is cached.
+            if self.backend is not None and self.token_texts().scheme.repaired:
                 config = full_config(self.backend)
                 if config is not None:
                     encoder = byte_level_encoder(config, getattr(self.tokenizer, "name_or_path", None))
-                    self._variant_encoder = lambda text: list(encoder.encode(text, add_special_tokens=False).ids)
-        return self._variant_encoder
+                    encode = lambda text: list(encoder.encode(text, add_special_tokens=False).ids)  # noqa: E731
+            self._text_encoder = encode
+        return self._text_encoder
 
 
 def _is_hf_tokenizer(obj: Any) -> bool:

@@ -86,18 +86,6 @@ class Problem:
         """Steps the walk with `step` needs to reach the goal, or None if it is a dead end."""
         return steps_to_goal(self.start, self.goal, step)
 
-    def to_record(self, index: int) -> dict:
-        """The row form the harness reads (id, problem text, reference answer)."""
-        return {
-            "id": f"demo-{index}",
-            "problem": self.prompt_text(),
-            "answer": str(self.answer),
-            "start": self.start,
-            "goal": self.goal,
-            "candidates": list(self.candidates),
-            "steps_needed": self.steps_to_goal(self.answer),
-        }
-
 
 def steps_to_goal(start: int, goal: int, step: int) -> int | None:
     """Walk from `start` in steps of `step` (mod MODULUS) until the goal or back at the start."""
@@ -160,17 +148,6 @@ def make_problems(count: int, seed: int = TEST_SEED, settings: TaskSettings = Ta
         raise ValueError(f"`count` has to be a non-negative integer, but is {count!r}")
     rng = random.Random(seed)
     return [make_problem(rng, settings, split) for _ in range(count)]
-
-
-def walk_tokens(start: int, step: int, goal: int, steps: int) -> list[str]:
-    """Words of a walk of at most `steps` steps; stops early at the goal."""
-    words, value = [str(start)], start
-    for _ in range(steps):
-        value = (value + step) % MODULUS
-        words += [step_token(step), str(value)]
-        if value == goal:
-            break
-    return words
 
 
 def write_trace(problem: Problem, rng: random.Random, settings: TaskSettings = TaskSettings()) -> list[str]:

@@ -9,7 +9,6 @@ token per row and writes the group's biases. Row i of the logits is persistent-b
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -274,9 +273,9 @@ _NO_OUTPUT_YET: list[int] = [-1]
 
 @functools.lru_cache(maxsize=1024)
 def bias_is_finite(settings: InterventionSet) -> bool:
-    """No bias of these settings is ever -inf: only TIP and gated TIP, with finite alphas (NoWait
-    and the budget ban, CyclicReflex is left on the general path too)."""
-    return all(name in ("tip", "gated") and math.isfinite(getattr(settings, name).alpha) for name in settings.names)
+    """No bias of these settings is ever -inf and none forces a token (each intervention declares
+    its effect: `InterventionSet.only_finite`)."""
+    return settings.only_finite
 
 
 def _prompt_facts(group: Group, prompt_ids: Sequence[int] | None) -> tuple[bool, int]:

@@ -7,13 +7,16 @@ per operation is a third of torch's dispatch (docs/performance.md). Either way t
 the same numbers (tests/test_interventions.py runs every rule through both).
 
 Operators (`==`, `&`, `+`, `<`, indexing, slicing, `[:, None]`) are the same for both; what differs
-in name or signature is here. Tables (a rule's tensors) go through `table`, which gives numpy
-views of host tensors once and keeps them.
+in name or signature is here. Tables (a rule's tensors) are built by a `TableBuilder` (handed to
+`Rule.compile`) and read through `table`, which gives numpy views of host tensors once and keeps
+them. This is the torch side of the intervention family: the rule modules themselves import
+neither torch nor this module at run time.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -59,6 +62,17 @@ class ArrayOps:
         """A copy of `target` with `values` added at columns `index` (distinct columns)."""
         raise NotImplementedError
 
+    def argmax(self, x: Any) -> Any:
+        """Per row, the column of the largest value (the first one on ties)."""
+        raise NotImplementedError
+
+    def any(self, x: Any, axis: int) -> Any:
+        raise NotImplementedError
+
+    def entropy(self, logits: Any) -> Any:
+        """Per row, the entropy in nats of softmax(logits) (float32); -inf logits count as probability 0."""
+        raise NotImplementedError
+
 
 class _TorchOps(ArrayOps):
     name = "torch"
@@ -92,6 +106,20 @@ class _TorchOps(ArrayOps):
 
     def add_columns(self, target, index, values):
         return target.index_add(1, index, values.to(target.dtype))
+
+    def argmax(self, x):
+        return x.argmax(dim=-1)
+
+    def any(self, x, axis):
+        return x.any(dim=axis)
+
+    def entropy(self, logits):
+        # One batched dot product of softmax and (clamped) log-softmax, which
+        # benchmarks/bench_analysis.py measured 3-4x faster on CPU than element-wise exp / entr / sum.
+        logits = logits.float()
+        probs = torch.softmax(logits, dim=-1)
+        logp = torch.log_softmax(logits, dim=-1).clamp_(min=torch.finfo(torch.float32).min)
+        return -(probs.unsqueeze(1) @ logp.unsqueeze(2)).view(-1)
 
 
 class _NumpyOps(ArrayOps):
@@ -138,6 +166,21 @@ class _NumpyOps(ArrayOps):
         out[:, index] += values
         return out
 
+    def argmax(self, x):
+        return x.argmax(axis=-1)
+
+    def any(self, x, axis):
+        return x.any(axis=axis)
+
+    def entropy(self, logits):
+        logits = logits.astype(np.float32, copy=False)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            shifted = logits - logits.max(axis=-1, keepdims=True)
+            log_total = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+            logp = np.maximum(shifted - log_total, np.finfo(np.float32).min)
+            probs = np.exp(shifted - log_total)
+            return -(probs * logp).sum(axis=-1, dtype=np.float32)
+
 
 TORCH: ArrayOps = _TorchOps()
 NUMPY: ArrayOps = _NumpyOps()
@@ -145,3 +188,25 @@ NUMPY: ArrayOps = _NumpyOps()
 
 def ops_of(array: Any) -> ArrayOps:
     return NUMPY if isinstance(array, np.ndarray) else TORCH
+
+
+class TableBuilder:
+    """Makes a rule's tables as tensors on one device (what `Rule.compile` is handed).
+
+    Rules build their tables from host values (lists, numpy arrays) through this, so that the rule
+    modules need no torch: the tensors are read in a step through `ArrayOps.table`.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+
+    def ints(self, values: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """An int64 tensor."""
+        return self.array(np.asarray(values, dtype=np.int64))
+
+    def bools(self, values: Sequence[bool] | np.ndarray) -> torch.Tensor:
+        return self.array(np.asarray(values, dtype=bool))
+
+    def array(self, values: np.ndarray) -> torch.Tensor:
+        """A numpy array as a tensor of the same dtype and shape."""
+        return torch.from_numpy(np.ascontiguousarray(values)).to(self.device)

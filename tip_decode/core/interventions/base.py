@@ -1,35 +1,49 @@
 """What every intervention shares: the per-row layout, the step views, the rule protocol.
 
-An intervention is declared by three small pieces (see tip.py for the model):
+An intervention is one module of this package (see tip.py for the model) holding:
 
 - a frozen configuration dataclass (per request; its vocabulary-defining settings form its
-  *structure*, the rest are per-row numbers) and a `Kind` that tells the plan how to read it from
-  flat `name_*` keys;
+  *structure*, the rest are per-row numbers);
+- its declaration, an `Intervention` (registry.py): name, flat keys and their parsers, paper
+  default, display, effect, and the rule;
 - a `Rule` (host side, built once per structure and tokenizer): which token ids it touches;
-- a `RuleTables` (device side, built once per rule, logits width and device): which columns of the
-  per-row state it owns, how one generated token advances them (`advance`), and what it adds to
-  the logits of the next step (`contribute`).
+- a `RuleTables` (built once per rule, logits width and device): which columns of the per-row
+  state it owns, how one generated token advances them (`advance`), and what it adds to the
+  logits of the next step (`contribute`).
 
-The per-row state is one int64 and one float32 tensor per row (`InterventionState`); `Layout`
+The rule modules import no torch: a rule's tables are made by the `TableBuilder` handed to
+`Rule.compile`, and every step runs through `step.ops` (`ArrayOps`: torch operations on the device,
+numpy ones on the host; arrays.py).
+
+The per-row state is one int64 and one float32 array per row (`InterventionState`); `Layout`
 allocates their columns: shared ones first (active flag, tokens generated, reasoning phase,
 reasoning start, thinking tokens already in the prompt, the newest tokens, the position of pending
-apply-time decisions), then each rule's own. Everything a step computes is a fixed number of tensor
+apply-time decisions), then each rule's own. Everything a step computes is a fixed number of array
 operations over these columns: O(1) in the history length, no reads back to the host.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from tip_decode.core.interventions.arrays import ArrayOps
+from tip_decode.core.config import (  # noqa: F401 (the flat-key parsers, re-exported for the rule modules)
+    bad_value,
+    parse_count,
+    parse_number,
+    parse_optional_count,
+    parse_switch,
+    parse_words,
+)
 from tip_decode.core.recognizer import ENDED, REASONING, WAITING
 from tip_decode.core.vocabulary import ThinkMarkers, TokenizerView, view_of
+
+if TYPE_CHECKING:
+    import torch
+
+    from tip_decode.core.interventions.arrays import ArrayOps, TableBuilder
 
 __all__ = [
     "ENDED",
@@ -39,12 +53,11 @@ __all__ = [
     "WAITING",
     "AdvanceStep",
     "ApplyStep",
-    "Kind",
     "Layout",
+    "PhaseTrace",
     "Rule",
     "RuleTables",
     "TokenizerInfo",
-    "think_prompt_state",
 ]
 
 NO_MARKER = -2  # never equal to a real token (nor to -1, a placeholder some engines send)
@@ -53,101 +66,8 @@ NO_MARKER = -2  # never equal to a real token (nor to -1, a placeholder some eng
 FORCED_LOGIT = 1e9
 
 
-# ----- flat-key parsers shared by the intervention configurations -----
-
-
-def bad_value(key: str, value: Any, requirement: str) -> ValueError:
-    return ValueError(f"`{key}` {requirement}, but is {value!r}")
-
-
-def parse_switch(value: Any, key: str) -> bool:
-    """An on/off value as JSON clients send it: true/false, 1/0 (JSON true arrives as 1 in vllm_xargs)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "on", "off"):
-        return value.strip().lower() in ("true", "1", "on")
-    raise bad_value(key, value, "has to be true or false (1 or 0)")
-
-
-def parse_number(value: Any, key: str, *, minimum: float | None = None, positive: bool = False) -> float:
-    """A finite float (strings such as "2.5" accepted); `minimum` / `positive` bound it."""
-    requirement = "has to be a positive number" if positive else (f"has to be a number >= {minimum:g}" if minimum is not None else "has to be a finite number")
-    if isinstance(value, bool):
-        raise bad_value(key, value, requirement)
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise bad_value(key, value, requirement) from None
-    elif isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        raise bad_value(key, value, requirement)
-    if not math.isfinite(number) or (positive and number <= 0) or (minimum is not None and number < minimum):
-        raise bad_value(key, value, requirement)
-    return number
-
-
-def parse_count(value: Any, key: str) -> int:
-    """A non-negative int; integral floats (600.0, as JSON may send) are accepted."""
-    requirement = "has to be a non-negative integer"
-    if isinstance(value, bool):
-        raise bad_value(key, value, requirement)
-    number = value
-    if isinstance(number, str):
-        try:
-            number = float(number.strip())
-        except ValueError:
-            raise bad_value(key, value, requirement) from None
-    if isinstance(number, float):
-        if not number.is_integer():
-            raise bad_value(key, value, requirement)
-        number = int(number)
-    if not isinstance(number, int) or number < 0:
-        raise bad_value(key, value, requirement)
-    return number
-
-
-def parse_optional_count(value: Any, key: str) -> int | None:
-    """`parse_count`, or None for "no limit" (the strings "none" / "" or a negative value -1)."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == -1:
-        return None
-    return parse_count(value, key)
-
-
-def parse_words(value: Any, key: str, presets: Mapping[str, tuple[str, ...]] | None = None) -> tuple[str, ...]:
-    """A tuple of words from a list or a comma-separated string; an item naming a preset expands to it.
-
-    Whitespace inside a word is collapsed, duplicates are dropped (keeping the first).
-    """
-    presets = presets or {}
-    if isinstance(value, str):
-        items: Iterable[Any] = value.split(",")
-    elif isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
-        items = value
-    else:
-        raise bad_value(key, value, "has to be a list of words or a comma-separated string")
-    words: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise bad_value(key, value, "has to contain only strings")
-        word = " ".join(item.split())
-        if not word:
-            raise bad_value(key, value, "has to contain no empty word")
-        for expanded in presets.get(word, (word,)):
-            if expanded not in words:
-                words.append(expanded)
-    if not words:
-        raise bad_value(key, value, "has to name at least one word")
-    return tuple(words)
-
-
 def resolve_scope(scope: str, markers: ThinkMarkers, key: str) -> str:
-    """ "auto" -> "think" when the plan has think markers, else "all"; "think" without markers is an error."""
+    """"auto" -> "think" when the plan has think markers, else "all"; "think" without markers is an error."""
     if scope == "auto":
         return "think" if markers.available else "all"
     if scope == "think" and not markers.available:
@@ -200,31 +120,23 @@ class TokenizerInfo:
         ids.update(i for i in (self.markers.start_id, self.markers.end_id) if i is not None)
         return frozenset(ids)
 
+    def encode(self, text: str) -> list[int]:
+        """User text as ids, the way the tokenizer's tokenizer.json encodes it (the one path for every
+        text a rule matches or forces: `TokenizerView.encode`, repaired where transformers mis-loads
+        a tokenizer)."""
+        return self.view.encode(text)
 
-# ----- the tensor rule for prompts -----
-
-
-def think_prompt_state(ids: torch.Tensor, start: int, end: int, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of prompt ids: does the prompt end inside an open think block, and how many prompt
-    tokens follow the opening marker.
-
-    The prompt is open when its last start marker comes after its last end marker (chat templates
-    that end with `<think>\\n`). `lengths` gives each row's prompt length when `ids` is padded on
-    the right. Markers that are `NO_MARKER` never match: such prompts are never open.
-    """
-    rows, width = ids.shape
-    if width == 0:
-        zeros = torch.zeros(rows, dtype=torch.long, device=ids.device)
-        return zeros.bool(), zeros
-    positions = torch.arange(width, device=ids.device)
-    if lengths is None:
-        lengths = torch.full((rows,), width, dtype=torch.long, device=ids.device)
-    inside = positions[None, :] < lengths[:, None]
-    last_start = torch.where(inside & (ids == start), positions, -1).amax(dim=1)
-    last_end = torch.where(inside & (ids == end), positions, -1).amax(dim=1)
-    is_open = last_start > last_end
-    thinking = torch.where(is_open, lengths - last_start - 1, 0)
-    return is_open, thinking
+    def ordinary_ids(self, text: str, key: str) -> tuple[int, ...]:
+        """The ids of `text` that a rule forces, which have to be ordinary tokens (no special token,
+        no think marker); a ValueError names `key` otherwise."""
+        ids = self.encode(text)
+        if not ids:
+            raise bad_value(key, text, "has to encode to at least one token, and encodes to none with this tokenizer")
+        excluded = self.excluded_ids()
+        special = [i for i in ids if i in excluded]
+        if special:
+            raise bad_value(key, text, f"has to encode to ordinary tokens, but encodes to special tokens or think markers {special}")
+        return tuple(int(i) for i in ids)
 
 
 # ----- the per-row layout -----
@@ -410,8 +322,8 @@ class Rule(ABC):
     scope: str = "all"
 
     @abstractmethod
-    def compile(self, layout: Layout, width: int, device: torch.device) -> RuleTables:
-        """Allocate this rule's columns in `layout` and build its device tables."""
+    def compile(self, layout: Layout, width: int, tables: TableBuilder) -> RuleTables:
+        """Allocate this rule's columns in `layout` and build its tables (with `tables`, on its device)."""
 
 
 @dataclass
@@ -436,27 +348,3 @@ class PhaseTrace:
                 trace.phase = ENDED
             trace.position += 1
         return trace
-
-
-# ----- how a plan reads one intervention from flat keys -----
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One intervention as the plan sees it: its namespace, keys, defaults and rule builder.
-
-    A request turns an intervention on with its bare key (`"nowait": 1` gives the paper's settings)
-    or with any of its parameter keys; the bare key 0 / false turns it off. `switch_keys` replace that
-    rule where a key predates it (TIP: only `tip_alpha` turns TIP on, as it always did).
-    """
-
-    name: str
-    config_type: type
-    keys: Mapping[str, tuple[str, Callable[[Any, str], Any]]]
-    paper: Any  # the configuration the bare key turns on
-    structure: Callable[[Any], Hashable]
-    rule: Callable[[Hashable, TokenizerInfo], Rule]
-    enabled: Callable[[Any], bool]
-    to_mapping: Callable[[Any], dict[str, Any]]
-    switch_keys: tuple[str, ...] | None = None
-    bare_key: bool = True

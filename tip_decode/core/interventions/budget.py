@@ -23,14 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tip_decode.core.interventions.base import (
     AdvanceStep,
     ApplyStep,
-    Kind,
     Layout,
     PhaseTrace,
     Rule,
@@ -40,9 +37,12 @@ from tip_decode.core.interventions.base import (
     parse_count,
     parse_optional_count,
 )
+from tip_decode.core.interventions.registry import Intervention, Key
 
-#: The word s1 appends when it suppresses the end of thinking.
-S1_WORD = "Wait"
+if TYPE_CHECKING:
+    import torch
+
+    from tip_decode.core.interventions.arrays import TableBuilder
 
 
 def parse_word(value: Any, key: str = "budget_word") -> str | None:
@@ -95,28 +95,21 @@ class BudgetRule(Rule):
 
     def __init__(self, structure: Hashable, info: TokenizerInfo) -> None:
         (word,) = structure  # type: ignore[misc]
-        markers = info.markers
-        if not markers.available:
-            raise ValueError("`budget_min` / `budget_max` need single-token think markers, and this tokenizer has none")
-        self.end_id = int(markers.end_id)
+        # The plan has checked that the markers exist (INTERVENTION.needs_think_markers).
+        self.end_id = int(info.markers.end_id)  # type: ignore[arg-type]
         self.eos_ids = tuple(i for i in info.eos_ids if i != self.end_id)
         self.word = word
-        self.word_ids: tuple[int, ...] = ()
-        if word is not None:
-            ids = info.view.encode(word)
-            excluded = info.excluded_ids()
-            if not ids or any(i in excluded for i in ids):
-                raise bad_value("budget_word", word, "has to encode to ordinary (not special) tokens")
-            self.word_ids = tuple(int(i) for i in ids)
+        # The forced word is user text: encoded as the tokenizer's own file does (TokenizerInfo.encode).
+        self.word_ids: tuple[int, ...] = () if word is None else info.ordinary_ids(word, "budget_word")
         self.needs_pending = word is not None
         self.token_ids = tuple(dict.fromkeys((self.end_id, *self.eos_ids, *self.word_ids)))
 
-    def compile(self, layout: Layout, width: int, device: torch.device) -> BudgetTables:
-        return BudgetTables(self, layout, width, device)
+    def compile(self, layout: Layout, width: int, tables: TableBuilder) -> BudgetTables:
+        return BudgetTables(self, layout, width, tables)
 
 
 class BudgetTables(RuleTables):
-    def __init__(self, rule: BudgetRule, layout: Layout, width: int, device: torch.device) -> None:
+    def __init__(self, rule: BudgetRule, layout: Layout, width: int, tables: TableBuilder) -> None:
         self.rule = rule
         self.layout = layout
         if any(i >= width for i in rule.token_ids):
@@ -124,13 +117,11 @@ class BudgetTables(RuleTables):
         self.token_ids = rule.token_ids
         column = {token: i for i, token in enumerate(self.token_ids)}
         self.end_column = column[rule.end_id]
-        banned = [column[rule.end_id], *(column[i] for i in rule.eos_ids)]
-        ban = torch.zeros(len(self.token_ids), dtype=torch.bool)
-        ban[banned] = True
-        self.ban = ban.to(device)
-        self.stop_ids = torch.tensor([rule.end_id, *rule.eos_ids], dtype=torch.long, device=device)
-        self.word_ids = torch.tensor(rule.word_ids, dtype=torch.long, device=device)
-        self.word_columns = torch.tensor([column[i] for i in rule.word_ids], dtype=torch.long, device=device)
+        banned = {column[rule.end_id], *(column[i] for i in rule.eos_ids)}
+        self.ban = tables.bools([c in banned for c in range(len(self.token_ids))])
+        self.stop_ids = tables.ints([rule.end_id, *rule.eos_ids])
+        self.word_ids = tables.ints(rule.word_ids)
+        self.word_columns = tables.ints([column[i] for i in rule.word_ids])
         self.word_length = len(rule.word_ids)
         self.reads_logits = bool(self.word_length)  # the argmax of the whole row decides the word
         self.MIN = layout.add_int("budget.min")
@@ -144,11 +135,12 @@ class BudgetTables(RuleTables):
     def advance(self, step: AdvanceStep) -> None:
         if not self.word_length:
             return
-        # A word is forced only in plans that read the logits: always torch tensors here.
+        ops = step.ops
         index = step.ints[:, self.PENDING_INDEX]
-        forced = step.pending & (index >= 0) & (step.tokens == self.word_ids[index.clamp(0, self.word_length - 1)])
+        word = ops.table(self.word_ids)[ops.clip(index, 0, self.word_length - 1)]
+        forced = step.pending & (index >= 0) & (step.tokens == word)
         following = index + 1
-        step.out_ints[:, self.PROGRESS] = torch.where(forced & (following < self.word_length), following, 0)
+        step.out_ints[:, self.PROGRESS] = ops.where(forced & (following < self.word_length), following, 0)
 
     def thinking_length(self, ints: torch.Tensor) -> torch.Tensor:
         layout = self.layout
@@ -162,15 +154,15 @@ class BudgetTables(RuleTables):
         at_max = thinking & (limit >= 0) & (length >= limit)
         below_min = thinking & (length < ints[:, self.MIN]) & ~at_max
         if self.word_length:
-            # The word's rows read the logits (`reads_logits`): torch tensors here.
             progress = ints[:, self.PROGRESS]
             continuing = thinking & (progress > 0) & ~at_max
             below_min = below_min & ~continuing
-            top = step.logits().argmax(dim=-1)
-            wants_to_stop = (top[:, None] == self.stop_ids[None, :]).any(dim=1)
+            top = ops.argmax(step.logits())
+            wants_to_stop = ops.any(top[:, None] == ops.table(self.stop_ids)[None, :], 1)
             starting = below_min & wants_to_stop
-            index = torch.where(continuing, progress, torch.where(starting, 0, -1))
-            forced = torch.where(at_max, self.end_column, torch.where(index >= 0, self.word_columns[index.clamp(0)], -1))
+            index = ops.where(continuing, progress, ops.where(starting, 0, -1))
+            word_column = ops.table(self.word_columns)[ops.clip(index, 0, self.word_length - 1)]
+            forced = ops.where(at_max, self.end_column, ops.where(index >= 0, word_column, -1))
             step.write_int(self.layout.PENDING_AT, step.position)
             step.write_int(self.PENDING_INDEX, index)
             banned = below_min & ~starting
@@ -192,17 +184,20 @@ def _structure(config: BudgetConfig) -> Hashable:
     return (config.word,)
 
 
-KIND = Kind(
+INTERVENTION = Intervention(
     name="budget",
+    title="thinking-length budget with s1 budget forcing (Muennighoff et al., arXiv 2501.19393)",
     config_type=BudgetConfig,
     keys={
-        "budget_min": ("min", parse_count),
-        "budget_max": ("max", parse_optional_count),
-        "budget_word": ("word", parse_word),
+        "budget_min": Key("min", parse_count),
+        "budget_max": Key("max", parse_optional_count),
+        "budget_word": Key("word", parse_word),
     },
     paper=BudgetConfig(),
     structure=_structure,
     rule=BudgetRule,
-    enabled=lambda c: c.enabled,
-    to_mapping=lambda c: c.to_mapping(),
+    order=90,  # bans and forces: last, so that its forcing is the plan's last word
+    needs_think_markers=("budget_min", "budget_max"),
+    needs="`budget_min` > 0 or `budget_max`",
+    example="min=200,max=4000",
 )

@@ -20,16 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tip_decode.core.config import parse_scope
-from tip_decode.core.interventions.arrays import TORCH, ArrayOps
 from tip_decode.core.interventions.base import (
     AdvanceStep,
     ApplyStep,
-    Kind,
     Layout,
     Rule,
     RuleTables,
@@ -40,6 +36,12 @@ from tip_decode.core.interventions.base import (
     parse_optional_count,
     resolve_scope,
 )
+from tip_decode.core.interventions.registry import Intervention, Key
+
+if TYPE_CHECKING:
+    import torch
+
+    from tip_decode.core.interventions.arrays import ArrayOps, TableBuilder
 
 #: `wait_token_strs` of the authors' `cyclical_processor`.
 PAPER_WORDS: tuple[str, ...] = ("wait", "Wait", "but", "But", "Alternatively")
@@ -120,7 +122,7 @@ class CyclicConfig:
         }
 
 
-def triangle(t: torch.Tensor, amplitude: torch.Tensor, period: torch.Tensor, shift: torch.Tensor, ops: ArrayOps = TORCH) -> torch.Tensor:
+def triangle(t: torch.Tensor, amplitude: torch.Tensor, period: torch.Tensor, shift: torch.Tensor, ops: ArrayOps) -> torch.Tensor:
     """The authors' wave, operation for operation (see the module docstring)."""
     x = ops.remainder(t + shift * period, period) / period
     rising = (x / 0.25) * amplitude
@@ -147,7 +149,7 @@ class CyclicRule(Rule):
         self.missing = tuple(w for w in words if w not in found)
         self.token_ids = tuple(sorted(set(found.values())))
 
-    def compile(self, layout: Layout, width: int, device: torch.device) -> CyclicTables:
+    def compile(self, layout: Layout, width: int, tables: TableBuilder) -> CyclicTables:
         return CyclicTables(self, layout, width)
 
 
@@ -187,21 +189,22 @@ def _structure(config: CyclicConfig) -> Hashable:
     return (config.words, config.scope)
 
 
-KIND = Kind(
+INTERVENTION = Intervention(
     name="cyclic",
+    title="CyclicReflex: a triangular wave on reflection-token logits (Fan et al., arXiv 2506.11077)",
     config_type=CyclicConfig,
     keys={
-        "cyclic_amplitude": ("amplitude", lambda v, k: parse_number(v, k, minimum=0.0)),
-        "cyclic_period": ("period", lambda v, k: parse_number(v, k, positive=True)),
-        "cyclic_shift": ("shift", parse_number),
-        "cyclic_start": ("start", parse_count),
-        "cyclic_end": ("end", parse_optional_count),
-        "cyclic_words": ("words", _parse_words),
-        "cyclic_scope": ("scope", parse_scope),
+        "cyclic_amplitude": Key("amplitude", lambda v, k: parse_number(v, k, minimum=0.0)),
+        "cyclic_period": Key("period", lambda v, k: parse_number(v, k, positive=True)),
+        "cyclic_shift": Key("shift", parse_number),
+        "cyclic_start": Key("start", parse_count),
+        "cyclic_end": Key("end", parse_optional_count),
+        "cyclic_words": Key("words", _parse_words),
+        "cyclic_scope": Key("scope", parse_scope),
     },
     paper=CyclicConfig(),
     structure=_structure,
     rule=CyclicRule,
-    enabled=lambda c: c.enabled,
-    to_mapping=lambda c: c.to_mapping(),
+    finite=lambda c: True,  # a finite wave (parse_number refuses inf amplitudes)
+    order=30,
 )

@@ -22,15 +22,27 @@ Columns: TIP's (PSI, BETA, ARMED; ALPHA) plus THRESHOLD, ENTROPY_SUM, ENTROPY_CO
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from tip_decode.core.config import DEFAULT_TRIGGERS, PAPER_ALPHA, PAPER_BETA, parse_alpha, parse_beta, parse_scope, parse_triggers
-from tip_decode.core.interventions.base import AdvanceStep, ApplyStep, Kind, Layout, PhaseTrace, TokenizerInfo, parse_number
+from tip_decode.core.config import (
+    DEFAULT_TRIGGERS,
+    MAX_COMMAND_LINE_BETA,
+    PAPER_ALPHA,
+    PAPER_BETA,
+    parse_alpha,
+    parse_beta,
+    parse_scope,
+    parse_triggers,
+)
+from tip_decode.core.interventions.base import AdvanceStep, ApplyStep, Layout, PhaseTrace, TokenizerInfo, parse_number
+from tip_decode.core.interventions.registry import Intervention, Key
 from tip_decode.core.interventions.tip import SwitchTables, TipRule, TipTables
+
+if TYPE_CHECKING:
+    from tip_decode.core.interventions.arrays import TableBuilder
 
 #: Our untuned default: the 80th-percentile token entropy Wang et al. (arXiv 2506.01939) report for
 #: Qwen3-8B chains of thought. A thought whose average token is less uncertain counts as confident.
@@ -78,18 +90,6 @@ class GatedConfig:
         }
 
 
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Per row, the entropy in nats of softmax(logits); -inf logits count as probability 0.
-
-    Written as one batched dot product of softmax and (clamped) log-softmax, which
-    benchmarks/bench_analysis.py measured 3-4x faster on CPU than element-wise exp / entr / sum.
-    """
-    logits = logits.float()
-    probs = torch.softmax(logits, dim=-1)
-    logp = torch.log_softmax(logits, dim=-1).clamp_(min=torch.finfo(torch.float32).min)
-    return -(probs.unsqueeze(1) @ logp.unsqueeze(2)).view(-1)
-
-
 class GatedRule(TipRule):
     name = "gated"
     needs_pending = True
@@ -97,8 +97,8 @@ class GatedRule(TipRule):
     def __init__(self, structure: Hashable, info: TokenizerInfo) -> None:
         super().__init__(structure, info, namespace="gated")
 
-    def compile(self, layout: Layout, width: int, device: torch.device) -> GatedTables:
-        return GatedTables(self, layout, SwitchTables(self.vocabulary, width, device))
+    def compile(self, layout: Layout, width: int, tables: TableBuilder) -> GatedTables:
+        return GatedTables(self, layout, SwitchTables(self.vocabulary, width, tables))
 
 
 class GatedTables(TipTables):
@@ -128,14 +128,14 @@ class GatedTables(TipTables):
         out[:, self.COUNT] = ops.where(reset, 0.0, count)
 
     def contribute(self, step: ApplyStep) -> None:
-        floats = step.floats
-        current = entropy(step.logits())
+        ops, floats = step.ops, step.floats
+        current = ops.entropy(step.logits())
         mean = (floats[:, self.SUM] + current) / (floats[:, self.COUNT] + 1)
         confident = mean < floats[:, self.THRESHOLD]  # NaN (a row of -inf logits) is never confident
         step.write_int(self.layout.PENDING_AT, step.position)
         step.write_float(self.PENDING_ENTROPY, current)
         if self.token_ids:
-            self.bias_into(step, self.bias(step.ints, floats[:, self.ALPHA], gate=confident))
+            self.bias_into(step, self.bias(step.ints, floats[:, self.ALPHA], ops, gate=confident))
 
     def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
         super().replay(config, generated, trace, ints, floats)
@@ -147,19 +147,20 @@ def _structure(config: GatedConfig) -> Hashable:
     return (config.triggers, config.scope)
 
 
-KIND = Kind(
+INTERVENTION = Intervention(
     name="gated",
+    title="TIP gated by the confidence of the current thought (this project's own)",
     config_type=GatedConfig,
     keys={
-        "gated_alpha": ("alpha", parse_alpha),
-        "gated_beta": ("beta", parse_beta),
-        "gated_triggers": ("triggers", parse_triggers),
-        "gated_scope": ("scope", parse_scope),
-        "gated_threshold": ("threshold", lambda v, k: parse_number(v, k, positive=True)),
+        "gated_alpha": Key("alpha", parse_alpha),
+        "gated_beta": Key("beta", parse_beta, command_line_max=MAX_COMMAND_LINE_BETA),
+        "gated_triggers": Key("triggers", parse_triggers),
+        "gated_scope": Key("scope", parse_scope),
+        "gated_threshold": Key("threshold", lambda v, k: parse_number(v, k, positive=True)),
     },
     paper=GatedConfig(),
     structure=_structure,
     rule=GatedRule,
-    enabled=lambda c: c.enabled,
-    to_mapping=lambda c: c.to_mapping(),
+    finite=lambda c: math.isfinite(c.alpha),  # as TIP: alpha = inf is a ban
+    order=40,
 )

@@ -18,15 +18,12 @@ import math
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from tip_decode.core.config import parse_scope
 from tip_decode.core.interventions.base import (
     AdvanceStep,
     ApplyStep,
-    Kind,
     Layout,
     Rule,
     RuleTables,
@@ -34,6 +31,10 @@ from tip_decode.core.interventions.base import (
     parse_words,
     resolve_scope,
 )
+from tip_decode.core.interventions.registry import Intervention, Key
+
+if TYPE_CHECKING:
+    from tip_decode.core.interventions.arrays import TableBuilder
 
 #: The paper's keyword list (mined from QwQ-32B outputs on AIME 2025).
 PAPER_KEYWORDS: tuple[str, ...] = (
@@ -104,16 +105,14 @@ class NoWaitRule(Rule):
                 matched.update(hits)
         if not matched:
             raise ValueError(f"`nowait_keywords`: no keyword matches a token of this tokenizer (tried {list(keywords)!r})")
-        #: Keywords that match no token on their own ("double-check" is usually split; "check" covers it).
-        self.unmatched = tuple(k for k in keywords if k not in matched)
         self.token_ids = tuple(sorted(self.keyword_of))
 
-    def compile(self, layout: Layout, width: int, device: torch.device) -> NoWaitTables:
-        return NoWaitTables(self, layout, width, device)
+    def compile(self, layout: Layout, width: int, tables: TableBuilder) -> NoWaitTables:
+        return NoWaitTables(self, layout, width)
 
 
 class NoWaitTables(RuleTables):
-    def __init__(self, rule: NoWaitRule, layout: Layout, width: int, device: torch.device) -> None:
+    def __init__(self, rule: NoWaitRule, layout: Layout, width: int) -> None:
         self.rule = rule
         self.layout = layout
         self.think = rule.scope == "think"
@@ -135,13 +134,17 @@ def _structure(config: NoWaitConfig) -> Hashable:
     return (config.keywords, config.scope)
 
 
-KIND = Kind(
+def _parse_keywords(value: Any, key: str) -> tuple[str, ...]:
+    return parse_words(value, key, KEYWORD_PRESETS)
+
+
+INTERVENTION = Intervention(
     name="nowait",
+    title="NoWait: reflection keywords banned while reasoning (Wang et al., arXiv 2506.08343)",
     config_type=NoWaitConfig,
-    keys={"nowait_keywords": ("keywords", lambda v, k: parse_words(v, k, KEYWORD_PRESETS)), "nowait_scope": ("scope", parse_scope)},
+    keys={"nowait_keywords": Key("keywords", _parse_keywords), "nowait_scope": Key("scope", parse_scope)},
     paper=NoWaitConfig(),
     structure=_structure,
     rule=NoWaitRule,
-    enabled=lambda c: True,
-    to_mapping=lambda c: c.to_mapping(),
+    order=20,  # bans (-inf): never only finite
 )

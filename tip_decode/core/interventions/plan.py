@@ -1,158 +1,52 @@
-"""Several interventions in one request: the request's settings, the plan built from them, its tables.
+"""A request's interventions as a plan, and the plan compiled to tables (the torch side).
 
-- `InterventionSet`: the frozen per-request configuration (one optional config per intervention),
-  read from keyword arguments or from one flat mapping of namespaced keys (`tip_*`, `nowait_*`,
-  `cyclic_*`, `budget_*`, `gated_*`), which is what vLLM's `vllm_xargs` allows.
-- `InterventionPlan`: the rules of one *structure* (which interventions, with which
-  vocabulary-defining settings) for one tokenizer; requests that differ only in numbers share a plan.
+- `InterventionPlan`: the rules of one *structure* (`InterventionSet.structure`: which interventions,
+  with which vocabulary-defining settings) for one tokenizer; requests that differ only in numbers
+  share a plan.
 - `PlanTables`: a plan compiled for one logits width and device: the column layout of the per-row
   state, the union of the token ids the rules write, and the two step functions.
 
-Combination rule (one logits write per step): the rules' biases are summed in plan order (tip,
-nowait, cyclic, gated, budget) and added once; a ban is -inf and stays -inf whatever is added to it
-(no rule adds +inf); a forced token's logit becomes `FORCED_LOGIT`, which overrides every bias and
-every other logit of that row. A zero bias leaves a logit bit for bit as it was.
+Combination rule (one logits write per step): the rules' biases are summed in plan order (each
+declaration's `order`: tip, nowait, cyclic, gated, budget) and added once; a ban is -inf and stays
+-inf whatever is added to it (no rule adds +inf); a forced token's logit becomes `FORCED_LOGIT`, which
+overrides every bias and every other logit of that row. A zero bias leaves a logit bit for bit as it
+was.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from tip_decode.core.interventions import budget, cyclic, gated, nowait, tip
-from tip_decode.core.interventions.arrays import NUMPY, ops_of
+from tip_decode.core.interventions import registry, tip
+from tip_decode.core.interventions.arrays import NUMPY, TableBuilder, ops_of
 from tip_decode.core.interventions.base import (
     FORCED_LOGIT,
     NO_MARKER,
     AdvanceStep,
     ApplyStep,
-    Kind,
     Layout,
     Rule,
     RuleTables,
     TokenizerInfo,
-    parse_switch,
 )
+from tip_decode.core.interventions.settings import InterventionSet, namespace_of  # noqa: F401 (namespace_of: kept importable from here)
 from tip_decode.core.recognizer import ENDED, REASONING, WAITING
 from tip_decode.core.vocabulary import SwitchVocabulary, ThinkMarkers
 
-#: Every intervention, in plan order (the order biases are summed in; the forcing one last).
-KINDS: tuple[Kind, ...] = (tip.KIND, nowait.KIND, cyclic.KIND, gated.KIND, budget.KIND)
-KIND_BY_NAME = {kind.name: kind for kind in KINDS}
 
-
-def namespace_of(key: str) -> Kind | None:
-    """The intervention whose namespace `key` belongs to (`nowait`, `nowait_scope`, ...), or None."""
-    for kind in KINDS:
-        if (key == kind.name and kind.bare_key) or key.startswith(kind.name + "_"):
-            return kind
-    return None
-
-
-def _parse_kind(kind: Kind, mapping: Mapping[str, Any], default: Any) -> Any:
-    """One intervention's configuration from the request's keys over the server default, or None (off)."""
-    values: dict[str, Any] = {}
-    switch: bool | None = None
-    for key, value in mapping.items():
-        if not isinstance(key, str):
-            continue
-        if key == kind.name and kind.bare_key:
-            switch = parse_switch(value, key)
-        elif key.startswith(kind.name + "_"):
-            if key not in kind.keys:
-                known = ", ".join(([kind.name] if kind.bare_key else []) + sorted(kind.keys))
-                raise ValueError(f"unknown {kind.name} argument `{key}` (known: {known})")
-            field_name, parser = kind.keys[key]
-            values[field_name] = parser(value, key)
-    if switch is False:
-        return None
-    default_on = default is not None and kind.enabled(default)
-    if kind.switch_keys is not None:
-        turned_on = bool(switch) or any(k in mapping for k in kind.switch_keys)
-    else:
-        turned_on = bool(switch) or bool(values)
-    if not (default_on or turned_on):
-        return None
-    base = default if default is not None else kind.paper
-    config = replace(base, **values)
-    if not kind.enabled(config):
-        if switch and kind.name == "budget":
-            raise ValueError("`budget` needs `budget_min` > 0 or `budget_max`")
-        return None
-    return config
-
-
-@dataclass(frozen=True)
-class InterventionSet:
-    """The interventions of one request (None: off), built from keywords or from flat keys.
-
-    Example:
-        >>> from tip_decode.core.interventions import InterventionSet
-        >>> s = InterventionSet.from_mapping({"tip_alpha": 3, "nowait": 1, "budget_max": 4000})
-        >>> s.names
-        ('tip', 'nowait', 'budget')
-        >>> InterventionSet.from_mapping(s.to_mapping()) == s
-        True
-    """
-
-    tip: Any = None
-    nowait: Any = None
-    cyclic: Any = None
-    gated: Any = None
-    budget: Any = None
-
-    def __post_init__(self) -> None:
-        for kind in KINDS:
-            config = getattr(self, kind.name)
-            if config is not None and not isinstance(config, kind.config_type):
-                raise TypeError(f"`{kind.name}` has to be a {kind.config_type.__name__} or None, but is {type(config).__name__}")
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None, default: InterventionSet | None = None) -> InterventionSet:
-        """Read the namespaced keys of `mapping` over `default` (a server-wide setting).
-
-        Keys outside every namespace are ignored (the same dict carries other features' keys); an
-        unknown key inside a namespace is an error. Each invalid value raises ValueError naming it.
-        """
-        if mapping is None:
-            mapping = {}
-        if not isinstance(mapping, Mapping):
-            raise TypeError(f"expected a mapping of intervention keys, got {type(mapping).__name__}")
-        default = default if default is not None else cls()
-        return cls(**{kind.name: _parse_kind(kind, mapping, getattr(default, kind.name)) for kind in KINDS})
-
-    @staticmethod
-    def has_keys(mapping: Mapping[str, Any] | None) -> bool:
-        return bool(mapping) and any(isinstance(k, str) and namespace_of(k) is not None for k in mapping)
-
-    @property
-    def enabled(self) -> tuple[tuple[Kind, Any], ...]:
-        return tuple((kind, c) for kind in KINDS if (c := getattr(self, kind.name)) is not None and kind.enabled(c))
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(kind.name for kind, _ in self.enabled)
-
-    @property
-    def structure(self) -> tuple[tuple[str, Hashable], ...]:
-        """What decides the plan: which interventions, with which vocabulary-defining settings."""
-        return tuple((kind.name, kind.structure(c)) for kind, c in self.enabled)
-
-    def __bool__(self) -> bool:
-        return bool(self.enabled)
-
-    def to_mapping(self) -> dict[str, Any]:
-        """The flat, JSON-safe form (what `from_mapping` reads back)."""
-        out: dict[str, Any] = {}
-        for kind, config in self.enabled:
-            out.update(kind.to_mapping(config))
-        return out
+def build_rule(name: str, part: Hashable, info: TokenizerInfo) -> Rule:
+    """The rule of one intervention of a structure, after the checks its declaration asks for."""
+    declared = registry.intervention(name)
+    if declared.needs_think_markers and not info.markers.available:
+        keys = " / ".join(f"`{key}`" for key in declared.needs_think_markers)
+        raise ValueError(f"{keys} need single-token think markers, and this tokenizer has none")
+    return declared.rule(part, info)
 
 
 # ----- plans and their tables -----
@@ -173,7 +67,7 @@ class InterventionPlan:
 
     @classmethod
     def build(cls, info: TokenizerInfo, structure: tuple[tuple[str, Hashable], ...]) -> InterventionPlan:
-        return cls(info.markers, structure, [KIND_BY_NAME[name].rule(part, info) for name, part in structure])
+        return cls(info.markers, structure, [build_rule(name, part, info) for name, part in structure])
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -242,7 +136,8 @@ class PlanTables:
         self.think_start = int(plan.markers.start_id) if tracked else NO_MARKER
         self.think_end = int(plan.markers.end_id) if tracked else NO_MARKER
         self.layout = Layout(pending=any(r.needs_pending for r in plan.rules))
-        self.rules: tuple[RuleTables, ...] = tuple(r.compile(self.layout, width, device) for r in plan.rules)
+        builder = TableBuilder(device)
+        self.rules: tuple[RuleTables, ...] = tuple(r.compile(self.layout, width, builder) for r in plan.rules)
         ids = sorted({i for r in self.rules for i in r.token_ids})
         column_of = {token: c for c, token in enumerate(ids)}
         self.token_ids = tuple(ids)
@@ -251,8 +146,11 @@ class PlanTables:
             r.index = torch.tensor([column_of[i] for i in r.token_ids], dtype=torch.long, device=device)
             r.identity = list(r.token_ids) == ids
         self.advances_floats = any(getattr(r, "advances_floats", False) for r in self.rules)
+        #: Some rule reads the whole logits rows (gated's entropy, budget's forced word), not only the
+        #: plan's columns: a step run on static buffers (a CUDA graph) has to copy them in.
+        self.reads_logits = any(r.reads_logits for r in self.rules)
         # The host engine (arrays.py) for a CPU plan whose rules read no logits.
-        self.host = device.type == "cpu" and not any(r.reads_logits for r in self.rules)
+        self.host = device.type == "cpu" and not self.reads_logits
         layout = self.layout
         self.int_template = [layout.int_defaults[c] for c in range(layout.ints)]
         self.float_template = [layout.float_defaults[c] for c in range(layout.floats)]

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tip_decode.core.interventions.base import ENDED, REASONING, WAITING, PhaseTrace, think_prompt_state
-from tip_decode.core.interventions.plan import InterventionSet, PlanTables
+from tip_decode.core.interventions.base import ENDED, REASONING, WAITING, PhaseTrace
+from tip_decode.core.interventions.plan import PlanTables
+from tip_decode.core.interventions.settings import InterventionSet
 
 Rows = torch.Tensor | slice | None
 
@@ -83,9 +84,6 @@ class InterventionState:
     def column(self, name: str) -> torch.Tensor:
         """A named int column (e.g. "position", "phase", "tip.psi") for inspection and tests."""
         return self.ints[:, self.layout.int_names.index(name)]
-
-    def float_column(self, name: str) -> torch.Tensor:
-        return self.floats[:, self.layout.float_names.index(name)]
 
     def _to_device(self, values: Sequence, dtype: torch.dtype) -> torch.Tensor:
         tensor = torch.tensor(values, dtype=dtype, pin_memory=self.pin_memory)
@@ -283,6 +281,28 @@ class InterventionState:
         """The state after one more token per row (pure; for adapters that reorder rows first)."""
         return self.tables.advance(ints, floats, tokens)
 
+    def bias(self, rows: Rows = None) -> torch.Tensor:
+        """(rows, plan columns) float32: what the next `apply` adds at `tables.columns` for `rows`
+        (default: every row), before any forcing; -0.0 where nothing is added, -inf for a ban.
+
+        For plans whose rules read no logits (TIP, NoWait, CyclicReflex, a budget without a word);
+        nothing is recorded. The abandonment detector reads TIP's penalised columns from it.
+        """
+        tables = self.tables
+        if tables.reads_logits:
+            raise ValueError("bias() reads no logits, and a rule of this plan needs them; use apply")
+        all_ints, all_floats = self._arrays()
+        state_rows = self._index(slice(None) if rows is None else rows)
+
+        def no_logits() -> torch.Tensor:  # pragma: no cover - guarded by reads_logits above
+            raise RuntimeError("a rule read the logits rows without declaring `reads_logits`")
+
+        step = tables.contribute(all_ints[state_rows], all_floats[state_rows], no_logits)
+        count = all_ints[state_rows].shape[0]
+        if step.bias is None:
+            return torch.full((count, len(tables.token_ids)), -0.0, dtype=torch.float32, device=tables.device)
+        return _from_host(step.bias, tables.device) if self._host is not None else step.bias
+
     def apply(self, logits: torch.Tensor, rows: Rows = None, logit_rows: torch.Tensor | slice | None = None, finite: bool = False) -> torch.Tensor:
         """Write every intervention's bias into `logits` in place and return it.
 
@@ -398,6 +418,31 @@ def _as_tensor(values: torch.Tensor | Sequence | None, count: int, dtype: torch.
     if isinstance(values, torch.Tensor):
         return values.to(device=device, dtype=dtype)
     return torch.tensor(list(values), dtype=dtype).to(device)
+
+
+def think_prompt_state(
+    ids: torch.Tensor, start: int, end: int, lengths: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of prompt ids: does the prompt end inside an open think block, and how many prompt
+    tokens follow the opening marker.
+
+    The prompt is open when its last start marker comes after its last end marker (chat templates
+    that end with `<think>\\n`). `lengths` gives each row's prompt length when `ids` is padded on
+    the right. Markers that are `NO_MARKER` never match: such prompts are never open.
+    """
+    rows, width = ids.shape
+    if width == 0:
+        zeros = torch.zeros(rows, dtype=torch.long, device=ids.device)
+        return zeros.bool(), zeros
+    positions = torch.arange(width, device=ids.device)
+    if lengths is None:
+        lengths = torch.full((rows,), width, dtype=torch.long, device=ids.device)
+    inside = positions[None, :] < lengths[:, None]
+    last_start = torch.where(inside & (ids == start), positions, -1).amax(dim=1)
+    last_end = torch.where(inside & (ids == end), positions, -1).amax(dim=1)
+    is_open = last_start > last_end
+    thinking = torch.where(is_open, lengths - last_start - 1, 0)
+    return is_open, thinking
 
 
 def prompt_state(tables: PlanTables, prompt_ids: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,28 +12,32 @@ automaton.py) (ints); ALPHA (float).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from tip_decode.core.config import MAPPING_KEYS, TIPConfig, parse_alpha, parse_beta, parse_scope, parse_triggers
-from tip_decode.core.interventions.arrays import TORCH, ArrayOps
+from tip_decode.core.config import MAX_COMMAND_LINE_BETA, TIPConfig, parse_alpha, parse_beta, parse_scope, parse_triggers
 from tip_decode.core.interventions.automaton import build_automaton
 from tip_decode.core.interventions.base import (
     REASONING,
     AdvanceStep,
     ApplyStep,
-    Kind,
     Layout,
     PhaseTrace,
     Rule,
     RuleTables,
     TokenizerInfo,
 )
+from tip_decode.core.interventions.registry import Intervention, Key
 from tip_decode.core.recognizer import SwitchRecognizer
 from tip_decode.core.vocabulary import MultiTokenTrigger, SwitchVocabulary
+
+if TYPE_CHECKING:
+    import torch
+
+    from tip_decode.core.interventions.arrays import ArrayOps, TableBuilder
 
 
 class SwitchTables:
@@ -44,13 +48,13 @@ class SwitchTables:
     penalisable for the next token.
     """
 
-    def __init__(self, vocabulary: SwitchVocabulary, width: int, device: torch.device | str) -> None:
+    def __init__(self, vocabulary: SwitchVocabulary, width: int, tables: TableBuilder) -> None:
         self.vocabulary = vocabulary
         self.width = width
-        self.device = torch.device(device)
+        self.device = tables.device
         ids = [i for i in vocabulary.penalised_ids if i < width]
         self.ids = tuple(ids)
-        self.columns = torch.tensor(ids, dtype=torch.long, device=self.device)
+        self.columns = tables.ints(ids)
         patterns = [m for m in vocabulary.multi_token if m.completion < width and max(m.prefix) < width]
         self.patterns: tuple[MultiTokenTrigger, ...] = tuple(patterns)
         self.num_patterns = len(patterns)
@@ -59,20 +63,20 @@ class SwitchTables:
         states = automaton.states
         # Tables flattened class-major, with each token's class premultiplied by the number of
         # states: a step adds the row's state to its token's entry and reads both tables there.
-        self.class_offset = torch.from_numpy(automaton.class_of * states).to(self.device)
-        self.next_state = torch.from_numpy(np.ascontiguousarray(automaton.next_state.T).reshape(-1)).to(self.device)
-        self.switch_back = torch.from_numpy(np.ascontiguousarray(automaton.switch_back.T).reshape(-1)).to(self.device)
+        self.class_offset = tables.array(automaton.class_of * states)
+        self.next_state = tables.array(np.ascontiguousarray(automaton.next_state.T).reshape(-1))
+        self.switch_back = tables.array(np.ascontiguousarray(automaton.switch_back.T).reshape(-1))
         # One more row, all false: where rows outside the penalty's window look (see `penalised`).
         self.inactive = states
-        self.active = torch.from_numpy(np.concatenate((automaton.active_columns, np.zeros((1, len(ids)), dtype=bool)))).to(self.device)
+        self.active = tables.array(np.concatenate((automaton.active_columns, np.zeros((1, len(ids)), dtype=bool))))
 
-    def step(self, states: torch.Tensor, tokens: torch.Tensor, position: torch.Tensor, ops: ArrayOps = TORCH) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, states: torch.Tensor, tokens: torch.Tensor, position: torch.Tensor, ops: ArrayOps) -> tuple[torch.Tensor, torch.Tensor]:
         """(each row's next state, where the switch completed by `tokens` starts or -1)."""
         flat = ops.table(self.class_offset)[ops.clip(tokens, -1, self.width - 1) + 1] + states
         back = ops.table(self.switch_back)[flat]
         return ops.table(self.next_state)[flat], ops.where(back >= 0, position - back, -1)
 
-    def active_columns(self, states: torch.Tensor, ops: ArrayOps = TORCH) -> torch.Tensor:
+    def active_columns(self, states: torch.Tensor, ops: ArrayOps) -> torch.Tensor:
         """(rows, columns): which switch columns are penalisable for the next token."""
         return ops.table(self.active)[states]
 
@@ -106,8 +110,8 @@ class TipRule(Rule):
         rule.vocabulary, rule.scope = vocabulary, scope
         return rule
 
-    def compile(self, layout: Layout, width: int, device: torch.device) -> TipTables:
-        return TipTables(self, layout, SwitchTables(self.vocabulary, width, device))
+    def compile(self, layout: Layout, width: int, tables: TableBuilder) -> TipTables:
+        return TipTables(self, layout, SwitchTables(self.vocabulary, width, tables))
 
 
 class TipTables(RuleTables):
@@ -153,7 +157,7 @@ class TipTables(RuleTables):
             return window & (ints[:, layout.PHASE] == REASONING)
         return window & (ints[:, layout.ACTIVE] == 1)
 
-    def penalised(self, ints: torch.Tensor, gate: torch.Tensor | None = None, ops: ArrayOps = TORCH) -> torch.Tensor:
+    def penalised(self, ints: torch.Tensor, ops: ArrayOps, gate: torch.Tensor | None = None) -> torch.Tensor:
         """(rows, columns) bool: the penalty acts on this column for the next token."""
         window = self.in_window(ints)
         if gate is not None:
@@ -162,18 +166,14 @@ class TipTables(RuleTables):
         # (rows, columns) mask.
         return self.switch.active_columns(ops.where(window, ints[:, self.RECOGNIZER], self.switch.inactive), ops)
 
-    def amount(self, ints: torch.Tensor, alpha: torch.Tensor, gate: torch.Tensor | None = None, ops: ArrayOps = TORCH) -> torch.Tensor:
-        """(rows, columns) penalty to subtract for the next token (never negative)."""
-        # A where, not a product: alpha may be inf and inf * 0 would be NaN.
-        return ops.where(self.penalised(ints, gate, ops), alpha[:, None], 0.0)
-
-    def bias(self, ints: torch.Tensor, alpha: torch.Tensor, gate: torch.Tensor | None = None, ops: ArrayOps = TORCH) -> torch.Tensor:
-        """-`amount`, with -0.0 (adds nothing, bit for bit) where the penalty does not act."""
-        return ops.where(self.penalised(ints, gate, ops), -alpha[:, None], -0.0)
+    def bias(self, ints: torch.Tensor, alpha: torch.Tensor, ops: ArrayOps, gate: torch.Tensor | None = None) -> torch.Tensor:
+        """(rows, columns): -alpha where the penalty acts on the next token, -0.0 (adds nothing, bit
+        for bit) elsewhere. A where, not a product: alpha may be inf and inf * 0 would be NaN."""
+        return ops.where(self.penalised(ints, ops, gate), -alpha[:, None], -0.0)
 
     def contribute(self, step: ApplyStep) -> None:
         if self.token_ids:
-            self.bias_into(step, self.bias(step.ints, step.floats[:, self.ALPHA], ops=step.ops))
+            self.bias_into(step, self.bias(step.ints, step.floats[:, self.ALPHA], step.ops))
 
     def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
         recognizer = SwitchRecognizer(self.rule.vocabulary, self.rule.scope, trace.prompt_open)
@@ -182,21 +182,29 @@ class TipTables(RuleTables):
         ints[self.RECOGNIZER] = self.switch.automaton.run(generated)
 
 
-def _tip_rule(structure: Hashable, info: TokenizerInfo) -> TipRule:
-    return TipRule(structure, info)
+def _finite(config: TIPConfig) -> bool:
+    return math.isfinite(config.alpha)
 
 
-_PARSERS = {"alpha": parse_alpha, "beta": parse_beta, "triggers": parse_triggers, "scope": parse_scope}
+def _structure(config: TIPConfig) -> Hashable:
+    return (config.triggers, config.scope)
 
-KIND = Kind(
+
+INTERVENTION = Intervention(
     name="tip",
+    title="thought-switching penalty (Wang et al., arXiv 2501.18585)",
     config_type=TIPConfig,
-    keys={key: (name, _PARSERS[name]) for key, name in MAPPING_KEYS.items()},
+    keys={
+        "tip_alpha": Key("alpha", parse_alpha),
+        "tip_beta": Key("beta", parse_beta, command_line_max=MAX_COMMAND_LINE_BETA),
+        "tip_triggers": Key("triggers", parse_triggers),
+        "tip_scope": Key("scope", parse_scope),
+    },
     paper=TIPConfig(),
-    structure=lambda c: (c.triggers, c.scope),
-    rule=_tip_rule,
-    enabled=lambda c: c.enabled,
-    to_mapping=lambda c: c.to_mapping(),
-    switch_keys=("tip_alpha",),
+    structure=_structure,
+    rule=TipRule,
+    finite=_finite,  # subtracts alpha; alpha = inf is a ban
+    order=10,
     bare_key=False,
+    switch_keys=("tip_alpha",),  # only tip_alpha turns TIP on, as it always did
 )
