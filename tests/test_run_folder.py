@@ -92,6 +92,11 @@ def test_run_json_records_everything_that_determines_a_record(first_run):
         (["--max-new-tokens", "5"], "its token limit is 4, not 5"),
         (["--switch-triggers", "wait"], "its switch-trigger list is ['alternatively'], not ['wait']"),
         (["--tokenizer", "QWEN25"], "its tokenizer vocabulary is"),
+        # Same file, another option that turns its rows into problems: the option is named (it
+        # once said "its data is 'x.jsonl' (sha256 ...), not 'x.jsonl' (sha256 ...)": the same twice).
+        (["--answer-field", "question"], "of the same data with --answer-field 'answer', not 'question'"),
+        (["--id-field", "question"], "of the same data with --id-field unset, not 'question'"),
+        (["--answer-kind", "number"], "of the same data with --answer-kind 'math', not 'number'"),
     ],
 )
 def test_a_rerun_of_another_run_stops_before_the_model_loads(run_copy, no_model_load, change, what, tmp_path):
@@ -248,7 +253,9 @@ def test_score_refuses_an_incomplete_run_unless_partial_and_names_empty_and_torn
     (folder / "tip.jsonl").write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])  # a torn last line
     result, errors = invoke("score", folder, "--no-plots", "-q")
     assert result.exit_code == 2 and len(errors) == 1, result.output
-    assert "is not a complete run (baseline has 0 of 4, tip has 3 of 4 records)" in errors[0] and "--partial" in errors[0]
+    assert "is not a complete run (baseline has 0 of 4, tip has 3 of 4 records" in errors[0] and "--partial" in errors[0]
+    # The refusal names the damaged files as compare's notes do (it is the only line the user sees).
+    assert "baseline.jsonl is empty" in errors[0] and "tip.jsonl ends in a torn line" in errors[0], errors[0]
     result = CliRunner().invoke(main, ["score", str(folder), "--no-plots", "-q", "--partial", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

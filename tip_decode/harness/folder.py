@@ -82,6 +82,36 @@ def _same_data(before: Any, now: Any) -> bool:
     return before == now
 
 
+#: data identity key -> the command-line option that sets it
+_DATA_OPTIONS = {
+    "question_field": "--question-field",
+    "answer_field": "--answer-field",
+    "id_field": "--id-field",
+    "choices_field": "--choices-field",
+    "answer_kind": "--answer-kind",
+}
+
+
+def _same_content(before: Any, now: Any) -> bool:
+    """Both identities name the same data set or the same file content."""
+    if not (isinstance(before, dict) and isinstance(now, dict)):
+        return False
+    if "name" in before or "name" in now:
+        return before.get("name") == now.get("name")
+    return before.get("sha256") == now.get("sha256")
+
+
+def _show_option(value: Any) -> str:
+    return "unset" if value is None else repr(value)
+
+
+def _first_option_difference(before: Mapping[str, Any], now: Mapping[str, Any]) -> tuple[str, Any, Any]:
+    for field in sorted(set(before) | set(now)):
+        if field not in ("file", "sha256", "name") and before.get(field) != now.get(field):
+            return field, before.get(field), now.get(field)
+    return "options", None, None  # unreachable when _same_data said they differ
+
+
 def _show(key: str, value: Any) -> str:
     if key == "data" and isinstance(value, dict):
         if "name" in value:
@@ -116,6 +146,13 @@ def check_identity(out_dir: Path, previous: Mapping[str, Any], now: Mapping[str,
             same = _same_data(before, value)
         else:
             same = before == value
+        if not same and key == "data" and _same_content(before, value):
+            # Same file, other options that turn its rows into problems: name the option, not the file twice.
+            field, was, now_value = _first_option_difference(before, value)
+            raise InputError(
+                f"{out_dir} holds another run of the same data with {_DATA_OPTIONS.get(field, field)} {_show_option(was)}, not {_show_option(now_value)}; "
+                f"rerun with the run's {_DATA_OPTIONS.get(field, field)} to resume it, or use another output folder (-o)"
+            )
         if not same:
             raise InputError(
                 f"{out_dir} holds another run: its {what} is {_show(key, before)}, not {_show(key, value)}; "

@@ -511,9 +511,11 @@ def _summarize_locked(
     if missing:
         counts = ", ".join(f"{name} has {len(wanted) - n} of {len(wanted)}" for name, n in missing.items())
         if not partial:
+            # The damaged files are named here too: the refusal is the only line the user sees.
+            damage = "; ".join(notes)
             raise InputError(
-                f"{out} is not a complete run ({counts} records): rerun its compare command to finish it (it resumes), "
-                "or summarise the records there with --partial"
+                f"{out} is not a complete run ({counts} records{'; ' + damage if damage else ''}): "
+                "rerun its compare command to finish it (it resumes), or summarise the records there with --partial"
             )
         notes.append(f"partial run: {counts} records; each configuration is summarised over the records it has")
     if tokenizer is None:
