@@ -136,3 +136,27 @@ def test_ut_is_unknown_when_no_thought_was_judged():
 def test_abandonment_is_unknown_with_no_response():
     assert aggregate([])["abandoned_on_track"] is None
     assert aggregate([])["ut"] is None
+
+
+# ----------------------------------------------------------------------------- names of things
+
+
+def test_score_refuses_an_empty_folder_name():
+    """`score ""` said "Error:  is not a run folder" (the empty name, then the current folder's state)."""
+    result, errors = run("score", "", "--no-plots")
+    assert result.exit_code == 2 and errors == ["Error: RUN_DIR has to name a run folder, but is empty"], result.output
+
+
+def test_a_folder_without_tokenizer_files_is_named_as_such(tmp_path, switchy_model_dir):
+    """A folder that holds no tokenizer (e.g. only a licence) gave transformers' first line,
+    "Couldn't instantiate the backend tokenizer from one of:", and nothing after the colon."""
+    folder = tmp_path / "only-a-licence"
+    folder.mkdir()
+    (folder / "LICENSE").write_text("licence text\n")
+    data = tmp_path / "p.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
+    for args in (["vocab", folder], ["compare", "--data", data, "-m", switchy_model_dir, "--tokenizer", folder, "-o", tmp_path / "x", "-q", "--no-plots"]):
+        result, errors = run(*args)
+        assert result.exit_code == 1 and len(errors) == 1, result.output  # as test_cli_vocab decided for this folder
+        assert "the folder holds no tokenizer files" in errors[0] and "from one of" not in errors[0], errors[0]
+    assert not (tmp_path / "x").exists()

@@ -580,6 +580,8 @@ def score(run_dir: str, tokenizer: str | None, partial: bool, no_plots: bool, as
 
     library_progress(quiet)
     require_eval_extra(plots=not no_plots)
+    if not run_dir.strip():
+        raise UsageFailure("RUN_DIR has to name a run folder, but is empty")
     folder = Path(run_dir)
     if not folder.is_dir():
         raise UsageFailure(f"no such folder: {run_dir!r}")

@@ -120,7 +120,21 @@ def load_hf_tokenizer(name: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
+        if os.path.isdir(source) and not _holds_tokenizer_files(source):
+            # transformers' message for this case is a list over several lines whose first line
+            # ends in "from one of:"; say what is wrong instead.
+            raise RuntimeError(
+                f"cannot load tokenizer {name!r}: the folder holds no tokenizer files (tokenizer.json, tokenizer_config.json, "
+                "tokenizer.model, vocab.json or vocab.txt); pass the folder that holds them"
+            ) from None
         raise RuntimeError(f"cannot load tokenizer {name!r}: {_first_line(err)}") from None
+
+
+def _holds_tokenizer_files(folder: str) -> bool:
+    names = {entry.name for entry in os.scandir(folder) if entry.is_file()}
+    return bool(names & {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt"}) or any(
+        name.endswith((".model", ".tiktoken")) for name in names
+    )
 
 
 def package_version(name: str) -> str | None:
