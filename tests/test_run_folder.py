@@ -265,6 +265,22 @@ def test_score_refuses_an_incomplete_run_unless_partial_and_names_empty_and_torn
     assert summary["configs"]["baseline"]["abandoned_on_track"] is None and summary["configs"]["baseline"]["ut"] is None
 
 
+def test_analyze_reads_a_run_with_a_torn_last_line_as_score_does(run_copy):
+    """A torn last line of a run's record file is a write cut short: analyze said "line 4: not
+    valid JSON" and stopped, while compare and score skip it and name it."""
+    folder, _, _ = run_copy
+    lines = (folder / "tip.jsonl").read_text().splitlines(keepends=True)
+    (folder / "tip.jsonl").write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    for source in (folder, folder / "tip.jsonl"):
+        result = CliRunner().invoke(main, ["analyze", str(source), "--json"])
+        assert result.exit_code == 0, result.output
+        output = json.loads(result.stdout)
+        aggregate = output["configs"]["tip"]["aggregate"] if "configs" in output else output["aggregate"]
+        assert aggregate["n"] == 3
+        notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+        assert any("tip.jsonl ends in a torn line" in line for line in notes), result.stderr
+
+
 def test_score_reports_repeated_records_and_keeps_each_once(run_copy):
     folder, _, _ = run_copy
     text = (folder / "tip.jsonl").read_text()

@@ -36,11 +36,13 @@ GROUP_FIELDS = ("problem_id", "unique_id", "problem", "question")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
 
 
-def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _read_records(path: Path, run_records: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """`run_records`: a record file of a `compare` run, written one whole line at a time, so a torn
+    last line is a write cut short (skipped, and named in a note as `score` does), not bad input."""
     from tip_decode.harness.jsonl import JSONLError, iter_jsonl
 
     try:
-        records = list(iter_jsonl(path))
+        records = list(iter_jsonl(path, torn_tail=run_records, log_torn=False))
     except JSONLError as err:
         hint = " (a .json file? analyze reads JSON lines: one object per line)" if path.suffix.lower() == ".json" else ""
         raise click.ClickException(f"{err}{hint}") from None
@@ -361,9 +363,13 @@ def analyze(
     for name, path in files:
         items = [
             _validated(path, number, record, response_field, answer_field, id_field, problem_field, group_field, ids_field)
-            for number, record in _read_records(path)
+            for number, record in _read_records(path, run_records=bool(info))
         ]
         per_file.append((name, path, items))
+    if info:
+        from tip_decode.harness.folder import record_file_notes
+
+        notes += [note for note in record_file_notes(files[0][1].parent, [name for name, _ in files]) if "torn" in note]
 
     if judge_name == "llm":
         cache = (
