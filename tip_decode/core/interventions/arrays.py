@@ -73,6 +73,17 @@ class ArrayOps:
         """Per row, the entropy in nats of softmax(logits) (float32); -inf logits count as probability 0."""
         raise NotImplementedError
 
+    def logsumexp(self, x: Any) -> Any:
+        """Per row, log(sum(exp(x))) over the last axis in float32; a row of -inf gives -inf."""
+        raise NotImplementedError
+
+    def amax(self, x: Any) -> Any:
+        """Per row, the largest value over the last axis."""
+        raise NotImplementedError
+
+    def isfinite(self, x: Any) -> Any:
+        raise NotImplementedError
+
 
 class _TorchOps(ArrayOps):
     name = "torch"
@@ -120,6 +131,15 @@ class _TorchOps(ArrayOps):
         probs = torch.softmax(logits, dim=-1)
         logp = torch.log_softmax(logits, dim=-1).clamp_(min=torch.finfo(torch.float32).min)
         return -(probs.unsqueeze(1) @ logp.unsqueeze(2)).view(-1)
+
+    def logsumexp(self, x):
+        return torch.logsumexp(x.float(), dim=-1)
+
+    def amax(self, x):
+        return x.amax(dim=-1)
+
+    def isfinite(self, x):
+        return torch.isfinite(x)
 
 
 class _NumpyOps(ArrayOps):
@@ -180,6 +200,19 @@ class _NumpyOps(ArrayOps):
             logp = np.maximum(shifted - log_total, np.finfo(np.float32).min)
             probs = np.exp(shifted - log_total)
             return -(probs * logp).sum(axis=-1, dtype=np.float32)
+
+    def logsumexp(self, x):
+        x = x.astype(np.float32, copy=False)
+        top = x.max(axis=-1)
+        safe = np.where(np.isfinite(top), top, 0).astype(np.float32)  # a row of -inf stays -inf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (np.log(np.exp(x - safe[..., None]).sum(axis=-1, dtype=np.float32)) + safe).astype(np.float32)
+
+    def amax(self, x):
+        return x.max(axis=-1)
+
+    def isfinite(self, x):
+        return np.isfinite(x)
 
 
 TORCH: ArrayOps = _TorchOps()
