@@ -3,8 +3,9 @@
 Each intervention is one declarative module (its configuration, its declaration in the registry,
 which token ids it touches, which columns of the per-row state it owns, what one token does to them,
 what it adds to the next logits): `tip` (thought-switching penalty), `nowait` (NoWait), `cyclic`
-(CyclicReflex), `budget` (thinking-length budget, s1 budget forcing) and `gated` (TIP gated by the
-thought's confidence; this project's own). `registry` declares them, `settings` reads a request's
+(CyclicReflex), `budget` (thinking-length budget, s1 budget forcing), `gated` (TIP gated by the
+thought's confidence; this project's own), `affirm` (self-affirmation reflection suppression),
+`alphaone` (AlphaOne), `inject` (thinking intervention) and `nothinking` (NoThinking). `registry` declares them, `settings` reads a request's
 (`InterventionSet`), `spec` is the command line's language for them; `plan` combines several in one
 request and `state` is the per-row state adapters drive. See docs/interventions.md and docs/design.md.
 
@@ -17,10 +18,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from tip_decode.core.interventions.affirm import AffirmConfig
+from tip_decode.core.interventions.alphaone import AlphaOneConfig
 from tip_decode.core.interventions.base import FORCED_LOGIT, TokenizerInfo
 from tip_decode.core.interventions.budget import BudgetConfig
 from tip_decode.core.interventions.cyclic import CyclicConfig
 from tip_decode.core.interventions.gated import GatedConfig
+from tip_decode.core.interventions.inject import InjectConfig
+from tip_decode.core.interventions.nothinking import NoThinkingConfig
 from tip_decode.core.interventions.nowait import NoWaitConfig
 from tip_decode.core.interventions.registry import Intervention, Key, intervention, interventions, register, unregister
 from tip_decode.core.interventions.settings import InterventionSet, namespace_of, request_mapping
@@ -52,14 +57,18 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "FORCED_LOGIT",
+    "AffirmConfig",
+    "AlphaOneConfig",
     "BudgetConfig",
     "CyclicConfig",
     "GatedConfig",
+    "InjectConfig",
     "Intervention",
     "InterventionPlan",
     "InterventionSet",
     "InterventionState",
     "Key",
+    "NoThinkingConfig",
     "NoWaitConfig",
     "PlanTables",
     "TokenizerInfo",

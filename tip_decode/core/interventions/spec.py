@@ -252,7 +252,7 @@ def parse_interventions(
         if declared.bare_key:
             flat[kind] = 1
     try:
-        result = InterventionSet.from_mapping(flat, default=InterventionSet(**base))
+        result = InterventionSet.from_mapping(flat, default=InterventionSet.defaults(**base))
     except (ValueError, TypeError) as err:
         needing = [intervention(k) for k in kinds if intervention(k).needs and str(err) == f"`{k}` needs {intervention(k).needs}"]
         if needing:
