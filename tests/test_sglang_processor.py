@@ -502,6 +502,7 @@ def test_client_helpers_cover_every_namespace(tok):
         "cyclic_words": ["wait", "Wait", "but", "But", "Alternatively"], "cyclic_scope": "auto",
         "gated": 0,
         "budget_min": 5, "budget_max": 16, "budget_word": "Wait",
+        "affirm": 0, "alphaone": 0, "inject": 0, "nothinking": 0,
     }  # fmt: skip
     back = InterventionSet.from_mapping(sent, default=InterventionSet.from_mapping({"gated": 1, "tip_alpha": 9}))
     assert back == settings  # whatever the server default

@@ -32,6 +32,7 @@ def test_server_command_uses_python_m_and_registers_the_processor():
     assert set(env) == {"TIP_DECODE_INTERVENTIONS", "TIP_DECODE_TOKENIZER"} and env["TIP_DECODE_TOKENIZER"] == "org/model"
     assert json.loads(env["TIP_DECODE_INTERVENTIONS"]) == {
         "tip_alpha": "inf", "tip_beta": 50, "tip_triggers": ["wait", "hmm"], "tip_scope": "all", "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0,
+        "affirm": 0, "alphaone": 0, "inject": 0, "nothinking": 0,
     }  # fmt: skip
 
 
