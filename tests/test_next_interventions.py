@@ -343,6 +343,27 @@ def test_each_bad_key_is_named_with_its_range(extra, key):
     with pytest.raises(ValueError, match=f"`{key}`") as info:
         InterventionSet.from_mapping(extra)
     assert "\n" not in str(info.value)
+    assert ALLOWED[key.rsplit("_typo", 1)[0]] in str(info.value), str(info.value)
+
+
+#: What each key's error says is allowed (one line: the key, the range, the value given).
+ALLOWED = {
+    "affirm": "known: affirm, affirm_scope, affirm_tau, affirm_words",
+    "affirm_tau": "has to be a probability between 0 and 1",
+    "affirm_words": "has to ",  # "name at least one word" / "contain only non-empty strings"
+    "affirm_scope": "has to be one of 'auto', 'think', 'all'",
+    "alphaone_moment": "has to be a non-negative integer",
+    "alphaone_alpha": "has to be a number >= 0",
+    "alphaone_think_tokens": "has to be a positive integer",
+    "alphaone_word": "has to be a non-empty string",
+    "alphaone_seed": "has to be",
+    "alphaone_temperature": "has to be a number >= 0",
+    "alphaone": "has to be true or false (1 or 0)",
+    "inject_text": "has to be a string",
+    "inject_after": "has to be a string",
+    "nothinking_text": "has to be a string",
+    "nothinking": "has to be true or false (1 or 0)",
+}
 
 
 def test_vocabulary_errors_name_the_key(qwen):

@@ -47,9 +47,13 @@ PAPER_TAU = 0.7
 
 def parse_tau(value: Any, key: str = "affirm_tau") -> float:
     """A probability threshold in [0, 1] (0 bans nothing: it turns the intervention off)."""
-    number = parse_number(value, key, minimum=0.0)
-    if number > 1:
-        raise bad_value(key, value, "has to be a probability between 0 and 1")
+    requirement = "has to be a probability between 0 and 1"
+    try:
+        number = parse_number(value, key)
+    except ValueError:
+        raise bad_value(key, value, requirement) from None
+    if not 0 <= number <= 1:
+        raise bad_value(key, value, requirement)
     return number
 
 
