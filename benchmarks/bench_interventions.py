@@ -10,6 +10,7 @@ cannot resolve (see bench_vllm.py).
     python benchmarks/bench_interventions.py --compare-with 2566798   # TIP-only: this tree vs that commit
     python benchmarks/bench_interventions.py --compare-with 2566798 --hf --rows 1   # the HF processor
     python benchmarks/bench_interventions.py --compare-with 2566798 --all           # every configuration
+    python benchmarks/bench_interventions.py --side-by-side --rows 256 --rounds 3   # issue 21's rules vs TIP and MinP, vLLM and HF
 
 `--compare-with` exports the commit with `git archive` and runs the TIP-only measurement in fresh
 subprocesses, alternating old and new, so that both see the same machine load.
@@ -40,6 +41,12 @@ CONFIGURATIONS = {
     "CyclicReflex (paper)": {"cyclic": 1, "cyclic_scope": "all"},
     "budget (min 100, max 1000, word)": {"budget_min": 100, "budget_max": 1000, "budget_word": "Wait"},
     "gated TIP (reflection preset)": {"gated_alpha": 3.0, "gated_triggers": REFLECTION, "gated_scope": "all"},
+    # issue 21 (21b): AlphaOne past its moment (the phase that reads logits: the transfer of "Wait"'s
+    # mass to `</think>`), self-affirmation suppression (a probability of each word: the whole row's
+    # logsumexp), thinking intervention (a forced text; the rows below force it from the first step).
+    "AlphaOne (past the moment)": {"alphaone_moment": 0},
+    "affirm (paper)": {"affirm": 1},
+    "inject (a text at the start)": {"inject_text": " I should be brief and check my answer once."},
     "all five": {
         "tip_alpha": 3.0, "tip_triggers": REFLECTION, "tip_scope": "all", "nowait": 1, "cyclic": 1,
         "budget_min": 100, "budget_max": 1000, "budget_word": "Wait", "gated": 1,
@@ -107,7 +114,107 @@ def measure_hf(batch: int, steps: int, tokenizer: str) -> float:
     return 1000 * stats.median(times)
 
 
+#: The rules of issue 21 (21b) measured side by side with TIP alone and each engine's MinP built-in.
+SIDE_BY_SIDE = ("TIP (reflection preset)", "AlphaOne (past the moment)", "affirm (paper)", "inject (a text at the start)")
+#: The engines' min-p (vLLM's `MinPLogitsProcessor`, transformers' `MinPLogitsWarper`): a softmax of
+#: every row and a comparison, the built-in a rule that reads the whole logits row is held against.
+MIN_P = 0.1
+
+
+def measure_min_p_vllm(rows: int, steps: int) -> float:
+    """Milliseconds per step of vLLM's MinPLogitsProcessor (`update_state` + `apply`), as `measure`."""
+    import torch
+    from vllm import SamplingParams
+    from vllm.v1.sample.logits_processor import BatchUpdate
+    from vllm.v1.sample.logits_processor.builtin import MinPLogitsProcessor
+
+    torch.set_num_threads(1)
+    config = SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=rows))
+    processor = MinPLogitsProcessor(config, torch.device("cpu"), False)
+    added = [(i, SamplingParams(min_p=MIN_P), [1, 2, 151667], []) for i in range(rows)]
+    processor.update_state(BatchUpdate(batch_size=rows, removed=[], added=added, moved=[]))
+    logits = torch.randn(rows, WIDTH)
+    for _ in range(5):
+        processor.update_state(None)
+        processor.apply(logits.clone())
+    total = 0.0
+    for _ in range(steps):
+        work = logits.clone()  # min-p writes -inf in place: each step starts from fresh logits
+        start = time.perf_counter()
+        processor.update_state(None)
+        processor.apply(work)
+        total += time.perf_counter() - start
+    return 1000 * total / steps
+
+
+def measure_hf_settings(extra: dict | None, batch: int, steps: int, tokenizer: str) -> float:
+    """Milliseconds per call (median) of the Hugging Face `ReasoningInterventionsProcessor` with
+    `extra`, or of transformers' `MinPLogitsWarper` when `extra` is None; 1k history, one thread."""
+    import statistics as stats
+
+    import torch
+    from transformers import AutoTokenizer, MinPLogitsWarper
+
+    from tip_decode.hf import ReasoningInterventionsProcessor
+
+    torch.set_num_threads(1)
+    if extra is None:
+        processor = MinPLogitsWarper(min_p=MIN_P)
+    else:
+        processor = ReasoningInterventionsProcessor(AutoTokenizer.from_pretrained(tokenizer), dict(extra))
+    ids = torch.randint(1000, 100000, (batch, 1024))
+    ids[:, -1] = 151667  # the prompt ends inside an open think block
+    scores = torch.randn(batch, 151936)
+    processor(ids, scores.clone())
+    times = []
+    for _ in range(steps):
+        ids = torch.cat([ids, torch.randint(1000, 100000, (batch, 1))], 1)
+        work = scores.clone()
+        start = time.perf_counter()
+        processor(ids, work)
+        times.append(time.perf_counter() - start)
+    return 1000 * stats.median(times)
+
+
+def side_by_side(args: argparse.Namespace) -> None:
+    """Issue 21's rules, TIP alone and the engine's MinP, on vLLM's processor and on the HF one, in
+    alternating subprocesses; prints ms per step and the ratios to TIP and to MinP."""
+    columns = [*SIDE_BY_SIDE, "MinP built-in"]
+    results: dict[str, dict[str, list[float]]] = {engine: {name: [] for name in columns} for engine in ("vllm", "hf")}
+    for r in range(args.rounds):
+        for engine in ("vllm", "hf"):
+            order = columns if r % 2 == 0 else columns[::-1]
+            for name in order:
+                extra = None if name == "MinP built-in" else CONFIGURATIONS[name]
+                command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(extra), "--rows", str(args.rows),
+                           "--steps", str(args.steps), "--tokenizer", args.tokenizer, "--engine", engine]  # fmt: skip
+                result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True, cwd=ROOT)
+                ms = json.loads(result.stdout.strip().splitlines()[-1])["ms"]
+                results[engine][name].append(ms)
+                print(f"round {r + 1} {engine} {name}: {ms:.3f} ms", file=sys.stderr, flush=True)
+    print(f"\n{args.rows} rows, {args.steps} steps, one thread, median of {args.rounds} rounds (alternating order)\n")
+    print("| configuration | vLLM ms per step (min-max) | vs TIP | vs MinP | HF ms per call (min-max) | vs TIP | vs MinP |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    medians = {engine: {name: statistics.median(values) for name, values in by.items()} for engine, by in results.items()}
+    for name in columns:
+        cells = []
+        for engine in ("vllm", "hf"):
+            values = results[engine][name]
+            m = medians[engine][name]
+            cells += [f"{m:.3f} ({min(values):.3f}-{max(values):.3f})", f"{m / medians[engine]['TIP (reflection preset)']:.2f}", f"{m / medians[engine]['MinP built-in']:.2f}"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(json.dumps(results))
+
+
 def child(args: argparse.Namespace) -> None:
+    if args.engine is not None:
+        extra = json.loads(args.child)
+        if args.engine == "hf":
+            ms = measure_hf_settings(extra, args.rows, args.steps, args.tokenizer)
+        else:
+            ms = measure_min_p_vllm(args.rows, args.steps) if extra is None else measure(extra, args.rows, args.steps, args.tokenizer)
+        print(json.dumps({"ms": ms}))
+        return
     if args.hf:
         print(json.dumps({"ms": measure_hf(args.rows, args.steps, args.tokenizer)}))
         return
@@ -143,10 +250,15 @@ def main() -> None:
     parser.add_argument("--compare-with", metavar="GITREF", help="measure TIP-only here and at GITREF, alternating")
     parser.add_argument("--hf", action="store_true", help="with --compare-with: the Hugging Face TIP processor per call (--rows is the batch)")
     parser.add_argument("--all", action="store_true", help="with --compare-with: every configuration, not TIP only")
+    parser.add_argument("--side-by-side", action="store_true", help="issue 21's rules, TIP alone and the engine's MinP, vLLM and HF (use --rows 256)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", choices=("vllm", "hf"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
+        return
+    if args.side_by_side:
+        side_by_side(args)
         return
     tip = CONFIGURATIONS["TIP (reflection preset)"]
     if args.compare_with and args.all:

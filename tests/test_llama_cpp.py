@@ -86,6 +86,13 @@ def settings_cases(words: list[str]) -> list[InterventionSet]:
         InterventionSet.from_mapping(
             {"tip_alpha": "inf", "tip_beta": 4, "tip_triggers": words[:3], "nowait": 1, "nowait_keywords": [words[3 % len(words)]], "budget_max": 7}
         ),
+        # issue 21: a low-probability word banned, AlphaOne's both phases, a text forced after a
+        # trigger the model says, NoThinking, and a combination with a budget's maximum.
+        InterventionSet.from_mapping({"affirm_words": [w.capitalize() for w in words[:3]] + words[:3], "affirm_tau": 0.5}),
+        InterventionSet.from_mapping({"alphaone_moment": 5, "alphaone_temperature": 0.7}),
+        InterventionSet.from_mapping({"inject_text": " I should be brief.", "inject_after": words[0]}),
+        InterventionSet.from_mapping({"nothinking": 1}),
+        InterventionSet.from_mapping({"inject_text": " Fine.\n\n", "alphaone_moment": 9, "alphaone_seed": 2, "affirm_words": ["Hmm"], "budget_max": 12}),
     ]
 
 
