@@ -216,6 +216,16 @@ def test_affirm_tokens_and_threshold(qwen):
     out = state.apply(logits.clone())
     assert out[:, 14190].tolist() == torch.tensor([math.log(4.0), -math.inf, math.log(1.5)]).tolist()
     assert out[0, 220] == 0.0  # only the word tokens are ever written
+    # Reading: each spelling on its own probability. " Wait" and "Wait" at 0.45 each (0.9 together)
+    # are both below 0.7 and both banned; a probability exactly at tau is kept (strictly below bans).
+    logits = torch.full((2, WIDTH), -math.inf)
+    logits[0, [13824, 14190, 220]] = torch.tensor([0.45, 0.45, 0.10]).log()
+    logits[1, [14190, 220]] = torch.tensor([0.5, 0.5]).log()
+    state = InterventionState(tables, 2)
+    state.start_rows([0, 1], [settings, InterventionSet(affirm=AffirmConfig(tau=0.5))], [False] * 2, [0] * 2)
+    out = state.apply(logits.clone())
+    assert out[0, 13824] == out[0, 14190] == -math.inf and out[0, 220] == logits[0, 220]
+    assert out[1, 14190] == logits[1, 14190]
 
 
 # ----- inject and nothinking -----
