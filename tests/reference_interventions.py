@@ -246,7 +246,7 @@ class Reference:
             if i >= probs.shape[0]:
                 continue
             p = float(probs[i])
-            if p > 0 and abs(math.log(p) - math.log(config.tau)) < 1e-4:
+            if p > 0 and abs(math.log(p) - math.log(config.tau)) < self.gate_margin:
                 close = True
             if p < config.tau:
                 bias[i] = -math.inf
