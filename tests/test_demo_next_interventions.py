@@ -10,7 +10,7 @@ the first step whose logits it changed).
 - NoThinking removes the reasoning: the first token is `</think>` (`nothinking_text=none`: the
   paper's sentence cannot be written in this vocabulary, and the default is refused in one line).
 - Self-affirmation suppression removes the low-probability Waits (p < tau under the model) and keeps
-  the likely ones.
+  the likelier ones (at tau 0.1: the demo model's Waits are all below the paper's 0.7).
 - Thinking intervention writes its text where the docs say: the first reasoning token by default,
   right after the trigger text with `inject_after`.
 """
@@ -35,6 +35,7 @@ CONFIGS = {
     "baseline": "baseline",
     "alphaone": f"alphaone:moment={MOMENT}",
     "affirm": "affirm",
+    "low": "low=affirm:tau=0.1",
     "nothinking": "nothinking:text=none",
     "inject": "inject:text=Alternatively",
     "after": "after=inject:text=Alternatively,after=Wait",
@@ -101,8 +102,10 @@ def test_nothinking_removes_the_reasoning(demo, vocab):
 
 
 def test_affirm_removes_the_low_probability_waits(demo, vocab):
-    """Every Wait affirm lets through had p >= tau (0.7) under the model at its step; the baseline,
-    on the same seeds, writes many below it (so the check can fail)."""
+    """Every Wait affirm lets through had p >= tau under the model at its step. The demo model's
+    Waits are all unlikely (it switches at random, p about 0.01-0.17 at its Waits): at the paper's
+    0.7 none gets through; at tau 0.1 those at 0.1 or more get through and the others do not. The
+    baseline, on the same seeds, writes many below each (so the checks can fail)."""
     from transformers import AutoModelForCausalLM
 
     _, records = demo
@@ -118,11 +121,14 @@ def test_affirm_removes_the_low_probability_waits(demo, vocab):
         probs = torch.softmax(logits.float(), dim=-1)
         return [float(probs[t, wait]) for t, token in enumerate(ids) if token == wait]
 
-    kept = [p for r in records["affirm"] for p in wait_probabilities(r)]
     base = [p for r in records["baseline"] for p in wait_probabilities(r)]
-    assert all(p >= 0.7 - 1e-4 for p in kept), sorted(kept)[:5]
-    assert sum(p < 0.7 for p in base) >= PROBLEMS, sorted(base)
-    assert len(kept) < len(base) // 2, (len(kept), len(base))
+    for name, tau in (("affirm", 0.7), ("low", 0.1)):
+        kept = [p for r in records[name] for p in wait_probabilities(r)]
+        assert all(p >= tau - 1e-4 for p in kept), (name, sorted(kept)[:5])
+        assert sum(p < tau for p in base) >= 10, (name, sorted(base))
+        assert len(kept) < len(base), (name, len(kept), len(base))
+        if name == "low":
+            assert kept, "no Wait above 0.1 got through: the test shows nothing kept"
     # "Alternatively" is not one of affirm's words: the model still switches with it.
     assert any(v["Alternatively"] in r["token_ids"] for r in records["affirm"])
 
