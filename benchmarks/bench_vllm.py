@@ -20,7 +20,15 @@ batch   The processor alone, in process, at 64 / 256 / 1,024 running requests of
         no penalised column, so only bookkeeping), each with the running requests' outputs 1k and
         16k tokens long (`--cells`, `--histories`). One torch thread, as the engine worker.
 
+mrv2    The processor alone on Model Runner V2's interface (vLLM's own `LogitsProcRequestState` and
+        `LogitsContext`, the token history kept as MRV2's `post_update` keeps it), every request
+        decoding: without speculative decoding and with `--drafts` draft rows per request (random
+        acceptance, then the accepted drafts and the token after them committed). Median ms per
+        `apply`, TIP on every request (server default alpha 3, beta 600, scope `all`), one torch thread.
+        Runs against another tree's processor with `PYTHONPATH=TREE` (drafts 0 only before issue 22).
+
     python benchmarks/bench_vllm.py --parts batch         # processor at serving batch sizes (minutes)
+    python benchmarks/bench_vllm.py --parts mrv2 --drafts 0,3
     python benchmarks/bench_vllm.py --parts engine --rounds 7
     python benchmarks/bench_vllm.py --model PATH --requests 64 --max-tokens 256 --rounds 7
 
@@ -308,6 +316,100 @@ def batch_part(args) -> None:
     print(json.dumps({"part": "batch", "results": results}))
 
 
+def mrv2_apply_ms(workdir: Path, tokenizer_dir: Path, rows: int, width: int, triggers: str, drafts: int, steps: int, seed: int = 0) -> dict:
+    """Median ms per `apply` on Model Runner V2 with `rows` decoding requests and `drafts` drafts each."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+    from vllm import SamplingParams
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcRequestState
+
+    from tip_decode.vllm import ThoughtSwitchPenalty
+
+    class HostAndDevice:  # MRV2's UvaBackedTensor views on a CPU-only machine (no pinned memory)
+        def __init__(self, size) -> None:
+            self.np = np.zeros(size, dtype=np.int32)
+            self.gpu = torch.from_numpy(self.np)
+
+    max_len = 64 + steps * (drafts + 1) + 1
+    real = processor_config(workdir, tokenizer_dir, width, rows)
+    config = SimpleNamespace(model_config=real.model_config, scheduler_config=real.scheduler_config, reasoning_config=None,
+                             speculative_config=SimpleNamespace(num_speculative_tokens=drafts) if drafts else None)
+    rs = LogitsProcRequestState(device=torch.device("cpu"), max_num_reqs=rows, vocab_size=width, all_token_ids=HostAndDevice((rows, max_len)),
+                                prompt_len=HostAndDevice(rows), prefill_len=HostAndDevice(rows), total_len=HostAndDevice(rows))
+    saved = {k: os.environ.get(k) for k in TIP_ON_ENV}
+    os.environ.update(TIP_ON_ENV, TIP_DECODE_TRIGGERS=triggers)
+    try:
+        processor = ThoughtSwitchPenalty(config, rs)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    rng = random.Random(seed)
+    pool = [rng.randrange(1000, min(width, 100_000)) if width > 1000 else rng.randrange(width) for _ in range(4096)]
+    for slot in range(rows):
+        processor.add_request(slot, SamplingParams())
+        rs.all_token_ids.np[slot, :17] = rng.choices(pool, k=17)  # a 16-token prompt and one output token
+        rs.prompt_len.np[slot], rs.prefill_len.np[slot], rs.total_len.np[slot] = 16, 17, 17
+    processor.apply_staged_writes()
+    logits = torch.randn(rows * (drafts + 1), width)
+    mapping = np.arange(rows, dtype=np.int32)
+    expanded = torch.from_numpy(np.repeat(mapping, drafts + 1))
+    local = torch.from_numpy(np.tile(np.arange(drafts + 1, dtype=np.int32), rows))
+    timed, accepted = [], 0
+    for step in range(steps + 10):
+        total = rs.total_len.np.astype(np.int64)
+        proposals = np.array(rng.choices(pool, k=rows * drafts), dtype=np.int32).reshape(rows, drafts)
+        inputs = np.concatenate([rs.all_token_ids.np[mapping, total - 1][:, None], proposals], axis=1).reshape(-1)
+        positions = (total[:, None] - 1 + np.arange(drafts + 1)[None, :]).reshape(-1)
+        ctx = LogitsContext(expanded_idx_mapping=expanded, idx_mapping=torch.from_numpy(mapping), idx_mapping_np=mapping, expanded_local_pos=local,
+                            input_ids=torch.from_numpy(inputs), pos=torch.from_numpy(positions), seq_lens_upper_bound_np=(total + drafts).astype(np.int32))
+        start = time.perf_counter()
+        processor.apply(logits, ctx)
+        if step >= 10:
+            timed.append(time.perf_counter() - start)
+        for slot in range(rows):
+            taken = rng.randint(0, drafts)
+            accepted += taken if step >= 10 else 0
+            tokens = [*proposals[slot, :taken], rng.choice(pool)]
+            rs.all_token_ids.np[slot, total[slot] : total[slot] + len(tokens)] = tokens
+            rs.total_len.np[slot] = total[slot] + len(tokens)
+    return {"rows": rows, "width": width, "triggers": triggers, "drafts": drafts, "steps": steps, "accepted_per_step": accepted / steps,
+            "apply_ms": 1e3 * statistics.median(timed)}
+
+
+def mrv2_part(args) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    workdir = Path(tempfile.mkdtemp(prefix="tip-bench-mrv2-"))
+    tokenizer_dir = Path(args.tokenizers) / "qwen3"
+    results = []
+    try:
+        for cell in args.cells.split(","):
+            width, triggers = int(cell.split(":")[0]), cell.split(":")[1]
+            for rows in [int(r) for r in args.batch_rows.split(",")]:
+                for drafts in [int(d) for d in args.drafts.split(",")]:
+                    r = mrv2_apply_ms(workdir, tokenizer_dir, rows, width, triggers, drafts, args.batch_steps)
+                    results.append(r)
+                    print(f"width {width} {triggers} rows {rows} drafts {drafts}: {r['apply_ms']:.3f} ms", file=sys.stderr, flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    import tip_decode
+
+    print(f"\nModel Runner V2, {args.batch_steps} steps per cell, 1 torch thread, tip_decode from {Path(tip_decode.__file__).parent}, "
+          f"load average {os.getloadavg()}\n")
+    print("| width | triggers | decoding requests | drafts per request | logits rows | apply ms/step |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(f"| {r['width']:,} | {r['triggers']} | {r['rows']:,} | {r['drafts']} | {r['rows'] * (r['drafts'] + 1):,} | {r['apply_ms']:.3f} |")
+    print(json.dumps({"part": "mrv2", "results": results}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder or Hub id (default: a tiny random Qwen2 built from ../shared)")
@@ -327,10 +429,13 @@ def main() -> None:
     )
     parser.add_argument("--histories", default="1024,16384", help="output tokens of the running requests (batch part)")
     parser.add_argument("--batch-steps", type=int, default=200)
+    parser.add_argument("--drafts", default="0,3", help="draft rows per request (mrv2 part; 0: no speculative decoding)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if "batch" in parts:
         batch_part(args)
+    if "mrv2" in parts:
+        mrv2_part(args)
     if "engine" not in parts:
         return
 

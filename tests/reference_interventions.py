@@ -429,8 +429,11 @@ class Reference:
 
     @staticmethod
     def apply(raw: torch.Tensor, ids: list[int], bias: dict[int, float], forced: int | None) -> torch.Tensor:
-        """The logits at `ids` after adding `bias` once (zero: untouched) and forcing."""
+        """The logits at `ids` after adding `bias` once (zero: untouched) and forcing; a row whose
+        forced token arrives banned (-inf: a grammar or another stage ruled it out) is left as it arrived."""
         out = raw[ids].clone()
+        if forced is not None and raw[forced] == -math.inf:
+            return out
         for k, i in enumerate(ids):
             value = bias.get(i, 0.0)
             if value != 0:

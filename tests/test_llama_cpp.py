@@ -215,3 +215,23 @@ def test_docs_example_runs(tiny_gguf):
     assert blocks
     for block in blocks:
         exec(compile(block.replace('"model.gguf"', repr(str(tiny_gguf))), str(page), "exec"), {})
+
+
+def test_a_forced_token_an_earlier_processor_bans_leaves_the_row(llm, qwen3_tokenizer):
+    """The budget's maximum would force </think>; a processor before ours bans it: the row is left as
+    that processor made it (no forcing, no revival of the banned token, never NaN), the core's rule."""
+
+    def ban_think_end(_tokens, scores):
+        scores[THINK_END] = -np.inf
+        return scores
+
+    prompt = PROMPTS[1]  # ends inside an open think block
+    free = Recorder()
+    greedy(llm, prompt, [ReasoningInterventionsProcessor(llm, {"budget_max": 2}), free], max_tokens=4)
+    assert int(np.argmax(free.rows[2])) == THINK_END  # the budget alone forces </think> at 2 tokens
+    raw, processed = Recorder(), Recorder()
+    greedy(llm, prompt, [ban_think_end, raw, ReasoningInterventionsProcessor(llm, {"budget_max": 2}), processed], max_tokens=4)
+    for after in processed.rows:
+        assert not np.isnan(after).any() and np.isfinite(after).any()
+        assert after[THINK_END] == -np.inf
+    np.testing.assert_array_equal(processed.rows[2], raw.rows[2])  # the forcing step: left as it arrived

@@ -192,3 +192,24 @@ def test_docs_example_runs():
     assert blocks
     for block in blocks:
         exec(compile(block, str(page), "exec"), {})
+
+
+def test_a_forced_token_an_earlier_processor_bans_leaves_the_row(engine, prompts):
+    """The budget's maximum would force </think>; a processor before ours bans it: the row is left as
+    that processor made it (no forcing, no revival of the banned token, never NaN), the core's rule."""
+    model, tokenizer = engine
+
+    def ban_think_end(_tokens, logits):
+        return mx.where(mx.arange(logits.shape[-1]) == THINK_END, mx.array(-float("inf"), dtype=logits.dtype), logits)
+
+    prompt = prompts[0]
+    free = Recorder()
+    mlx_lm.generate(model, tokenizer, prompt, max_tokens=4, logits_processors=[ReasoningInterventionsProcessor(tokenizer, {"budget_max": 2}), free])
+    assert int(np.argmax(free.rows[2])) == THINK_END  # the budget alone forces </think> at 2 tokens
+    raw, processed = Recorder(), Recorder()
+    processors = [ban_think_end, raw, ReasoningInterventionsProcessor(tokenizer, {"budget_max": 2}), processed]
+    mlx_lm.generate(model, tokenizer, prompt, max_tokens=4, logits_processors=processors)
+    for after in processed.rows:
+        assert not np.isnan(after).any() and np.isfinite(after).any()
+        assert after[THINK_END] == -np.inf
+    np.testing.assert_array_equal(processed.rows[2], raw.rows[2])  # the forcing step: left as it arrived

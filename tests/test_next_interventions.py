@@ -453,7 +453,6 @@ def test_per_step_path_runs_on_the_meta_device(qwen):
             state.apply(logits, rows=torch.arange(2, device="meta"), logit_rows=torch.arange(2, device="meta"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22's core rule (a forced token that arrives banned leaves its row as it arrived) is not merged here yet")
 def test_a_forced_token_that_arrives_banned_is_not_reinflated(qwen):
     """Another stage (the engine's bad words, an earlier processor) banned the token a rule forces:
     the forcing goes through the plan's one force mechanism, so the core's rule applies to all four."""

@@ -11,7 +11,11 @@ tests/reference_interventions.py.
 
 vLLM's MRV2 buffers (`StagedWriteTensor`, `UvaBackedTensor`) need pinned memory, which a CPU-only
 machine lacks, so the MRV2 test holds the token history in plain tensors exposing the same
-`.gpu` / `.np` attributes the interface documents.
+`.gpu` / `.np` attributes the interface documents (tests/vllm_world.py).
+
+The V1-runner tests run where vLLM still has that runner (0.32, 0.33); vLLM 0.34 removed it, and
+there they are skipped for that reason (tests/test_vllm_versions.py runs this file on each release).
+Speculative decoding on MRV2 is tests/test_vllm_speculative.py.
 """
 
 from __future__ import annotations
@@ -20,23 +24,30 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from reference_interventions import Reference, Row
+from reference_interventions import Reference
 
 vllm = pytest.importorskip("vllm")
 pytestmark = pytest.mark.vllm
 
 from vllm import SamplingParams  # noqa: E402
-from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality  # noqa: E402
+from vllm_world import BaseStats, Req, World, make_base, request_state, restore  # noqa: E402
+from vllm_world import fake_config as world_config  # noqa: E402
 
+from tip_decode.adapters.vllm.versions import find_interfaces  # noqa: E402
 from tip_decode.core.config import TIPConfig  # noqa: E402
 from tip_decode.core.interventions import InterventionSet, plan_for  # noqa: E402
-from tip_decode.vllm import ThoughtSwitchPenalty, request_config, request_settings, server_default, server_settings  # noqa: E402
+from tip_decode.vllm import ThoughtSwitchPenalty, request_config, server_default  # noqa: E402
+
+#: The V1 model runner's interface exists (vLLM 0.32, 0.33): its tests run.
+HAS_V1_RUNNER = find_interfaces().v1 is not None
+needs_v1_runner = pytest.mark.skipif(not HAS_V1_RUNNER, reason=f"vLLM {vllm.__version__} has no V1 model runner (removed in 0.34)")
+if HAS_V1_RUNNER:
+    from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 
 WIDTH = 151680  # the tiny Qwen2's padded output width
 SERVER_ENV = {
@@ -68,14 +79,8 @@ REQUEST_ARGS = [
 ]
 
 
-def fake_config(tokenizer_path: str, capacity: int, speculative: bool = False) -> SimpleNamespace:
-    """The attributes of VllmConfig the processor reads (a real one needs a model on disk)."""
-    return SimpleNamespace(
-        scheduler_config=SimpleNamespace(max_num_seqs=capacity),
-        model_config=SimpleNamespace(tokenizer=tokenizer_path, tokenizer_revision=None, trust_remote_code=False, get_vocab_size=lambda: WIDTH),
-        reasoning_config=None,
-        speculative_config=SimpleNamespace(num_speculative_tokens=2) if speculative else None,
-    )
+def fake_config(tokenizer_path: str, capacity: int):
+    return world_config(tokenizer_path, capacity, WIDTH)
 
 
 @pytest.fixture
@@ -86,113 +91,10 @@ def server_env(monkeypatch):
     monkeypatch.delenv("TIP_DECODE_INTERVENTIONS", raising=False)
 
 
-@dataclass
-class Req:
-    params: SamplingParams
-    prompt: list[int]
-    output: list[int]
-    max_len: int
-    settings: InterventionSet | None
-    row: Row  # the reference's view: prompt facts, raw logits per position, restarts
-
-
-class World:
-    """Random requests over the real qwen3 vocabulary, and their expected logits."""
-
-    def __init__(self, processor: ThoughtSwitchPenalty, rng: random.Random, request_args: list[dict] = REQUEST_ARGS) -> None:
-        self.processor = processor
-        self.rng = rng
-        self.request_args = request_args
-        self.default = server_settings()
-        tok = processor.tokenizer
-        self.reference = Reference(tok)
-        think = self.reference.markers
-        pool: list[int] = []
-        for args in REQUEST_ARGS:
-            settings = request_settings(SamplingParams(extra_args=args), self.default)
-            if not settings:
-                continue
-            plan = plan_for(tok, settings)
-            for name, rule in zip(plan.names, plan.rules):
-                if name in ("tip", "gated"):
-                    pool += list(rule.vocabulary.token_ids[:6])
-                    for m in rule.vocabulary.multi_token[:6]:
-                        pool += [*m.prefix, m.completion]
-                elif name == "nowait":
-                    pool += list(rule.token_ids[:6])
-                elif name == "cyclic":
-                    pool += list(rule.token_ids)
-                elif name == "budget":
-                    pool += list(rule.word_ids)
-        self.neutral = tok.encode(" the cat. so H ok,\n\nthen")
-        pool += self.neutral + [think.start_id, think.end_id] * 3
-        self.pool = pool
-        self.think = think
-
-    def new_request(self) -> Req:
-        rng = self.rng
-        args = rng.choice(self.request_args)
-        params = SamplingParams(max_tokens=64, extra_args=dict(args) if args else None)
-        settings = request_settings(params, self.default)
-        prompt = [rng.choice(self.pool) for _ in range(rng.randint(1, 5))]
-        if rng.random() < 0.5:
-            prompt.append(self.think.start_id)  # a chat template that ends inside an open think block
-            prompt += rng.sample(self.neutral, rng.randint(0, 2))  # thinking already in the prompt
-        opened = last_index(prompt, self.think.start_id) > last_index(prompt, self.think.end_id)
-        thinking = len(prompt) - last_index(prompt, self.think.start_id) - 1 if opened else 0
-        return Req(params, prompt, [], rng.randint(1, 22), settings if settings else None, Row(opened, thinking, logits={}))
-
-    def next_token(self, forced: int | None = None) -> int:
-        if forced is not None and self.rng.random() < 0.8:
-            return forced
-        return self.rng.choice(self.pool)
-
-    def admit(self, waiting: list[Req], counts: dict[str, int]) -> Req:
-        """A preempted request resumed with its output so far (half the time, if any), else a new one."""
-        if waiting and self.rng.random() < 0.5:
-            counts["resumed"] += 1
-            req = waiting.pop(self.rng.randrange(len(waiting)))
-            req.row.restarts.append(len(req.output))  # its state is rebuilt from the token history
-            return req
-        counts["added"] += 1
-        return self.new_request()
-
-
 def decides_nothing_from_logits(req: Req) -> bool:
     """The request's interventions read no logits (no gated TIP, no budget word)."""
     settings = req.settings
     return settings is None or (settings.gated is None and (settings.budget is None or settings.budget.word is None))
-
-
-def last_index(tokens: list[int], token: int) -> int:
-    return max((i for i, t in enumerate(tokens) if t == token), default=-1)
-
-
-def make_base(capacity: int, world: World, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    base = torch.randn(capacity, WIDTH, generator=generator) * 3
-    # A penalised logit that is already -inf must stay -inf.
-    base[0, world.pool[0]] = -math.inf
-    # Half the rows "want" to end thinking: budget forcing and bans happen there.
-    base[1::2, world.think.end_id] = base.max() + 1
-    return base
-
-
-class BaseStats:
-    """Per base row: entropy and most likely token, computed once (the reference asks for them often)."""
-
-    def __init__(self, base: torch.Tensor) -> None:
-        from reference_interventions import entropy
-
-        self.entropy = [entropy(row) for row in base]
-        self.top = base.argmax(dim=1).tolist()
-
-    def record(self, req: Req, base_row: int, base: torch.Tensor) -> None:
-        """`req` is sampled from `base[base_row]` at its next position (a repeat overwrites)."""
-        position = len(req.output)
-        req.row.logits[position] = base[base_row]
-        req.row.entropies[position] = self.entropy[base_row]
-        req.row.tops[position] = self.top[base_row]
 
 
 def check_rows(out: torch.Tensor, base: torch.Tensor, rows: dict[int, Req], world: World, touched_ids: torch.Tensor) -> tuple[list[str], dict[int, int]]:
@@ -225,28 +127,10 @@ def check_rows(out: torch.Tensor, base: torch.Tensor, rows: dict[int, Req], worl
     return problems, forced_tokens
 
 
-def restore(work: torch.Tensor, base: torch.Tensor, touched: torch.Tensor, step: int) -> None:
-    """Undo the step's writes; every 64 steps also prove that nothing outside the touched columns was written."""
-    if step % 64 == 0:
-        untouched = torch.ones(WIDTH, dtype=torch.bool)
-        untouched[touched] = False
-        assert torch.equal(work[:, untouched], base[:, untouched]), f"step {step} wrote outside the plans' columns"
-    work[:, touched] = base[:, touched]
-
-
-def all_touched(processor: ThoughtSwitchPenalty, world: World) -> torch.Tensor:
-    """Every column any request's plan may write."""
-    ids: set[int] = set()
-    for args in REQUEST_ARGS:
-        settings = request_settings(SamplingParams(extra_args=args), world.default)
-        if settings:
-            ids.update(processor._groups.get(settings.structure).tables.token_ids)
-    return torch.tensor(sorted(ids), dtype=torch.long)
-
-
 # ----- V1 model runner -----
 
 
+@needs_v1_runner
 @pytest.mark.parametrize(
     ("request_args", "steps"),
     [
@@ -260,10 +144,10 @@ def test_v1_persistent_batch_fuzz_matches_reference(server_env, tokenizers_dir, 
     capacity = 8
     processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), capacity), torch.device("cpu"), False)
     rng = random.Random(1234)
-    world = World(processor, rng, request_args)
-    base = make_base(capacity, world, seed=0)
+    world = World(processor.tokenizer, rng, request_args)
+    base = make_base(capacity, WIDTH, world, seed=0)
     stats = BaseStats(base)
-    touched = all_touched(processor, world)
+    touched = world.touched(processor)
     batch: list[Req | None] = [None] * capacity
     waiting: list[Req] = []
     unfilled: list[tuple[Req, int]] = []
@@ -383,6 +267,7 @@ class ReadCountingList(list):
         return super().__getitem__(key)
 
 
+@needs_v1_runner
 def test_v1_step_reads_only_the_newest_token_of_each_output(server_env, tokenizers_dir):
     """Per-step cost must not grow with the outputs' length: a row just added (no token yet) must
     not make the processor re-read every other request's whole output (it did, every step)."""
@@ -411,7 +296,7 @@ def test_v1_step_reads_only_the_newest_token_of_each_output(server_env, tokenize
 
 
 def test_request_arguments_are_remembered_by_value(server_env, tokenizers_dir):
-    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), request_state(2, WIDTH, 8))
     settings = processor._settings_or_off
     first = settings(SamplingParams(extra_args={"tip_beta": 3, "tip_triggers": ["wait"]}))
     again = settings(SamplingParams(extra_args={"tip_triggers": ["wait"], "tip_beta": 3, "other": 1}))
@@ -433,11 +318,14 @@ def test_request_arguments_are_remembered_by_value(server_env, tokenizers_dir):
     with_budget.thinking_token_budget = 3  # budget_min above vLLM's maximum: refused, so off
     assert settings(with_budget) is None
     assert settings(SamplingParams(extra_args={"tip_alpha": 0, "budget_min": 4})).budget.min == 4
+    with_budget.thinking_token_budget = 9  # vLLM's maximum becomes the budget's maximum
+    assert settings(with_budget).budget.max == 9 and settings(with_budget).budget.min == 4
     # A value that cannot be hashed is parsed every time rather than refused.
     assert settings(SamplingParams(extra_args={"tip_beta": 3, "tip_triggers": ["wait"], "tip_x": {}})) is None
     assert len(processor._settings_cache) <= 12
 
 
+@needs_v1_runner
 def test_v1_unfilled_placeholder_is_deferred(server_env, tokenizers_dir):
     """A -1 still present at apply time is not read as a token; the next step catches up."""
     processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
@@ -456,11 +344,17 @@ def test_v1_unfilled_placeholder_is_deferred(server_env, tokenizers_dir):
 
 def test_needs_output_token_ids(server_env, tokenizers_dir):
     """The processor reads each request's output tokens: vLLM must fill them before `apply` (upstream's
-    proposed hook defaults to False, under which async scheduling leaves -1 placeholders)."""
-    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
-    assert processor.needs_output_token_ids() is True
+    proposed hook defaults to False, under which async scheduling leaves -1 placeholders). vLLM may
+    ask the class (before building processors) or an instance: both say True."""
+    assert ThoughtSwitchPenalty.needs_output_token_ids() is True
+    mrv2 = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), request_state(2, WIDTH, 8))
+    assert mrv2.needs_output_token_ids() is True
+    if HAS_V1_RUNNER:
+        v1 = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
+        assert v1.needs_output_token_ids() is True
 
 
+@needs_v1_runner
 def test_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan(server_env, tokenizers_dir):
     processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), "cpu", False)
     hit = plan_for(processor.tokenizer, InterventionSet(tip=server_default())).rule("tip").vocabulary.token_ids[0]
@@ -472,6 +366,7 @@ def test_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan(server_env, tokeniz
     assert not torch.isnan(out).any() and out[0, hit] == -math.inf
 
 
+@needs_v1_runner
 def test_a_ban_among_finite_rows_of_one_group_still_bans(server_env, tokenizers_dir):
     """One row with alpha inf in a group of finite rows: the group's logits write takes the ban-safe
     path (the one-pass add is only for groups whose every member has a finite bias)."""
@@ -491,6 +386,7 @@ def test_a_ban_among_finite_rows_of_one_group_still_bans(server_env, tokenizers_
     assert out[0, hit] == -1.0 and out[2, hit] == -2.0 and out[1, hit] == 1.0
 
 
+@needs_v1_runner
 def test_no_tip_rows_cost_nothing(server_env, tokenizers_dir, monkeypatch):
     monkeypatch.setenv("TIP_DECODE_ALPHA", "0")
     processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 4), "cpu", False)
@@ -565,27 +461,10 @@ def test_think_markers_from_reasoning_config(server_env, tokenizers_dir):
 # ----- Model Runner V2 -----
 
 
-class HostAndDevice:
-    """A per-slot buffer with the `.np` (host) and `.gpu` (device) views of vLLM's UvaBackedTensor."""
-
-    def __init__(self, size, dtype=torch.int32) -> None:
-        self.cpu = torch.zeros(size, dtype=dtype)
-        self.np = self.cpu.numpy()
-        self.gpu = self.cpu  # on a CPU-only machine the device view is the host tensor
-
-
 def test_mrv2_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan(server_env, tokenizers_dir):
-    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcRequestState
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext
 
-    rs = LogitsProcRequestState(
-        device=torch.device("cpu"),
-        max_num_reqs=2,
-        vocab_size=WIDTH,
-        all_token_ids=HostAndDevice((2, 8)),
-        prompt_len=HostAndDevice(2),
-        prefill_len=HostAndDevice(2),
-        total_len=HostAndDevice(2),
-    )
+    rs = request_state(2, WIDTH, 8)
     processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), rs)
     hit = plan_for(processor.tokenizer, InterventionSet(tip=server_default())).rule("tip").vocabulary.token_ids[0]
     processor.add_request(1, SamplingParams(extra_args={"tip_alpha": "inf"}))
@@ -609,29 +488,19 @@ def test_mrv2_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan(server_env, to
 
 
 def test_mrv2_slots_match_reference(server_env, tokenizers_dir):
-    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcessor, LogitsProcRequestState
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcessor
 
     capacity, max_len, steps = 6, 64, int(os.environ.get("TIP_MRV2_STEPS", "2500"))
-    rs = LogitsProcRequestState(
-        device=torch.device("cpu"),
-        max_num_reqs=capacity,
-        vocab_size=WIDTH,
-        all_token_ids=HostAndDevice((capacity, max_len)),
-        prompt_len=HostAndDevice(capacity),
-        prefill_len=HostAndDevice(capacity),
-        total_len=HostAndDevice(capacity),
-    )
+    rs = request_state(capacity, WIDTH, max_len)
     path = str(tokenizers_dir / "qwen3")
     assert issubclass(ThoughtSwitchPenalty, LogitsProcessor)
-    with pytest.raises(ValueError, match="speculative decoding"):
-        ThoughtSwitchPenalty(fake_config(path, capacity, speculative=True), rs)
     processor = ThoughtSwitchPenalty(fake_config(path, capacity), rs)
     assert processor.runner == "v2"
     rng = random.Random(99)
-    world = World(processor, rng)
-    base = make_base(capacity, world, seed=1)
+    world = World(processor.tokenizer, rng, REQUEST_ARGS)
+    base = make_base(capacity, WIDTH, world, seed=1)
     stats = BaseStats(base)
-    touched = all_touched(processor, world)
+    touched = world.touched(processor)
     slots: dict[int, Req] = {}
     computed: dict[int, int] = {}
     waiting: list[Req] = []
@@ -706,3 +575,47 @@ def test_mrv2_slots_match_reference(server_env, tokenizers_dir):
     print(f"\nMRV2 {steps} steps: {counts}")
     assert not divergences, f"{len(divergences)} divergences, first: {divergences[:3]}"
     assert min(counts.values()) > 50, counts
+
+
+def test_bans_never_empty_a_row_another_stage_restricted(server_env, tokenizers_dir):
+    """A request restricted to a few tokens (allowed_token_ids here; a grammar likewise) whose budget
+    bans exactly those: the row is left as the other stage made it, on both runners. (A group with
+    such a member checks all its rows; without one, no row is checked: the bans stand.)"""
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext
+
+    path = str(tokenizers_dir / "qwen3")
+    eos, think_end = 151645, 151668
+    allowed = [eos, think_end]
+    restricted = SamplingParams(allowed_token_ids=allowed, extra_args={"tip_alpha": 0, "budget_min": 50})
+    free = SamplingParams(extra_args={"tip_alpha": 0, "budget_min": 50})
+    prompt = [1, 2, 151667]  # ends inside an open think block: the minimum bans </think> and the end of sequence
+
+    def masked_logits() -> torch.Tensor:
+        logits = torch.full((1, WIDTH), -math.inf)
+        logits[0, allowed] = torch.tensor([1.0, 2.0])
+        return logits
+
+    def mrv2_row(params) -> torch.Tensor:
+        rs = request_state(1, WIDTH, 8)
+        processor = ThoughtSwitchPenalty(fake_config(path, 1), rs)
+        processor.add_request(0, params)
+        rs.all_token_ids.np[0, :3] = prompt
+        rs.prompt_len.np[0] = rs.prefill_len.np[0] = rs.total_len.np[0] = 3
+        processor.apply_staged_writes()
+        mapping = np.array([0], dtype=np.int32)
+        ctx = LogitsContext(
+            expanded_idx_mapping=torch.from_numpy(mapping), idx_mapping=torch.from_numpy(mapping), idx_mapping_np=mapping,
+            expanded_local_pos=torch.zeros(1, dtype=torch.int32), input_ids=torch.tensor([151667], dtype=torch.int32),
+            pos=torch.tensor([2], dtype=torch.int64), seq_lens_upper_bound_np=np.array([3], dtype=np.int32),
+        )
+        return processor.apply(masked_logits(), ctx)[0]
+
+    def v1_row(params) -> torch.Tensor:
+        processor = ThoughtSwitchPenalty(fake_config(path, 1), "cpu", False)
+        processor.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, params, prompt, [])], moved=[]))
+        return processor.apply(masked_logits())[0]
+
+    for row_of in (mrv2_row, v1_row) if HAS_V1_RUNNER else (mrv2_row,):
+        out = row_of(restricted)
+        assert torch.equal(out, masked_logits()[0]) and not torch.isnan(out).any(), row_of.__name__
+        assert (row_of(free)[allowed] == -math.inf).all(), row_of.__name__  # no restriction declared: the ban stands

@@ -42,6 +42,9 @@ def llm(tiny_vllm_model_dir):
         logprobs_mode="processed_logits",
         max_logprobs=128,
         seed=0,
+        # Compact JSON (no whitespace between tokens): the random tiny model would otherwise emit
+        # whitespace forever inside a JSON object (only structured-output requests are affected).
+        structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
         **ENGINE_ARGS,
     )
     yield engine
@@ -156,3 +159,54 @@ def test_greedy_parity_with_hf_generate(llm, tokenizer, untouched, tiny_vllm_mod
             on = model.generate(**inputs, logits_processor=[tip], **kwargs)[0, prompt_len:].tolist()
         assert off == want_off
         assert on == want_on
+
+
+JSON_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"enum": ["yes", "no", "wait"]}, "sure": {"type": "boolean"}},
+    "required": ["answer", "sure"],
+    "additionalProperties": False,
+}
+THINK_END = 151668
+
+
+@pytest.mark.parametrize(
+    "interventions",
+    [
+        # The budget forces </think> from the second thinking token on; the grammar bans it there.
+        {"budget_max": 2, "nowait": 1, "nowait_scope": "all"},
+        # Below the minimum the budget forces "Wait" whenever the end of sequence is the most likely
+        # token: after the closing brace the grammar allows nothing else.
+        {"budget_min": 200, "budget_word": "Wait", "nowait": 1, "nowait_scope": "all", "tip_alpha": "inf", "tip_triggers": ["wait"]},
+        # Without a word the budget bans </think> and the end of sequence: after the closing brace
+        # the row would have no token left (`keep_alive`).
+        {"budget_min": 200, "nowait": 1, "nowait_scope": "all"},
+    ],
+    ids=["forced-end-masked", "forced-word-masked", "bans-meet-grammar"],
+)
+def test_json_schema_with_budget_and_nowait(llm, interventions):
+    """Structured output (JSON schema; no reasoning parser, so the grammar applies from the first
+    token) with a thinking budget and NoWait, on a prompt that ends inside an open think block:
+    the interventions never undo the grammar. Every sampled token had a finite processed logit
+    (never a row of -inf, never NaN) and the output is valid JSON of the schema. Before forcing
+    learned to yield to masks, the first two ended with finish_reason "error" after `{"</think>`
+    and `{...}Wait`."""
+    import json
+
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    prompt = PROMPTS[1]  # ends with "<think>\n": the budget and NoWait act from the first token
+    structured = StructuredOutputsParams(json=JSON_SCHEMA)
+    greedy_json = SamplingParams(temperature=0.0, max_tokens=48, logprobs=3, structured_outputs=structured, extra_args=interventions)
+    sampled_json = SamplingParams(temperature=1.0, seed=3, max_tokens=48, logprobs=3, structured_outputs=structured, extra_args=interventions)
+    outs = llm.generate([prompt, prompt], [greedy_json, sampled_json], use_tqdm=False)
+    for out in outs:
+        completion = out.outputs[0]
+        assert completion.finish_reason == "stop", (completion.finish_reason, completion.text)
+        value = json.loads(completion.text)
+        assert set(value) == {"answer", "sure"} and value["answer"] in ("yes", "no", "wait") and isinstance(value["sure"], bool), completion.text
+        assert THINK_END not in completion.token_ids
+        for token, step in zip(completion.token_ids, completion.logprobs):
+            assert math.isfinite(step[token].logprob), (token, step)
+            assert not any(math.isnan(p.logprob) for p in step.values()), step

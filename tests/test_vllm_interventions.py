@@ -231,6 +231,21 @@ def test_cyclic_and_combinations_change_outputs_and_off_is_untouched(llm, untouc
     assert math.isfinite(len(ids[0]))
 
 
+@pytest.mark.parametrize("word", [" Hmm, wait", "Wait"])
+def test_vllm_thinking_budget_wins_at_its_maximum(llm, tokenizer, word):
+    """`budget_min` (with a word) up to vLLM's own `thinking_token_budget`: the budget takes vLLM's as
+    its maximum, so at that length both force the end marker; a word being forced there would tie
+    with vLLM's forcing (both 1e9), which runs after the processors."""
+    budget = 6
+    params = greedy(max_tokens=14, logit_bias={THINK_END: 60.0}, thinking_token_budget=budget, extra_args={"budget_min": budget, "budget_word": word})
+    outs = [list(o.outputs[0].token_ids) for o in llm.generate(PROMPTS[:2], params, use_tqdm=False)]
+    encoded = tokenizer.encode(word, add_special_tokens=False)
+    for prompt, ids in zip(PROMPTS[:2], outs):
+        thinking = 1 if prompt.endswith("<think>\n") else 0
+        assert ids.index(THINK_END) + thinking == budget, (word, ids)
+        assert ids[: ids.index(THINK_END)] == expected_with_word(budget, thinking, encoded, budget - thinking)[: budget - thinking], ids
+
+
 def said_words(tokenizer, untouched) -> list[str]:
     """Words the tiny model says greedily (as in the test above): affirm judges them, inject waits for one."""
     words: list[str] = []

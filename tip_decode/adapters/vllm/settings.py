@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import Any
 
 from tip_decode.core.config import TIPConfig
@@ -42,7 +43,9 @@ def request_settings(sampling_params: Any, default: InterventionSet) -> Interven
     """The request's interventions: its namespaced extra args over the server default.
 
     vLLM's own `thinking_token_budget` is the maximum thinking length where the engine has it: a
-    request may combine it with `budget_min`, and `budget_max` must then agree with it.
+    request may combine it with `budget_min` (and `budget_word`), and `budget_max` must then agree
+    with it. The budget then takes it as its maximum, so that at that length both force the same
+    end marker (vLLM forces after the processors; a word forced there would tie with it).
 
     Raises:
         ValueError: a bad or unknown key, or a budget that contradicts `thinking_token_budget`.
@@ -56,7 +59,20 @@ def request_settings(sampling_params: Any, default: InterventionSet) -> Interven
             raise ValueError(f"`budget_max` has to equal `thinking_token_budget` ({vllm_budget}) when both are set, but is {budget.max}")
         if budget.min > vllm_budget:
             raise ValueError(f"`budget_min` has to be at most `thinking_token_budget` ({vllm_budget}), but is {budget.min}")
+        if budget.max is None:
+            settings = settings.replace(budget=replace(budget, max=int(vllm_budget)))
     return settings
+
+
+def vocabulary_restricted(sampling_params: Any) -> bool:
+    """Another stage of vLLM may leave only a few of this request's tokens allowed before the processor
+    runs: a grammar (structured outputs) or `allowed_token_ids`. Such rows are written with
+    `keep_alive` (this processor's bans never remove a row's last finite logit). Masks of single
+    tokens (`bad_words`, `min_tokens`, a -inf `logit_bias`) cannot, with our bans, empty a row: they
+    need no such check (a forced token they ban is left alone for every request)."""
+    if sampling_params is None:
+        return False
+    return any(getattr(sampling_params, name, None) for name in ("structured_outputs", "guided_decoding", "allowed_token_ids"))
 
 
 _NO_ARGUMENTS: tuple[Any, ...] = ((), ("NoneType", None))

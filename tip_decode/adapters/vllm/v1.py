@@ -8,7 +8,6 @@ token per row and writes the group's biases. Row i of the logits is persistent-b
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -19,6 +18,7 @@ import torch
 
 from tip_decode.adapters.vllm.batch import follow_batch_update
 from tip_decode.adapters.vllm.groups import Group
+from tip_decode.adapters.vllm.settings import vocabulary_restricted
 from tip_decode.core.interventions import InterventionSet
 
 if TYPE_CHECKING:
@@ -40,29 +40,34 @@ class V1Row:
     prompt_think: int
     finite: bool  # no bias of its settings is ever -inf (see `bias_is_finite`)
     values: np.ndarray | None = None  # a fresh row's state (`InterventionState.fresh_row`)
-
-
-@dataclass(eq=False)
-class Admitted:
-    """What admitting a request with given arguments decides, remembered per distinct arguments."""
-
-    settings: InterventionSet
-    structure: Any
-    finite: bool  # `bias_is_finite(settings)`
-    group: Group | None = None  # the structure's group when last looked up (groups are evicted while idle)
-    values: np.ndarray | None = None  # a fresh row's state in that group's state
-
-    def use(self, group: Group) -> None:
-        self.group = group
-        self.values = group.state.fresh_row(self.settings)
+    restricted: bool = False  # another stage may allow only a few tokens (`settings.vocabulary_restricted`)
 
 
 class V1Runner:
-    """Mixin of the processor for the V1 model runner (state attributes are set by the processor)."""
+    """Mixin of the processor for the V1 model runner (shared attributes are set by the processor).
+
+    Only where vLLM still has this runner (0.32, 0.33): the processor leaves the mixin out otherwise.
+    """
 
     _rows: dict[int, V1Row]
     _seen: np.ndarray  # batch row -> output tokens its state has seen
     _outputs: list[list[int] | None]  # batch row -> what the step reads as its output (None: no row of ours)
+
+    def _init_v1(self, vllm_config: Any, device: Any, is_pin_memory: Any) -> tuple[torch.device, int, int, int]:
+        """Runner state; returns (device, capacity, logits width, state rows per group)."""
+        if getattr(vllm_config, "speculative_config", None) is not None:
+            # vLLM 0.32/0.33 refuse this before building the processor; a later V1 runner might not.
+            raise ValueError(
+                "tip_decode.vllm:ThoughtSwitchPenalty supports speculative decoding on Model Runner V2 only, and vLLM "
+                "built it for the V1 model runner: unset VLLM_USE_V2_MODEL_RUNNER=0 (Model Runner V2 is the default on GPUs)"
+            )
+        self.runner = "v1"
+        capacity = int(vllm_config.scheduler_config.max_num_seqs)
+        width = int(vllm_config.model_config.get_vocab_size())
+        self._rows = {}
+        self._seen = np.zeros(capacity, dtype=np.int64)  # output tokens each row's state has seen
+        self._outputs = [None] * capacity  # what the step reads as each row's output
+        return torch.device(device), capacity, width, capacity
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         """Follow the persistent batch: removed, then added, then moved (vLLM's order)."""
@@ -79,10 +84,11 @@ class V1Runner:
                 return None
             group, settings = admitted.group, admitted.settings
             opened, thinking = _prompt_facts(group, prompt_ids)
-            row = V1Row(group, settings, output_ids, opened, thinking, admitted.finite, admitted.values)
+            row = V1Row(group, settings, output_ids, opened, thinking, admitted.finite, admitted.values, vocabulary_restricted(params))
             group.members.add(index)
             group.member_mask[index] = True  # type: ignore[index]
             group.nonfinite += not admitted.finite
+            group.restricted += row.restricted
             changed[id(group)] = group
             if output_ids:
                 self._outputs[index] = output_ids
@@ -108,6 +114,7 @@ class V1Runner:
             self._outputs[index] = None
             group.member_mask[index] = False  # type: ignore[index]
             group.nonfinite -= not row.finite
+            group.restricted -= row.restricted
             changed[id(group)] = group
 
         def start_fresh() -> None:
@@ -200,7 +207,7 @@ class V1Runner:
                 continue
             self._advance_v1(group)
             # One logits write per group; a slice of rows is read through a view, not a copy.
-            group.state.apply(logits, rows=group.rows, logit_rows=group.rows, finite=group.finite)
+            group.state.apply(logits, rows=group.rows, logit_rows=group.rows, finite=group.finite, keep_alive=group.restricted > 0)
         return logits
 
     def _advance_v1(self, group: Group) -> None:
@@ -269,13 +276,6 @@ class V1Runner:
 
 #: What a row without output reads: one placeholder (-1, "no token yet"), as async scheduling writes.
 _NO_OUTPUT_YET: list[int] = [-1]
-
-
-@functools.lru_cache(maxsize=1024)
-def bias_is_finite(settings: InterventionSet) -> bool:
-    """No bias of these settings is ever -inf and none forces a token (each intervention declares
-    its effect: `InterventionSet.only_finite`)."""
-    return settings.only_finite
 
 
 def _prompt_facts(group: Group, prompt_ids: Sequence[int] | None) -> tuple[bool, int]:

@@ -9,8 +9,9 @@
 Combination rule (one logits write per step): the rules' biases are summed in plan order (each
 declaration's `order`: tip, nowait, cyclic, gated, budget) and added once; a ban is -inf and stays
 -inf whatever is added to it (no rule adds +inf); a forced token's logit becomes `FORCED_LOGIT`, which
-overrides every bias and every other logit of that row. A zero bias leaves a logit bit for bit as it
-was.
+overrides every bias and every other logit of that row, unless the token arrived banned (-inf: a
+grammar, or another stage of the engine, rules it out), in which case the row is left exactly as it
+arrived. A zero bias leaves a logit bit for bit as it was.
 """
 
 from __future__ import annotations
@@ -240,7 +241,12 @@ class PlanTables:
     @staticmethod
     def combine(sub: torch.Tensor, bias: torch.Tensor | None, forced: torch.Tensor | None) -> torch.Tensor:
         """The new values of the plan's columns `sub`: a step's biases added once, then its forcing
-        (`ApplyStep.bias` and `.forced`, as torch tensors)."""
+        (`ApplyStep.bias` and `.forced`, as torch tensors).
+
+        A row whose forced token arrived as -inf is returned as it arrived: forcing it would revive
+        a token another stage banned (a grammar mask), and leaving the rest of our edits would
+        steer a row whose decision was to force.
+        """
         out = sub
         if bias is not None:
             # Rules write -0.0 where they add nothing, and x + (-0.0) is x bit for bit (also for
@@ -252,4 +258,7 @@ class PlanTables:
             columns = torch.arange(sub.shape[1], device=sub.device)
             value = torch.full((), FORCED_LOGIT, dtype=sub.dtype, device=sub.device)
             out = torch.where(columns[None, :] == forced[:, None], value, out)
+            arrived = sub.gather(1, forced.clamp(min=0)[:, None]).squeeze(1)
+            blocked = (forced >= 0) & torch.isneginf(arrived)
+            out = torch.where(blocked[:, None], sub, out)
         return out

@@ -18,6 +18,7 @@ copying, starting or snapshotting rows is one operation on it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -303,7 +304,9 @@ class InterventionState:
             return torch.full((count, len(tables.token_ids)), -0.0, dtype=torch.float32, device=tables.device)
         return _from_host(step.bias, tables.device) if self._host is not None else step.bias
 
-    def apply(self, logits: torch.Tensor, rows: Rows = None, logit_rows: torch.Tensor | slice | None = None, finite: bool = False) -> torch.Tensor:
+    def apply(
+        self, logits: torch.Tensor, rows: Rows = None, logit_rows: torch.Tensor | slice | None = None, finite: bool = False, keep_alive: bool = False
+    ) -> torch.Tensor:
         """Write every intervention's bias into `logits` in place and return it.
 
         `rows` are the state rows of the logits rows `logit_rows` (default: all logits rows, in
@@ -320,6 +323,11 @@ class InterventionState:
         a sum and a write, which is the largest part of a step at serving batch sizes; x + (-0.0)
         is x bit for bit, so the result is the same. A step that forces a token takes the general
         path whatever `finite` says.
+
+        A forced token that arrives as -inf leaves its row as it arrived (`PlanTables.combine`).
+        `keep_alive=True` also leaves a row as it arrived when this step's bans would leave it with
+        no finite logit (another stage, e.g. a grammar, allowed only tokens these rules ban): that
+        takes a pass over the whole rows, so callers ask for it only where another stage may mask.
         """
         tables = self.tables
         if rows is None:
@@ -351,10 +359,14 @@ class InterventionState:
                 else:
                     logits.index_put_((logit_rows[:, None], columns[None, :]), bias, accumulate=True)
         elif view is not None:
-            view.index_copy_(1, columns, tables.combine(view.index_select(1, columns), bias, forced))
+            sub = view.index_select(1, columns)
+            new = tables.combine(sub, bias, forced)
+            view.index_copy_(1, columns, _keep_alive(view, sub, new) if keep_alive else new)
         else:
             index = (logit_rows[:, None], columns[None, :])
-            logits[index] = tables.combine(logits[index], bias, forced)
+            sub = logits[index]
+            new = tables.combine(sub, bias, forced)
+            logits[index] = _keep_alive(logits[logit_rows], sub, new) if keep_alive else new
         # Keep the apply-time decisions of `step` (gated's statistics, a pending forced word).
         if step.out_ints is not None:
             all_ints[state_rows] = step.out_ints
@@ -389,9 +401,20 @@ class InterventionState:
         return step.bias, step.forced
 
 
+def _keep_alive(rows: torch.Tensor, sub: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """`new` (the plan's columns after this step), except for rows it would leave with no finite
+    logit: those keep `sub`, the columns as they arrived. `rows` are the whole rows as they arrived."""
+    alive_in_plan = (new > -math.inf).any(dim=1)
+    alive_elsewhere = (rows > -math.inf).sum(dim=1) > (sub > -math.inf).sum(dim=1)
+    return torch.where((alive_in_plan | alive_elsewhere)[:, None], new, sub)
+
+
 def _from_host(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A host engine result as a tensor where the logits are (a broadcast view is copied)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # a broadcast of one row that is already contiguous
+        array = array.copy()
+    tensor = torch.from_numpy(array)
     return tensor if device.type == "cpu" else tensor.to(device, non_blocking=True)
 
 
