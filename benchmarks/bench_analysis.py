@@ -7,7 +7,7 @@
 3. Offline analysis throughput: `analyze_response` (answer-match judge, math-verify grading) over the
    500 MATH-500 reference solutions, qwen3 tokenizer.
 
-    python benchmarks/bench_analysis.py [--threads 1] [--tokenizers ../shared/tokenizers] [--data ../shared/data] [--json out.json]
+    python benchmarks/bench_analysis.py [--threads 1] [--tokenizers DIR] [--data DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from tip_decode.hf import AbandonmentDetector, TIPLogitsProcessor
 
 WIDTH = 151_936
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import vendored  # noqa: E402  (the tokenizers and data the tests ship; TIP_DECODE_TOKENIZERS / TIP_DECODE_DATA override)
 
 
 def per_call(processor, batch: int, steps: int = 60) -> float:
@@ -47,8 +50,8 @@ def per_call(processor, batch: int, steps: int = 60) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizers", type=Path, default=ROOT.parent / "shared" / "tokenizers")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--tokenizers", type=Path, default=vendored.tokenizers_dir())
+    parser.add_argument("--data", type=Path, default=vendored.data_dir())
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is steadiest on a shared box)")

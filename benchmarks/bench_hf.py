@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from tip_decode.hf import TIPLogitsProcessor
 
 WIDTH = 151_936
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import vendored  # noqa: E402  (the tokenizers and data the tests ship; TIP_DECODE_TOKENIZERS / TIP_DECODE_DATA override)
 
 
 def synchronize(device: torch.device) -> None:
@@ -269,7 +272,7 @@ def whole_generate(tokenizer, device, batch: int, new_tokens: int, pairs: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tokenizer", default=str(ROOT.parent / "shared" / "tokenizers" / "qwen3"))
+    parser.add_argument("--tokenizer", default=str(vendored.tokenizers_dir() / "qwen3"))
     parser.add_argument("--parts", default="per-call,beam,generate")
     parser.add_argument("--batches", default="1,16,64,256,1024")
     parser.add_argument("--histories", default="1024,16384")

@@ -32,6 +32,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import vendored  # noqa: E402  (the tokenizers and data the tests ship; TIP_DECODE_TOKENIZERS / TIP_DECODE_DATA override)
+
 WIDTH = 151680  # the tiny Qwen2's padded output width (qwen3 tokenizer)
 REFLECTION = "reflection"  # the 17-word TIP preset bench_vllm.py uses
 
@@ -243,7 +246,7 @@ def run_child(tree: Path, extra: dict, args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", default=str(Path(os.environ.get("TIP_DECODE_TOKENIZERS", ROOT.parent / "shared" / "tokenizers")) / "qwen3"))
+    parser.add_argument("--tokenizer", default=str(vendored.tokenizers_dir() / "qwen3"))
     parser.add_argument("--rows", type=int, default=32)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)

@@ -54,9 +54,9 @@ def bench_llama(tokens: int, rounds: int) -> dict:
     from tip_decode.llama_cpp import ReasoningInterventionsProcessor
 
     folder = Path(tempfile.mkdtemp())
-    import os
+    import vendored  # tests/vendored.py: the tokenizers the tests ship (TIP_DECODE_TOKENIZERS overrides)
 
-    tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.environ.get("TIP_DECODE_TOKENIZERS", "../shared/tokenizers"), "qwen3"))
+    tokenizer = AutoTokenizer.from_pretrained(str(vendored.tokenizers_dir() / "qwen3"))
     gguf = convert_to_gguf(build_tiny_model(folder / "hf", tokenizer), folder / "tiny.gguf")
     llm = llama_cpp.Llama(str(gguf), n_ctx=tokens + 64, n_threads=2, seed=0, verbose=False)
     prompt = "<|im_start|>user\nHow many primes are below 100?<|im_end|>\n<|im_start|>assistant\n<think>\n"

@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import vendored  # noqa: E402  (the tokenizers and data the tests ship; TIP_DECODE_TOKENIZERS / TIP_DECODE_DATA override)
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -44,7 +47,7 @@ def build_tiny_model(path: Path, tokenizers: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: the tests' tiny Qwen2)")
-    parser.add_argument("--tokenizers", default=str(ROOT.parent / "shared" / "tokenizers"))
+    parser.add_argument("--tokenizers", default=str(vendored.tokenizers_dir()))
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)

@@ -29,6 +29,8 @@ from pathlib import Path
 from bench_interventions import CONFIGURATIONS, WIDTH, compare_trees, each_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import vendored  # noqa: E402  (the tokenizers and data the tests ship; TIP_DECODE_TOKENIZERS / TIP_DECODE_DATA override)
 
 
 class Request:
@@ -77,7 +79,7 @@ def run_child(tree: Path, extra: dict, args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", default=str(Path(os.environ.get("TIP_DECODE_TOKENIZERS", ROOT.parent / "shared" / "tokenizers")) / "qwen3"))
+    parser.add_argument("--tokenizer", default=str(vendored.tokenizers_dir() / "qwen3"))
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)

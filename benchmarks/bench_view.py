@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import vendored  # noqa: E402  (the tokenizers and data the tests ship; TIP_DECODE_TOKENIZERS / TIP_DECODE_DATA override)
+
 CONFIGS = {
     "baseline": {},
     "tip": {"tip_alpha": 3.0, "tip_beta": 600, "tip_triggers": ["alternatively", "wait"], "tip_scope": "auto"},
@@ -197,8 +200,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-view"))
-    parser.add_argument("--tokenizers", type=Path, default=Path(os.environ.get("TIP_DECODE_TOKENIZERS") or ROOT.parent / "shared" / "tokenizers"))
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("TIP_DECODE_DATA") or ROOT.parent / "shared" / "data"))
+    parser.add_argument("--tokenizers", type=Path, default=vendored.tokenizers_dir())
+    parser.add_argument("--data", type=Path, default=vendored.data_dir())
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 

@@ -49,6 +49,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import vendored  # noqa: E402  (the tokenizers and data the tests ship; TIP_DECODE_TOKENIZERS / TIP_DECODE_DATA override)
+
 PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
 
 
@@ -412,8 +415,8 @@ def mrv2_part(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="model folder or Hub id (default: a tiny random Qwen2 built from ../shared)")
-    parser.add_argument("--tokenizers", default=os.environ.get("TIP_DECODE_TOKENIZERS", str(ROOT.parent / "shared" / "tokenizers")))
+    parser.add_argument("--model", help="model folder or Hub id (default: a tiny random Qwen2 with the qwen3 tokenizer of tests/vendored)")
+    parser.add_argument("--tokenizers", default=str(vendored.tokenizers_dir()))
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=5)

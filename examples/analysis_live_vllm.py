@@ -9,14 +9,17 @@ The completions stream asks vLLM for token ids (`return_tokens_as_token_ids`) an
 log-probabilities of each step, so the monitor segments exactly the generated ids and reports the
 abandoned thought's mean entropy (top-k approximation). `--bias` adds a logit bias to the switch
 tokens (handy to see events from a small test model). `--summary` prints one JSON line at the end.
+Without a server, or with a tokenizer that cannot be loaded, it says so in one line (exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from openai import OpenAI
+import click
+from openai import APIConnectionError, OpenAI
 
 from tip_decode import SwitchVocabulary
 from tip_decode.analysis import LiveMonitor, token_id_of
@@ -38,11 +41,18 @@ def main() -> None:
     parser.add_argument("--summary", action="store_true", help="print a JSON summary line at the end")
     args = parser.parse_args()
 
-    tokenizer = load_tokenizer(args.tokenizer)
+    client = OpenAI(base_url=args.base_url, api_key="EMPTY", max_retries=0)
+    try:
+        client.models.list()
+    except APIConnectionError:
+        sys.exit(f"error: no server answers at {args.base_url}: start one first, e.g. tip-decode serve {args.model}")
+    try:
+        tokenizer = load_tokenizer(args.tokenizer)
+    except click.ClickException as err:
+        sys.exit(f"error: {err.message}")
     vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, args.triggers)
     # Completions have no chat template, so nothing opens a think block: watch the whole response.
     monitor = LiveMonitor(vocabulary, scope="all", premature_threshold=args.premature_threshold)
-    client = OpenAI(base_url=args.base_url, api_key="EMPTY")
     logit_bias = {str(i): args.bias for i in vocabulary.token_ids} if args.bias else None
     stream = client.completions.create(
         model=args.model,

@@ -10,13 +10,15 @@ then run:
 
 A request opts in by naming the processor (`custom_logit_processor`) and carries its settings in
 `custom_params`; `generate_fields` / `openai_fields` build both and validate the settings first.
-The client needs neither SGLang nor dill.
+The client needs neither SGLang nor dill. Without a server it says so in one line (exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import urllib.error
 import urllib.request
 
 from openai import OpenAI
@@ -44,6 +46,12 @@ def main() -> None:
     parser.add_argument("--prompt", default="How many positive divisors does 360 have? Think step by step.")
     args = parser.parse_args()
 
+    try:
+        urllib.request.urlopen(args.url + "/health", timeout=10).close()
+    except urllib.error.HTTPError:
+        pass  # something answers; the requests below say what
+    except (OSError, ValueError) as err:
+        sys.exit(f"error: no server answers at {args.url} ({getattr(err, 'reason', err)}): start one first, e.g. tip-decode serve MODEL --engine sglang")
     client = OpenAI(base_url=args.url + "/v1", api_key="EMPTY")
     settings = {
         "TIP on": {"alpha": 3.0, "beta": 600, "triggers": ["alternatively", "wait"]},

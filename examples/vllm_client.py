@@ -9,13 +9,15 @@ then run:
     python examples/vllm_client.py --base-url http://127.0.0.1:8000/v1 --model Qwen/QwQ-32B
 
 TIP settings travel per request in `extra_body={"vllm_xargs": {...}}` with the `tip_*` keys.
+Without a server it says so in one line (exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from openai import OpenAI
+from openai import APIConnectionError, OpenAI
 
 
 def main() -> None:
@@ -26,7 +28,11 @@ def main() -> None:
     parser.add_argument("--prompt", default="How many positive divisors does 360 have? Think step by step.")
     args = parser.parse_args()
 
-    client = OpenAI(base_url=args.base_url, api_key="EMPTY")
+    client = OpenAI(base_url=args.base_url, api_key="EMPTY", max_retries=0)
+    try:
+        client.models.list()
+    except APIConnectionError:
+        sys.exit(f"error: no server answers at {args.base_url}: start one first, e.g. tip-decode serve {args.model} --alpha 0")
     settings = {
         "TIP on": {"tip_alpha": 3.0, "tip_beta": 600, "tip_triggers": ["alternatively", "wait"]},
         "TIP off": {"tip_alpha": 0},

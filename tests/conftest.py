@@ -1,8 +1,8 @@
-"""Shared fixtures: the real tokenizers and data in ../shared, and tiny random-weight models.
+"""Shared fixtures: the real tokenizers and data shipped in tests/vendored/, and tiny random-weight models.
 
-Tokenizers are found through TIP_DECODE_TOKENIZERS (CI sets it), data through TIP_DECODE_DATA; both
-fall back to the ../shared folder beside the checkout. A missing folder fails the tests that need it
-instead of skipping them, so a CI run can never pass without exercising real tokenizers.
+The tokenizers and data sets are unpacked from tests/vendored/ on first use (tests/vendored.py);
+TIP_DECODE_TOKENIZERS and TIP_DECODE_DATA point elsewhere when set. A missing folder fails the tests
+that need it instead of skipping them, so a run can never pass without exercising real tokenizers.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ TOKENIZER_NAMES = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen", "deepseek-r1-
 
 
 def shared_dir(env: str, sub: str) -> Path:
-    path = Path(os.environ.get(env) or ROOT.parent / "shared" / sub)
+    """The tokenizers or data folder: `env` when set, else the vendored copies (tests/vendored.py)."""
+    import vendored
+
+    path = vendored.tokenizers_dir() if sub == "tokenizers" else vendored.data_dir()
     if not path.is_dir():
-        pytest.fail(f"{sub} folder not found at {path} (set {env})", pytrace=False)
+        pytest.fail(f"{sub} folder not found at {path} ({env} is set to a folder that does not exist)", pytrace=False)
     return path
 
 
@@ -42,7 +45,7 @@ _TOKENIZERS: dict[str, object] = {}
 
 
 def load_hf_tokenizer(name: str):
-    """A real tokenizer from ../shared/tokenizers, loaded once per test session."""
+    """A real tokenizer of the tokenizers folder (`shared_dir`), loaded once per test session."""
     if name not in _TOKENIZERS:
         from transformers import AutoTokenizer
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,24 @@ def test_analysis_trace_example(tokenizers_dir):
     assert "switch at 26 (wait): ends a 26-token thought ['abandoned on track']" in out
     assert "switch at 34 (alternatively): ends a 8-token thought ['premature']" in out
     assert "UT = 1 - 26/65 = 0.6000" in out
+
+
+def test_analysis_trace_example_runs_from_a_clone_with_no_argument():
+    """With no tokenizer it uses the Qwen3 copy the repository ships (no sibling folder, no network)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TIP_DECODE_TOKENIZERS", "TIP_DECODE_DATA")}
+    result = subprocess.run([sys.executable, str(EXAMPLES / "analysis_trace.py")], capture_output=True, text=True, timeout=300, env=env, cwd="/")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "UT = 1 - 26/65 = 0.6000" in result.stdout
+
+
+def test_analysis_trace_example_refuses_a_tokenizer_that_cannot_read_the_trace():
+    """The demo model's tokenizer knows only its synthetic task's words: one line, not `UT = 1 - None/39`."""
+    from tip_decode.demo import MODEL_DIR
+
+    result = subprocess.run([sys.executable, str(EXAMPLES / "analysis_trace.py"), str(MODEL_DIR)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not know 38 of the trace's 39 tokens" in lines[0], result.stderr
 
 
 @pytest.mark.vllm

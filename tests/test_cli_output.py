@@ -116,7 +116,7 @@ def test_runs_are_portable(compare_run, tmp_path):
     assert (out / "baseline.jsonl").read_bytes() == before
     # Another model into the same folder is refused before anything loads (a usage error).
     refused = invoke("compare", "-m", tmp_path, "--data", info["dataset"], "-o", out, "-k", "2", "--max-new-tokens", "5", "-q")
-    assert refused.exit_code == 2 and "holds a run with model=" in refused.output
+    assert refused.exit_code == 2 and "holds another run: its model is" in refused.output
 
 
 def test_summary_md_explains_itself(compare_run):

@@ -14,7 +14,7 @@ def test_demo_trace_example_shows_thoughts_with_and_without_tip():
     result = subprocess.run([sys.executable, str(EXAMPLE), "--problem", "14"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert out.startswith("problem: start ")
+    assert out.startswith("problem 14: start ")
     headers = re.findall(r"^--- (.+?): (\d+) switches, (\d+) tokens, answer (\S+) \((correct|wrong)\)$", out, re.MULTILINE)
     assert [h[0] for h in headers] == ["baseline", "TIP alpha=3 beta=20"]
     # Every thought line names its step and where it leads; the first thought of each response has no switch word.

@@ -173,13 +173,12 @@ def test_infinite_alpha_never_gives_nan_even_on_a_plus_inf_logit():
 
 
 def test_huge_beta_runs_in_the_state():
-    """A beta of 10**30 from an API call is clamped at construction (2**62), so the int64 state
-    takes it and the window never closes."""
-    config = TIPConfig(alpha=2.0, beta=10**30)
+    """The largest beta (2**31 - 1 tokens) runs in the int64 state and the window never closes."""
+    config = TIPConfig(alpha=2.0, beta=2**31 - 1)
     vocab = SwitchVocabulary.from_tokenizer(load_hf_tokenizer("qwen3"), ["alternatively"])
     state = tip_state(vocab, "all", 151936, 1)
     start(state, vocab, "all", [config.alpha], [config.beta], [False])
-    assert state.column("tip.beta").tolist() == [2**62]
+    assert state.column("tip.beta").tolist() == [2**31 - 1]
     for _ in range(3):
         state.update(torch.tensor([11]))
     hits = torch.tensor([i in vocab.token_ids for i in state.tables.token_ids])

@@ -259,6 +259,7 @@ def test_compare_harness_with_the_sglang_backend(served, model_dir, tmp_path):
         str(out),
         "--no-plots",
         "-q",
+        "--force-triggers",  # "a" on purpose: a tiny random model says it often, so the penalty acts
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output + served.log_tail()

@@ -11,6 +11,7 @@ from vocab_oracle import oracle_for
 
 from tip_decode import SwitchVocabulary, ThinkMarkers, TIPConfig, find_switches
 from tip_decode.core.config import TRIGGER_PRESETS
+from tip_decode.core.vocabulary import view_of
 
 QWEN_FAMILY = ("qwen2.5", "qwen3", "deepseek-r1-distill-qwen")
 LLAMA_FAMILY = ("deepseek-r1-distill-llama", "llama-3.1")
@@ -120,18 +121,22 @@ def test_letters_that_look_like_markers_end_no_word(name):
 
 @pytest.mark.parametrize("name", ["deepseek-r1-distill-qwen", "deepseek-r1-distill-llama"])
 def test_transformers_byte_level_bug_does_not_reach_the_vocabulary(name):
-    """transformers 5 loads these with a SentencePiece decoder and pre-tokenizer on a byte-level
-    vocabulary (huggingface/transformers#45488): tokens decode as `ĠAlternatively`, and " another
-    approach" encodes without its spaces. The vocabulary reads pieces itself and re-encodes."""
+    """Some transformers 5 releases load these with a SentencePiece decoder and pre-tokenizer on a
+    byte-level vocabulary (huggingface/transformers#45488): tokens decode as `ĠAlternatively`, and
+    " another approach" encodes without its spaces; 4.x and later 5.x releases load them right.
+    Whichever transformers is installed, the vocabulary reads the right texts and spellings, and
+    repairs the pieces exactly when the loaded tokenizer has the defect."""
     hf = load_hf_tokenizer(name)
     raw = load_raw_tokenizer(name)
     hit = raw.token_to_id("\u0120Alternatively")
-    if int(transformers.__version__.split(".")[0]) >= 5:
-        assert hf.decode([hit]) != " Alternatively"  # the bug, as it is (transformers 4.x decodes right)
+    defective = hf.decode([hit]) != " Alternatively"
     vocab = SwitchVocabulary.from_tokenizer(hf, ["alternatively", "another approach"])
+    assert view_of(hf).token_texts().scheme.repaired is defective, f"transformers {transformers.__version__}: defect {defective}"
     assert vocab.token_text[hit] == " Alternatively"
     spelled = raw.encode(" another approach", add_special_tokens=False).ids
     assert any(m.prefix == tuple(spelled[:-1]) and m.completion == spelled[-1] for m in vocab.multi_token)
+    # The same answer as straight from tokenizer.json (which never had the defect).
+    assert vocab.token_ids == SwitchVocabulary.from_tokenizer(raw, ["alternatively", "another approach"]).token_ids
 
 
 @pytest.mark.parametrize("name", ["qwen3", "mistral-7b-v0.1", "wordpiece", "bpe-byte-fallback"])

@@ -331,7 +331,9 @@ def analyze_response(
             undetermined = True
             break
     ut = underthinking(len(ids), None if first_correct is None else thoughts[first_correct].end, correct)
-    if undetermined:
+    if undetermined or not any(t.status != UNJUDGED for t in thoughts):
+        # Nothing was judged (no reference, no thought, or the judge decided none): UT is unknown,
+        # not 0 ("no correct thought" is a finding only when thoughts were judged).
         ut = None
     return ResponseAnalysis(
         id=id,
@@ -420,7 +422,8 @@ def aggregate(analyses: Sequence[ResponseAnalysis], problem_ids: Sequence[Any] |
         "mean_tokens": _mean_or_none([a.n_tokens for a in analyses]),
         "premature_switches": sum(a.premature for a in analyses),
         "premature_per_response": _mean_or_none([a.premature for a in analyses]),
-        "abandoned_on_track": None if n_switches and abandoned_unjudged == n_switches else sum(a.abandoned_on_track for a in analyses),
+        # Unknown with no response at all, and when every abandoned thought went unjudged.
+        "abandoned_on_track": None if n == 0 or (n_switches and abandoned_unjudged == n_switches) else sum(a.abandoned_on_track for a in analyses),
         "abandoned_unjudged": abandoned_unjudged,
         "unjudged_thoughts": sum(a.unjudged_thoughts for a in analyses),
         "incorrect_with_correct_thought": _mean_or_none([a.first_correct_thought is not None for a in known_incorrect]),

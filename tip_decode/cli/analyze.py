@@ -9,6 +9,7 @@ are the run's summary's; a tokenizer other than the one that wrote the records i
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,17 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from tip_decode.cli.common import UsageFailure, emit_json, library_progress, load_tokenizer, one_line, triggers_option, user_errors
+from tip_decode.cli.common import (
+    UsageFailure,
+    emit_json,
+    force_triggers_option,
+    library_progress,
+    load_tokenizer,
+    one_line,
+    triggers_option,
+    user_errors,
+    vet_triggers,
+)
 from tip_decode.core.config import PAPER_BETA, SCOPES, parse_triggers
 
 #: Record fields tried, in order, as the problem key of weighted UT when --group-field is not given.
@@ -25,11 +36,13 @@ GROUP_FIELDS = ("problem_id", "unique_id", "problem", "question")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
 
 
-def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _read_records(path: Path, run_records: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """`run_records`: a record file of a `compare` run, written one whole line at a time, so a torn
+    last line is a write cut short (skipped, and named in a note as `score` does), not bad input."""
     from tip_decode.harness.jsonl import JSONLError, iter_jsonl
 
     try:
-        records = list(iter_jsonl(path))
+        records = list(iter_jsonl(path, torn_tail=run_records, log_torn=False))
     except JSONLError as err:
         hint = " (a .json file? analyze reads JSON lines: one object per line)" if path.suffix.lower() == ".json" else ""
         raise click.ClickException(f"{err}{hint}") from None
@@ -99,6 +112,10 @@ def _validated(
             raise click.ClickException(f"{path} line {number}: field {response_field!r} has to be text or a list of token ids, not {type(response).__name__}")
         if not response.strip():
             raise click.ClickException(f"{path} line {number}: empty response in field {response_field!r}")
+    if isinstance(reference, float) and not math.isfinite(reference):
+        raise click.ClickException(
+            f"{path} line {number}: field {answer_field!r} is {reference}, not a reference answer (a missing value written as NaN?); write it as text, or leave the line out"
+        )
     if isinstance(reference, (int, float)) and not isinstance(reference, bool):
         reference = str(reference)
     if not isinstance(reference, str) or not reference.strip():
@@ -187,6 +204,7 @@ def _check_plot_path(plot: Path) -> None:
     help="Tokenizer of the model that wrote the responses (folder, tokenizer.json or Hub id); switches are recognised on its token ids. Default for a run's records: the run's; required otherwise.",
 )
 @triggers_option
+@force_triggers_option
 @click.option(
     "--scope",
     type=click.Choice(SCOPES),
@@ -266,6 +284,7 @@ def analyze(
     source: Path,
     tokenizer_name: str | None,
     triggers: tuple[str, ...],
+    force_triggers: bool,
     scope: str,
     prompt_open: str,
     premature_threshold: int,
@@ -308,6 +327,8 @@ def analyze(
                 raise UsageFailure(f"--{name.replace('_', '-')} is for --judge llm")
     if plot is not None:
         _check_plot_path(plot)
+    if _explicit(ctx, "triggers"):
+        vet_triggers(triggers, None, force_triggers)  # a run's own switch words are not questioned
     if source.name == "run.json" and source.is_file():
         source = source.parent  # the run's settings file stands for its folder
     info, files = _sources(source, config_names)
@@ -342,9 +363,13 @@ def analyze(
     for name, path in files:
         items = [
             _validated(path, number, record, response_field, answer_field, id_field, problem_field, group_field, ids_field)
-            for number, record in _read_records(path)
+            for number, record in _read_records(path, run_records=bool(info))
         ]
         per_file.append((name, path, items))
+    if info:
+        from tip_decode.harness.folder import record_file_notes
+
+        notes += [note for note in record_file_notes(files[0][1].parent, [name for name, _ in files]) if "torn" in note]
 
     if judge_name == "llm":
         cache = (
@@ -372,6 +397,8 @@ def analyze(
     size = _vocabulary_size(tokenizer)
     for _, path, items in per_file:
         _check_id_range(path, items, size)
+    if _explicit(ctx, "triggers"):
+        vet_triggers(triggers, tokenizer, force_triggers, spelling=False)
     try:
         from tip_decode.core.vocabulary import SwitchVocabulary
 

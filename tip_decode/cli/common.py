@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -136,6 +136,72 @@ def _parse_alpha_option(ctx: click.Context, param: click.Parameter, value: str) 
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     return value
+
+
+#: Every word of every preset: curated, never questioned (Mistral spells "alternatively" in pieces).
+_PRESET_WORDS = frozenset(word for words in TRIGGER_PRESETS.values() for word in words)
+
+
+def trigger_problems(triggers: Iterable[str], tokenizer: Any = None, spelling: bool = True) -> list[str]:
+    """What looks wrong about trigger words, one line each (none for the presets' own words).
+
+    - a word close to a preset's name ("refletion") is a misspelled preset, not a word;
+    - a word with fewer than two letters or digits ("a", ",") is no word: every token spelled that
+      way would count as a switch;
+    - with `tokenizer`: a word (or a phrase's first word) that no token of the vocabulary spells
+      whole at the start of a word is matched only as a run of pieces ("ref"+"letion"): almost
+      always a misspelling.
+
+    `spelling=False` leaves out the first two checks (a command that made them before the tokenizer
+    loaded asks only for the third).
+    """
+    import difflib
+
+    problems = []
+    for word in triggers:
+        if word in _PRESET_WORDS:
+            continue
+        close = difflib.get_close_matches(word, list(TRIGGER_PRESETS), n=1, cutoff=0.8)
+        short = sum(ch.isalnum() for ch in word) < 2
+        if (close or short) and not spelling:
+            continue
+        if close:
+            problems.append(f"trigger {word!r} is not a preset; did you mean the preset {close[0]!r}?")
+        elif short:
+            what = "has no letters" if not any(ch.isalnum() for ch in word) else "is too short to be a word"
+            problems.append(f"trigger {word!r} {what}: every token spelled {word!r} would count as a thought switch")
+        elif tokenizer is not None:
+            from tip_decode.core.vocabulary import SwitchVocabulary
+
+            first = word.split()[0]
+            try:
+                vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, [first])
+            except ValueError:
+                continue  # no token at all: SwitchVocabulary itself refuses the word, with its reason
+            if vocabulary.token_ids:
+                continue
+            pieces = ""
+            if vocabulary.multi_token:
+                m = vocabulary.multi_token[0]
+                pieces = " (only as pieces: " + "+".join(repr(vocabulary.token_text[i].strip()) for i in (*m.prefix, m.completion)) + ")"
+            problems.append(f"trigger {word!r} is no word of this tokenizer: no token spells {first!r} whole at the start of a word{pieces}; check the spelling")
+    return problems
+
+
+def vet_triggers(triggers: Iterable[str], tokenizer: Any = None, force: bool = False, option: str = "--triggers", spelling: bool = True) -> None:
+    """A usage error for the first of `trigger_problems`, unless `force` (then each is a note on stderr)."""
+    for problem in trigger_problems(triggers, tokenizer, spelling):
+        if not force:
+            raise UsageFailure(f"{option}: {problem} (add --force-triggers to use it as it is)")
+        click.echo(f"note: {option}: {problem} (used as it is: --force-triggers)", err=True)
+
+
+def force_triggers_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--force-triggers",
+        is_flag=True,
+        help="Use trigger words as given even when one looks wrong (close to a preset name, shorter than a word, or no whole word of the tokenizer).",
+    )(func)
 
 
 def triggers_option(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -15,7 +15,17 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from tip_decode.cli.common import MAX_BETA, UsageFailure, emit_json, library_progress, one_line, require_eval_extra, triggers_option, user_errors
+from tip_decode.cli.common import (
+    MAX_BETA,
+    UsageFailure,
+    emit_json,
+    library_progress,
+    one_line,
+    require_eval_extra,
+    triggers_option,
+    user_errors,
+    vet_triggers,
+)
 from tip_decode.core.config import SCOPES, parse_triggers
 
 logger = logging.getLogger(__name__)
@@ -110,6 +120,11 @@ def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--switch-scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where switches are counted in the metrics."),
         click.option(
+            "--force-triggers",
+            is_flag=True,
+            help="Use trigger words as given even when one looks wrong (close to a preset name, shorter than a word, or no whole word of the tokenizer).",
+        ),
+        click.option(
             "--premature-threshold",
             type=click.IntRange(min=0),
             default=600,
@@ -170,6 +185,8 @@ def _check_command_line(opts: dict[str, Any], configs: list[Any]) -> None:
                 continue  # shared by both backends (--base-url, --concurrency)
             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) and name != "api_key":
                 raise UsageFailure(f"--{name.replace('_', '-')} is an option of --backend {other}, not of --backend {backend}")
+    if not opts["out"].strip():
+        raise UsageFailure("--out has to name a folder, but is empty (an empty -o would write the run into the current folder)")
     if backend in ("hf", "vllm", "llama-cpp", "mlx") and not opts["model"]:
         raise UsageFailure(f"--model is required with --backend {backend}")
     if opts["template"] is not None:
@@ -186,9 +203,30 @@ def _check_command_line(opts: dict[str, Any], configs: list[Any]) -> None:
         parse_triggers(opts["switch_triggers"], "--switch-triggers")
     except ValueError as err:
         raise UsageFailure(one_line(err)) from None
+    vet_trigger_words(opts, configs, None)
     if opts["temperature"] == 0 and opts["samples"] > 1:
         click.echo(f"note: --temperature 0 is greedy decoding: all {opts['samples']} samples of a problem will be the same", err=True)
     check_unique_names(configs)
+
+
+def vet_trigger_words(opts: dict[str, Any], configs: list[Any], tokenizer: Any) -> None:
+    """Trigger words that look wrong (`tip_decode.cli.common.trigger_problems`): a usage error unless
+    --force-triggers. Without a tokenizer (before it loads) the spelling checks; with it, whether the
+    vocabulary has each word whole. Each word is checked once, named by the option that gave it."""
+    sources: list[tuple[str, tuple[str, ...]]] = []
+    if opts.get("grid_triggers"):
+        sources.append(("--triggers", tuple(opts["grid_triggers"])))
+    sources.append(("--switch-triggers", parse_triggers(opts["switch_triggers"], "--switch-triggers")))
+    for config in configs:
+        for kind, settings in config.interventions.enabled:
+            words = getattr(settings, "triggers", None)
+            if words:
+                sources.append((f"configuration {config.name!r} ({kind.name} triggers)", tuple(words)))
+    seen: set[str] = set()
+    for option, words in sources:
+        fresh = [w for w in words if w not in seen]
+        seen.update(fresh)
+        vet_triggers(fresh, tokenizer, opts.get("force_triggers", False), option, spelling=tokenizer is None)
 
 
 def check_unique_names(configs: list[Any]) -> None:
@@ -201,17 +239,27 @@ def check_unique_names(configs: list[Any]) -> None:
         )
 
 
-def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, dict[str, Any]]:
-    """Everything before generation, cheapest first; the model loads last."""
+def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, dict[str, Any], Any]:
+    """Everything before generation, cheapest first; the model loads last, with the folder locked."""
     from tip_decode.harness import HFBackend, OpenAIBackend, SamplingSettings, SGLangBackend, VLLMBackend, chat_prompt_builder, load_problems
     from tip_decode.harness.backends import load_hf_tokenizer
-    from tip_decode.harness.preflight import check_configs, check_context, check_device, check_output_dir, resolve_source
-    from tip_decode.harness.run import RESUME_KEYS, check_resume
+    from tip_decode.harness.folder import RunLock, check_records
+    from tip_decode.harness.preflight import (
+        check_configs,
+        check_context,
+        check_device,
+        check_output_dir,
+        check_vocabulary_fits,
+        resolve_source,
+        tokenizer_fingerprint,
+    )
+    from tip_decode.harness.run import check_resume, prompt_identity
 
     library_progress(opts["quiet"])
     require_eval_extra(plots=not opts["no_plots"])
     _check_command_line(opts, configs)
     backend = opts["backend"]
+    out = Path(opts["out"])
     with user_errors():
         sampling = SamplingSettings(opts["temperature"], opts["top_p"], opts["max_new_tokens"])
         device = check_device(opts["device"]) if backend == "hf" else None
@@ -219,8 +267,24 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         model = opts["model"] if served else resolve_source(opts["model"], "model")
         tokenizer_name = resolve_source(opts["tokenizer"], "tokenizer") if opts["tokenizer"] else None
         check_output_dir(opts["out"], create=False)
-        known = {"model": model, "temperature": sampling.temperature, "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens, "seed": opts["seed"]}
-        check_resume(Path(opts["out"]), {k: v for k, v in known.items() if k in RESUME_KEYS and v is not None}, configs)
+        # A folder that holds another run is refused here, before anything loads (the data file is
+        # only hashed); the tokenizer's part is checked once it has loaded, before the model.
+        known = {
+            "data": _data_identity(opts),
+            "system": opts["system"],
+            "template": opts["template"],
+            "model": model,
+            "backend": backend,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_new_tokens": sampling.max_new_tokens,
+            "seed": opts["seed"],
+            "switch_triggers": list(parse_triggers(opts["switch_triggers"])),
+            "switch_scope": opts["switch_scope"],
+            "premature_threshold": opts["premature_threshold"],
+            "judge": None,
+        }
+        check_resume(out, {k: v for k, v in known.items() if v is not None or k not in ("model", "data")}, configs)
         problems = load_problems(
             opts["data"],
             limit=opts["limit"],
@@ -247,28 +311,43 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
             context, where = gguf_context_length(model), "its GGUF metadata"
             tokenizer = load_hf_tokenizer(tokenizer_name) if tokenizer_name else gguf_hf_tokenizer(model)
         else:
-            context, where = _model_context(model, opts)  # config.json only: seconds before the weights
+            config, where = _model_config(model, opts)  # config.json only: seconds before the weights
+            context, where = _context(config, where, opts)
             tokenizer = load_hf_tokenizer(tokenizer_name or model)
+            check_vocabulary_fits(tokenizer, config, opts["model"])
         check_configs(configs, tokenizer)  # what only the vocabulary can tell, before the model loads
+        vet_trigger_words(opts, configs, tokenizer)
         build = chat_prompt_builder(tokenizer, opts["system"], opts["template"])
-        longest = max(len(tokenizer(build(p), add_special_tokens=False)["input_ids"]) for p in problems)
+        prompts = {p.id: build(p) for p in problems}
+        known.update(tokenizer_fingerprint=tokenizer_fingerprint(tokenizer), **prompt_identity(build, tokenizer))
+        check_resume(out, {k: v for k, v in known.items() if v is not None or k not in ("model", "data")}, configs)
+        check_records(out, [c.name for c in configs], {p.id: (prompts[p.id], p.answer, p.answer_kind) for p in problems})
+        longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in prompts.values())
         if not served:
             check_context(sampling.max_new_tokens, longest, context, where)
-        # The model loads here, after every check above.
-        if backend == "hf":
-            engine = HFBackend(model, tokenizer=tokenizer, sampling=sampling, batch_size=opts["batch_size"], device=device)
-            engine.model_as_typed = opts["model"]
-        elif backend == "vllm":
-            engine = VLLMBackend(model, sampling=sampling, **_engine_options(opts, tokenizer_name))
-            engine.model_as_typed = opts["model"]
-        elif backend in ("llama-cpp", "mlx"):
-            from tip_decode.harness.local_backends import LlamaCppBackend, MLXBackend
+        # The folder is locked from here to the end of the run: a second `compare -o` into it is
+        # refused now, not after its model has loaded.
+        lock = RunLock(out, f"tip-decode {click.get_current_context().info_name}")
+        lock.acquire()
+        try:
+            # The model loads here, after every check above.
+            if backend == "hf":
+                engine = HFBackend(model, tokenizer=tokenizer, sampling=sampling, batch_size=opts["batch_size"], device=device)
+                engine.model_as_typed = opts["model"]
+            elif backend == "vllm":
+                engine = VLLMBackend(model, sampling=sampling, **_engine_options(opts, tokenizer_name))
+                engine.model_as_typed = opts["model"]
+            elif backend in ("llama-cpp", "mlx"):
+                from tip_decode.harness.local_backends import LlamaCppBackend, MLXBackend
 
-            if backend == "llama-cpp":
-                engine = LlamaCppBackend(model, sampling=sampling, n_ctx=longest + sampling.max_new_tokens, tokenizer=tokenizer)
-            else:
-                engine = MLXBackend(model, sampling=sampling)
-            engine.model_as_typed = opts["model"]
+                if backend == "llama-cpp":
+                    engine = LlamaCppBackend(model, sampling=sampling, n_ctx=longest + sampling.max_new_tokens, tokenizer=tokenizer)
+                else:
+                    engine = MLXBackend(model, sampling=sampling)
+                engine.model_as_typed = opts["model"]
+        except BaseException:
+            lock.release()
+            raise
     compare_options = {
         "samples": opts["samples"],
         "seed": opts["seed"],
@@ -279,22 +358,45 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         "dataset": opts["data"],
         "progress": not opts["quiet"],
         "plots": not opts["no_plots"],
+        "data": known["data"],
     }
-    return problems, engine, compare_options
+    return problems, engine, compare_options, lock
 
 
-def _model_context(model: str, opts: dict[str, Any]) -> tuple[int | None, str]:
+def _data_identity(opts: dict[str, Any]) -> dict[str, Any] | None:
+    """The data set as run.json identifies it (None while the file does not exist: loading it says so)."""
+    from tip_decode.harness import DATASETS
+    from tip_decode.harness.folder import data_identity
+
+    if opts["data"] in DATASETS:
+        return data_identity(opts["data"], named=True)
+    path = Path(opts["data"]).expanduser()
+    if not path.is_file():
+        return None
+    fields = {key: opts[key] for key in ("question_field", "answer_field", "id_field", "choices_field", "answer_kind")}
+    return data_identity(str(path), fields)
+
+
+def _model_config(model: str, opts: dict[str, Any]) -> tuple[Any, str]:
+    """The model's config.json (its context length and vocabulary size), read before the weights."""
     from transformers import AutoConfig
 
-    from tip_decode.harness.preflight import context_length
+    from tip_decode.harness.hub import check_hub_source
 
-    if opts["backend"] == "vllm" and opts["max_model_len"]:
-        return opts["max_model_len"], "--max-model-len"
+    check_hub_source(model, "model")  # seconds, not a minute of retries, without a network
     try:
         config = AutoConfig.from_pretrained(model)
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
         raise RuntimeError(f"cannot load model {opts['model']!r}: {one_line(err)}") from None
-    return context_length(config), "its config.json"
+    return config, "its config.json"
+
+
+def _context(config: Any, where: str, opts: dict[str, Any]) -> tuple[int | None, str]:
+    from tip_decode.harness.preflight import context_length
+
+    if opts["backend"] == "vllm" and opts["max_model_len"]:
+        return opts["max_model_len"], "--max-model-len"
+    return context_length(config), where
 
 
 def _engine_options(opts: dict[str, Any], tokenizer: str | None) -> dict[str, Any]:
@@ -314,12 +416,15 @@ def _engine_options(opts: dict[str, Any], tokenizer: str | None) -> dict[str, An
 
 def _run(opts: dict[str, Any], configs: list[Any], work: Callable[[list[Any], Any, dict[str, Any]], Any]) -> Any:
     """Prepare (checks, data, backend), run `work`, and turn library errors into one-line errors."""
-    problems, backend, compare_options = _prepare(opts, configs)
+    problems, backend, compare_options, lock = _prepare(opts, configs)
     try:
         with user_errors():
             return work(problems, backend, compare_options)
     finally:
-        backend.close()
+        try:
+            backend.close()
+        finally:
+            lock.release()
 
 
 def _report(summary: dict[str, Any], out: str, as_json: bool, extra: dict[str, Any] | None = None, lines: tuple[str, ...] = ()) -> None:
@@ -330,7 +435,7 @@ def _report(summary: dict[str, Any], out: str, as_json: bool, extra: dict[str, A
 
     click.echo(format_configs(summary) + "\n", err=as_json)
     click.echo(format_table(summary), err=as_json)
-    for note in truncation_notes(summary):
+    for note in [*summary.get("notes", []), *truncation_notes(summary)]:
         click.echo(f"note: {note}", err=True)
     for line in lines:
         click.echo(line, err=as_json)
@@ -437,6 +542,7 @@ def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope
             raise UsageFailure(one_line(err)) from None
     base = TIPConfig(triggers=triggers, scope=scope)
     configs = grid_configs(alphas, betas, base, fixed)
+    opts["grid_triggers"] = triggers
     summary, result = _run(
         opts,
         configs,
@@ -458,16 +564,24 @@ def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--tokenizer", default=None, help="Tokenizer folder or name (default: the run's, from run.json); must be the one that wrote the records.")
+@click.option("--partial", is_flag=True, help="Summarise a run that is not complete (each configuration over the records it has); without it such a folder is refused.")
 @click.option("--no-plots", is_flag=True, help="Do not write PNG plots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout (the table goes to stderr).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars from the libraries.")
-def score(run_dir: str, tokenizer: str | None, no_plots: bool, as_json: bool, quiet: bool) -> None:
-    """Recompute grades and metrics of a saved run from its records, without generating."""
+def score(run_dir: str, tokenizer: str | None, partial: bool, no_plots: bool, as_json: bool, quiet: bool) -> None:
+    """Recompute grades and metrics of a saved run from its records, without generating.
+
+    The folder has to hold a complete run (every configuration's records for every problem and
+    sample in its run.json), unless --partial; record files that are missing, empty or end in a
+    torn line are named.
+    """
     from tip_decode.cli.common import load_tokenizer
     from tip_decode.harness import summarize
 
     library_progress(quiet)
     require_eval_extra(plots=not no_plots)
+    if not run_dir.strip():
+        raise UsageFailure("RUN_DIR has to name a run folder, but is empty")
     folder = Path(run_dir)
     if not folder.is_dir():
         raise UsageFailure(f"no such folder: {run_dir!r}")
@@ -475,5 +589,5 @@ def score(run_dir: str, tokenizer: str | None, no_plots: bool, as_json: bool, qu
         raise UsageFailure(f"{run_dir} is not a run folder (no run.json; `tip-decode compare -o {run_dir}` writes one)")
     tok = load_tokenizer(tokenizer) if tokenizer is not None else None
     with user_errors(f"cannot score {run_dir}: "):
-        summary = summarize(folder, tokenizer=tok, plots=not no_plots, regrade=True)
+        summary = summarize(folder, tokenizer=tok, plots=not no_plots, regrade=True, partial=partial)
     _report(summary, run_dir, as_json)

@@ -57,6 +57,8 @@ def demo(
     from tip_decode.demo.evaluate import DEMO_MAX_NEW_TOKENS
     from tip_decode.demo.run import demo_configs, explain, report, run_demo
 
+    if not out.strip():
+        raise UsageFailure("--out has to name a folder, but is empty (an empty -o would write the run into the current folder)")
     try:
         demo_configs(grid, config_specs)  # every spec checked before anything loads
     except (TypeError, ValueError) as err:

@@ -6,18 +6,25 @@ import json
 
 import click
 
-from tip_decode.cli.common import load_tokenizer, triggers_option
+from tip_decode.cli.common import force_triggers_option, load_tokenizer, triggers_option, vet_triggers
 
 
 @click.command()
 @click.argument("tokenizer")
 @triggers_option
+@force_triggers_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def vocab(tokenizer: str, triggers: tuple[str, ...], as_json: bool) -> None:
-    """Print the switch vocabulary of TOKENIZER (a local folder or a Hub id) for a trigger list."""
+def vocab(tokenizer: str, triggers: tuple[str, ...], force_triggers: bool, as_json: bool) -> None:
+    """Print the switch vocabulary of TOKENIZER (a local folder or a Hub id) for a trigger list.
+
+    A trigger word that looks wrong (close to a preset's name, shorter than a word, or spelled by no
+    whole token of the tokenizer) is refused unless --force-triggers.
+    """
     from tip_decode.core.vocabulary import SwitchVocabulary
 
+    vet_triggers(triggers, None, force_triggers)  # before the tokenizer loads
     tok = load_tokenizer(tokenizer)
+    vet_triggers(triggers, tok, force_triggers, spelling=False)
     try:
         switch_vocab = SwitchVocabulary.from_tokenizer(tok, triggers)
     except ValueError as err:

@@ -53,11 +53,13 @@ MAPPING_KEYS = {"tip_alpha": "alpha", "tip_beta": "beta", "tip_triggers": "trigg
 #: larger one (10**30 from an API call) is clamped to it: no sequence is 2**62 tokens long, so the
 #: rule it sets behaves the same either way, and the per-row state (int64, psi + beta) cannot overflow.
 MAX_TOKENS = 2**62
-#: The largest beta kept as given (a token count).
-MAX_BETA = MAX_TOKENS
-#: The largest beta the command line accepts (`--beta`, `-c tip:beta=...`): no run needs a window of
-#: more than two billion tokens, so a longer one is a typo. The library clamps at `MAX_BETA` instead.
-MAX_COMMAND_LINE_BETA = 2**31 - 1
+#: The largest beta accepted, by the API, server requests and the command line alike (one bound):
+#: beta is a number of tokens, no sequence is two billion tokens long, so a window this long never
+#: closes and anything longer is a mistake. It is refused, never clamped (10**30 from an API call
+#: was once clamped silently while the command line refused it).
+MAX_BETA = 2**31 - 1
+#: The command line's bound on beta: the same one.
+MAX_COMMAND_LINE_BETA = MAX_BETA
 
 #: Strings that mean "ban the tokens outright" for alpha (compared lowercased, stripped).
 _INFINITY_SPELLINGS = ("inf", "+inf", "infinity", "+infinity")
@@ -134,8 +136,12 @@ def parse_count(value: Any, key: str) -> int:
 
 
 def parse_beta(value: Any, key: str = "beta") -> int:
-    """TIP's beta: a number of tokens (`parse_count`), clamped at `MAX_BETA` (the window never closes)."""
-    return min(parse_count(value, key), MAX_BETA)
+    """TIP's beta: a number of tokens (`parse_count`) up to `MAX_BETA`; a larger one is an error (the
+    API, server requests and the command line share this one bound), never clamped."""
+    number = parse_count(value, key)
+    if number > MAX_BETA:
+        raise bad_value(key, value, f"has to be at most {MAX_BETA} (a number of tokens; a window that long never closes)")
+    return number
 
 
 def parse_optional_count(value: Any, key: str) -> int | None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from tip_decode.core.config import TIPConfig
 from tip_decode.harness.configs import RunConfig, request_mapping
+from tip_decode.harness.hub import check_hub_source
 from tip_decode.harness.preflight import InputError, check_device, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -115,10 +116,25 @@ def load_hf_tokenizer(name: str) -> Any:
             return gguf_hf_tokenizer(source)
         except GGUFError as err:
             raise InputError(str(err)) from None
+    check_hub_source(source, "tokenizer")  # seconds, not a minute of retries, without a network
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
+        if os.path.isdir(source) and not _holds_tokenizer_files(source):
+            # transformers' message for this case is a list over several lines whose first line
+            # ends in "from one of:"; say what is wrong instead.
+            raise RuntimeError(
+                f"cannot load tokenizer {name!r}: the folder holds no tokenizer files (tokenizer.json, tokenizer_config.json, "
+                "tokenizer.model, vocab.json or vocab.txt); pass the folder that holds them"
+            ) from None
         raise RuntimeError(f"cannot load tokenizer {name!r}: {_first_line(err)}") from None
+
+
+def _holds_tokenizer_files(folder: str) -> bool:
+    names = {entry.name for entry in os.scandir(folder) if entry.is_file()}
+    return bool(names & {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt"}) or any(
+        name.endswith((".model", ".tiktoken")) for name in names
+    )
 
 
 def package_version(name: str) -> str | None:
@@ -278,6 +294,7 @@ class HFBackend(Backend):
             # resumed from anywhere; `model_as_typed` keeps what the user wrote.
             self.model_as_typed = model
             self.model = resolve_source(model, "model")
+            check_hub_source(self.model, "model")
             try:
                 loaded = AutoModelForCausalLM.from_pretrained(self.model, **{_dtype_argument(): "auto"})
             except Exception as err:
@@ -289,6 +306,9 @@ class HFBackend(Backend):
         self._model = loaded.to(self.device).eval()
         if tokenizer is None or isinstance(tokenizer, str):
             tokenizer = load_hf_tokenizer(tokenizer or self.model)
+        from tip_decode.harness.preflight import check_vocabulary_fits
+
+        check_vocabulary_fits(tokenizer, self._model.config, self.model_as_typed)  # before generate, not inside torch.embedding
         self.tokenizer = tokenizer
         eos = self._model.generation_config.eos_token_id if self._model.generation_config is not None else None
         if eos is None:
@@ -390,6 +410,8 @@ class VLLMBackend(Backend):
                 raise ImportError('the vllm backend needs vLLM: pip install "tip-decode[vllm]"') from err
             if isinstance(engine_kwargs.get("tokenizer"), str):
                 engine_kwargs["tokenizer"] = resolve_source(engine_kwargs["tokenizer"], "tokenizer")
+                check_hub_source(engine_kwargs["tokenizer"], "tokenizer")
+            check_hub_source(self.model, "model")  # the engine's workers inherit an offline switch
             try:
                 llm = LLM(model=self.model, logits_processors=[VLLM_PROCESSOR], **engine_kwargs)
             except Exception as err:

@@ -142,7 +142,9 @@ def grid_configs(alphas: list[float], betas: list[int], base: TIPConfig | None =
     """`baseline` plus one TIP configuration per (alpha, beta) cell, named `a{alpha}_b{beta}`.
 
     `fixed`: other interventions every configuration carries, the baseline included (the grid then
-    measures TIP on top of them); it may not hold TIP, which the grid sweeps.
+    measures TIP on top of them); it may not hold TIP, which the grid sweeps. A cell with alpha 0 or
+    beta 0 is TIP off, which is the baseline itself: it gets no configuration of its own (the grid
+    reads it from the baseline, `tip_decode.harness.grid.cell_config`).
     """
     fixed = fixed if fixed is not None else InterventionSet()
     if fixed.tip is not None:
@@ -152,7 +154,8 @@ def grid_configs(alphas: list[float], betas: list[int], base: TIPConfig | None =
     for alpha in alphas:
         for beta in betas:
             tip = replace(base, alpha=alpha, beta=beta)
-            configs.append(RunConfig(f"a{_short(tip.alpha)}_b{tip.beta}", fixed.replace(tip=tip)))
+            if tip.enabled:
+                configs.append(RunConfig(f"a{_short(tip.alpha)}_b{tip.beta}", fixed.replace(tip=tip)))
     return configs
 
 

@@ -26,21 +26,28 @@ PAPER_ALPHAS = (3.0, 5.0, 10.0, 20.0)
 PAPER_BETAS = (300, 400, 500, 600, 700)
 
 
+def cell_config(alpha: float, beta: int) -> str:
+    """The configuration that holds the cell (alpha, beta): `a{alpha}_b{beta}`, or "baseline" when
+    alpha or beta is 0 (TIP off is standard decoding: the same requests with the same seeds)."""
+    tip = TIPConfig(alpha=alpha, beta=beta)
+    return f"a{_short(tip.alpha)}_b{tip.beta}" if tip.enabled else "baseline"
+
+
 def grid_summary(summary: dict[str, Any], alphas: Sequence[float], betas: Sequence[int], out_dir: str | Path) -> dict[str, Any]:
     """Heatmaps of Pass@1 and switches per response, and the best cell when there is one.
 
     A cell is named best only when the data can tell it apart: it has the highest Pass@1, no other
     cell ties it, and its paired interval against the baseline lies above zero. Otherwise `best` is
     None and `best_reason` says why (every cell tied, or the top cell's interval includes the
-    baseline's Pass@1); `highest` always gives the cell with the highest Pass@1 and its numbers.
+    baseline's Pass@1); `highest` always gives the TIP cell with the highest Pass@1 and its numbers
+    (None when every cell is TIP off). Cells with alpha 0 or beta 0 show the baseline's numbers.
     """
     out = Path(out_dir)
-    configs = grid_configs(list(alphas), list(betas))[1:]
-    cells = {c.name: c for c in configs}
+    names = [[cell_config(a, b) for b in betas] for a in alphas]
     metrics = summary["configs"]
-    pass1 = [[metrics[_cell(a, b, cells)]["pass@1"]["mean"] for b in betas] for a in alphas]
-    switches = [[metrics[_cell(a, b, cells)]["switches_per_response"] for b in betas] for a in alphas]
-    alpha_labels = [c.name.split("_")[0][1:] for c in configs[:: len(betas)]]
+    pass1 = [[metrics[name]["pass@1"]["mean"] for name in row] for row in names]
+    switches = [[metrics[name]["switches_per_response"] for name in row] for row in names]
+    alpha_labels = [_short(TIPConfig(alpha=a).alpha) for a in alphas]
     baseline_name = summary.get("baseline")
     base = metrics.get(baseline_name, {}) if baseline_name else {}
     size = next(iter(metrics.values()), {})
@@ -64,15 +71,17 @@ def grid_summary(summary: dict[str, Any], alphas: Sequence[float], betas: Sequen
         baseline=base.get("switches_per_response"),
         colourbar_label="switches per response",
     )
+    cells = {name: (a, b) for row, a in zip(names, alphas) for name, b in zip(row, betas) if name != "baseline"}
     best_name, reason = best_cell(summary, list(cells))
     order = list(cells)
-    top_name = max(order, key=lambda n: (_mean(metrics[n]), -order.index(n)))
+    top_name = max(order, key=lambda n: (_mean(metrics[n]), -order.index(n))) if order else None
 
     def describe(name: str) -> dict[str, Any]:
+        alpha, beta = cells[name]
         return {
             "config": name,
-            "alpha": cells[name].tip.to_mapping()["tip_alpha"],
-            "beta": cells[name].tip.beta,
+            "alpha": TIPConfig(alpha=alpha).to_mapping()["tip_alpha"],
+            "beta": int(beta),
             "pass@1": metrics[name]["pass@1"],
             "switches_per_response": metrics[name]["switches_per_response"],
             "paired": summary.get("paired", {}).get(name),
@@ -81,14 +90,19 @@ def grid_summary(summary: dict[str, Any], alphas: Sequence[float], betas: Sequen
     result = {
         "alphas": alpha_labels,
         "betas": list(betas),
+        "cells": names,
         "pass@1": pass1,
         "switches_per_response": switches,
         "best": describe(best_name) if best_name else None,
         "best_reason": reason,
-        "highest": describe(top_name),
+        "highest": describe(top_name) if top_name else None,
     }
     (out / "grid.json").write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _short(value: float) -> str:
+    return "inf" if value == float("inf") else (str(int(value)) if float(value).is_integer() else str(value))
 
 
 def _mean(metrics: dict[str, Any]) -> float:
@@ -102,11 +116,13 @@ def best_cell(summary: dict[str, Any], cells: Sequence[str]) -> tuple[str | None
     The best cell has the unique highest Pass@1 and a paired interval against the baseline whose
     lower end is above zero; anything less is not a difference this run can see.
     """
+    if not cells:
+        return None, "every cell has alpha 0 or beta 0, which turns TIP off: every cell is the baseline"
     metrics = summary["configs"]
     means = {name: _mean(metrics[name]) for name in cells}
     top = max(means.values())
     leaders = [name for name in cells if means[name] == top]
-    if len(leaders) == len(cells):
+    if len(cells) > 1 and len(leaders) == len(cells):
         return None, f"every cell has the same Pass@1 ({_fmt(top)}): no cell is better than another"
     if len(leaders) > 1:
         return None, f"{len(leaders)} cells tie at the highest Pass@1 ({_fmt(top)}: {', '.join(leaders)})"
@@ -139,13 +155,6 @@ def _lower(summary: dict[str, Any], name: str) -> float:
 
 def _fmt(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "n/a"
-
-
-def _cell(alpha: float, beta: int, cells: dict[str, Any]) -> str:
-    for name, config in cells.items():
-        if config.tip.alpha == float(alpha) and config.tip.beta == int(beta):
-            return name
-    raise KeyError((alpha, beta))
 
 
 def run_grid(

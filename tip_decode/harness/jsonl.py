@@ -41,7 +41,7 @@ def max_line_bytes() -> int:
     return int(megabytes * 2**20)
 
 
-def iter_jsonl(path: str | Path, *, torn_tail: bool = False, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(path: str | Path, *, torn_tail: bool = False, limit: int | None = None, log_torn: bool = True) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield `(line number, object)` for every non-blank line of `path` (numbers count from 1).
 
     Args:
@@ -50,6 +50,7 @@ def iter_jsonl(path: str | Path, *, torn_tail: bool = False, limit: int | None =
             without its newline is a write cut short by a kill and is skipped (with a warning) instead
             of parsed, exactly as `RecordWriter` drops it before resuming.
         limit: the line-length bound in bytes (default: `max_line_bytes()`).
+        log_torn: log the skipped torn line (callers that report it themselves turn this off).
 
     Raises:
         JSONLError: the file cannot be opened, is not UTF-8, a line is not a JSON object, or a line is
@@ -80,7 +81,8 @@ def iter_jsonl(path: str | Path, *, torn_tail: bool = False, limit: int | None =
             if not raw.strip():
                 continue
             if torn_tail and not raw.endswith(b"\n"):
-                logger.warning("%s: ignoring a torn last line (%d bytes, a write cut short)", path, len(raw))
+                if log_torn:
+                    logger.warning("%s: ignoring a torn last line (%d bytes, a write cut short)", path, len(raw))
                 return
             try:
                 text = raw.decode("utf-8")

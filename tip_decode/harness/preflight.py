@@ -166,6 +166,30 @@ def vocabulary_size(tokenizer: Any) -> int | None:
         return None
 
 
+def model_vocabulary_size(config: Any) -> int | None:
+    """Rows of a model's token embedding as its config.json gives them (`vocab_size`), or None."""
+    for holder in (config, getattr(config, "text_config", None)):
+        value = getattr(holder, "vocab_size", None) if holder is not None else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_vocabulary_fits(tokenizer: Any, config: Any, model: str) -> None:
+    """`InputError` when the tokenizer has more tokens than the model has embedding rows: its ids from
+    the model's size up would index past the embedding (a crash deep inside the first forward pass),
+    and the model could never produce them. A model with more rows than the tokenizer has tokens
+    (padded vocabularies, as Qwen's) is fine."""
+    tokens, rows = vocabulary_size(tokenizer), model_vocabulary_size(config)
+    if tokens is None or rows is None or tokens <= rows:
+        return
+    name = getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__
+    raise InputError(
+        f"tokenizer {name!r} has {tokens} tokens, but model {model!r} has {rows} (vocab_size in its config.json): "
+        f"the ids from {rows} up do not exist in the model; use the model's own tokenizer (leave --tokenizer out)"
+    )
+
+
 def check_configs(configs: Any, tokenizer: Any) -> None:
     """`InputError` when a configuration cannot run with this tokenizer, naming the configuration and key.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -148,6 +149,12 @@ def load_named(name: str, limit: int | None = None) -> list[Problem]:
         import datasets
     except ImportError as err:  # pragma: no cover - a core dependency
         raise ImportError('loading named data sets needs `datasets`: pip install "tip-decode"') from err
+    from tip_decode.harness.hub import HubUnavailable, check_hub_source
+
+    try:
+        check_hub_source(spec.path, "data set", "dataset", label="it")  # seconds, not a minute of retries
+    except HubUnavailable as err:
+        raise RuntimeError(f"cannot load data set {name!r} ({spec.path}): {err}") from None
     try:
         rows = datasets.load_dataset(spec.path, spec.config, split=spec.split)
     except Exception as err:  # connection errors, gated repos, missing configs all end here
@@ -192,6 +199,8 @@ def _text_field(path: Path, where: str, row: dict[str, Any], name: str) -> str:
     value = row[name]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"{path} {where}: field {name!r} has to be text or a number, but is {_kind(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path} {where}: field {name!r} is {value}, not text (a missing value written as NaN?); write it as text, or leave the row out")
     text = str(value)
     if not text.strip():
         raise ValueError(f"{path} {where}: field {name!r} is empty")
@@ -210,6 +219,8 @@ def _choices(path: Path, where: str, raw: Any, name: str) -> tuple[str, ...]:
             raise ValueError(f"{path} {where}: field {name!r} has to be a list of options (a JSON list in a text field), but is {raw[:60]!r}") from None
     if not isinstance(raw, list) or not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in raw):
         raise ValueError(f"{path} {where}: field {name!r} has to be a list of options, but is {_kind(raw)}")
+    if any(isinstance(c, float) and not math.isfinite(c) for c in raw):
+        raise ValueError(f"{path} {where}: field {name!r} lists {next(c for c in raw if isinstance(c, float) and not math.isfinite(c))}, not an option (a missing value?)")
     if not 2 <= len(raw) <= len(CHOICE_LETTERS):
         raise ValueError(f"{path} {where}: field {name!r} has to hold 2 to {len(CHOICE_LETTERS)} options, but holds {len(raw)}")
     return tuple(str(c).strip() for c in raw)

@@ -54,6 +54,7 @@ def chat_prompt_builder(tokenizer: Any, system: str | None = None, template: str
     """A prompt builder that renders the user message through `tokenizer`'s chat template.
 
     A tokenizer without a chat template gets the system text and user message joined by blank lines.
+    The builder carries `system` and `template` as attributes (run.json records them).
     """
     has_template = bool(getattr(tokenizer, "chat_template", None))
 
@@ -64,4 +65,7 @@ def chat_prompt_builder(tokenizer: Any, system: str | None = None, template: str
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    # What made the prompts, for run.json (a rerun into the folder must build the same ones).
+    build.system = system  # type: ignore[attr-defined]
+    build.template = template  # type: ignore[attr-defined]
     return build

@@ -29,7 +29,7 @@ METRIC_TEXT = {
     "truncated": "share of responses that stopped at the token limit (--max-new-tokens) instead of finishing; their answers may be cut off.",
     "switches/resp": "mean number of thought switches per response (a switch word opening a new line of thought, counted with the switch triggers and scope above).",
     "tokens between switches": "mean thought length: tokens from one switch to the next (or to the end of the reasoning), pooled over all thoughts.",
-    "UT": "underthinking score, mean over incorrect responses: 1 - T̂/T, with T the response's tokens and T̂ the tokens up to the end of its first correct thought (UT 0 when no thought was correct). High UT: the response found a correct line of thought and then spent most of its tokens elsewhere.",
+    "UT": "underthinking score, mean over incorrect responses: 1 - T̂/T, with T the response's tokens and T̂ the tokens up to the end of its first correct thought (UT 0 when thoughts were judged and none was correct; unknown when none could be judged). High UT: the response found a correct line of thought and then spent most of its tokens elsewhere.",
     "weighted UT": "per problem, the mean UT over its samples with correct samples counting 0, then the mean over problems: underthinking weighted by how often it costs the answer.",
     "on-track abandoned": "switches that left a thought the judge found correct (a correct line of thought abandoned); a lower bound when some abandoned thoughts could not be judged.",
     "ΔPass@1": "Pass@1 of this configuration minus the baseline's, paired by problem (same problems, same seeds); an interval that includes 0 means this run cannot tell the two apart.",

@@ -3,7 +3,9 @@
 Output folder layout (the contract other programs rely on):
 
 - `<config>.jsonl`: one record per (problem id, sample index), appended as each finishes.
-- `run.json`: the run's settings (model, backend, sampling, seed, configurations).
+- `run.json`: what identifies the run (data and its hash, prompt, model, tokenizer, backend, sampling,
+  seed; tip_decode.harness.folder) and its configurations, problems and samples.
+- `.lock`: locked while a run writes into the folder (a second writer is refused).
 - `summary.json`, `summary.md`: metrics per configuration and paired differences to the baseline.
 - `accuracy.png`, `switches.png`, `thought_lengths.png`.
 """
@@ -25,10 +27,11 @@ from tip_decode.core.recognizer import check_segmentation_arguments, prompt_ends
 from tip_decode.core.vocabulary import SwitchVocabulary
 from tip_decode.grading import ANSWER_KINDS, answers_equal, extract_answer
 from tip_decode.harness.backends import Backend, Completion, GenerationRequest, load_hf_tokenizer
-from tip_decode.harness.configs import RunConfig, settings_text
+from tip_decode.harness.configs import RunConfig
+from tip_decode.harness.folder import IDENTITY_KEYS, RunLock, check_configs_unchanged, check_identity, check_records, record_file_notes, text_sha256
 from tip_decode.harness.jsonl import iter_jsonl
 from tip_decode.harness.metrics import analyze_records, config_metrics, json_safe, paired_differences, switch_positions
-from tip_decode.harness.preflight import InputError, check_configs, check_output_dir, same_source, tokenizer_fingerprint
+from tip_decode.harness.preflight import InputError, check_configs, check_output_dir, tokenizer_fingerprint
 from tip_decode.harness.problems import Problem
 from tip_decode.harness.progress import Progress
 from tip_decode.harness.prompts import PromptBuilder, chat_prompt_builder
@@ -37,9 +40,9 @@ from tip_decode.harness.report import plot_comparison, write_summary_md
 
 logger = logging.getLogger(__name__)
 
-#: run.json fields that must match for a rerun to resume into an existing folder ("model" is
-#: compared as a folder: the same folder written another way, relative or absolute, matches).
-RESUME_KEYS = ("model", "temperature", "top_p", "max_new_tokens", "seed")
+#: run.json fields that must match for a rerun to resume into an existing folder (see
+#: tip_decode.harness.folder: "model" is compared as a folder, "data" by content).
+RESUME_KEYS = tuple(IDENTITY_KEYS)
 #: Record fields `summarize` reads, with the types they must have.
 _RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "id": (str,),
@@ -60,47 +63,33 @@ def sample_seed(seed: int, problem_id: str, sample: int) -> int:
     return zlib.crc32(f"{seed}:{problem_id}:{sample}".encode()) & 0x7FFFFFFF
 
 
-def check_resume(out_dir: Path, run_info: Mapping[str, Any], configs: Sequence[RunConfig]) -> None:
-    """`InputError` when `out_dir` holds a run that the new one must not be mixed with.
-
-    `run_info` may hold only some of the keys (the CLI checks before the model loads, when the
-    tokenizer fingerprint is not known yet); keys it lacks are not compared.
-    """
+def previous_run_info(out_dir: Path) -> dict[str, Any] | None:
+    """The run.json of a folder a run is about to write into (None when there is none); a damaged
+    one is an `InputError`: the folder's run cannot be identified, so it is not resumed."""
     path = out_dir / "run.json"
     if not path.exists():
-        return
+        return None
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{path} is damaged (not JSON): use another output folder, or delete run.json to start over there") from None
     if not isinstance(previous, dict):
         raise InputError(f"{path} is damaged (not a JSON object): use another output folder")
-    for key in RESUME_KEYS:
-        if key not in previous or key not in run_info:
-            continue
-        same = same_source(previous[key], run_info[key]) if key == "model" else previous[key] == run_info[key]
-        if not same:
-            raise InputError(f"{out_dir} holds a run with {key}={previous[key]!r}, not {run_info[key]!r}: use another output folder")
-    before, now = previous.get("tokenizer_fingerprint"), run_info.get("tokenizer_fingerprint")
-    if before and now and before != now:
-        raise InputError(f"{out_dir} holds a run written with another tokenizer (vocabulary {before}, not {now}): use another output folder")
-    earlier: dict[str, RunConfig | None] = {}
-    for entry in previous.get("configs", []):
-        if isinstance(entry, dict) and "name" in entry:
-            try:
-                earlier[entry["name"]] = RunConfig.from_dict(entry)
-            except (TypeError, ValueError):
-                earlier[entry["name"]] = None  # unreadable: never equal to a new configuration
-    for config in configs:
-        if config.name not in earlier:
-            continue
-        before = earlier[config.name]
-        if before is None or before.interventions != config.interventions:
-            was = settings_text(before.interventions.to_mapping()) if before is not None else "settings this version cannot read"
-            raise InputError(
-                f"{out_dir} holds configuration {config.name!r} with other settings ({was}; now {settings_text(config.interventions.to_mapping())}): "
-                "give this configuration another name (NAME=...) or use another output folder"
-            )
+    return previous
+
+
+def check_resume(out_dir: Path, run_info: Mapping[str, Any], configs: Sequence[RunConfig]) -> None:
+    """`InputError` when `out_dir` holds a run that the new one must not be mixed with: an identity
+    key (`RESUME_KEYS`) differs, or a configuration name stands for other settings.
+
+    `run_info` may hold only some of the keys (the CLI checks before the tokenizer loads, and again
+    before the model loads); keys it lacks are not compared.
+    """
+    previous = previous_run_info(Path(out_dir))
+    if previous is None:
+        return
+    check_identity(Path(out_dir), previous, run_info)
+    check_configs_unchanged(Path(out_dir), previous, configs)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -127,8 +116,15 @@ def run_compare(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     judge: Any = None,
     premature_threshold: int = PAPER_BETA,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Generate every (problem, sample, configuration) not yet in `out_dir`, then write the summary.
+
+    A folder that holds a run is resumed only when that run is this one (tip_decode.harness.folder):
+    same data, prompt, model, tokenizer, backend, sampling settings, seed and metric settings, and
+    every record there made from the prompt and reference this run would use; anything else is an
+    `InputError` naming what differs. The folder is locked while the run writes (`FolderBusy` for a
+    second writer), and no (problem, sample, configuration) is ever written twice.
 
     Args:
         problems: the problems (`load_problems`, or built by the caller).
@@ -149,6 +145,9 @@ def run_compare(
             "module:qualname" so that `tip-decode score` rebuilds the same judge.
         premature_threshold: a switch is premature when the thought it ends is shorter (tokens);
             recorded in run.json, so `tip-decode analyze RUN_DIR` uses the same.
+        data: what identifies the data set, recorded in run.json and compared on resume
+            (`tip_decode.harness.folder.data_identity`; the CLI passes it). Problems built in Python
+            are identified through their records' prompts and references.
 
     Returns:
         The summary (also written to `summary.json`).
@@ -162,7 +161,46 @@ def run_compare(
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise InputError(f"`configs` names have to be unique, but are {names}")
+    if isinstance(out_dir, str) and not out_dir.strip():
+        raise InputError("the output folder has to be a path, but is empty (an empty -o would write the run into the current folder)")
     out = check_output_dir(out_dir)
+    with RunLock(out, "tip-decode compare"):
+        return _run_locked(
+            problems, configs, backend, out, samples=samples, seed=seed, prompt_builder=prompt_builder, switch_triggers=switch_triggers,
+            switch_scope=switch_scope, dataset=dataset, progress=progress, plots=plots, on_record=on_record, judge=judge,
+            premature_threshold=premature_threshold, data=data,
+        )
+
+
+def prompt_identity(build: Any, tokenizer: Any) -> dict[str, Any]:
+    """The prompt settings run.json records: the system message and user template of a
+    `chat_prompt_builder` (None for a custom builder or the defaults), and the chat template's hash."""
+    return {
+        "system": getattr(build, "system", None),
+        "template": getattr(build, "template", None),
+        "chat_template": text_sha256(getattr(tokenizer, "chat_template", None) if isinstance(getattr(tokenizer, "chat_template", None), str) else None),
+    }
+
+
+def _run_locked(
+    problems: Sequence[Problem],
+    configs: Sequence[RunConfig],
+    backend: Backend,
+    out: Path,
+    *,
+    samples: int,
+    seed: int,
+    prompt_builder: PromptBuilder | None,
+    switch_triggers: Any,
+    switch_scope: str,
+    dataset: str | None,
+    progress: bool,
+    plots: bool,
+    on_record: Callable[[dict[str, Any]], None] | None,
+    judge: Any,
+    premature_threshold: int,
+    data: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     tokenizer = backend.tokenizer
     vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, parse_triggers(switch_triggers))
     check_segmentation_arguments(vocabulary, switch_scope, premature_threshold)
@@ -172,6 +210,8 @@ def run_compare(
     tokenizer_name = str(getattr(tokenizer, "name_or_path", "") or backend.model)
     run_info = {
         "dataset": dataset,
+        "data": dict(data) if data is not None else None,
+        **prompt_identity(build, tokenizer),
         "model": backend.model,
         "model_as_typed": getattr(backend, "model_as_typed", None) or backend.model,
         "tokenizer": os.path.abspath(tokenizer_name) if os.path.exists(tokenizer_name) else tokenizer_name,
@@ -189,9 +229,16 @@ def run_compare(
         "premature_threshold": premature_threshold,
         "judge": judge_name(judge),
         "configs": [c.to_dict() for c in configs],
+        "problem_ids": [p.id for p in problems],
     }
-    check_resume(out, run_info, configs)
-    _write_json(out / "run.json", run_info)
+    previous = previous_run_info(out)
+    if previous is not None:
+        check_identity(out, previous, run_info)
+        check_configs_unchanged(out, previous, configs)
+        # Configurations of earlier commands stay in run.json: their records are still in the folder.
+        names = {c.name for c in configs}
+        kept = [c for c in previous.get("configs", []) if isinstance(c, dict) and c.get("name") not in names]
+        run_info["configs"] = kept + run_info["configs"]
 
     prompts: dict[str, tuple[str, tuple[int, ...], bool]] = {}
     for problem in problems:
@@ -199,13 +246,17 @@ def run_compare(
         ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
         prompts[problem.id] = (text, ids, prompt_ends_in_open_think(ids, vocabulary.think))
     by_id = {p.id: p for p in problems}
+    check_records(out, [c.name for c in configs], {p.id: (prompts[p.id][0], p.answer, p.answer_kind) for p in problems})
+    _write_json(out / "run.json", run_info)
 
     writers: dict[str, RecordWriter] = {}
+    written: dict[str, set[tuple[str, int]]] = {}
     requests: list[GenerationRequest] = []
     for config in configs:
         writer = RecordWriter(out / f"{config.name}.jsonl")  # drops a torn last line first
         writers[config.name] = writer
         done = {(r["id"], r["sample"]) for r in read_records(writer.path)}
+        written[config.name] = done
         for problem in problems:
             text, ids, _ = prompts[problem.id]
             for sample in range(samples):
@@ -222,6 +273,10 @@ def run_compare(
 
     def complete(request: GenerationRequest, completion: Completion) -> None:
         problem_id, sample, config_name = request.key
+        if (problem_id, sample) in written[config_name]:
+            # A backend that reports a request twice must not make the record count twice.
+            logger.warning("%s: problem %r sample %d was already written; the second completion is dropped", config_name, problem_id, sample)
+            return
         problem = by_id[problem_id]
         text, ids, prompt_open = prompts[problem_id]
         # n_tokens counts every generated token, a final eos included (as vLLM reports usage).
@@ -248,6 +303,7 @@ def run_compare(
             "versions": versions,
         }
         writers[config_name].write(record)
+        written[config_name].add((problem_id, sample))
         if not reports_tokens:
             bar.add_tokens(len(token_ids))
         bar.finish_sample()
@@ -310,7 +366,8 @@ def checked_records(path: Path) -> list[dict[str, Any]]:
     records = []
     if not path.exists():
         return records
-    for number, record in iter_jsonl(path, torn_tail=True):
+    # A torn last line is named in summarize's notes, not logged here.
+    for number, record in iter_jsonl(path, torn_tail=True, log_torn=False):
         for key, types in _RECORD_FIELDS.items():
             value = record.get(key)
             if key not in record:
@@ -371,6 +428,16 @@ def _baseline_name(configs: Mapping[str, RunConfig], names: Sequence[str]) -> st
     return None
 
 
+def expected_records(info: Mapping[str, Any], present: Mapping[str, set[tuple[str, int]]]) -> set[tuple[str, int]]:
+    """The (problem id, sample) pairs a complete run holds for each configuration: run.json's problems
+    times its samples; for a run.json written before those were recorded, every pair some
+    configuration has."""
+    ids, samples = info.get("problem_ids"), info.get("samples")
+    if isinstance(ids, list) and all(isinstance(i, str) for i in ids) and isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1:
+        return {(i, s) for i in ids for s in range(samples)}
+    return set().union(*present.values()) if present else set()
+
+
 def summarize(
     run_dir: str | Path,
     *,
@@ -380,19 +447,77 @@ def summarize(
     plots: bool = True,
     regrade: bool = True,
     judge: Any = None,
+    partial: bool = False,
 ) -> dict[str, Any]:
     """Compute (and write) summary.json, summary.md and plots from the records in `run_dir`.
 
     `judge` decides which thoughts are correct for UT; by default the judge recorded in run.json
-    (the answer-match judge when none is).
+    (the answer-match judge when none is). `keep`: the (problem id, sample) pairs to summarise
+    (default: the run's problems and samples from run.json, `expected_records`).
+
+    A folder where a configuration lacks some of those records is not a complete run: an
+    `InputError` saying what is missing, unless `partial` (then each configuration is summarised
+    over the records it has, and `notes` says what is missing). Record files that are missing,
+    empty, end in a torn line or repeat a record are named in the summary's `notes`.
 
     With `regrade`, every record's `pred` / `correct` / `switch_positions` are recomputed and the
-    record files rewritten (atomically, by rename) — this is `tip-decode score`.
+    record files rewritten (atomically, by rename, each record once) — this is `tip-decode score`.
+    The folder is locked meanwhile (`tip_decode.harness.folder.RunLock`).
     """
     out = Path(run_dir)
+    if not out.is_dir():
+        raise InputError(f"no such folder: {str(out)!r} (a run folder written by `tip-decode compare`)")
+    with RunLock(out, "tip-decode score"):
+        return _summarize_locked(out, tokenizer=tokenizer, configs=configs, keep=keep, plots=plots, regrade=regrade, judge=judge, partial=partial)
+
+
+def _summarize_locked(
+    out: Path,
+    *,
+    tokenizer: Any,
+    configs: Sequence[str] | None,
+    keep: set[tuple[str, int]] | None,
+    plots: bool,
+    regrade: bool,
+    judge: Any,
+    partial: bool,
+) -> dict[str, Any]:
     info = read_run_info(out)
     if configs is None:
-        configs = [c["name"] for c in info.get("configs", [])] or [p.stem for p in sorted(out.glob("*.jsonl"))]
+        configs = [c["name"] for c in info.get("configs", []) if isinstance(c, dict) and isinstance(c.get("name"), str)] or [
+            p.stem for p in sorted(out.glob("*.jsonl"))
+        ]
+    if not configs:
+        raise InputError(f"{out} holds no configuration and no record file: nothing to summarise")
+    # Records first (no model, no tokenizer): an incomplete folder is refused in a second.
+    notes = record_file_notes(out, configs)
+    all_records: dict[str, list[dict[str, Any]]] = {}
+    for name in configs:
+        records = checked_records(out / f"{name}.jsonl")
+        unique: dict[tuple[str, int], dict[str, Any]] = {}
+        for record in records:
+            unique.setdefault((record["id"], record["sample"]), record)
+        if len(unique) < len(records):
+            notes.append(
+                f"{name}.jsonl holds {len(records) - len(unique)} repeated record(s) (a problem and sample written twice); "
+                "the first of each is used" + (" and the file is rewritten without the others" if regrade else "")
+            )
+        all_records[name] = list(unique.values())
+    present = {name: {(r["id"], r["sample"]) for r in records} for name, records in all_records.items()}
+    wanted = keep if keep is not None else expected_records(info, present)
+    if not any(present[name] & wanted for name in configs):
+        raise InputError(f"{out} holds no records of its run's problems: nothing to summarise (`tip-decode compare -o {out}` writes them)")
+    missing = {name: len(wanted - present[name]) for name in configs if wanted - present[name]}
+    if missing:
+        counts = ", ".join(f"{name} has {len(wanted) - n} of {len(wanted)}" for name, n in missing.items())
+        if not partial:
+            # The damaged files are named here too: the refusal is the only line the user sees.
+            damage = "; ".join(notes)
+            raise InputError(
+                f"{out} is not a complete run ({counts} records{'; ' + damage if damage else ''}): "
+                "rerun its compare command to finish it (it resumes), or summarise the records there with --partial"
+            )
+        notes.append(f"partial run: {counts} records; each configuration is summarised over the records it has")
     if tokenizer is None:
         source = info.get("tokenizer") or info.get("model")
         if not source:
@@ -413,19 +538,14 @@ def summarize(
     records_by_config: dict[str, list[dict[str, Any]]] = {}
     metrics: dict[str, Any] = {}
     for name in configs:
-        records = checked_records(out / f"{name}.jsonl")
-        # One record per (id, sample): a duplicate could only come from a hand-edited file.
-        unique: dict[tuple[str, int], dict[str, Any]] = {}
-        for record in records:
-            unique.setdefault((record["id"], record["sample"]), record)
-        records = list(unique.values())
+        records = all_records[name]
         if regrade:
             for record in records:
                 record["pred"] = extract_answer(record["response"], record["answer_kind"])
                 record["correct"] = answers_equal(record["pred"], record["reference"], record["answer_kind"])
-        selected = [r for r in records if keep is None or (r["id"], r["sample"]) in keep]
+        selected = [r for r in records if (r["id"], r["sample"]) in wanted]
         analyses, aggregate = analyze_records(selected, vocabulary, tokenizer, scope, judge=judge, premature_threshold=threshold)
-        if regrade:
+        if regrade and (out / f"{name}.jsonl").exists():
             tmp = out / f"{name}.jsonl.tmp"
             with tmp.open("w", encoding="utf-8") as handle:
                 for record in records:
@@ -444,7 +564,9 @@ def summarize(
         "configs": metrics,
         "paired": paired_differences(records_by_config, baseline, seed=seed),
         "baseline": baseline,
-        "run": {k: v for k, v in info.items() if k != "configs"},
+        "run": {k: v for k, v in info.items() if k not in ("configs", "problem_ids")},
+        "partial": bool(missing),
+        "notes": notes,
     }
     summary = json_safe(summary)
     _write_json(out / "summary.json", summary)
