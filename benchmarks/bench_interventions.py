@@ -10,7 +10,7 @@ cannot resolve (see bench_vllm.py).
     python benchmarks/bench_interventions.py --compare-with 2566798   # TIP-only: this tree vs that commit
     python benchmarks/bench_interventions.py --compare-with 2566798 --hf --rows 1   # the HF processor
     python benchmarks/bench_interventions.py --compare-with 2566798 --all           # every configuration
-    python benchmarks/bench_interventions.py --logits-rules --rows 256              # rules that read logits vs MinP, vLLM and HF
+    python benchmarks/bench_interventions.py --logits-rules --rows 256              # issue 21's rules vs TIP alone and MinP, vLLM and HF
 
 `--compare-with` exports the commit with `git archive` and runs the TIP-only measurement in fresh
 subprocesses, alternating old and new, so that both see the same machine load.
@@ -46,6 +46,12 @@ CONFIGURATIONS = {
     "gated TIP (reflection preset)": {"gated_alpha": 3.0, "gated_triggers": REFLECTION, "gated_scope": "all"},
     "ThinkBrake (tau 1.0)": {"thinkbrake_tau": 1.0},
     "DeepConf (window 2048, top 20)": {"deepconf_threshold": 12.5},
+    # AlphaOne past its moment (the phase that reads logits: "Wait"'s mass moved to `</think>`),
+    # self-affirmation suppression (each word's probability: the row's logsumexp), thinking
+    # intervention (a forced text, forced from the first step here).
+    "AlphaOne (past the moment)": {"alphaone_moment": 0},
+    "affirm (paper)": {"affirm": 1},
+    "inject (a text at the start)": {"inject_text": " I should be brief and check my answer once."},
     "all five": {
         "tip_alpha": 3.0, "tip_triggers": REFLECTION, "tip_scope": "all", "nowait": 1, "cyclic": 1,
         "budget_min": 100, "budget_max": 1000, "budget_word": "Wait", "gated": 1,
@@ -91,7 +97,10 @@ def measure(extra: dict, rows: int, steps: int, tokenizer: str) -> float:
 
 #: Side by side with the engines' own MinP (a built-in that reads the whole row): the issue asks
 #: rules that read the logits to stay within 2x of it at 256 rows.
-LOGITS_RULES = ["TIP (reflection preset)", "ThinkBrake (tau 1.0)", "DeepConf (window 2048, top 20)"]
+LOGITS_RULES = [
+    "TIP (reflection preset)", "ThinkBrake (tau 1.0)", "DeepConf (window 2048, top 20)",
+    "AlphaOne (past the moment)", "affirm (paper)", "inject (a text at the start)",
+]  # fmt: skip
 MIN_P = "MinP built-in (min_p 0.05)"
 
 
@@ -225,7 +234,7 @@ def main() -> None:
     parser.add_argument("--compare-with", metavar="GITREF", help="measure TIP-only here and at GITREF, alternating")
     parser.add_argument("--hf", action="store_true", help="with --compare-with: the Hugging Face TIP processor per call (--rows is the batch)")
     parser.add_argument("--all", action="store_true", help="with --compare-with: every configuration, not TIP only")
-    parser.add_argument("--logits-rules", action="store_true", help="TIP, ThinkBrake and DeepConf next to the engines' MinP built-in, on vLLM and HF")
+    parser.add_argument("--logits-rules", action="store_true", help="TIP and issue 21's rules next to the engines' MinP built-in, on vLLM and HF")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-kind", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,8 +246,12 @@ def main() -> None:
         logits_rules(args)
         return
     if args.compare_with and args.all:
-        compare_configurations(args.compare_with, lambda tree, extra: run_child(tree, extra, args), args.rounds,
-                               f"Processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}")
+        compare_configurations(
+            args.compare_with,
+            lambda tree, extra: run_child(tree, extra, args),
+            args.rounds,
+            f"Processor alone, {args.rows} rows, {args.steps} steps, one thread, width {WIDTH}",
+        )
         return
     if args.compare_with:
         what = f"Hugging Face TIP processor per call, batch {args.rows}, 1k history" if args.hf else f"TIP-only vLLM processor, {args.rows} rows"
@@ -322,7 +335,7 @@ def each_configuration(measure: Callable[[dict], float], rounds: int, what: str,
 
 
 def logits_rules(args: argparse.Namespace) -> None:
-    """TIP, ThinkBrake, DeepConf and the engine's MinP, per step, on vLLM's processor and HF's,
+    """TIP, issue 21's rules and the engine's MinP, per step, on vLLM's processor and HF's,
     `rounds` times each in turn (so that all see the same load); medians and the ratio to MinP."""
     cases = [(name, "", CONFIGURATIONS[name]) for name in LOGITS_RULES] + [(MIN_P, "vllm-min-p", {})]
     hf_cases = [(name, "hf", CONFIGURATIONS[name]) for name in LOGITS_RULES] + [(MIN_P, "hf-min-p", {})]

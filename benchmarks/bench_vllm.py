@@ -337,10 +337,21 @@ def mrv2_apply_ms(workdir: Path, tokenizer_dir: Path, rows: int, width: int, tri
 
     max_len = 64 + steps * (drafts + 1) + 1
     real = processor_config(workdir, tokenizer_dir, width, rows)
-    config = SimpleNamespace(model_config=real.model_config, scheduler_config=real.scheduler_config, reasoning_config=None,
-                             speculative_config=SimpleNamespace(num_speculative_tokens=drafts) if drafts else None)
-    rs = LogitsProcRequestState(device=torch.device("cpu"), max_num_reqs=rows, vocab_size=width, all_token_ids=HostAndDevice((rows, max_len)),
-                                prompt_len=HostAndDevice(rows), prefill_len=HostAndDevice(rows), total_len=HostAndDevice(rows))
+    config = SimpleNamespace(
+        model_config=real.model_config,
+        scheduler_config=real.scheduler_config,
+        reasoning_config=None,
+        speculative_config=SimpleNamespace(num_speculative_tokens=drafts) if drafts else None,
+    )
+    rs = LogitsProcRequestState(
+        device=torch.device("cpu"),
+        max_num_reqs=rows,
+        vocab_size=width,
+        all_token_ids=HostAndDevice((rows, max_len)),
+        prompt_len=HostAndDevice(rows),
+        prefill_len=HostAndDevice(rows),
+        total_len=HostAndDevice(rows),
+    )
     saved = {k: os.environ.get(k) for k in TIP_ON_ENV}
     os.environ.update(TIP_ON_ENV, TIP_DECODE_TRIGGERS=triggers)
     try:
@@ -368,8 +379,15 @@ def mrv2_apply_ms(workdir: Path, tokenizer_dir: Path, rows: int, width: int, tri
         proposals = np.array(rng.choices(pool, k=rows * drafts), dtype=np.int32).reshape(rows, drafts)
         inputs = np.concatenate([rs.all_token_ids.np[mapping, total - 1][:, None], proposals], axis=1).reshape(-1)
         positions = (total[:, None] - 1 + np.arange(drafts + 1)[None, :]).reshape(-1)
-        ctx = LogitsContext(expanded_idx_mapping=expanded, idx_mapping=torch.from_numpy(mapping), idx_mapping_np=mapping, expanded_local_pos=local,
-                            input_ids=torch.from_numpy(inputs), pos=torch.from_numpy(positions), seq_lens_upper_bound_np=(total + drafts).astype(np.int32))
+        ctx = LogitsContext(
+            expanded_idx_mapping=expanded,
+            idx_mapping=torch.from_numpy(mapping),
+            idx_mapping_np=mapping,
+            expanded_local_pos=local,
+            input_ids=torch.from_numpy(inputs),
+            pos=torch.from_numpy(positions),
+            seq_lens_upper_bound_np=(total + drafts).astype(np.int32),
+        )
         start = time.perf_counter()
         processor.apply(logits, ctx)
         if step >= 10:
@@ -380,8 +398,15 @@ def mrv2_apply_ms(workdir: Path, tokenizer_dir: Path, rows: int, width: int, tri
             tokens = [*proposals[slot, :taken], rng.choice(pool)]
             rs.all_token_ids.np[slot, total[slot] : total[slot] + len(tokens)] = tokens
             rs.total_len.np[slot] = total[slot] + len(tokens)
-    return {"rows": rows, "width": width, "triggers": triggers, "drafts": drafts, "steps": steps, "accepted_per_step": accepted / steps,
-            "apply_ms": 1e3 * statistics.median(timed)}
+    return {
+        "rows": rows,
+        "width": width,
+        "triggers": triggers,
+        "drafts": drafts,
+        "steps": steps,
+        "accepted_per_step": accepted / steps,
+        "apply_ms": 1e3 * statistics.median(timed),
+    }
 
 
 def mrv2_part(args) -> None:
@@ -404,8 +429,10 @@ def mrv2_part(args) -> None:
         torch.set_num_threads(threads)
     import tip_decode
 
-    print(f"\nModel Runner V2, {args.batch_steps} steps per cell, 1 torch thread, tip_decode from {Path(tip_decode.__file__).parent}, "
-          f"load average {os.getloadavg()}\n")
+    print(
+        f"\nModel Runner V2, {args.batch_steps} steps per cell, 1 torch thread, tip_decode from {Path(tip_decode.__file__).parent}, "
+        f"load average {os.getloadavg()}\n"
+    )
     print("| width | triggers | decoding requests | drafts per request | logits rows | apply ms/step |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
     for r in results:

@@ -29,8 +29,7 @@ def show(title: str, problem, tokenizer, vocab, ids: list[int]) -> None:
     switches = [e.position for e in find_switches(vocab, ids, scope="auto", prompt_open=True)]
     bounds = [0, *switches, len(ids)]
     answer = parse_answer(tokenizer.decode(ids, skip_special_tokens=True))
-    print(f"--- {title}: {len(switches)} switches, {len(ids)} tokens, answer {answer} "
-          f"({'correct' if answer == problem.answer else 'wrong'})")
+    print(f"--- {title}: {len(switches)} switches, {len(ids)} tokens, answer {answer} ({'correct' if answer == problem.answer else 'wrong'})")
     for start, end in zip(bounds, bounds[1:]):
         words = tokenizer.convert_ids_to_tokens(ids[start:end])
         step = next((int(w[1:]) for w in words if w.startswith("+")), None)
@@ -64,8 +63,7 @@ def main() -> None:
             index, runs = 0, None
     problem = problems[index]
     how = "" if args.problem is not None else f", the first held-out problem where baseline and TIP differ with seed {args.seed}"
-    print(f"problem {index}: {problem.prompt_text()}  (answer: step +{problem.answer}, "
-          f"{problem.steps_to_goal(problem.answer)} steps to the goal{how})")
+    print(f"problem {index}: {problem.prompt_text()}  (answer: step +{problem.answer}, {problem.steps_to_goal(problem.answer)} steps to the goal{how})")
     if runs is None:
         runs = [sample(model, tokenizer, [problem], tip=config, seed=args.seed)[0] for config in (None, tip)]
     for title, ids in zip(("baseline", f"TIP alpha={args.alpha:g} beta={args.beta}"), runs):

@@ -48,7 +48,11 @@ def main() -> None:
         torch.manual_seed(args.seed)
         with torch.no_grad():
             out = model.generate(
-                **inputs, logits_processor=processors, do_sample=True, temperature=args.temperature, top_k=0,
+                **inputs,
+                logits_processor=processors,
+                do_sample=True,
+                temperature=args.temperature,
+                top_k=0,
                 max_new_tokens=args.max_new_tokens,
             )
         generated = out[0, prompt_len:].tolist()

@@ -7,8 +7,10 @@ batched tensor state is checked against this on every shared tokenizer and throu
 Everything about the vocabulary comes from the independent oracle (tests/vocab_oracle.py, built
 from the tokenizer's own tokenizer.json), never from the library: TIP's and gated TIP's switch
 vocabulary (hits, multi-token patterns, word ends), the token texts NoWait matches, the special ids
-and think markers no rule touches, the entries CyclicReflex biases and the ids of a budget's forced
-word (encoded by tokenizer.json itself), so that these tests do not check the library against itself.
+and think markers no rule touches, the entries CyclicReflex biases, the ids of a budget's forced
+word (encoded by tokenizer.json itself), the tokens self-affirmation suppression judges, AlphaOne's
+delimiters and banned tokens, and the texts thinking intervention searches and forces, so that these
+tests do not check the library against itself.
 
 A row is described by its prompt facts (does the prompt end inside an open think block, how many
 thinking tokens it already holds), its generated tokens and, because `gated` and `budget` look at
@@ -283,6 +285,157 @@ class Reference:
         # float32 sums of up to thousands of confidences: not called closer than 1e-3.
         return mean < config.threshold, abs(mean - config.threshold) < max(self.gate_margin, 1e-3)
 
+    # ----- affirm -----
+
+    @lru_cache(maxsize=8)  # noqa: B019 (one reference object per test session; its cache lives as long anyway)
+    def affirm_ids(self, words: tuple[str, ...]) -> frozenset[int]:
+        """Tokens whose text, leading whitespace removed, is exactly one of the words."""
+        return frozenset(i for i, (text, _, _) in enumerate(self.oracle.texts) if i not in self.excluded and text.lstrip() in words)
+
+    def affirm(self, config, row: Row, t: int) -> tuple[dict[int, float], bool]:
+        """-inf for each word token whose own probability (softmax of the raw logits, T=1) is below
+        tau; also whether one of them is too close to tau to call."""
+        if not self.acts(self.resolve(config.scope), row, row.generated[:t]):
+            return {}, False
+        probs = torch.softmax(row.logits[t].double(), dim=-1)
+        bias, close = {}, False
+        for i in self.affirm_ids(config.words):
+            if i >= probs.shape[0]:
+                continue
+            p = float(probs[i])
+            if p > 0 and abs(math.log(p) - math.log(config.tau)) < self.gate_margin:
+                close = True
+            if p < config.tau:
+                bias[i] = -math.inf
+        return bias, close
+
+    # ----- alphaone -----
+
+    DELIMITERS = ("\n\n", ",\n\n", ".\n\n", "]\n\n", ")\n\n", "],\n\n", "].\n\n", "].\n\n", ").\n\n", ".)\n\n")
+
+    @staticmethod
+    def splitmix(z: int) -> int:
+        """SplitMix64's finaliser on a 64-bit pattern (Python ints, masked)."""
+        mask = 2**64 - 1
+        z &= mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    def alphaone_draws(self, seed: int, history: list[int]) -> list[int]:
+        """The 24-bit draw of every step 0..len(history): H_0 = mix(seed), H_{s+1} = mix(H_s xor g_s),
+        r_s = top 24 bits of mix(H_s xor 0x9E3779B97F4A7C15)."""
+        h = self.splitmix(seed)
+        out = []
+        for s in range(len(history) + 1):
+            out.append(self.splitmix(h ^ 0x9E3779B97F4A7C15) >> 40)
+            if s < len(history):
+                h = self.splitmix(h ^ (history[s] & (2**64 - 1)))
+        return out
+
+    @lru_cache(maxsize=8)  # noqa: B019
+    def alphaone_ids(self, word: str) -> tuple[tuple[int, ...], frozenset[int], frozenset[int]]:
+        """(the word's ids, tokens whose text holds the word, delimiter tokens by exact text)."""
+        ids = tuple(self.oracle.raw.encode(word, add_special_tokens=False).ids)
+        stem = word.strip()
+        banned = frozenset(i for i, (text, _, _) in enumerate(self.oracle.texts) if i not in self.excluded and stem in text)
+        delimiters = frozenset(i for i, (text, _, _) in enumerate(self.oracle.texts) if i not in self.excluded and text in self.DELIMITERS)
+        return ids, banned, delimiters
+
+    @staticmethod
+    def alpha_moment(config) -> int:
+        """The code: threshold = int(max_tokens - alpha * N), phase 1 runs max_tokens - threshold tokens."""
+        if config.moment is not None:
+            return config.moment
+        threshold = int(8192 - config.alpha * config.think_tokens)
+        return 8192 - threshold
+
+    def alphaone(self, config, row: Row, t: int) -> tuple[dict[int, float], int | None]:
+        """(bias, forced id) at step t, replaying the decisions of every earlier step."""
+        from fractions import Fraction
+
+        ids, banned, delimiters = self.alphaone_ids(config.word)
+        moment = self.alpha_moment(config)
+        draws = self.alphaone_draws(config.seed, row.generated[:t])
+        progress = -1  # index of the word token forced next, -1: none
+        for s in range(t + 1):
+            history = row.generated[:s]
+            thinking = self.reasoning_open(row, history)
+            forced_index = None
+            if thinking and progress >= 0:
+                forced_index = progress
+            elif thinking and 2 <= s < moment and history[-1] in delimiters and Fraction(draws[s], 2**24) < Fraction(moment - s, moment):
+                forced_index = 0
+            fast = thinking and s >= moment and forced_index is None
+            if s == t:
+                if forced_index is not None:
+                    return {}, ids[forced_index]
+                if not fast:
+                    return {}, None
+                end = self.markers.end_id
+                logits = row.logits[t].double()
+                pool = [i for i in banned if i < logits.shape[0]] + [end]
+                values = logits[pool]
+                if config.temperature > 0:
+                    target = float(config.temperature * torch.logsumexp(values / config.temperature, dim=0))
+                else:
+                    target = float(values.max())
+                bias = {i: -math.inf for i in banned}
+                if math.isfinite(target) and math.isfinite(float(logits[end])) and target != float(logits[end]):
+                    bias[end] = target - float(logits[end])
+                return bias, None
+            token = row.generated[s]
+            progress = forced_index + 1 if forced_index is not None and token == ids[forced_index] and forced_index + 1 < len(ids) else -1
+        raise AssertionError("unreachable")
+
+    # ----- inject and nothinking -----
+
+    def reasoning_text_anchor(self, row: Row, trigger: str) -> int | None:
+        """The step right after the token in which the generated reasoning text first holds
+        `trigger` (token texts from the oracle; a split character, a special token or a think marker
+        reads as U+FFFD), or None."""
+        text = ""
+        for s, token in enumerate(row.generated):
+            history = row.generated[:s]
+            if not self.reasoning_open(row, history) or (self.markers.available and token == self.markers.end_id):
+                continue
+            if 0 <= token < self.oracle.size and token not in self.excluded:
+                piece, cut_start, cut_end = self.oracle.texts[token]
+                piece = ("\ufffd" if cut_start else "") + piece + ("\ufffd" if cut_end else "")
+            else:
+                piece = "\ufffd"
+            before = len(text)
+            text += piece
+            found = text.find(trigger)
+            if found >= 0 and found + len(trigger) > before:
+                return s + 1
+        return None
+
+    def forced_text(self, ids: list[int], anchor: int | None, row: Row, t: int) -> int | None:
+        """The id forced at step t for a text forced from step `anchor` on, one token per step while
+        reasoning is open and every earlier token of it was generated."""
+        if anchor is None or t < anchor or t - anchor >= len(ids):
+            return None
+        j = t - anchor
+        if row.generated[anchor:t] != ids[:j] or not self.reasoning_open(row, row.generated[:t]):
+            return None
+        return ids[j]
+
+    def first_reasoning_step(self, row: Row, t: int) -> int | None:
+        for s in range(t + 1):
+            if self.reasoning_open(row, row.generated[:s]):
+                return s
+        return None
+
+    def inject(self, config, row: Row, t: int) -> int | None:
+        ids = self.oracle.raw.encode(config.text, add_special_tokens=False).ids
+        anchor = self.first_reasoning_step(row, t) if config.after is None else self.reasoning_text_anchor(row, config.after)
+        return self.forced_text(ids, anchor, row, t)
+
+    def nothinking(self, config, row: Row, t: int) -> int | None:
+        ids = self.oracle.raw.encode(config.text, add_special_tokens=False).ids if config.text else []
+        return self.forced_text([*ids, self.markers.end_id], self.first_reasoning_step(row, t), row, t)
+
     # ----- all together -----
 
     def expected(self, settings, row: Row, t: int) -> tuple[dict[int, float], int | None, bool]:
@@ -295,6 +448,11 @@ class Reference:
         def add(part: dict[int, float]) -> None:
             for i, value in part.items():
                 bias[i] = bias.get(i, 0.0) + value
+
+        def force(token: int | None) -> None:
+            nonlocal forced
+            if forced is None:  # in plan order, an earlier force is kept
+                forced = token
 
         for name in settings.names:
             config = getattr(settings, name)
@@ -309,14 +467,27 @@ class Reference:
                 uncertain |= close
                 add(part)
             elif name == "budget":
-                part, forced = self.budget(config, row, t)
+                part, token = self.budget(config, row, t)
                 add(part)
-            elif name in ("deepconf", "thinkbrake") and forced is None:
-                # An earlier intervention's forcing stands; these force only over what is not banned.
-                acts, close = (self.deepconf if name == "deepconf" else self.thinkbrake)(config, row, t, bias)
+                force(token)
+            elif name in ("deepconf", "thinkbrake"):
+                if forced is None:  # an earlier intervention's forcing stands; these force only over what is not banned
+                    acts, close = (self.deepconf if name == "deepconf" else self.thinkbrake)(config, row, t, bias)
+                    uncertain |= close
+                    if acts:
+                        forced = self.eos_ids[0] if name == "deepconf" else self.markers.end_id
+            elif name == "affirm":
+                part, close = self.affirm(config, row, t)
                 uncertain |= close
-                if acts:
-                    forced = self.eos_ids[0] if name == "deepconf" else self.markers.end_id
+                add(part)
+            elif name == "alphaone":
+                part, token = self.alphaone(config, row, t)
+                add(part)
+                force(token)
+            elif name == "inject":
+                force(self.inject(config, row, t))
+            elif name == "nothinking":
+                force(self.nothinking(config, row, t))
         return bias, forced, uncertain
 
     @staticmethod

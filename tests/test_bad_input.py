@@ -39,7 +39,10 @@ def qwen3_dir():
         ("a", "trigger 'a' is too short to be a word: every token spelled 'a' would count as a thought switch"),
         ("wait,a", "trigger 'a' is too short"),
         ("...", "trigger '...' has no letters"),
-        ("alternativly", "trigger 'alternativly' is no word of this tokenizer: no token spells 'alternativly' whole at the start of a word (only as pieces: 'altern'+'ativ'+'ly')"),
+        (
+            "alternativly",
+            "trigger 'alternativly' is no word of this tokenizer: no token spells 'alternativly' whole at the start of a word (only as pieces: 'altern'+'ativ'+'ly')",
+        ),
     ],
 )
 def test_vocab_refuses_trigger_words_that_look_wrong(qwen3_dir, triggers, message):
@@ -87,7 +90,9 @@ def test_compare_and_analyze_refuse_them_too(qwen3_dir, switchy_model_dir, tmp_p
 # ----------------------------------------------------------------------------- NaN answers
 
 
-@pytest.mark.parametrize(("row", "what"), [('{"question": "q", "answer": NaN}', "field 'answer' is nan"), ('{"question": Infinity, "answer": "1"}', "field 'question' is inf")])
+@pytest.mark.parametrize(
+    ("row", "what"), [('{"question": "q", "answer": NaN}', "field 'answer' is nan"), ('{"question": Infinity, "answer": "1"}', "field 'question' is inf")]
+)
 def test_nan_answers_are_refused_when_the_data_loads(tmp_path, row, what):
     path = tmp_path / "d.jsonl"
     path.write_text(row + "\n")

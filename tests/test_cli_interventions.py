@@ -84,7 +84,10 @@ def test_a_request_carries_every_intervention_explicitly():
 
 SPEC_MISTAKES = [
     # (spec, message): unknown names and keys, bad values, all one line naming the problem
-    ("nowiat", "'nowiat' is not an intervention (known: baseline, tip, nowait, cyclic, gated, budget, deepconf, thinkbrake); did you mean nowait?"),
+    (
+        "nowiat",
+        "'nowiat' is not an intervention (known: baseline, tip, nowait, affirm, cyclic, gated, budget, alphaone, deepconf, inject, thinkbrake, nothinking); did you mean nowait?",
+    ),
     ("cyclic:perod=3", "perod is not a setting of cyclic"),
     ("cyclic:period=-5", "cyclic.period"),
     ("budget", "budget needs min > 0 or max"),
@@ -199,12 +202,24 @@ def test_serve_passes_the_interventions_as_the_processor_reads_them():
         "nowait": 1, "nowait_keywords": ["wait", "hmm"], "nowait_scope": "auto",
         "cyclic": 0, "gated": 0,
         "budget_min": 0, "budget_max": 4000, "budget_word": "",
-        "deepconf": 0, "thinkbrake": 0,
+        "affirm": 0, "alphaone": 0, "inject": 0, "nothinking": 0, "deepconf": 0, "thinkbrake": 0,
     }  # fmt: skip
     assert ENV_BETA not in env and env["TIP_DECODE_TOKENIZER"] == "tok"  # inherited defaults are dropped
     settings = server_settings(env)  # what the vLLM processor's server default will be
     assert settings.nowait.keywords == ("wait", "hmm") and settings.budget.max == 4000
     assert settings.tip.alpha == 3.0 and settings.cyclic is None  # an inherited variable is not kept
     off = server_env(TIPConfig(alpha=0), "tok", base={ENV_INTERVENTIONS: '{"nowait": 1}'})
-    assert json.loads(off[ENV_INTERVENTIONS]) == {"tip_alpha": 0, "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0, "deepconf": 0, "thinkbrake": 0}
+    assert json.loads(off[ENV_INTERVENTIONS]) == {
+        "tip_alpha": 0,
+        "nowait": 0,
+        "cyclic": 0,
+        "gated": 0,
+        "budget": 0,
+        "affirm": 0,
+        "alphaone": 0,
+        "inject": 0,
+        "nothinking": 0,
+        "deepconf": 0,
+        "thinkbrake": 0,
+    }
     assert not server_settings(off)

@@ -80,7 +80,9 @@ def test_calibration_is_the_papers_percentile_and_is_recorded(runs):
     assert calibration["threshold"] == pytest.approx(float(np.percentile(saved["lowest"], 100 - KEEP)))
     assert calibration["spec"] == f"deepconf:threshold={calibration['threshold']:.6g},window={WINDOW},topk=20"
     run = json.loads((warmup / "run.json").read_text())
-    assert [(c["config"], c["keep"], c["window"], c["topk"], c["threshold"]) for c in run["calibration"]] == [("baseline", KEEP, WINDOW, 20, calibration["threshold"])]
+    assert [(c["config"], c["keep"], c["window"], c["topk"], c["threshold"]) for c in run["calibration"]] == [
+        ("baseline", KEEP, WINDOW, 20, calibration["threshold"])
+    ]
     # The lowest windows are the model's: spread out, none the no-confidence fallback.
     assert len(set(saved["lowest"])) > PROBLEMS // 2 and all(v > 0 for v in saved["lowest"])
 

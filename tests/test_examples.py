@@ -47,8 +47,16 @@ def free_port() -> int:
 @pytest.mark.parametrize(
     ("name", "args", "says"),
     [
-        ("vllm_client.py", ["--model", "m", "--base-url", "http://127.0.0.1:{port}/v1"], "error: no server answers at http://127.0.0.1:{port}/v1: start one first"),
-        ("analysis_live_vllm.py", ["--model", "m", "--tokenizer", "t", "--base-url", "http://127.0.0.1:{port}/v1"], "error: no server answers at http://127.0.0.1:{port}/v1"),
+        (
+            "vllm_client.py",
+            ["--model", "m", "--base-url", "http://127.0.0.1:{port}/v1"],
+            "error: no server answers at http://127.0.0.1:{port}/v1: start one first",
+        ),
+        (
+            "analysis_live_vllm.py",
+            ["--model", "m", "--tokenizer", "t", "--base-url", "http://127.0.0.1:{port}/v1"],
+            "error: no server answers at http://127.0.0.1:{port}/v1",
+        ),
         ("sglang_client.py", ["--url", "http://127.0.0.1:{port}"], "error: no server answers at http://127.0.0.1:{port}"),
     ],
 )

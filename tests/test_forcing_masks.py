@@ -74,8 +74,14 @@ def test_hf_generate_leaves_a_token_bad_words_ban(tokenizer):
     kwargs = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
     with torch.no_grad():
         forced = model.generate(prompt, logits_processor=[ReasoningInterventionsProcessor(tokenizer, {"budget_max": 2})], **kwargs)[0, 5:].tolist()
-        banned = model.generate(prompt, logits_processor=[ReasoningInterventionsProcessor(tokenizer, {"budget_max": 2})], bad_words_ids=[[THINK_END]],
-                                output_scores=True, return_dict_in_generate=True, **kwargs)
+        banned = model.generate(
+            prompt,
+            logits_processor=[ReasoningInterventionsProcessor(tokenizer, {"budget_max": 2})],
+            bad_words_ids=[[THINK_END]],
+            output_scores=True,
+            return_dict_in_generate=True,
+            **kwargs,
+        )
     assert forced[2] == THINK_END  # the budget alone ends the thinking at 2 tokens
     tokens = banned.sequences[0, 5:].tolist()
     assert THINK_END not in tokens, tokens

@@ -77,8 +77,13 @@ def settings_for(name: str, words: list[str]) -> InterventionSet:
         "thinkbrake": {"thinkbrake_tau": 34.0, "thinkbrake_boundary": words},
         "deepconf": {"deepconf_threshold": 5.0, "deepconf_window": 3},
         "thinkbrake+deepconf+budget": {
-            "thinkbrake_tau": 60.0, "thinkbrake_boundary": words, "thinkbrake_temperature": 2.0,
-            "deepconf_threshold": 5.0, "deepconf_window": 2, "budget_min": 4, "budget_max": 12,
+            "thinkbrake_tau": 60.0,
+            "thinkbrake_boundary": words,
+            "thinkbrake_temperature": 2.0,
+            "deepconf_threshold": 5.0,
+            "deepconf_window": 2,
+            "budget_min": 4,
+            "budget_max": 12,
         },  # fmt: skip
         "combination": {
             **tip,
@@ -89,6 +94,23 @@ def settings_for(name: str, words: list[str]) -> InterventionSet:
             **{**gated, "gated_triggers": words[1:]},
             "budget_min": 5,
             "budget_max": 11,
+        },
+        # Issue 21's interventions: the words the model says are judged by affirm and trigger inject.
+        "affirm": {"affirm_tau": 0.5, "affirm_words": [w.capitalize() for w in words] + words},
+        "alphaone": {"alphaone_moment": 5, "alphaone_temperature": 0.7},
+        "inject": {"inject_text": " I should be brief.", "inject_after": words[0]},
+        "nothinking": {"nothinking": 1},
+        # inject writes a delimiter, after which AlphaOne may force its word (seed 2 draws it).
+        "next_combination": {
+            "inject_text": " Fine.\n\n",
+            "alphaone_moment": 9,
+            "alphaone_seed": 2,
+            "affirm_words": words[1:],
+            "affirm_tau": 0.3,
+            "tip_alpha": 0.75,
+            "tip_beta": 5,
+            "tip_triggers": words,
+            "budget_max": 12,
         },
     }
     return InterventionSet.from_mapping(table[name])
@@ -137,7 +159,7 @@ def check_against_reference(reference: Reference, settings: InterventionSet, cal
             row = Row(opened, thinking, history[prompt_length:])
             row.entropies = {s: entropy(s, a) for s, a in enumerate(ancestors)} if settings.gated else {}
             row.tops = {s: tops[s][a] for s, a in enumerate(ancestors)}
-            row.logits = {s: calls[s][1][a] for s, a in enumerate(ancestors)}  # thinkbrake's margin, deepconf's confidences
+            row.logits = {s: calls[s][1][a] for s, a in enumerate(ancestors)}  # the raw rows of rules that read them
             bias, forced, uncertain = reference.expected(settings, row, t)
             if uncertain:
                 continue
@@ -158,6 +180,9 @@ def _entropy(logits: torch.Tensor) -> float:
     keep = probs > 0
     return float(-(probs[keep] * probs[keep].log()).sum())
 
+
+#: Issue 21's interventions, alone and together.
+NEXT = ["affirm", "alphaone", "inject", "nothinking", "next_combination"]
 
 MODES = {
     # prompts of three lengths, left padded
@@ -188,7 +213,9 @@ def run(model, tokenizer, processor, mode: str, stops: bool = False):
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("name", ["tip", "tip_ban", "nowait", "cyclic", "budget", "gated", "combination", "thinkbrake", "deepconf", "thinkbrake+deepconf+budget"])
+@pytest.mark.parametrize(
+    "name", ["tip", "tip_ban", "nowait", "cyclic", "budget", "gated", "combination", "thinkbrake", "deepconf", "thinkbrake+deepconf+budget", *NEXT]
+)
 def test_generate_matches_the_reference(model, tokenizer, words, name, mode):
     settings = settings_for(name, words)
     processor = ReasoningInterventionsProcessor(tokenizer, settings)
@@ -251,13 +278,14 @@ class StandInGraph:
             self.step()
 
 
+@pytest.mark.parametrize("name", ["combination", "next_combination"])
 @pytest.mark.parametrize("mode", ["greedy", "beams"])
 @pytest.mark.parametrize("behaviour", ["right", "stale"])
-def test_the_graph_step_covers_rules_that_read_logits(model, tokenizer, words, mode, behaviour, caplog):
-    """The graph step (whole logits rows copied into a static buffer for gated and budget) gives the
-    reference's scores; a wrong graph is caught by the check, never reaches the scores, and the
-    processor goes on eagerly with one warning."""
-    settings = settings_for("combination", words)
+def test_the_graph_step_covers_rules_that_read_logits(model, tokenizer, words, mode, behaviour, name, caplog):
+    """The graph step (whole logits rows copied into a static buffer for gated, budget, affirm and
+    AlphaOne) gives the reference's scores; a wrong graph is caught by the check, never reaches the
+    scores, and the processor goes on eagerly with one warning."""
+    settings = settings_for(name, words)
     processor = ReasoningInterventionsProcessor(tokenizer, settings)
     graphs: list[StandInGraph] = []
 

@@ -20,12 +20,16 @@ from reference_interventions import Reference, Row
 from tip_decode.core.config import TIPConfig, parse_triggers
 from tip_decode.core.interventions import (
     FORCED_LOGIT,
+    AffirmConfig,
+    AlphaOneConfig,
     BudgetConfig,
     CyclicConfig,
     DeepConfConfig,
     GatedConfig,
+    InjectConfig,
     InterventionSet,
     InterventionState,
+    NoThinkingConfig,
     NoWaitConfig,
     ThinkBrakeConfig,
     plan_for,
@@ -38,7 +42,7 @@ from tip_decode.core.interventions.nowait import keyword_hit
 ALL_TOKENIZERS = tuple(dict.fromkeys((*TOKENIZER_NAMES, "mistral-7b-v0.1")))
 
 
-def combos(has_markers: bool) -> list[InterventionSet]:
+def combos(has_markers: bool, include_next: bool = True) -> list[InterventionSet]:
     budget = [
         BudgetConfig(min=6, max=14, word="Wait"),
         BudgetConfig(min=5),
@@ -77,6 +81,32 @@ def combos(has_markers: bool) -> list[InterventionSet]:
                 tip=TIPConfig(alpha=2.0, beta=6),
             ),
         ]
+    return out + (next_combos(has_markers) if include_next else [])
+
+
+def next_combos(has_markers: bool) -> list[InterventionSet]:
+    """Issue 21's interventions (affirm, alphaone, inject, nothinking), alone and with the others."""
+    out = [
+        InterventionSet(affirm=AffirmConfig(tau=0.3)),
+        InterventionSet(
+            affirm=AffirmConfig(tau=0.9, words=("Wait", "wait", "Hmm"), scope="auto"), nowait=NoWaitConfig(keywords=("but",)), cyclic=CyclicConfig(period=5.0)
+        ),
+        InterventionSet(inject=InjectConfig(text=" Let me be brief.")),
+        InterventionSet(inject=InjectConfig(text="Wait, no.", after=".\n\n"), tip=TIPConfig(alpha=1.0, beta=4, triggers=("wait",))),
+    ]
+    if has_markers:
+        out += [
+            InterventionSet(alphaone=AlphaOneConfig(moment=14, seed=3)),
+            InterventionSet(alphaone=AlphaOneConfig(alpha=0.5, think_tokens=31, seed=11, temperature=0.6)),
+            InterventionSet(
+                alphaone=AlphaOneConfig(moment=9, temperature=0.0, word=" Hmm, wait"),
+                budget=BudgetConfig(max=16),
+                tip=TIPConfig(alpha=2.0, beta=5, triggers=("wait",)),
+            ),
+            InterventionSet(nothinking=NoThinkingConfig()),
+            InterventionSet(nothinking=NoThinkingConfig(text=None), affirm=AffirmConfig(tau=0.5)),
+            InterventionSet(inject=InjectConfig(text="I should answer in JSON.", after="Wait"), budget=BudgetConfig(min=3, max=20, word="Wait")),
+        ]
     return out
 
 
@@ -100,6 +130,14 @@ def token_pool(plan, tokenizer, reference: Reference) -> list[int]:
                 pool += encode(text, add_special_tokens=False).ids * 6
         elif name == "deepconf":
             pool += list(reference.eos_ids)
+        elif name == "affirm":
+            pool += list(rule.token_ids)
+        elif name == "alphaone":
+            pool += sorted(rule.delimiter_ids) * 2 + list(rule.word_ids) * 2 + list(rule.banned_ids[:6])
+        elif name in ("inject", "nothinking"):
+            pool += list(rule.text_ids)
+            if rule.after is not None:  # the trigger, whole and in pieces
+                pool += tokenizer.encode(rule.after, add_special_tokens=False) * 3 + tokenizer.encode(" x" + rule.after + "y", add_special_tokens=False)
     markers = reference.markers
     if markers.available:
         pool += [markers.start_id, markers.end_id]
@@ -134,6 +172,7 @@ def run_against_reference(
     end = reference.markers.end_id
     scaled = "deepconf" in settings.names
     margins = "thinkbrake" in settings.names
+    judged = settings.affirm is not None or settings.alphaone is not None  # rules that read probabilities
     for t in range(steps):
         raw = torch.randn(rows, width, generator=generator) * 3
         for b in range(rows):
@@ -145,6 +184,8 @@ def run_against_reference(
                 raw[b, end] = raw[b].max() - rng.uniform(0.0, 3.0)  # close to the top: either side of tau
             if rng.random() < 0.2:
                 raw[b, ids[rng.randrange(len(ids))]] = -math.inf
+            if judged and rng.random() < 0.5:  # a plan column made likely: its probability spans tau
+                raw[b, ids[rng.randrange(len(ids))]] = raw[b].max() + rng.uniform(-2.0, 14.0)
             rows_ref[b].logits.append(raw[b].clone())
         out = state.apply(raw.clone())
         # Nothing outside the plan's columns is ever written, bit for bit.
@@ -184,7 +225,7 @@ def test_state_equals_the_reference(name):
     tokenizer = load_hf_tokenizer(name)
     has_markers = Reference(tokenizer).markers.available
     totals = {"changed": 0, "forced": 0, "banned": 0, "steps": 0}
-    every = combos(has_markers)
+    every = combos(has_markers, include_next=False)
     # Every combination on qwen3 (the engine tests' tokenizer); a mixed subset elsewhere keeps the
     # suite's time in check while still crossing every rule with every vocabulary.
     newer = [c for c in every if {"deepconf", "thinkbrake"} & set(c.names)]  # every one on every tokenizer
@@ -194,14 +235,23 @@ def test_state_equals_the_reference(name):
     else:
         older = every[:5]
     chosen = every if name == "qwen3" else older + newer
+    chosen = chosen + next_combos(has_markers)  # issue 21's interventions everywhere
+    # Per intervention of issue 21, what its rows did: each one has to ban or force on this vocabulary.
+    by_rule = {rule: {"forced": 0, "banned": 0} for rule in ("affirm", "alphaone", "inject", "nothinking")}
     for index, settings in enumerate(chosen):
         counts = run_against_reference(name, settings, seed=index, rows=4, steps=30)
         assert counts["changed"] > 0, (name, settings.names, counts)  # a test that changes nothing proves nothing
         for key in totals:
             totals[key] += counts[key]
+        for rule in set(by_rule) & set(settings.names):
+            by_rule[rule]["forced"] += counts["forced"]
+            by_rule[rule]["banned"] += counts["banned"]
     assert totals["banned"] > 20, totals
     if has_markers:
         assert totals["forced"] > (20 if name == "qwen3" else 5), totals
+    assert by_rule["affirm"]["banned"] > 20 and by_rule["inject"]["forced"] > 5, by_rule
+    if has_markers:
+        assert by_rule["alphaone"]["forced"] > 3 and by_rule["alphaone"]["banned"] > 10 and by_rule["nothinking"]["forced"] > 5, by_rule
 
 
 @pytest.mark.parametrize("name", ["qwen3", "mistral-7b-v0.1"])
@@ -210,7 +260,7 @@ def test_torch_engine_equals_the_reference(name):
     the host engine for every plan that reads no logits."""
     tokenizer = load_hf_tokenizer(name)
     every = combos(Reference(tokenizer).markers.available)
-    for index, settings in enumerate(every if name == "qwen3" else every[:7]):
+    for index, settings in enumerate(every if name == "qwen3" else every[:7] + next_combos(False)):
         counts = run_against_reference(name, settings, seed=100 + index, rows=4, steps=30, host=False)
         assert counts["changed"] > 0, (name, settings.names, counts)
 
@@ -225,7 +275,7 @@ def test_host_and_torch_engines_agree_bit_for_bit():
         InterventionSet(tip=TIPConfig(alpha=math.inf, beta=4, triggers=reflection, scope="all")),
     ]
     hosted = [s for s in combos(True) + extra if plan_for(qwen, s).tables(151936, "cpu").host]
-    assert len(hosted) == 7
+    assert len(hosted) == 10  # + inject (alone and with TIP) and nothinking
     rng = random.Random(11)
     for settings in hosted:
         tables = plan_for(qwen, settings).tables(151936, "cpu")

@@ -92,6 +92,13 @@ def settings_cases(words: list[str]) -> list[InterventionSet]:
         InterventionSet.from_mapping({"thinkbrake_tau": 1e4, "thinkbrake_boundary": ["e", "a", "o", "s", "t"]}),
         InterventionSet.from_mapping({"deepconf_threshold": 1e6, "deepconf_window": 5}),
         InterventionSet.from_mapping({"deepconf_threshold": 1e6, "deepconf_window": 3, "budget_min": 6}),  # the budget's ban on the end wins
+        # issue 21: a low-probability word banned, AlphaOne's both phases, a text forced after a
+        # trigger the model says, NoThinking, and a combination with a budget's maximum.
+        InterventionSet.from_mapping({"affirm_words": [w.capitalize() for w in words[:3]] + words[:3], "affirm_tau": 0.5}),
+        InterventionSet.from_mapping({"alphaone_moment": 5, "alphaone_temperature": 0.7}),
+        InterventionSet.from_mapping({"inject_text": " I should be brief.", "inject_after": words[0]}),
+        InterventionSet.from_mapping({"nothinking": 1}),
+        InterventionSet.from_mapping({"inject_text": " Fine.\n\n", "alphaone_moment": 9, "alphaone_seed": 2, "affirm_words": ["Hmm"], "budget_max": 12}),
     ]
 
 

@@ -102,7 +102,11 @@ def test_readme_demo_prints_what_the_readme_shows(tmp_path):
     (tmp_path / "runs").mkdir()
     shutil.copytree(tmp_path / "tip-decode-demo", tmp_path / "runs" / "qwq-math500")
     (tmp_path / "runs" / "qwq-math500" / "view.html").unlink()
-    view = run_block("tip-decode view runs/qwq-math500 --open        # or: tip-decode view responses.jsonl --tokenizer Qwen/QwQ-32B", tmp_path, {**os.environ, "BROWSER": "true"})
+    view = run_block(
+        "tip-decode view runs/qwq-math500 --open        # or: tip-decode view responses.jsonl --tokenizer Qwen/QwQ-32B",
+        tmp_path,
+        {**os.environ, "BROWSER": "true"},
+    )
     assert view.returncode == 0, view.stderr[-3000:]
     assert (tmp_path / "runs" / "qwq-math500" / "view.html").stat().st_size > 10_000
 

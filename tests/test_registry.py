@@ -111,7 +111,20 @@ def boost():
 
 
 def test_settings_and_flat_keys(boost):
-    assert names() == ("tip", "nowait", "cyclic", "gated", "boost", "budget", "deepconf", "thinkbrake")  # plan order
+    assert names() == (
+        "tip",
+        "nowait",
+        "affirm",
+        "cyclic",
+        "gated",
+        "boost",
+        "budget",
+        "alphaone",
+        "deepconf",
+        "inject",
+        "thinkbrake",
+        "nothinking",
+    )  # plan order
     settings = InterventionSet(boost=BoostConfig(amount=2.5), nowait=NoWaitConfig(keywords=("wait",)))
     assert settings.boost == BoostConfig(2.5, "Wait") and settings.tip is None
     assert settings.names == ("nowait", "boost")
@@ -131,7 +144,9 @@ def test_settings_and_flat_keys(boost):
     with pytest.raises(TypeError, match="`boost` has to be a BoostConfig or None"):
         InterventionSet(boost=BudgetConfig(max=3))
     # Off-keys: a request sends every intervention, the throw-away one included.
-    assert request_mapping(InterventionSet()) == {"tip_alpha": 0, "nowait": 0, "cyclic": 0, "gated": 0, "boost": 0, "budget": 0, "deepconf": 0, "thinkbrake": 0}
+    assert request_mapping(InterventionSet()) == {
+        "tip_alpha": 0, "nowait": 0, "affirm": 0, "cyclic": 0, "gated": 0, "boost": 0, "budget": 0, "alphaone": 0, "inject": 0, "nothinking": 0, "deepconf": 0, "thinkbrake": 0,
+    }  # fmt: skip
     assert request_mapping(settings)["boost_amount"] == 2.5 and request_mapping(settings)["tip_alpha"] == 0
 
 
@@ -147,7 +162,10 @@ def test_specs_and_summaries(boost):
     assert parse_fixed("boost:amount=1").boost.amount == 1.0
     with pytest.raises(ValueError, match=r"amout is not a setting of boost \(boost: amount, word\); did you mean amount\?"):
         parse_config_spec("boost:amout=1")
-    with pytest.raises(ValueError, match=r"known: baseline, tip, nowait, cyclic, gated, boost, budget, deepconf, thinkbrake\); did you mean boost\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"known: baseline, tip, nowait, affirm, cyclic, gated, boost, budget, alphaone, deepconf, inject, thinkbrake, nothinking\); did you mean boost\?",
+    ):
         parse_config_spec("bost")
     with pytest.raises(ValueError, match="amount=0 turns boost off"):
         parse_config_spec("boost:amount=0")
@@ -219,7 +237,14 @@ def test_register_refuses_clashes():
     with pytest.raises(ValueError, match="built in"):
         unregister("tip")
     with pytest.raises(ValueError, match="has to start with 'echo_'"):
-        Intervention(name="echo", config_type=BoostConfig, keys={"boost_amount": Key("amount", parse_number)}, paper=BoostConfig(), structure=lambda c: (), rule=BoostRule)
+        Intervention(
+            name="echo",
+            config_type=BoostConfig,
+            keys={"boost_amount": Key("amount", parse_number)},
+            paper=BoostConfig(),
+            structure=lambda c: (),
+            rule=BoostRule,
+        )
 
 
 # ----- no other list of interventions -----
@@ -265,7 +290,13 @@ def test_the_registry_settings_and_every_intervention_import_without_torch():
     import subprocess
     import sys
 
-    modules = [*BUILT_IN, "tip_decode.core.interventions", "tip_decode.core.interventions.spec", "tip_decode.core.server_defaults", "tip_decode.harness.configs"]
+    modules = [
+        *BUILT_IN,
+        "tip_decode.core.interventions",
+        "tip_decode.core.interventions.spec",
+        "tip_decode.core.server_defaults",
+        "tip_decode.harness.configs",
+    ]
     code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

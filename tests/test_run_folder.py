@@ -173,8 +173,13 @@ def test_a_second_writer_gets_one_line_while_the_folder_is_locked(first_run, tmp
     folder, data, options = first_run
     target = tmp_path / "busy"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from tip_decode.harness.folder import RunLock; import time; RunLock({str(target)!r}, 'a test').acquire(); print('locked', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"from tip_decode.harness.folder import RunLock; import time; RunLock({str(target)!r}, 'a test').acquire(); print('locked', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -203,8 +208,26 @@ def test_two_identical_compares_never_write_a_record_twice(switchy_model_dir, tm
     """The issue's race: two identical commands started moments apart. Whichever way they interleave,
     one of them is refused while the other writes, and every record is in the folder once."""
     data = write_problems(tmp_path / "p.jsonl", 12)
-    command = [*CLI, "compare", "-m", str(switchy_model_dir), "--data", str(data), "-o", str(tmp_path / "x"), "--max-new-tokens", "4",
-               "--batch-size", "1", "-q", "--no-plots", "-c", "baseline", "-c", "tip:alpha=inf,beta=600,scope=all"]
+    command = [
+        *CLI,
+        "compare",
+        "-m",
+        str(switchy_model_dir),
+        "--data",
+        str(data),
+        "-o",
+        str(tmp_path / "x"),
+        "--max-new-tokens",
+        "4",
+        "--batch-size",
+        "1",
+        "-q",
+        "--no-plots",
+        "-c",
+        "baseline",
+        "-c",
+        "tip:alpha=inf,beta=600,scope=all",
+    ]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not (tmp_path / "x" / "run.json").exists() and time.monotonic() < deadline and first.poll() is None:
@@ -306,13 +329,35 @@ def test_summarize_api_refuses_incomplete_runs_too(run_copy, tmp_path):
 # ----------------------------------------------------------------------------- other bad input
 
 
-@pytest.mark.parametrize("alphas,betas,cells", [("0", "20", [["baseline"]]), ("0,3", "20", [["baseline"], ["a3_b20"]]), ("3", "0,20", [["baseline", "a3_b20"]])])
+@pytest.mark.parametrize(
+    "alphas,betas,cells", [("0", "20", [["baseline"]]), ("0,3", "20", [["baseline"], ["a3_b20"]]), ("3", "0,20", [["baseline", "a3_b20"]])]
+)
 def test_grid_cells_with_alpha_or_beta_zero_are_the_baseline(switchy_model_dir, first_run, tmp_path, alphas, betas, cells):
     """alpha 0 and beta 0 turn TIP off: those cells are the baseline (not generated twice), and the
     grid writes its heatmaps (it used to generate everything, then die on 'NoneType' has no 'alpha')."""
     _, data, _ = first_run
-    result = CliRunner().invoke(main, ["grid", "-m", str(switchy_model_dir), "--data", str(data), "--limit", "3", "--max-new-tokens", "3",
-                                       "-o", str(tmp_path / "g"), "--alphas", alphas, "--betas", betas, "--json", "-q"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "grid",
+            "-m",
+            str(switchy_model_dir),
+            "--data",
+            str(data),
+            "--limit",
+            "3",
+            "--max-new-tokens",
+            "3",
+            "-o",
+            str(tmp_path / "g"),
+            "--alphas",
+            alphas,
+            "--betas",
+            betas,
+            "--json",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     grid = json.loads(result.stdout)["grid"]
     assert grid["cells"] == cells

@@ -50,16 +50,40 @@ def test_a_bad_variable_is_named(env, named):
 
 
 def test_environment_round_trips():
-    off = {"tip_alpha": 0, "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0, "deepconf": 0, "thinkbrake": 0}
+    off = {
+        "tip_alpha": 0,
+        "nowait": 0,
+        "cyclic": 0,
+        "gated": 0,
+        "budget": 0,
+        "affirm": 0,
+        "alphaone": 0,
+        "inject": 0,
+        "nothinking": 0,
+        "deepconf": 0,
+        "thinkbrake": 0,
+    }
     paper_tip = {"tip_alpha": 3.0, "tip_beta": 600, "tip_triggers": ["alternatively"], "tip_scope": "auto"}
     cases = [
         (InterventionSet(), off),
         (InterventionSet(tip=TIPConfig(alpha=3.0, beta=600)), {**off, **paper_tip}),
         (
             InterventionSet(tip=TIPConfig(alpha=math.inf, beta=5, triggers=("wait",), scope="all"), nowait=NoWaitConfig(keywords=("but",))),
-            {**off, "tip_alpha": "inf", "tip_beta": 5, "tip_triggers": ["wait"], "tip_scope": "all", "nowait": 1, "nowait_keywords": ["but"], "nowait_scope": "auto"},
+            {
+                **off,
+                "tip_alpha": "inf",
+                "tip_beta": 5,
+                "tip_triggers": ["wait"],
+                "tip_scope": "all",
+                "nowait": 1,
+                "nowait_keywords": ["but"],
+                "nowait_scope": "auto",
+            },
         ),
-        (InterventionSet(budget=BudgetConfig(min=4, max=10, word=" Hmm, wait")), {"tip_alpha": 0, "nowait": 0, "cyclic": 0, "gated": 0, "budget_min": 4, "budget_max": 10, "budget_word": " Hmm, wait", "deepconf": 0, "thinkbrake": 0}),
+        (
+            InterventionSet(budget=BudgetConfig(min=4, max=10, word=" Hmm, wait")),
+            {**{k: v for k, v in off.items() if k != "budget"}, "budget_min": 4, "budget_max": 10, "budget_word": " Hmm, wait"},
+        ),
     ]
     for settings, written in cases:
         env = server_environment(settings, tokenizer="some/tokenizer")

@@ -28,7 +28,11 @@ from reference_interventions import Reference, Row
 import tip_decode.adapters.sglang as adapter
 from tip_decode import SwitchVocabulary, TIPConfig
 from tip_decode.core.interventions import FORCED_LOGIT, BudgetConfig, CyclicConfig, GatedConfig, InterventionSet, NoWaitConfig, plan_for
+from tip_decode.core.interventions.affirm import AffirmConfig
+from tip_decode.core.interventions.alphaone import AlphaOneConfig
 from tip_decode.core.interventions.deepconf import DeepConfConfig
+from tip_decode.core.interventions.inject import InjectConfig
+from tip_decode.core.interventions.nothinking import NoThinkingConfig
 from tip_decode.core.interventions.thinkbrake import ThinkBrakeConfig
 from tip_decode.sglang import ThoughtSwitchPenalty, custom_params, generate_fields, openai_fields, processor_string
 
@@ -140,6 +144,7 @@ def test_random_batches_match_the_reference(registry, tok):
 
 # Every intervention, alone and combined, with small numbers so that each acts within ~30 tokens.
 MIXED_SETTINGS = [
+    InterventionSet(alphaone=AlphaOneConfig(moment=4, temperature=0.7)),  # issue 21: per-row draws, a mass transfer
     InterventionSet(tip=TIPConfig(alpha=2.0, beta=5, triggers=TRIGGERS, scope="all")),
     InterventionSet(nowait=NoWaitConfig(keywords=("wait", "but", "hmm"))),
     InterventionSet(cyclic=CyclicConfig(amplitude=3.0, period=8.0, shift=0.25, words=("Wait", "But", "Alternatively"))),
@@ -148,6 +153,10 @@ MIXED_SETTINGS = [
     InterventionSet(budget=BudgetConfig(min=3, max=9, word=" Hmm, wait")),  # the same structure, other numbers
     InterventionSet(gated=GatedConfig(alpha=math.inf, beta=9, triggers=("wait", "hmm"), scope="all", threshold=6.0)),
     InterventionSet(gated=GatedConfig(alpha=2.0, beta=12, triggers=("wait", "hmm"), scope="all", threshold=4.0)),
+    # issue 21: a ban read from the row's probabilities, forced texts
+    InterventionSet(affirm=AffirmConfig(tau=0.5, words=("Wait", "wait", "But"), scope="all")),
+    InterventionSet(inject=InjectConfig(text=" I should be brief.")),
+    InterventionSet(nothinking=NoThinkingConfig()),
     InterventionSet(
         tip=TIPConfig(alpha=1.0, beta=4, triggers=("wait", "alternatively")),
         nowait=NoWaitConfig(keywords=("but", "maybe")),
@@ -181,6 +190,9 @@ def mixed_token_pool(tok, reference: Reference) -> list[int]:
                 pool += list(rule.word_ids) * 2 + list(rule.eos_ids)
             elif name == "deepconf":
                 pool += [tok.eos_token_id]
+            elif name in ("affirm", "alphaone"):
+                pool += list(rule.token_ids[:8])
+    pool += tok.encode("\n\n.\n\n", add_special_tokens=False) * 2  # AlphaOne's delimiters
     pool += [reference.markers.start_id, reference.markers.end_id] * 3
     pool += tok.encode(" the value. So, 12 x(y button", add_special_tokens=False)
     return pool
@@ -228,10 +240,10 @@ def test_mixed_interventions_match_the_reference_at_every_step(registry, tok):
                 raw[b, end] = raw[b].max() + 1.0  # the model "wants" to end thinking
             t = len(row.generated)
             row.tops[t] = int(raw[b].argmax())
-            if settings.thinkbrake is not None or settings.deepconf is not None:
-                row.logits[t] = raw[b].clone()  # the margin and the confidences read the whole row
             if settings.gated is not None:
                 row.entropies[t] = entropy(raw[b])
+            if any(getattr(settings, name) is not None for name in ("thinkbrake", "deepconf", "affirm", "alphaone")):
+                row.logits[t] = raw[b].clone()  # these read the whole row (margins, confidences, probabilities)
         out = processor(raw.clone(), [request.params(custom_params(settings)) for request, settings, _ in batch])
         assert not out.isnan().any()
         for b, (request, settings, row) in enumerate(batch):
@@ -262,7 +274,13 @@ def test_mixed_interventions_match_the_reference_at_every_step(registry, tok):
     print(counts, acted)
     assert counts["checked"] > 300 and counts["changed"] > 100 and counts["uncertain"] < 10, counts
     assert counts["forced"] > 10 and counts["banned"] > 40, counts
-    assert min(acted.get(name, 0) for name in ("tip", "nowait", "cyclic", "budget", "gated", "thinkbrake", "deepconf")) >= 3, acted
+    assert (
+        min(
+            acted.get(name, 0)
+            for name in ("tip", "nowait", "cyclic", "budget", "gated", "thinkbrake", "deepconf", "affirm", "alphaone", "inject", "nothinking")
+        )
+        >= 3
+    ), acted
     # One group per structure: requests of the same structure share it.
     assert len(registry.groups) == len({s.structure for s in MIXED_SETTINGS if s}), list(registry.groups)
 
@@ -507,8 +525,26 @@ BAD_FLAT = [
     ({"deepconf_window": 0}, "deepconf_window"),
     ({"deepconf_topk": 5000}, "deepconf_topk"),
     ({"deepconf_window": 8}, "deepconf_threshold"),  # required
+    # issue 21 (the flat keys of affirm, alphaone, inject, nothinking)
+    ({"affirm_tau": 1.5}, "affirm_tau"),
+    ({"affirm_words": []}, "affirm_words"),
+    ({"affirm_scope": "x"}, "affirm_scope"),
+    ({"alphaone_moment": -3}, "alphaone_moment"),
+    ({"alphaone_alpha": "lots"}, "alphaone_alpha"),
+    ({"alphaone_think_tokens": 0}, "alphaone_think_tokens"),
+    ({"alphaone_seed": -1}, "alphaone_seed"),
+    ({"alphaone_temperature": -1}, "alphaone_temperature"),
+    ({"alphaone": 2}, "alphaone"),
+    ({"inject_text": 5}, "inject_text"),
+    ({"inject": 1}, "inject"),
+    ({"nothinking": 2}, "nothinking"),
+    ({"nothinking_txt": "a"}, "nothinking_txt"),
+    ({"alphaone": 1, "affirm": 1}, "alphaone"),  # a refused combination
 ]
 BAD_WITH_TOKENIZER = [
+    ({"affirm_words": ["zzqqxxjj"]}, "affirm_words"),  # matches no token: needs the tokenizer
+    ({"inject_text": "ok <|im_end|>"}, "inject_text"),
+    ({"alphaone_word": "<think>"}, "alphaone_word"),
     ({"nowait_keywords": ["zzqqxxjj"]}, "nowait_keywords"),
     ({"cyclic_words": ["NotAPieceAnywhere123"]}, "cyclic_words"),
     ({"budget_word": "<|im_end|>", "budget_min": 4}, "budget_word"),
@@ -527,6 +563,7 @@ def test_client_helpers_cover_every_namespace(tok):
         "gated": 0,
         "budget_min": 5, "budget_max": 16, "budget_word": "Wait",
         "deepconf": 0, "thinkbrake": 0,
+        "affirm": 0, "alphaone": 0, "inject": 0, "nothinking": 0,
     }  # fmt: skip
     back = InterventionSet.from_mapping(sent, default=InterventionSet.from_mapping({"gated": 1, "tip_alpha": 9}))
     assert back == settings  # whatever the server default

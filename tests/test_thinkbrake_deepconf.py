@@ -189,7 +189,7 @@ def test_thinkbrake_replay_and_errors():
         replayed.replay_row(0, settings, True, 0, stream[: t + 1])
         assert torch.equal(state.storage, replayed.storage)
     llama = load_hf_tokenizer("llama-3.1")  # no think markers
-    with pytest.raises(ValueError, match="`thinkbrake_tau` need single-token think markers"):
+    with pytest.raises(ValueError, match="`thinkbrake_tau` needs single-token think markers"):
         plan_for(llama, settings)
     from transformers import AutoTokenizer
 

@@ -610,9 +610,13 @@ def test_bans_never_empty_a_row_another_stage_restricted(server_env, tokenizers_
         processor.apply_staged_writes()
         mapping = np.array([0], dtype=np.int32)
         ctx = LogitsContext(
-            expanded_idx_mapping=torch.from_numpy(mapping), idx_mapping=torch.from_numpy(mapping), idx_mapping_np=mapping,
-            expanded_local_pos=torch.zeros(1, dtype=torch.int32), input_ids=torch.tensor([151667], dtype=torch.int32),
-            pos=torch.tensor([2], dtype=torch.int64), seq_lens_upper_bound_np=np.array([3], dtype=np.int32),
+            expanded_idx_mapping=torch.from_numpy(mapping),
+            idx_mapping=torch.from_numpy(mapping),
+            idx_mapping_np=mapping,
+            expanded_local_pos=torch.zeros(1, dtype=torch.int32),
+            input_ids=torch.tensor([151667], dtype=torch.int32),
+            pos=torch.tensor([2], dtype=torch.int64),
+            seq_lens_upper_bound_np=np.array([3], dtype=np.int32),
         )
         return processor.apply(masked_logits(), ctx)[0]
 

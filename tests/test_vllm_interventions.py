@@ -318,3 +318,121 @@ def test_vllm_thinking_budget_wins_at_its_maximum(llm, tokenizer, word):
         thinking = 1 if prompt.endswith("<think>\n") else 0
         assert ids.index(THINK_END) + thinking == budget, (word, ids)
         assert ids[: ids.index(THINK_END)] == expected_with_word(budget, thinking, encoded, budget - thinking)[: budget - thinking], ids
+
+
+def said_words(tokenizer, untouched) -> list[str]:
+    """Words the tiny model says greedily (as in the test above): affirm judges them, inject waits for one."""
+    words: list[str] = []
+    for seq in untouched:
+        for token in seq:
+            text = tokenizer.decode([token]).strip().lower()
+            if len(text) >= 3 and text.isascii() and text.isalpha() and text not in words:
+                words.append(text)
+    return words
+
+
+def test_issue21_interventions_match_the_reference(llm, tokenizer, hf_model, untouched):
+    """affirm, alphaone, inject, nothinking (and a combination) in the engine: at every step the
+    processed logits are the raw ones (the same model in transformers, along the path vLLM took) plus
+    the reference's bias, and every forced token is the one generated."""
+    words = said_words(tokenizer, untouched)
+    settings_list = [
+        InterventionSet.from_mapping({"affirm_words": [w.capitalize() for w in words[:3]] + words[:3], "affirm_tau": 0.5}),
+        InterventionSet.from_mapping({"alphaone_moment": 5, "alphaone_temperature": 0.7}),
+        InterventionSet.from_mapping({"inject_text": " I should be brief.", "inject_after": words[0]}),
+        InterventionSet.from_mapping({"nothinking": 1}),
+        InterventionSet.from_mapping(
+            {
+                "inject_text": " Fine.\n\n",
+                "alphaone_moment": 9,
+                "alphaone_seed": 2,
+                "tip_alpha": 0.25,
+                "tip_beta": 6,
+                "tip_triggers": words[:3],
+                "budget_max": 12,
+            }
+        ),
+    ]
+    eos = {tokenizer.eos_token_id}  # min_tokens bans it inside the engine: not a column to compare
+    ids: set[int] = {THINK_END}
+    for settings in settings_list:
+        plan = plan_for(tokenizer, settings)
+        for rule in plan.rules:
+            ids.update(list(getattr(rule, "token_ids", ()) or rule.vocabulary.penalised_ids)[:24])
+    ids_list = sorted(ids - eos)[:120]
+    prompts = [p for p in PROMPTS for _ in settings_list]
+    params = [greedy(logprob_token_ids=ids_list, extra_args=s.to_mapping()) for _ in PROMPTS for s in settings_list]
+    outs = llm.generate(prompts, params, use_tqdm=False)
+    reference = Reference(tokenizer, gate_margin=5e-3)  # raw logits from transformers, not from vLLM
+    compared = forced_steps = changed = 0
+    for index, out in enumerate(outs):
+        settings = settings_list[index % len(settings_list)]
+        prompt_ids = tokenizer.encode(prompts[index])
+        completion = out.outputs[0]
+        generated = list(completion.token_ids)
+        opened, thinking = prompt_facts(prompt_ids)
+        logits = full_logits(hf_model, prompt_ids, generated)
+        row = Row(opened, thinking, generated, logits=logits)
+        for t, got in enumerate(completion.logprobs):
+            bias, forced, uncertain = reference.expected(settings, row, t)
+            if uncertain:
+                continue
+            if forced is not None:
+                assert generated[t] == forced and got[forced].logprob == 1e9, (index, settings.names, t)
+                forced_steps += 1
+                compared += 1
+                continue
+            for token in ids_list:
+                value = bias.get(token, 0.0)
+                want = float(logits[t][token]) + value
+                if math.isinf(want):
+                    assert got[token].logprob == want, (index, settings.names, t, token)
+                else:
+                    assert got[token].logprob == pytest.approx(want, abs=5e-3), (index, settings.names, t, token)
+                changed += value != 0
+            compared += 1
+    assert compared >= len(outs) * MAX_TOKENS * 3 // 4, compared
+    assert forced_steps >= 30 and changed >= 40, (forced_steps, changed)  # 33 and 736 when written
+
+
+def word_after_the_start(tokenizer, ids: list[int]) -> tuple[int, int, str]:
+    """A word of three or more letters the model says as a token, not at its first step (so that
+    what comes before it can be compared): (its step, the first step whose token holds it, the word)."""
+    for t, token in enumerate(ids):
+        text = tokenizer.decode([token]).strip()
+        if len(text) >= 3 and text.isascii() and text.isalpha():
+            cut = next(s for s, other in enumerate(ids) if text in tokenizer.decode([other]))
+            if cut > 0:
+                return t, cut, text
+    raise AssertionError(f"the model says no word after its first step: {tokenizer.decode(ids)!r}")
+
+
+def test_issue21_interventions_change_what_the_engine_writes(llm, tokenizer, hf_model, untouched):
+    """On the generated text: NoThinking closes the think block with its sentence, thinking
+    intervention writes its text at the start of reasoning, AlphaOne past its moment writes
+    `</think>` where the model would say its word, and self-affirmation suppression removes the
+    model's word when its probability is below tau and keeps it above."""
+    nothinking = llm.generate(PROMPTS, greedy(extra_args={"nothinking": 1}), use_tqdm=False)
+    for prompt, out in zip(PROMPTS, nothinking):
+        text = tokenizer.decode(out.outputs[0].token_ids)
+        if prompt.endswith(("<think>\n", "<think>")):
+            assert text.startswith("Okay, I think I have finished thinking.\n</think>"), text
+        else:
+            assert "</think>" not in text  # no think block: nothing to close
+    inject = llm.generate(PROMPTS[:2], greedy(extra_args={"inject_text": " I should answer in JSON."}), use_tqdm=False)
+    assert all(tokenizer.decode(o.outputs[0].token_ids).startswith(" I should answer in JSON.") for o in inject)
+    for index in (0, 1):  # prompts that end inside an open think block
+        plain = untouched[index]
+        step, cut, word = word_after_the_start(tokenizer, plain)
+        # AlphaOne with the word the model says, moment 0, greedy: every step whose choice contains
+        # the word writes `</think>` instead (its logit becomes the largest of theirs), the others
+        # are left alone. The first such step is `cut`, the first token whose text holds the word.
+        settings = {"alphaone_moment": 0, "alphaone_word": word, "alphaone_temperature": 0}
+        fast = list(llm.generate(PROMPTS[index], greedy(extra_args=settings), use_tqdm=False)[0].outputs[0].token_ids)
+        assert fast[:cut] == plain[:cut] and fast[cut] == THINK_END, (word, cut, tokenizer.decode(fast))
+        # affirm: the word's probability at its step, from the same model in transformers (T = 1).
+        p = float(torch.softmax(full_logits(hf_model, tokenizer.encode(PROMPTS[index]), plain)[step].float(), -1)[plain[step]])
+        for tau, kept in ((0.9 * p, True), (min(1.0, 1.1 * p), False)):
+            extra = {"affirm_words": [word], "affirm_tau": tau}
+            ids = list(llm.generate(PROMPTS[index], greedy(extra_args=extra), use_tqdm=False)[0].outputs[0].token_ids)
+            assert ids[:step] == plain[:step] and (ids[step] == plain[step]) is kept, (word, p, tau, tokenizer.decode(ids))

@@ -44,6 +44,24 @@ BAD = [
     ({"deepconf_window": 0}, "deepconf_window"),
     ({"deepconf_topk": 5000}, "deepconf_topk"),
     ({"deepconf_window": 8}, "deepconf_threshold"),  # required
+    # issue 21 (the flat keys of affirm, alphaone, inject, nothinking)
+    ({"affirm_tau": 1.5}, "affirm_tau"),
+    ({"affirm_words": []}, "affirm_words"),
+    ({"affirm_scope": "x"}, "affirm_scope"),
+    ({"alphaone_moment": -3}, "alphaone_moment"),
+    ({"alphaone_alpha": "lots"}, "alphaone_alpha"),
+    ({"alphaone_think_tokens": 0}, "alphaone_think_tokens"),
+    ({"alphaone_seed": -1}, "alphaone_seed"),
+    ({"alphaone_temperature": -1}, "alphaone_temperature"),
+    ({"alphaone": 2}, "alphaone"),
+    ({"inject_text": 5}, "inject_text"),
+    ({"inject": 1}, "inject"),
+    ({"nothinking": 2}, "nothinking"),
+    ({"nothinking_txt": "a"}, "nothinking_txt"),
+    ({"alphaone": 1, "affirm": 1}, "alphaone"),  # a refused combination
+    ({"affirm_words": ["zzqqxxjj"]}, "affirm_words"),  # matches no token: needs the tokenizer
+    ({"inject_text": "ok <|im_end|>"}, "inject_text"),
+    ({"alphaone_word": "<think>"}, "alphaone_word"),
 ]
 
 

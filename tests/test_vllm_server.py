@@ -31,7 +31,8 @@ def test_server_command_is_vllm_serve_and_registers_the_processor():
     env = server_env(TIPConfig(alpha="inf", beta=50, triggers=("wait", "hmm"), scope="all"), "org/model", base={})
     assert set(env) == {"TIP_DECODE_INTERVENTIONS", "TIP_DECODE_TOKENIZER"} and env["TIP_DECODE_TOKENIZER"] == "org/model"
     assert json.loads(env["TIP_DECODE_INTERVENTIONS"]) == {
-        "tip_alpha": "inf", "tip_beta": 50, "tip_triggers": ["wait", "hmm"], "tip_scope": "all", "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0, "deepconf": 0, "thinkbrake": 0,
+        "tip_alpha": "inf", "tip_beta": 50, "tip_triggers": ["wait", "hmm"], "tip_scope": "all", "nowait": 0, "cyclic": 0, "gated": 0, "budget": 0,
+        "affirm": 0, "alphaone": 0, "inject": 0, "nothinking": 0, "deepconf": 0, "thinkbrake": 0,
     }  # fmt: skip
 
 
@@ -154,8 +155,13 @@ time.sleep(60)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_reach_the_server_and_end_cleanly(sig):
     """`tip-decode serve` passes Ctrl-C / SIGTERM on to the server it runs and exits 0 once it has stopped."""
-    process = subprocess.Popen([sys.executable, "-c", _FOREGROUND, _SERVER_LIKE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FOREGROUND, _SERVER_LIKE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")),
+    )
     assert process.stdout.readline().strip() == "ready"
     process.send_signal(sig)
     out, err = process.communicate(timeout=60)
@@ -164,8 +170,13 @@ def test_ctrl_c_and_sigterm_reach_the_server_and_end_cleanly(sig):
 
 
 def test_a_failing_server_is_one_line():
-    process = subprocess.run([sys.executable, "-c", _FOREGROUND, "import sys; sys.exit(3)"], capture_output=True, text=True, timeout=60,
-                             env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    process = subprocess.run(
+        [sys.executable, "-c", _FOREGROUND, "import sys; sys.exit(3)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")),
+    )
     assert process.returncode == 1
     assert process.stderr.strip().splitlines() == ["error: the vLLM server exited with status 3"]
 
@@ -202,8 +213,9 @@ def test_serve_reports_vllms_refusal_in_one_line(tiny_vllm_model_dir):
     pytest.importorskip("vllm")
     from vllm_fixtures import tip_decode_command
 
-    result = subprocess.run([*tip_decode_command(), "serve", str(tiny_vllm_model_dir), "--", "--no-such-option", "1"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*tip_decode_command(), "serve", str(tiny_vllm_model_dir), "--", "--no-such-option", "1"], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 1, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == "Error: the vLLM server exited with status 2", result.stderr[-3000:]
     assert "--no-such-option" in result.stderr  # vLLM's own message names it
@@ -218,8 +230,14 @@ def test_plain_vllm_serve_with_the_processor(plain_vllm_server):
     client = openai.OpenAI(base_url=plain_vllm_server.base_url, api_key="EMPTY", max_retries=0, timeout=300)
 
     def complete(xargs: dict | None = None) -> list[str]:
-        reply = client.completions.create(model=plain_vllm_server.model, prompt="Question: what is 12 times 7?\nAnswer:", max_tokens=12,
-                                          temperature=0.0, logprobs=1, extra_body={"vllm_xargs": xargs} if xargs is not None else {})
+        reply = client.completions.create(
+            model=plain_vllm_server.model,
+            prompt="Question: what is 12 times 7?\nAnswer:",
+            max_tokens=12,
+            temperature=0.0,
+            logprobs=1,
+            extra_body={"vllm_xargs": xargs} if xargs is not None else {},
+        )
         return reply.choices[0].logprobs.tokens
 
     untouched = complete()

@@ -94,8 +94,19 @@ def run_speculative(tokenizer_path: str, width: int, request_args: list[dict], s
     work = base.clone()
     slots: dict = {}
     waiting: list = []
-    counts = {"steps": 0, "added": 0, "resumed": 0, "chunked": 0, "draft_rows": 0, "accepted": 0, "rejected": 0, "twin_rows": 0,
-              "changed_draft_rows": 0, "forced_draft_rows": 0, "forced_rows": 0}
+    counts = {
+        "steps": 0,
+        "added": 0,
+        "resumed": 0,
+        "chunked": 0,
+        "draft_rows": 0,
+        "accepted": 0,
+        "rejected": 0,
+        "twin_rows": 0,
+        "changed_draft_rows": 0,
+        "forced_draft_rows": 0,
+        "forced_rows": 0,
+    }
     problems: list[str] = []
     for step in range(steps):
         for slot, req in list(slots.items()):
@@ -150,8 +161,10 @@ def run_speculative(tokenizer_path: str, width: int, request_args: list[dict], s
                 counts["draft_rows"] += j > 0
                 counts["changed_draft_rows"] += j > 0 and not torch.equal(got, base[r, touched])
                 if not uncertain and (bad := compare(got, expected)):
-                    problems.append(f"step {step} slot {sch.slot} row {j} of {len(sch.positions)} settings {req.settings} output {req.output} "
-                                    f"drafts {sch.drafts}: ids {[ids[i] for i in bad]} got {got[bad].tolist()} expected {expected[bad].tolist()}")
+                    problems.append(
+                        f"step {step} slot {sch.slot} row {j} of {len(sch.positions)} settings {req.settings} output {req.output} "
+                        f"drafts {sch.drafts}: ids {[ids[i] for i in bad]} got {got[bad].tolist()} expected {expected[bad].tolist()}"
+                    )
         # Sampling: a target token per row (the forced one, mostly), then rejection sampling's outcome.
         committed: dict[int, list[int]] = {}
         for sch in scheduled:
@@ -182,8 +195,10 @@ def run_speculative(tokenizer_path: str, width: int, request_args: list[dict], s
                 r = sch.first_row + s
                 if not torch.equal(twin_out[k, touched], out[r, touched]):
                     req = slots[sch.slot]
-                    problems.append(f"step {step} slot {sch.slot} row {s}: one token at a time gives {twin_out[k, touched].tolist()}, "
-                                    f"speculative {out[r, touched].tolist()} (settings {req.settings}, output {req.output}, drafts {sch.drafts})")
+                    problems.append(
+                        f"step {step} slot {sch.slot} row {s}: one token at a time gives {twin_out[k, touched].tolist()}, "
+                        f"speculative {out[r, touched].tolist()} (settings {req.settings}, output {req.output}, drafts {sch.drafts})"
+                    )
                 counts["twin_rows"] += 1
                 if s < len(committed[sch.slot]):
                     twin_batch.commit(sch.slot, [committed[sch.slot][s]])

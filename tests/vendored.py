@@ -34,9 +34,7 @@ HERE = Path(__file__).resolve().parent / "vendored"
 #: that share a vocabulary sit in one xz stream (xz's window then stores the shared part once).
 ARCHIVES: dict[str, tuple[str, ...]] = {
     "tokenizers-qwen.tar.xz": tuple(
-        f"tokenizers/{name}/{file}"
-        for name in ("qwen2.5", "deepseek-r1-distill-qwen", "qwen3")
-        for file in ("tokenizer.json", "tokenizer_config.json")
+        f"tokenizers/{name}/{file}" for name in ("qwen2.5", "deepseek-r1-distill-qwen", "qwen3") for file in ("tokenizer.json", "tokenizer_config.json")
     ),
     "tokenizers-llama.tar.xz": tuple(
         f"tokenizers/{name}/{file}" for name in ("llama-3.1", "deepseek-r1-distill-llama") for file in ("tokenizer.json", "tokenizer_config.json")

@@ -165,10 +165,7 @@ def _keyword_mapping(settings: Mapping[str, Any]) -> dict[str, Any]:
         mapping[key] = value
     if unknown:
         examples = ", ".join(d.name if d.bare_key else next(iter(d.keys)) for d in interventions())
-        raise TypeError(
-            f"unknown setting(s) {', '.join(sorted(unknown))} (known: {', '.join(TIP_SHORTHAND)}, or flat keys "
-            f"such as {examples})"
-        )
+        raise TypeError(f"unknown setting(s) {', '.join(sorted(unknown))} (known: {', '.join(TIP_SHORTHAND)}, or flat keys such as {examples})")
     return mapping
 
 

@@ -11,7 +11,9 @@ from tip_decode.harness.calibrate import PAPER_KEEP
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--config", "-c", "config", default="baseline", show_default=True, help="The configuration whose records are the warm-up traces (run without DeepConf).")
+@click.option(
+    "--config", "-c", "config", default="baseline", show_default=True, help="The configuration whose records are the warm-up traces (run without DeepConf)."
+)
 @click.option(
     "--keep",
     type=click.FloatRange(min=0, max=100, min_open=True),
@@ -39,7 +41,17 @@ def calibrate(run_dir: str, config: str, keep: float, window: int, topk: int, mo
     with user_errors():
         result = calibrate_run(run_dir, config=config, keep=keep, window=window, topk=topk, device=device, model=model)
     if as_json:
-        emit_json({"threshold": result.threshold, "spec": result.spec(), "keep": result.keep, "window": result.window, "topk": result.topk, "traces": result.traces, "skipped": result.skipped})
+        emit_json(
+            {
+                "threshold": result.threshold,
+                "spec": result.spec(),
+                "keep": result.keep,
+                "window": result.window,
+                "topk": result.topk,
+                "traces": result.traces,
+                "skipped": result.skipped,
+            }
+        )
         return
     click.echo(
         f"DeepConf threshold {result.threshold:.6g}: the {100 - result.keep:g}th percentile of the lowest {result.window}-token window confidence "

@@ -184,7 +184,9 @@ def trigger_problems(triggers: Iterable[str], tokenizer: Any = None, spelling: b
             if vocabulary.multi_token:
                 m = vocabulary.multi_token[0]
                 pieces = " (only as pieces: " + "+".join(repr(vocabulary.token_text[i].strip()) for i in (*m.prefix, m.completion)) + ")"
-            problems.append(f"trigger {word!r} is no word of this tokenizer: no token spells {first!r} whole at the start of a word{pieces}; check the spelling")
+            problems.append(
+                f"trigger {word!r} is no word of this tokenizer: no token spells {first!r} whole at the start of a word{pieces}; check the spelling"
+            )
     return problems
 
 

@@ -564,7 +564,9 @@ def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--tokenizer", default=None, help="Tokenizer folder or name (default: the run's, from run.json); must be the one that wrote the records.")
-@click.option("--partial", is_flag=True, help="Summarise a run that is not complete (each configuration over the records it has); without it such a folder is refused.")
+@click.option(
+    "--partial", is_flag=True, help="Summarise a run that is not complete (each configuration over the records it has); without it such a folder is refused."
+)
 @click.option("--no-plots", is_flag=True, help="Do not write PNG plots.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout (the table goes to stderr).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars from the libraries.")

@@ -155,9 +155,7 @@ def parse_optional_count(value: Any, key: str) -> int | None:
 
 def parse_number(value: Any, key: str, *, minimum: float | None = None, positive: bool = False) -> float:
     """A finite float (Python and numpy numbers, number strings); `minimum` / `positive` bound it."""
-    requirement = "has to be a positive number" if positive else (
-        f"has to be a number >= {minimum:g}" if minimum is not None else "has to be a finite number"
-    )
+    requirement = "has to be a positive number" if positive else (f"has to be a number >= {minimum:g}" if minimum is not None else "has to be a finite number")
     try:
         number = float(_real(value, key, requirement))
     except OverflowError:  # an int beyond float's range

@@ -272,7 +272,9 @@ def effects_text(summary: Mapping[str, Any]) -> str:
     # Reasoning length: thinking tokens where the model writes a think block, else all tokens.
     key = "mean_thinking_tokens" if base.get("mean_thinking_tokens") is not None else "mean_tokens"
     what = "thinking tokens" if key == "mean_thinking_tokens" else "tokens"
-    lines = [f"What each configuration did, against {base_name} (Pass@1 {_interval_pct(base['pass@1'])}, {_measured(base, key, 1)} {what} on average; 95% intervals):"]
+    lines = [
+        f"What each configuration did, against {base_name} (Pass@1 {_interval_pct(base['pass@1'])}, {_measured(base, key, 1)} {what} on average; 95% intervals):"
+    ]
     for name in others:
         m = configs[name]
         paired = (summary.get("paired") or {}).get(name) or {}

@@ -179,7 +179,11 @@ def _record(folder: Path, run_path: Path, result: Calibration) -> None:
     run = json.loads(run_path.read_text(encoding="utf-8"))
     # The run's own record of what was derived from its traces (one entry per configuration
     # and settings; a rerun with the same ones replaces it).
-    kept = [c for c in run.get("calibration", []) if (c.get("config"), c.get("keep"), c.get("window"), c.get("topk")) != (result.config, result.keep, result.window, result.topk)]
+    kept = [
+        c
+        for c in run.get("calibration", [])
+        if (c.get("config"), c.get("keep"), c.get("window"), c.get("topk")) != (result.config, result.keep, result.window, result.topk)
+    ]
     summary = {key: value for key, value in entry.items() if key != "lowest"}
     run["calibration"] = kept + [summary]
     run_path.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")

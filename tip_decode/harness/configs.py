@@ -74,9 +74,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
-            raise ValueError(
-                f"`name` has to be letters, digits and _ . + - (it names a file), but is {self.name!r}"
-            )
+            raise ValueError(f"`name` has to be letters, digits and _ . + - (it names a file), but is {self.name!r}")
         value: Any = self.interventions
         if value is None:
             value = InterventionSet()

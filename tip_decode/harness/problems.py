@@ -220,7 +220,9 @@ def _choices(path: Path, where: str, raw: Any, name: str) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in raw):
         raise ValueError(f"{path} {where}: field {name!r} has to be a list of options, but is {_kind(raw)}")
     if any(isinstance(c, float) and not math.isfinite(c) for c in raw):
-        raise ValueError(f"{path} {where}: field {name!r} lists {next(c for c in raw if isinstance(c, float) and not math.isfinite(c))}, not an option (a missing value?)")
+        raise ValueError(
+            f"{path} {where}: field {name!r} lists {next(c for c in raw if isinstance(c, float) and not math.isfinite(c))}, not an option (a missing value?)"
+        )
     if not 2 <= len(raw) <= len(CHOICE_LETTERS):
         raise ValueError(f"{path} {where}: field {name!r} has to hold 2 to {len(CHOICE_LETTERS)} options, but holds {len(raw)}")
     return tuple(str(c).strip() for c in raw)

@@ -166,9 +166,22 @@ def run_compare(
     out = check_output_dir(out_dir)
     with RunLock(out, "tip-decode compare"):
         return _run_locked(
-            problems, configs, backend, out, samples=samples, seed=seed, prompt_builder=prompt_builder, switch_triggers=switch_triggers,
-            switch_scope=switch_scope, dataset=dataset, progress=progress, plots=plots, on_record=on_record, judge=judge,
-            premature_threshold=premature_threshold, data=data,
+            problems,
+            configs,
+            backend,
+            out,
+            samples=samples,
+            seed=seed,
+            prompt_builder=prompt_builder,
+            switch_triggers=switch_triggers,
+            switch_scope=switch_scope,
+            dataset=dataset,
+            progress=progress,
+            plots=plots,
+            on_record=on_record,
+            judge=judge,
+            premature_threshold=premature_threshold,
+            data=data,
         )
 
 

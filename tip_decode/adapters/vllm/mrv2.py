@@ -207,9 +207,7 @@ class MRV2Runner:
                 group.state.apply(logits, rows=slots, keep_alive=keep_alive)
         return logits
 
-    def _commit(
-        self, group: Group, slots: torch.Tensor, local: torch.Tensor | None, tokens: torch.Tensor, ctx: LogitsContext, previous_depth: int
-    ) -> None:
+    def _commit(self, group: Group, slots: torch.Tensor, local: torch.Tensor | None, tokens: torch.Tensor, ctx: LogitsContext, previous_depth: int) -> None:
         """Advance each slot's committed state to its newest committed token (step 1 of the module docs).
 
         A request's first row holds, at sequence position `pos`, its newest committed token: output

@@ -4,8 +4,9 @@ Each intervention is one declarative module (its configuration, its declaration 
 which token ids it touches, which columns of the per-row state it owns, what one token does to them,
 what it adds to the next logits): `tip` (thought-switching penalty), `nowait` (NoWait), `cyclic`
 (CyclicReflex), `budget` (thinking-length budget, s1 budget forcing), `gated` (TIP gated by the
-thought's confidence; this project's own), `deepconf` (DeepConf's online stop) and `thinkbrake`
-(ThinkBrake). `registry` declares them, `settings` reads a request's
+thought's confidence; this project's own), `deepconf` (DeepConf's online stop), `thinkbrake`
+(ThinkBrake), `affirm` (self-affirmation reflection suppression), `alphaone` (AlphaOne), `inject`
+(thinking intervention) and `nothinking` (NoThinking). `registry` declares them, `settings` reads a request's
 (`InterventionSet`), `spec` is the command line's language for them; `plan` combines several in one
 request and `state` is the per-row state adapters drive. See docs/interventions.md and docs/design.md.
 
@@ -18,11 +19,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from tip_decode.core.interventions.affirm import AffirmConfig
+from tip_decode.core.interventions.alphaone import AlphaOneConfig
 from tip_decode.core.interventions.base import FORCED_LOGIT, TokenizerInfo
 from tip_decode.core.interventions.budget import BudgetConfig
 from tip_decode.core.interventions.cyclic import CyclicConfig
 from tip_decode.core.interventions.deepconf import DeepConfConfig
 from tip_decode.core.interventions.gated import GatedConfig
+from tip_decode.core.interventions.inject import InjectConfig
+from tip_decode.core.interventions.nothinking import NoThinkingConfig
 from tip_decode.core.interventions.nowait import NoWaitConfig
 from tip_decode.core.interventions.registry import Intervention, Key, intervention, interventions, register, unregister
 from tip_decode.core.interventions.settings import InterventionSet, namespace_of, request_mapping
@@ -55,15 +60,19 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "FORCED_LOGIT",
+    "AffirmConfig",
+    "AlphaOneConfig",
     "BudgetConfig",
     "CyclicConfig",
     "DeepConfConfig",
     "GatedConfig",
+    "InjectConfig",
     "Intervention",
     "InterventionPlan",
     "InterventionSet",
     "InterventionState",
     "Key",
+    "NoThinkingConfig",
     "NoWaitConfig",
     "PlanTables",
     "ThinkBrakeConfig",

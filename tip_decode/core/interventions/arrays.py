@@ -93,6 +93,10 @@ class ArrayOps:
         """Per row i, `x[i, columns[i]] = values[i]`, in place (`x` may be a view of the state)."""
         raise NotImplementedError
 
+    def isfinite(self, x: Any) -> Any:
+        """Elementwise: finite (not +-inf, not NaN)."""
+        raise NotImplementedError
+
 
 class _TorchOps(ArrayOps):
     name = "torch"
@@ -155,6 +159,9 @@ class _TorchOps(ArrayOps):
 
     def put_columns(self, x, columns, values):
         x.scatter_(1, columns[:, None], values[:, None].to(x.dtype))
+
+    def isfinite(self, x):
+        return torch.isfinite(x)
 
 
 class _NumpyOps(ArrayOps):
@@ -234,6 +241,9 @@ class _NumpyOps(ArrayOps):
 
     def put_columns(self, x, columns, values):
         np.put_along_axis(x, columns[:, None], np.asarray(values, dtype=x.dtype)[:, None], axis=1)
+
+    def isfinite(self, x):
+        return np.isfinite(x)
 
 
 TORCH: ArrayOps = _TorchOps()

@@ -14,8 +14,8 @@ there), as vLLM's `thinking_token_budget` counts them. While reasoning is open:
 Forcing a token sets its logit to `FORCED_LOGIT` (1e9, vLLM's own value). Responses that never open a
 think block are not touched. Needs single-token think markers.
 
-Columns: MIN, MAX (-1: none), PROGRESS (index of the word token forced next, 0: none) and, with a word,
-PENDING_INDEX (word token forced at the pending position, -1: none).
+Columns: MIN, MAX (-1: none) and, with a word, the word's NEXT (index of the word token forced next,
+-1: none; forcing.py) and PENDING_INDEX (word token forced at the pending position, -1: none).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from tip_decode.core.interventions.base import (
     parse_count,
     parse_optional_count,
 )
+from tip_decode.core.interventions.forcing import ForcedText
 from tip_decode.core.interventions.registry import Intervention, Key
 
 if TYPE_CHECKING:
@@ -120,27 +121,24 @@ class BudgetTables(RuleTables):
         banned = {column[rule.end_id], *(column[i] for i in rule.eos_ids)}
         self.ban = tables.bools([c in banned for c in range(len(self.token_ids))])
         self.stop_ids = tables.ints([rule.end_id, *rule.eos_ids])
-        self.word_ids = tables.ints(rule.word_ids)
-        self.word_columns = tables.ints([column[i] for i in rule.word_ids])
         self.word_length = len(rule.word_ids)
         self.reads_logits = bool(self.word_length)  # the argmax of the whole row decides the word
         self.MIN = layout.add_int("budget.min")
         self.MAX = layout.add_int("budget.max", default=-1)
-        self.PROGRESS = layout.add_int("budget.progress")
+        # The word, forced one token per step (forcing.py); its start is decided in apply (from the
+        # logits) and confirmed by the next token, so the index forced is recorded for that position.
+        self.word = ForcedText(layout, tables, "budget.word", rule.word_ids, [column[i] for i in rule.word_ids]) if self.word_length else None
         self.PENDING_INDEX = layout.add_int("budget.pending_index", default=-1) if self.word_length else None
 
     def settings(self, config: Any) -> tuple[dict[int, int], dict[int, float]]:
         return {self.MIN: config.min, self.MAX: -1 if config.max is None else config.max}, {}
 
     def advance(self, step: AdvanceStep) -> None:
-        if not self.word_length:
+        if self.word is None:
             return
         ops = step.ops
-        index = step.ints[:, self.PENDING_INDEX]
-        word = ops.table(self.word_ids)[ops.clip(index, 0, self.word_length - 1)]
-        forced = step.pending & (index >= 0) & (step.tokens == word)
-        following = index + 1
-        step.out_ints[:, self.PROGRESS] = ops.where(forced & (following < self.word_length), following, 0)
+        forced = ops.where(step.pending, step.ints[:, self.PENDING_INDEX], -1)
+        step.out_ints[:, self.word.NEXT] = self.word.following(ops, forced, step.tokens)
 
     def thinking_length(self, ints: torch.Tensor) -> torch.Tensor:
         layout = self.layout
@@ -153,16 +151,14 @@ class BudgetTables(RuleTables):
         limit = ints[:, self.MAX]
         at_max = thinking & (limit >= 0) & (length >= limit)
         below_min = thinking & (length < ints[:, self.MIN]) & ~at_max
-        if self.word_length:
-            progress = ints[:, self.PROGRESS]
-            continuing = thinking & (progress > 0) & ~at_max
+        if self.word is not None:
+            continuing = thinking & self.word.under_way(ints) & ~at_max
             below_min = below_min & ~continuing
             top = ops.argmax(step.logits())
             wants_to_stop = ops.any(top[:, None] == ops.table(self.stop_ids)[None, :], 1)
             starting = below_min & wants_to_stop
-            index = ops.where(continuing, progress, ops.where(starting, 0, -1))
-            word_column = ops.table(self.word_columns)[ops.clip(index, 0, self.word_length - 1)]
-            forced = ops.where(at_max, self.end_column, ops.where(index >= 0, word_column, -1))
+            index = ops.where(continuing, ints[:, self.word.NEXT], ops.where(starting, 0, -1))
+            forced = ops.where(at_max, self.end_column, self.word.position(ops, index))
             step.write_int(self.layout.PENDING_AT, step.position)
             step.write_int(self.PENDING_INDEX, index)
             banned = below_min & ~starting
@@ -177,7 +173,8 @@ class BudgetTables(RuleTables):
     def replay(self, config: Any, generated: Sequence[int], trace: PhaseTrace, ints: list[int], floats: list[float]) -> None:
         # A word being forced when the request was preempted is not resumed: whether its first
         # token was forced or sampled is not in the token history.
-        ints[self.PROGRESS] = 0
+        if self.word is not None:
+            ints[self.word.NEXT] = -1
 
 
 def _structure(config: BudgetConfig) -> Hashable:

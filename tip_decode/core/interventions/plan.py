@@ -46,7 +46,8 @@ def build_rule(name: str, part: Hashable, info: TokenizerInfo) -> Rule:
     declared = registry.intervention(name)
     if declared.needs_think_markers and not info.markers.available:
         keys = " / ".join(f"`{key}`" for key in declared.needs_think_markers)
-        raise ValueError(f"{keys} need single-token think markers, and this tokenizer has none")
+        verb = "needs" if len(declared.needs_think_markers) == 1 else "need"
+        raise ValueError(f"{keys} {verb} single-token think markers, and this tokenizer has none")
     return declared.rule(part, info)
 
 

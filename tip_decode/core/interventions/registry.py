@@ -37,6 +37,10 @@ BUILT_IN: tuple[str, ...] = (
     "tip_decode.core.interventions.budget",
     "tip_decode.core.interventions.deepconf",
     "tip_decode.core.interventions.thinkbrake",
+    "tip_decode.core.interventions.affirm",
+    "tip_decode.core.interventions.alphaone",
+    "tip_decode.core.interventions.inject",
+    "tip_decode.core.interventions.nothinking",
 )
 
 
@@ -96,6 +100,9 @@ class Intervention:
         display: a configuration's summary items (`["alpha=3", ...]`; `short` shortens long paper
             lists); default: every key's value, None as "none", lists joined with "+".
         title: one line saying what it is (help texts, docs).
+        conflict: why a configuration cannot run with the other interventions of one request
+            (`conflict(config, others)`, `others`: name -> configuration of every other one that is
+            on), or None where it can; `InterventionSet` refuses such a set in one line.
     """
 
     name: str
@@ -116,6 +123,7 @@ class Intervention:
     required: tuple[str, ...] = ()
     display: Callable[[Intervention, Any, bool], list[str]] | None = None
     title: str = ""
+    conflict: Callable[[Any, Mapping[str, Any]], str | None] | None = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -88,6 +88,18 @@ class InterventionSet:
     __slots__ = ("_configs", "_hash", "_enabled")
 
     def __init__(self, **configs: Any) -> None:
+        self._build(configs)
+        _check_conflicts(self.enabled)
+
+    @classmethod
+    def defaults(cls, **configs: Any) -> InterventionSet:
+        """A set that values are then read over (`from_mapping(..., default=)`), whose combination is
+        not checked yet: `alphaone+nowait:keywords=hmm` starts from NoWait's paper keywords."""
+        out = cls.__new__(cls)
+        out._build(configs)
+        return out
+
+    def _build(self, configs: dict[str, Any]) -> None:
         for name, config in configs.items():
             found = lookup(name)
             if found is None:
@@ -185,6 +197,21 @@ class InterventionSet:
         for declared, config in self.enabled:
             out.update(declared.to_mapping(config))
         return out
+
+
+def _check_conflicts(enabled: tuple[tuple[Intervention, Any], ...]) -> None:
+    """Refuse interventions that cannot run together (each declaration's `conflict`), in one line
+    naming both (ValueError: HTTP 400 in a server, exit 2 on the command line)."""
+    if len(enabled) < 2:
+        return
+    for declared, config in enabled:
+        if declared.conflict is None:
+            continue
+        others = {d.name: c for d, c in enabled if d is not declared}
+        for other in others:
+            reason = declared.conflict(config, {other: others[other]})
+            if reason:
+                raise ValueError(f"`{declared.name}` and `{other}` cannot be combined in one request: {reason}")
 
 
 def _rebuild(configs: dict[str, Any]) -> InterventionSet:

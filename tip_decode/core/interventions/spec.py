@@ -182,7 +182,9 @@ def _resolve_key(spec: str, key: str, kinds: Sequence[str]) -> tuple[str, str]:
         if declared is None:
             raise ValueError(f"configuration {spec!r}: {key}: {prefix!r} is not an intervention (known: {', '.join(names())})")
         if prefix not in kinds:
-            raise ValueError(f"configuration {spec!r} sets {key}, but {prefix} is not one of its interventions ({combination}); add it: {combination}+{prefix}:...")
+            raise ValueError(
+                f"configuration {spec!r} sets {key}, but {prefix} is not one of its interventions ({combination}); add it: {combination}+{prefix}:..."
+            )
         if param not in declared.parameters:
             raise ValueError(f"configuration {spec!r}: {prefix} has no setting {param!r} (its settings: {', '.join(declared.parameters)})")
         return prefix, param
@@ -252,7 +254,7 @@ def parse_interventions(
         if declared.bare_key:
             flat[kind] = 1
     try:
-        result = InterventionSet.from_mapping(flat, default=InterventionSet(**base))
+        result = InterventionSet.from_mapping(flat, default=InterventionSet.defaults(**base))
     except (ValueError, TypeError) as err:
         needing = [intervention(k) for k in kinds if intervention(k).needs and str(err) == f"`{k}` needs {intervention(k).needs}"]
         if needing:
@@ -265,7 +267,9 @@ def parse_interventions(
                 raise ValueError(_needs_text(spec, declared))
             off = [f"{k}={v}" for k, v in (settings or {}).items() if _resolve_key(spec, k, kinds)[0] == kind]
             verb = "turns" if len(off) == 1 else "turn"
-            raise ValueError(f"configuration {spec!r}: {', '.join(off) or 'its settings'} {verb} {kind} off; leave {kind} out (standard decoding is `baseline`)")
+            raise ValueError(
+                f"configuration {spec!r}: {', '.join(off) or 'its settings'} {verb} {kind} off; leave {kind} out (standard decoding is `baseline`)"
+            )
     return result
 
 

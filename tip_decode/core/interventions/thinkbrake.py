@@ -232,7 +232,7 @@ INTERVENTION = Intervention(
     paper=ThinkBrakeConfig(),
     structure=_structure,
     rule=ThinkBrakeRule,
-    order=96,  # forces: after the rules that ban (a banned end marker is never forced) and after deepconf
+    order=95,  # forces: after the rules that ban (a banned end marker is never forced) and after deepconf
     needs_think_markers=("thinkbrake_tau",),
     needs="`thinkbrake_tau` (a number >= 0; the paper sweeps 0.1 to 2.5)",
     example="tau=1.0",
