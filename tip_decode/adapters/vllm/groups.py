@@ -60,10 +60,6 @@ class Groups(GroupCache[Group]):
         self.state_rows = capacity if state_rows is None else state_rows  # >= capacity: a runner's extra rows
         self.pin_memory = pin_memory
 
-    @property
-    def by_structure(self) -> dict[Hashable, Group]:
-        return self.by_key
-
     def _build(self, structure: Hashable) -> Group:
         plan = plan_for(self.tokenizer, structure, self.markers)  # type: ignore[arg-type]
         tables = plan.tables(self.width, self.device)
