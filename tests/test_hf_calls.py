@@ -341,7 +341,7 @@ def test_a_failed_capture_falls_back_to_eager_steps(model, tokenizer, caplog):
 
 
 def test_rows_are_grouped_exactly_even_when_checksums_collide(monkeypatch):
-    from tip_decode.adapters import hf
+    from tip_decode.adapters import hf_rows as hf
 
     ids = torch.tensor([[1, 2, 3, 4], [4, 3, 2, 1], [1, 2, 3, 4], [2, 2, 3, 3], [4, 3, 2, 1]])
     assert hf._identical_row_groups(ids) == [[0, 2], [1, 4], [3]]

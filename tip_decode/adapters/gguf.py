@@ -265,3 +265,24 @@ def _merge(merge: str) -> list[str]:
 
 def _ids_of(types: Iterable[int], wanted: tuple[int, ...]) -> list[int]:
     return [i for i, kind in enumerate(types) if kind in wanted]
+
+
+def gguf_hf_tokenizer(path: str | Path) -> Any:
+    """A transformers tokenizer over a GGUF file's vocabulary, with the file's chat template and
+    special tokens (what the harness builds prompts and decodes with)."""
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = gguf_tokenizer(path)
+    backend = vocab.backend
+
+    def piece(token_id: int | None) -> str | None:
+        return None if token_id is None else backend.id_to_token(int(token_id))
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token=piece(vocab.eos_token_id[0] if vocab.eos_token_id else None),
+        bos_token=piece(vocab.bos_token_id),
+    )
+    tokenizer.chat_template = vocab.chat_template
+    tokenizer.name_or_path = str(vocab.path)
+    return tokenizer

@@ -18,16 +18,21 @@ What costs what (docs/hf.md, docs/performance.md):
 - the first call of a generation with more than one row reads back to the host which rows share a
   prompt (once more to confirm when some do); a possible rollback of a batch of one compares the
   input with the tokens seen so far on the host. Nothing else leaves the device.
+
+The step as a checked CUDA graph lives in `hf_graph.py` (`GraphSteps`), which previous row each row
+continues (beam search) and a batch of one's history (rollbacks) in `hf_rows.py`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
+from tip_decode.adapters.hf_graph import GRAPH_CHECK_STEPS, GraphSteps, StepGraph, _HostFlag, capture_cuda_graph
+from tip_decode.adapters.hf_rows import _RowTracker, _TokenHistory
 from tip_decode.core.config import DEFAULT_TRIGGERS, PAPER_ALPHA, PAPER_BETA, TIPConfig
 from tip_decode.core.interventions import (
     InterventionPlan,
@@ -47,40 +52,9 @@ except ImportError as err:  # pragma: no cover - transformers is a core dependen
 
 logger = logging.getLogger(__name__)
 
-_UNSEEN = torch.iinfo(torch.long).max  # "these two rows have not diverged"
 #: How many past lengths a batch-of-one generation can roll back to (assisted decoding proposes at
 #: most a few dozen tokens per round).
 ROLLBACK_DEPTH = 256
-#: Steps at the start of every generation on which a captured CUDA-graph step is checked against
-#: the eager step (a wrong graph must never go unnoticed).
-GRAPH_CHECK_STEPS = 4
-
-
-class StepGraph(Protocol):
-    """A captured processor step: `replay()` has the effect of one call of the step function."""
-
-    def replay(self) -> None: ...
-
-
-def capture_cuda_graph(step: Callable[[], None], device: torch.device) -> StepGraph | None:
-    """Capture `step` (which works on static buffers only) as one CUDA graph; None off CUDA.
-
-    The caller saves and restores the buffers around this call: the warm-up runs the step once.
-    Raises RuntimeError when the capture fails (for example inside another capture).
-    """
-    if device.type != "cuda":
-        return None
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        step()  # warm-up outside the capture, as CUDA graphs require
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    return graph
-
-
 def _interventions_from(interventions: Any, configs: dict[str, Any]) -> InterventionSet:
     """One `InterventionSet` from the constructor's arguments (errors name the argument)."""
     keywords = InterventionSet(**configs)  # a TypeError names an unknown keyword or a wrong type
@@ -102,14 +76,7 @@ def _interventions_from(interventions: Any, configs: dict[str, Any]) -> Interven
     )
 
 
-def _bits(tensor: torch.Tensor) -> torch.Tensor:
-    """The tensor's bits as integers (floats by their bit pattern), for exact comparisons."""
-    if tensor.is_floating_point():
-        return tensor.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[tensor.element_size()])
-    return tensor
-
-
-class ReasoningInterventionsProcessor(LogitsProcessor):
+class ReasoningInterventionsProcessor(GraphSteps, LogitsProcessor):
     r"""Decoding-time reasoning interventions for `model.generate`, in any combination.
 
     Applies the interventions of one `InterventionSet` to every row: `tip` (thought-switching
@@ -361,97 +328,6 @@ class ReasoningInterventionsProcessor(LogitsProcessor):
         self._advance_rows()
         self._apply_static()
 
-    # ----- the step as a graph, checked against the eager step -----
-
-    def _prepare_graph(self, scores: torch.Tensor) -> None:
-        if not self.use_cuda_graphs or self._graph_rejected:
-            return
-        tables = self._state.tables
-        rows, columns = scores.shape[0], tables.columns.numel()
-        device = tables.device
-        if tables.reads_logits:
-            self._full = torch.zeros_like(scores)
-        else:
-            self._sub = torch.zeros((rows, columns), dtype=scores.dtype, device=device)
-        self._written = torch.zeros((rows, columns), dtype=scores.dtype, device=device)
-        saved = self._save_step()
-        try:
-            graph = self.graph_factory(self._graph_step, device)
-        except RuntimeError as err:  # e.g. generate itself running under a graph capture
-            logger.warning("%s runs without CUDA graphs: %s", type(self).__name__, err)
-            graph = None
-        finally:
-            self._restore_step(saved)
-        self._graph = graph
-        if graph is None:
-            self._full = self._sub = self._written = None
-            return
-        if self.check_cuda_graphs:
-            self._graph_checks_left = GRAPH_CHECK_STEPS
-            self._graph_mismatch = torch.zeros((), dtype=torch.bool, device=device)
-            # Allocated here, at the start of a generation: pinned memory is not allocated on
-            # the per-step path.
-            self._graph_verdict_host = torch.empty((), dtype=torch.bool, pin_memory=device.type == "cuda")
-
-    def _checked_step(self, graph: StepGraph) -> None:
-        """Replay the graph, keep its result aside, then run the eager step from the same start.
-
-        The eager result is the one kept, so a wrong graph never reaches the scores; the two (the
-        whole state, floats included, and the values written into the logits) are compared on the
-        device and the verdict is read on the host later without a sync.
-        """
-        before = self._save_step()
-        graph.replay()
-        from_graph = self._save_step()
-        self._restore_step(before)
-        self._graph_step()
-        self._graph_mismatch |= ~self._step_matches(from_graph)
-        self._graph_checks_left -= 1
-        if not self._graph_checks_left:
-            self._graph_verdict = _HostFlag(self._graph_mismatch, self._graph_verdict_host)
-
-    def _read_graph_verdict(self) -> None:
-        mismatch = self._graph_verdict.result()
-        if mismatch is None:
-            return
-        self._graph_verdict = None
-        if mismatch:
-            self._reject_graph()
-
-    def _reject_graph(self) -> None:
-        self._graph = None
-        self._graph_rejected = True
-        self._full = self._sub = self._written = None
-        logger.warning(
-            "%s: the CUDA-graph step differed from the eager step; this processor runs its steps "
-            "eagerly from now on (the scores given were computed eagerly). Please report this with "
-            "your torch version and GPU.",
-            type(self).__name__,
-        )
-
-    def _save_step(self) -> tuple[Any, ...]:
-        tracker = self._tracker.snapshot() if self._tracker is not None else ()
-        return self._state.snapshot(), self._written.clone(), tracker
-
-    def _restore_step(self, saved: tuple[Any, ...]) -> None:
-        state, written, tracker = saved
-        self._state.restore(state)
-        self._written.copy_(written)
-        if self._tracker is not None:
-            self._tracker.restore(tracker)
-
-    def _step_matches(self, saved: tuple[Any, ...]) -> torch.Tensor:
-        """A 0-dim device bool: the state (ints, floats by their bits), the values written and the
-        row tracker all equal `saved` (no host sync)."""
-        (ints, floats), written, tracker = saved
-        state = self._state
-        same = state.ints.eq(ints).all() & _bits(state.floats).eq(_bits(floats)).all()
-        same = same & _bits(self._written).eq(_bits(written)).all()
-        if self._tracker is not None:
-            same = same & self._tracker.matches(tracker)
-        return same
-
-
 class TIPLogitsProcessor(ReasoningInterventionsProcessor):
     r"""Thought-switching penalty (TIP) for `model.generate`: the TIP-only `ReasoningInterventionsProcessor`.
 
@@ -517,165 +393,4 @@ class TIPLogitsProcessor(ReasoningInterventionsProcessor):
         return cls(vocabulary, alpha=config.alpha, beta=config.beta, scope=config.scope)
 
 
-class _TokenHistory:
-    """The tokens a batch of one has seen so far (prompt and generated), to recognise a rollback.
-
-    Each step writes its newest token at its position (O(1), on the device, no sync); the buffer
-    doubles when full. Only a rollback reads it back, to compare with the new input.
-    """
-
-    def __init__(self, ids: torch.Tensor) -> None:
-        length = ids.shape[1]
-        self.tokens = torch.empty((1, max(64, 2 * length)), dtype=torch.long, device=ids.device)
-        self.tokens[:, :length] = ids
-
-    def write(self, token: torch.Tensor, position: int) -> None:
-        if position >= self.tokens.shape[1]:
-            self.tokens = torch.cat((self.tokens, torch.empty_like(self.tokens)), dim=1)
-        self.tokens[:, position : position + 1].copy_(token)
-
-    def starts(self, input_ids: torch.Tensor, length: int) -> bool:
-        """The first `length` tokens of `input_ids` are the first `length` seen (one host sync)."""
-        return bool(torch.equal(input_ids[:, :length].to(self.tokens.device), self.tokens[:, :length]))
-
-
-class _RowTracker:
-    """Which previous row each row continues, for rows that share a prompt (beam search).
-
-    `generate` reorders rows only among the rows of one batch item: beam search moves beams
-    within an item, and every other strategy never moves rows. Rows whose first-call inputs are
-    identical form a group; a row's parent is searched in its group only, and rows with a prompt
-    of their own keep their place at no cost.
-
-    Within a group, for every pair of rows we keep the first position where their sequences
-    differ and the token each had there. A previous row a is row b's parent exactly when, at the
-    divergence position of a with every other row of the group, row b holds a's token: that
-    decides equality of whole sequences by looking at one position per pair, so the cost does
-    not grow with the generated length. Groups are padded to one size by repeating their first
-    row (a repeated row is identical to itself, so it never changes an answer).
-    """
-
-    def __init__(self, groups: list[list[int]], rows: int, length: int, device: torch.device) -> None:
-        size = max(len(g) for g in groups)
-        padded = [g + [g[0]] * (size - len(g)) for g in groups]
-        count = len(groups)
-        self.slots = torch.tensor(padded, dtype=torch.long, device=device)  # (groups, size) -> row
-        self._row_index = self.slots[:, :, None]
-        self._group_index = torch.arange(count, device=device)[:, None, None]
-        self._slot_ids = torch.arange(size, device=device)
-        # Identical at the first call: no pair has diverged yet.
-        self.divergence = torch.full((count, size, size), _UNSEEN, dtype=torch.long, device=device)
-        self.divergent_token = torch.zeros((count, size, size), dtype=torch.long, device=device)
-        self.gather_at = torch.zeros((count, 1, size * size), dtype=torch.long, device=device)
-        self.seen = torch.zeros((count, size, size * size), dtype=torch.long, device=device)
-        self.next_position = torch.tensor(length, dtype=torch.long, device=device)
-        self.parent_rows = torch.arange(rows, device=device)
-
-    @classmethod
-    def for_prompts(cls, ids: torch.Tensor) -> _RowTracker | None:
-        """A tracker for the groups of identical rows of a first call; None when all rows differ."""
-        groups = [g for g in _identical_row_groups(ids) if len(g) > 1]
-        if not groups:
-            return None
-        return cls(groups, ids.shape[0], ids.shape[1], ids.device)
-
-    def _buffers(self) -> tuple[torch.Tensor, ...]:
-        return (self.divergence, self.divergent_token, self.gather_at, self.next_position, self.parent_rows)
-
-    def snapshot(self) -> tuple[torch.Tensor, ...]:
-        return tuple(b.clone() for b in self._buffers())
-
-    def restore(self, saved: tuple[torch.Tensor, ...]) -> None:
-        for buffer, value in zip(self._buffers(), saved, strict=True):
-            buffer.copy_(value)
-
-    def matches(self, saved: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        same = torch.ones((), dtype=torch.bool, device=self.slots.device)
-        for buffer, value in zip(self._buffers(), saved, strict=True):
-            same = same & buffer.eq(value).all()
-        return same
-
-    def gather(self, ids: torch.Tensor) -> None:
-        """Read, for every row of a group, its tokens at the group's divergence positions (outside
-        the graph: `ids` is a new tensor every call)."""
-        self.seen.copy_(ids[self._row_index, self.gather_at])
-
-    def parents(self, tokens: torch.Tensor) -> torch.Tensor:
-        """parents[b] = a previous row whose whole sequence equals row b without its newest token."""
-        count, size = self.slots.shape
-        diverged = self.divergence != _UNSEEN
-        seen = self.seen.view(count, size, size, size)  # [group, new row, previous row a, other row]
-        match = ((seen == self.divergent_token[:, None]) | ~diverged[:, None]).all(dim=3)
-        # Prefer the row itself (sampling never reorders); else the first match (beam search).
-        own = match.diagonal(dim1=1, dim2=2)
-        parent_slot = torch.where(own, self._slot_ids, match.int().argmax(dim=2))
-        pick = (self._group_index, parent_slot[:, :, None], parent_slot[:, None, :])
-        inherited = self.divergence[pick]
-        inherited_token = self.divergent_token[pick]
-        same_so_far = inherited == _UNSEEN
-        slot_tokens = tokens[self.slots]
-        differ_now = slot_tokens[:, :, None] != slot_tokens[:, None, :]
-        self.divergence.copy_(torch.where(same_so_far & differ_now, self.next_position, inherited))
-        self.divergent_token.copy_(torch.where(same_so_far, slot_tokens[:, :, None].expand_as(inherited), inherited_token))
-        self.gather_at.copy_(torch.where(self.divergence != _UNSEEN, self.divergence, 0).view(count, 1, size * size))
-        self.next_position += 1
-        # A padded slot repeats a row and computes the same parent for it, so duplicate writes agree.
-        self.parent_rows[self.slots.flatten()] = self.slots.gather(1, parent_slot).flatten()
-        return self.parent_rows
-
-
-class _HostFlag:
-    """A device boolean on its way to the host without blocking (a copy into pinned memory and an
-    event on CUDA; `host` is a 0-dim bool CPU tensor, pinned for a CUDA flag)."""
-
-    def __init__(self, flag: torch.Tensor, host: torch.Tensor) -> None:
-        self._event = None
-        self._host = host
-        self._host.copy_(flag, non_blocking=flag.device.type == "cuda")
-        if flag.device.type == "cuda":
-            self._event = torch.cuda.Event()
-            self._event.record()
-
-    def result(self) -> bool | None:
-        """The value, or None while the copy is still on its way."""
-        if self._event is not None and not self._event.query():
-            return None
-        return bool(self._host)
-
-
-def _identical_row_groups(ids: torch.Tensor) -> list[list[int]]:
-    """Rows of `ids` grouped by equal content, in order of first appearance.
-
-    Rows are first grouped by three integer checksums (exact integer arithmetic: equal rows always
-    agree), then the rows of every group of two or more are compared with the group's first row;
-    only if two different rows collided on all three sums does it sort whole rows instead. Reads
-    the group labels back to the host (one sync), plus one more when some rows share a group.
-    """
-    rows, length = ids.shape
-    if length == 0:
-        return [list(range(rows))]
-    positions = torch.arange(1, length + 1, device=ids.device)
-    mixed = (positions * 2_654_435_761) % 2_147_483_647
-    features = torch.stack((ids.sum(dim=1), _row_dot(ids, positions), _row_dot(ids, mixed)), dim=1)
-    labels = torch.unique(features, dim=0, return_inverse=True)[1].tolist()
-    groups: dict[int, list[int]] = {}
-    for row, label in enumerate(labels):
-        groups.setdefault(label, []).append(row)
-    shared = [g for g in groups.values() if len(g) > 1]
-    if shared:
-        members = torch.tensor([r for g in shared for r in g], device=ids.device)
-        firsts = torch.tensor([g[0] for g in shared for _ in g], device=ids.device)
-        if not bool((ids[members] == ids[firsts]).all()):  # a collision of the sums: sort whole rows
-            labels = torch.unique(ids, dim=0, return_inverse=True)[1].tolist()
-            groups = {}
-            for row, label in enumerate(labels):
-                groups.setdefault(label, []).append(row)
-    return list(groups.values())
-
-
-def _row_dot(ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """ids @ weights in int64 (wrapping on overflow, the same for equal rows); `mv` on the CPU
-    avoids a (rows, length) temporary, CUDA has no integer `mv`."""
-    if ids.device.type == "cpu":
-        return torch.mv(ids.long(), weights)
-    return (ids.long() * weights).sum(dim=1)
+__all__ = ["GRAPH_CHECK_STEPS", "ReasoningInterventionsProcessor", "StepGraph", "TIPLogitsProcessor", "capture_cuda_graph"]

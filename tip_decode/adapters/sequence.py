@@ -17,10 +17,10 @@ Like the Hugging Face processor (docs/hf.md), a new generation whose prompt is t
 sequence plus exactly one token is taken as its continuation. Sequences not called for a while
 (twice as many calls as there are sequences, plus two) are dropped.
 
-The per-row bookkeeping here (prompt facts, fresh rows per settings, feeding the newest token,
-rollback snapshots, idle eviction) is what the core's engine-neutral request tracker is meant to
-own; the llama.cpp and MLX adapters use only `SequenceFollower.observe` and the returned
-`FollowedSequence`'s `state` and `finite`.
+Prompt facts come from the core's request tracker (`tip_decode.core.tracker.prompt_facts`); what
+stays here is how these engines' calls tell sequences apart (continuation, rollback, new prompt),
+which no other engine needs. The llama.cpp and MLX adapters use only `SequenceFollower.observe`
+and the returned `FollowedSequence`'s `state` and `finite`.
 """
 
 from __future__ import annotations
@@ -31,25 +31,12 @@ from typing import Any
 import numpy as np
 
 from tip_decode.core.interventions import InterventionPlan, InterventionSet, InterventionState, PlanTables
+from tip_decode.core.tracker import prompt_facts
 
 #: Tokens compared at the end of a history to recognise the sequence it continues.
 TAIL = 32
 #: Lengths a sequence can roll back to (mlx-lm drafts at most a few tokens per round).
 ROLLBACK_DEPTH = 64
-
-
-def prompt_facts(tables: PlanTables, prompt: np.ndarray) -> tuple[bool, int]:
-    """Does the prompt end inside an open think block, and how many of its tokens follow the opening
-    marker (the rule of `think_prompt_state`, on the host)."""
-    if tables.think_start < 0 or not len(prompt):
-        return False, 0
-    starts = np.flatnonzero(prompt == tables.think_start)
-    ends = np.flatnonzero(prompt == tables.think_end)
-    last_start = int(starts[-1]) if len(starts) else -1
-    last_end = int(ends[-1]) if len(ends) else -1
-    if last_start <= last_end:
-        return False, 0
-    return True, len(prompt) - last_start - 1
 
 
 class FollowedSequence:
@@ -60,7 +47,7 @@ class FollowedSequence:
         self.state = InterventionState(tables, 1)
         #: No bias of the settings is ever -inf (the logits write may add in one pass).
         self.finite = finite
-        opened, thinking = prompt_facts(tables, prompt)
+        opened, thinking = prompt_facts(tables.think_start, tables.think_end, prompt)
         self.state.start_rows([0], [settings], [opened], [thinking], values=[fresh])
         self.prompt_length = self.length = len(prompt)
         self._tokens = np.empty(max(64, 2 * len(prompt)), dtype=np.int64)

@@ -42,17 +42,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import pickle
-import threading
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from tip_decode.adapters.sglang_registry import (  # noqa: F401 - the server side's names, kept importable from here
+    INITIAL_CAPACITY,
+    MAX_TRACKED_REQUESTS,
+    SWEEP_EVERY,
+    _Registry,
+    _Unchanged,
+    request_settings,
+)
 from tip_decode.core.config import TIPConfig
-from tip_decode.core.interventions import InterventionSet, InterventionState, PlanTables, interventions, namespace_of, plan_for, prompt_state, request_mapping
+from tip_decode.core.interventions import InterventionSet, interventions, namespace_of, plan_for, request_mapping
 from tip_decode.core.server_defaults import (
     ENV_ALPHA,
     ENV_BETA,
@@ -93,16 +98,6 @@ __all__ = [
 
 #: The public import path SGLang unpickles the processor class from (kept stable across refactors).
 PUBLIC_MODULE = "tip_decode.sglang"
-#: Requests tracked at once; beyond this the least recently seen are dropped (and rebuilt on return).
-MAX_TRACKED_REQUESTS = 16384
-#: Calls between two sweeps for finished or freed requests.
-SWEEP_EVERY = 64
-#: Idle structures (groups) kept for reuse, as in the vLLM adapter.
-MAX_IDLE_GROUPS = 16
-#: Distinct warning messages remembered (each is logged once); the set is cleared past this.
-MAX_WARNINGS = 256
-#: Rows a group's state starts with; it doubles when full.
-INITIAL_CAPACITY = 64
 #: Pickle protocol of `CustomLogitProcessor.to_str()` (dill's default: 4).
 PICKLE_PROTOCOL = 4
 #: The old keyword settings of the client helpers: TIP's, without the `tip_` prefix.
@@ -110,15 +105,6 @@ TIP_SHORTHAND = {"alpha": "tip_alpha", "beta": "tip_beta", "triggers": "tip_trig
 
 
 # ----------------------------------------------------------------------------- configuration
-
-
-def request_settings(params: Mapping[str, Any], default: InterventionSet) -> InterventionSet:
-    """A request's interventions: its namespaced custom params over the server default.
-
-    Raises:
-        ValueError / TypeError: a bad value or an unknown key inside a namespace (the message names it).
-    """
-    return InterventionSet.from_mapping(params, default=default)
 
 
 def request_config(params: Mapping[str, Any], default: TIPConfig) -> TIPConfig:
@@ -255,329 +241,6 @@ def openai_fields(config: InterventionSet | TIPConfig | Mapping[str, Any] | None
 
 
 # ----------------------------------------------------------------------------- server side
-
-
-_TOKENIZERS: dict[str, Any] = {}
-_TOKENIZER_LOCK = threading.Lock()
-
-
-def _server_tokenizer_path() -> tuple[str, bool, str | None]:
-    """(path, trust_remote_code, revision) of the tokenizer to build plans with."""
-    path = os.environ.get(ENV_TOKENIZER)
-    trust, revision = False, None
-    try:  # SGLang >= 0.5: the scheduler process publishes its server arguments here.
-        from sglang.srt.runtime_context import get_server_args
-
-        args = get_server_args()
-        path = path or args.tokenizer_path or args.model_path
-        trust = bool(getattr(args, "trust_remote_code", False))
-        revision = getattr(args, "revision", None)
-    except Exception:  # noqa: BLE001 - not in a scheduler, or another SGLang version
-        pass
-    if not path:
-        raise ValueError(f"no tokenizer to build the interventions' vocabularies with; set {ENV_TOKENIZER}")
-    return path, trust, revision
-
-
-def _load_tokenizer() -> Any:
-    path, trust, revision = _server_tokenizer_path()
-    with _TOKENIZER_LOCK:
-        if path not in _TOKENIZERS:
-            from transformers import AutoTokenizer
-
-            _TOKENIZERS[path] = AutoTokenizer.from_pretrained(path, trust_remote_code=trust, revision=revision)
-        return _TOKENIZERS[path]
-
-
-@dataclass(eq=False)
-class _Group:
-    """The plan, tables and state of one structure; one state row ("slot") per tracked request."""
-
-    structure: Hashable
-    tables: PlanTables
-    state: InterventionState
-    free: list[int]
-    members: int = 0
-
-    def take_slot(self) -> int:
-        if not self.free:
-            old = self.state
-            grown = InterventionState(self.tables, old.capacity * 2)
-            grown.ints[: old.capacity] = old.ints
-            grown.floats[: old.capacity] = old.floats
-            self.state = grown
-            self.free = list(range(grown.capacity - 1, old.capacity - 1, -1))
-        self.members += 1
-        return self.free.pop()
-
-    def release(self, slot: int) -> None:
-        self.members -= 1
-        self.free.append(slot)
-
-
-@dataclass
-class _Tracked:
-    """One request: its proxy (identity check), its interventions and where its state lives."""
-
-    proxy: Any
-    settings: InterventionSet | None  # None: no intervention for this request
-    group: _Group | None = None
-    slot: int = -1
-    prompt_open: bool = False
-    prompt_think: int = 0
-    seen: int = 0  # output tokens fed to the state
-    last_call: int = 0
-
-
-@dataclass
-class _Stats:
-    calls: int = 0
-    lagging_rows: int = 0
-    rows: int = 0
-    released: int = 0
-    evicted: int = 0
-    replays: int = 0
-    warnings: set[str] = field(default_factory=set)
-
-
-def _index(values: list[int], device: torch.device) -> slice | torch.Tensor:
-    """Consecutive ascending indices as a slice (a view, no gather), others as a tensor."""
-    first = values[0]
-    if values[-1] - first == len(values) - 1 and all(v == first + i for i, v in enumerate(values)):
-        return slice(first, first + len(values))
-    return torch.tensor(values, dtype=torch.long, device=device)
-
-
-class _Registry:
-    """All intervention state of one scheduler process (SGLang builds a new processor object per batch)."""
-
-    def __init__(self) -> None:
-        self.requests: dict[str, _Tracked] = {}
-        self.groups: dict[tuple[Hashable, int, str], _Group] = {}
-        self.stats = _Stats()
-        self.max_tracked = MAX_TRACKED_REQUESTS
-        self._default: InterventionSet | None = None
-        self._default_error: str | None = None
-        self._tokenizer: Any = None
-
-    # ----- helpers -----
-
-    def warn(self, message: str, *args: Any) -> None:
-        """Log each distinct message once (bounded)."""
-        text = message % args if args else message
-        if text in self.stats.warnings:
-            return
-        if len(self.stats.warnings) >= MAX_WARNINGS:
-            self.stats.warnings.clear()
-        self.stats.warnings.add(text)
-        logger.warning("%s", text)
-
-    def default(self) -> InterventionSet:
-        if self._default is None and self._default_error is None:
-            try:
-                self._default = server_settings()
-            except ValueError as err:
-                self._default_error = str(err)
-        if self._default_error is not None:
-            raise ValueError(f"server default: {self._default_error}")
-        assert self._default is not None
-        return self._default
-
-    def group(self, settings: InterventionSet, width: int, device: torch.device) -> _Group:
-        """The group of the request's structure, built on first use (ValueError naming a bad setting)."""
-        structure = settings.structure
-        key = (structure, width, str(device))
-        group = self.groups.get(key)
-        if group is None:
-            if self._tokenizer is None:
-                self._tokenizer = _load_tokenizer()
-            tables = plan_for(self._tokenizer, structure).tables(width, device)
-            state = InterventionState(tables, INITIAL_CAPACITY)
-            group = _Group(structure, tables, state, list(range(INITIAL_CAPACITY - 1, -1, -1)))
-            idle = [k for k, g in self.groups.items() if g.members == 0]
-            for stale in idle[: max(0, len(idle) - MAX_IDLE_GROUPS + 1)]:
-                del self.groups[stale]
-            self.groups[key] = group
-        return group
-
-    def drop(self, rid: str) -> None:
-        tracked = self.requests.pop(rid, None)
-        if tracked is not None and tracked.group is not None:
-            tracked.group.release(tracked.slot)
-
-    # ----- per request -----
-
-    def track(self, rid: str, proxy: Any, params: Mapping[str, Any], width: int, device: torch.device) -> _Tracked:
-        """Start tracking a request: read its settings once; bad input turns its interventions off."""
-        try:
-            settings = request_settings(params, self.default())
-            if not settings:
-                tracked = _Tracked(proxy, None)
-            else:
-                group = self.group(settings, width, device)
-                prompt_open, prompt_think = _prompt_facts(group.tables, proxy.origin_input_ids)
-                tracked = _Tracked(proxy, settings, group, group.take_slot(), prompt_open, prompt_think)
-                group.state.start_rows([tracked.slot], [settings], [prompt_open], [prompt_think])
-        except (ValueError, TypeError) as err:
-            self.warn("Interventions are off for a request whose custom_params could not be used: %s", err)
-            tracked = _Tracked(proxy, None)
-        self.requests[rid] = tracked
-        return tracked
-
-    def sweep(self, call: int) -> None:
-        """Drop requests that finished or were freed; then, past the bound, the least recently seen."""
-        for rid, tracked in list(self.requests.items()):
-            if tracked.last_call == call:
-                continue
-            try:
-                gone = bool(tracked.proxy.finished())
-            except ReferenceError:  # the scheduler freed the Req
-                gone = True
-            except Exception:  # noqa: BLE001 - an SGLang without finished(): rely on the proxy only
-                gone = False
-            if gone:
-                self.drop(rid)
-                self.stats.released += 1
-        excess = len(self.requests) - self.max_tracked
-        if excess > 0:
-            idle = sorted((t.last_call, rid) for rid, t in self.requests.items() if t.last_call != call)
-            for _, rid in idle[:excess]:
-                self.drop(rid)
-                self.stats.evicted += 1
-
-    # ----- per call -----
-
-    def apply(self, logits: torch.Tensor, params_list: Sequence[Any]) -> torch.Tensor:
-        stats = self.stats
-        stats.calls += 1
-        call = stats.calls
-        width, device = logits.shape[-1], logits.device
-        # group id -> (group, logits rows, slots) of this call
-        work: dict[int, tuple[_Group, list[int], list[int]]] = {}
-        steps: dict[int, tuple[list[int], list[int]]] = {}  # group id -> (slots, tokens) of the one-token rows
-        catch_up: list[tuple[_Tracked, list[int]]] = []
-        touched: list[str] = []
-        saved: list[tuple[slice | torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        try:
-            for row, params in enumerate(params_list):
-                tracked = self._row(row, params, width, device, call, touched)
-                if tracked is None or tracked.group is None:
-                    continue
-                output = tracked.proxy.output_ids
-                count = len(output)
-                key = id(tracked.group)
-                if count == tracked.seen + 1:
-                    slots, tokens = steps.setdefault(key, ([], []))
-                    slots.append(tracked.slot)
-                    tokens.append(int(output[-1]))
-                    tracked.seen = count
-                elif count != tracked.seen:
-                    # Several new tokens (the first step after tracking began mid-request) or fewer
-                    # (SGLang discarded output on retraction): rebuild from the output, once.
-                    catch_up.append((tracked, [int(t) for t in output]))
-                entry = work.setdefault(key, (tracked.group, [], []))
-                entry[1].append(row)
-                entry[2].append(tracked.slot)
-            for tracked, output in catch_up:
-                assert tracked.group is not None and tracked.settings is not None
-                tracked.group.state.replay_row(tracked.slot, tracked.settings, tracked.prompt_open, tracked.prompt_think, output)
-                tracked.seen = len(output)
-                stats.replays += 1
-            for key, (slots, tokens) in steps.items():
-                group = work[key][0]
-                group.state.update(torch.tensor(tokens, dtype=torch.long, device=device), _index(slots, device))
-            # One write per structure. Each group's columns are saved first, so that a failure
-            # half-way restores the logits of the groups already written: nothing half-applied.
-            for group, rows, slots in work.values():
-                columns = group.tables.columns
-                if not group.tables.token_ids:
-                    continue
-                logit_rows = _index(rows, device)
-                saved.append((logit_rows, columns, _read(logits, logit_rows, columns)))
-                group.state.apply(logits, rows=_index(slots, device), logit_rows=logit_rows)
-        except Exception as err:  # noqa: BLE001 - never take the scheduler down
-            logger.exception("intervention processor failed; this step's logits are left unchanged and its requests' state is rebuilt")
-            self.warn("intervention processor error: %r", err)
-            for rid in touched:
-                self.drop(rid)
-            try:
-                for logit_rows, columns, values in saved:
-                    _write(logits, logit_rows, columns, values)
-            except Exception:  # noqa: BLE001
-                logger.exception("could not restore this step's logits")
-            raise _Unchanged() from None
-        if call % SWEEP_EVERY == 0 or len(self.requests) > self.max_tracked:
-            self.sweep(call)
-        return logits
-
-    def _row(self, row: int, params: Any, width: int, device: torch.device, call: int, touched: list[str]) -> _Tracked | None:
-        if not isinstance(params, Mapping) or "__req__" not in params:
-            self.warn(
-                "Interventions are off for a request without a custom_params dict (got %s); SGLang hands the "
-                "processor the request's tokens only when custom_params is a dict: send at least {}",
-                type(params).__name__,
-            )
-            return None
-        proxy = params["__req__"]
-        try:
-            rid = proxy.rid
-        except ReferenceError:
-            return None
-        tracked = self.requests.get(rid)
-        if tracked is None or tracked.proxy is not proxy:
-            if tracked is not None:
-                self.drop(rid)
-            tracked = self.track(rid, proxy, params, width, device)
-        tracked.last_call = call
-        touched.append(rid)
-        self.stats.rows += 1
-        if tracked.group is not None:
-            self._note_lag(proxy)
-        return tracked
-
-    def _note_lag(self, proxy: Any) -> None:
-        """Warn once when SGLang's overlap scheduler hands over the output one token late.
-
-        The request's KV cache already holds the token being fed to this step; when it is longer
-        than prompt + output, the newest sampled token has not reached `output_ids` yet.
-        """
-        try:
-            position = int(proxy.kv.kv_committed_len) - len(proxy.origin_input_ids)
-        except Exception:  # noqa: BLE001 - another SGLang version: no detection
-            return
-        if position == len(proxy.output_ids) + 1:
-            self.stats.lagging_rows += 1
-            self.warn(
-                "SGLang's overlap scheduler hands the intervention processor each request's output one token late, "
-                "so step t gets what the processor computes for step t-1 (docs/sglang.md). Start the server with "
-                "SGLANG_ENABLE_DELAY_SAMPLE=1 (tip-decode serve --engine sglang does) or "
-                "--disable-overlap-schedule for exact interventions."
-            )
-
-
-def _prompt_facts(tables: PlanTables, prompt_ids: Sequence[int]) -> tuple[bool, int]:
-    """Does the prompt end inside an open think block, and how many of its tokens follow the marker (host)."""
-    if not len(prompt_ids):
-        return False, 0
-    opened, thinking = prompt_state(tables, torch.tensor([[int(t) for t in prompt_ids]], dtype=torch.long))
-    return bool(opened[0]), int(thinking[0])
-
-
-def _read(logits: torch.Tensor, rows: slice | torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    if isinstance(rows, slice):
-        return logits[rows][:, columns]
-    return logits[rows[:, None], columns[None, :]]
-
-
-def _write(logits: torch.Tensor, rows: slice | torch.Tensor, columns: torch.Tensor, values: torch.Tensor) -> None:
-    if isinstance(rows, slice):
-        logits[rows][:, columns] = values
-    else:
-        logits[rows[:, None], columns[None, :]] = values
-
-
-class _Unchanged(Exception):
-    """Internal: the call failed and the caller returns the logits it was given (restored)."""
 
 
 _REGISTRY = _Registry()

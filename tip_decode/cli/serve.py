@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
-import subprocess
 import sys
 from typing import Any
 
 import click
 
 from tip_decode.cli.common import UsageFailure, tip_options, user_errors
+from tip_decode.cli.serving import _check_interventions, _check_server_env, _option_value, run_in_foreground, server_env
 from tip_decode.core.config import TIPConfig
 from tip_decode.harness.preflight import resolve_source
 
 PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
+
+__all__ = ["PROCESSOR", "check_vllm", "example_call", "run_in_foreground", "serve", "server_command", "server_env"]
 
 
 def server_command(model: str, host: str, port: int, vllm_args: tuple[str, ...]) -> list[str]:
@@ -50,23 +50,6 @@ def check_vllm() -> None:
         raise click.ClickException(str(err)) from None
 
 
-def server_env(config: TIPConfig, tokenizer: str, base: dict[str, str] | None = None, interventions: Any = None) -> dict[str, str]:
-    """The environment the processor reads its server defaults (and the tokenizer to validate with) from.
-
-    TIP's `config` and `interventions` (the other interventions' server-wide defaults, an
-    `InterventionSet` without TIP, or None) become `TIP_DECODE_INTERVENTIONS`, written by
-    `server_environment`; default variables inherited from `base` are dropped (only what this
-    command line asks for).
-    """
-    from tip_decode.core.interventions import InterventionSet
-    from tip_decode.core.server_defaults import DEFAULT_VARIABLES, server_environment
-
-    settings = (interventions or InterventionSet()).replace(tip=config)
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in DEFAULT_VARIABLES}
-    env.update(server_environment(settings, tokenizer))
-    return env
-
-
 def _parse_interventions_option(spec: str | None) -> Any:
     """The `InterventionSet` of --interventions (None when not given); a mistake is a usage error."""
     if spec is None:
@@ -79,67 +62,6 @@ def _parse_interventions_option(spec: str | None) -> Any:
     except (TypeError, ValueError) as err:
         text = one_line(err)
         raise UsageFailure("--interventions " + text[len("configuration ") :] if text.startswith("configuration ") else text) from None
-
-
-def _check_interventions(interventions: Any, tokenizer: str) -> None:
-    """What only the vocabulary can tell (a keyword with no token, a budget without think markers), now."""
-    from tip_decode.core.interventions import plan_for
-    from tip_decode.harness.backends import load_hf_tokenizer
-    from tip_decode.harness.configs import spec_terms
-
-    with user_errors():
-        loaded = load_hf_tokenizer(tokenizer)
-    try:
-        plan_for(loaded, interventions)
-    except ValueError as err:
-        raise UsageFailure(f"--interventions: {spec_terms(str(err))}") from None
-
-
-def _check_server_env(env: dict[str, str]) -> None:
-    """Read the environment back as the processor will, so a value it would refuse fails here."""
-    from tip_decode.core.server_defaults import server_settings
-
-    try:
-        server_settings(env)
-    except ValueError as err:
-        raise UsageFailure(str(err)) from None
-
-
-def run_in_foreground(command: list[str], env: dict[str, str], engine: str) -> None:
-    """Run a server until it exits, passing Ctrl-C / SIGTERM on to it; a failure exit is one line."""
-    try:
-        process = subprocess.Popen(command, env=env)
-    except OSError as err:
-        raise click.ClickException(f"cannot start the {engine} server: {err}") from None
-
-    def forward(signum: int, _frame: Any) -> None:
-        # The server shuts its engine down cleanly on SIGINT/SIGTERM; pass the signal on and wait.
-        if process.poll() is None:
-            process.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = process.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
-        raise click.ClickException(f"the {engine} server exited with status {code}")
-
-
-def _option_value(args: tuple[str, ...], name: str) -> str | None:
-    for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return None
 
 
 def example_call(base_url: str, model: str, config: TIPConfig) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from tip_decode.cli.common import UsageFailure, user_errors
+from tip_decode.cli.serving import _check_interventions, _check_server_env, _option_value, run_in_foreground, server_env
 from tip_decode.core.config import TIPConfig
 from tip_decode.harness.preflight import resolve_source
 
@@ -45,8 +46,6 @@ def sglang_server_env(
     config: TIPConfig, tokenizer: str, sglang_args: tuple[str, ...], base: dict[str, str] | None = None, interventions: Any = None
 ) -> dict[str, str]:
     """The server defaults (as for vLLM) plus delayed sampling under the overlap scheduler."""
-    from tip_decode.cli.serve import server_env
-
     env = server_env(config, tokenizer, base, interventions=interventions)
     if "--disable-overlap-schedule" not in sglang_args and DELAY_SAMPLE not in env:
         env[DELAY_SAMPLE] = "1"
@@ -71,8 +70,6 @@ def sglang_example_call(base_url: str, model: str, config: TIPConfig) -> str:
 
 def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_args: tuple[str, ...], interventions: Any = None) -> None:
     """Start the SGLang server in the foreground and pass Ctrl-C / SIGTERM on to it."""
-    from tip_decode.cli.serve import _check_server_env, _option_value, run_in_foreground
-
     if "--model-path" in sglang_args or any(a.startswith("--model-path=") for a in sglang_args):
         raise UsageFailure("pass the model as MODEL, not as --model-path")
     tokenizer = _option_value(sglang_args, "--tokenizer-path") or model
@@ -81,8 +78,6 @@ def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_arg
         resolve_source(model, "model")
         resolve_source(tokenizer, "tokenizer")
     if interventions:
-        from tip_decode.cli.serve import _check_interventions
-
         _check_interventions(interventions, tokenizer)
     env = sglang_server_env(config, tokenizer, sglang_args, interventions=interventions)
     _check_server_env(env)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tip_decode.core.config import parse_scope
+from tip_decode.core.tracker import prompt_facts
 from tip_decode.core.vocabulary import SwitchVocabulary, ThinkMarkers
 
 WAITING, REASONING, ENDED = 0, 1, 2
@@ -76,13 +77,7 @@ def prompt_ends_in_open_think(prompt_ids: Sequence[int] | None, think: ThinkMark
     """True when the last think start marker in the prompt comes after the last end marker."""
     if not prompt_ids or not think.available:
         return False
-    last_start = last_end = -1
-    for index, token in enumerate(prompt_ids):
-        if token == think.start_id:
-            last_start = index
-        elif token == think.end_id:
-            last_end = index
-    return last_start > last_end
+    return prompt_facts(think.start_id, think.end_id, prompt_ids)[0]
 
 
 class SwitchRecognizer:

@@ -107,8 +107,7 @@ def load_hf_tokenizer(name: str) -> Any:
 
     source = resolve_source(name, "tokenizer")
     if source.endswith(".gguf"):  # a llama.cpp model file: its own vocabulary
-        from tip_decode.adapters.gguf import GGUFError
-        from tip_decode.harness.local_backends import gguf_hf_tokenizer
+        from tip_decode.adapters.gguf import GGUFError, gguf_hf_tokenizer
 
         if not os.path.isfile(source):
             raise InputError(f"no such file: {name!r} (the GGUF file does not exist)")

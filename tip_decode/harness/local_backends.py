@@ -18,31 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tip_decode.adapters.gguf import gguf_hf_tokenizer  # noqa: F401 - its old import path
 from tip_decode.harness.backends import Backend, Completion, GenerationRequest, OnComplete, OnTokens, SamplingSettings, _first_line, package_version
 from tip_decode.harness.preflight import InputError
-
-
-def gguf_hf_tokenizer(path: str | Path) -> Any:
-    """A transformers tokenizer over a GGUF file's vocabulary, with the file's chat template and
-    special tokens (what the harness builds prompts and decodes with)."""
-    from transformers import PreTrainedTokenizerFast
-
-    from tip_decode.adapters.gguf import gguf_tokenizer
-
-    vocab = gguf_tokenizer(path)
-    backend = vocab.backend
-
-    def piece(token_id: int | None) -> str | None:
-        return None if token_id is None else backend.id_to_token(int(token_id))
-
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token=piece(vocab.eos_token_id[0] if vocab.eos_token_id else None),
-        bos_token=piece(vocab.bos_token_id),
-    )
-    tokenizer.chat_template = vocab.chat_template
-    tokenizer.name_or_path = str(vocab.path)
-    return tokenizer
 
 
 def gguf_context_length(path: str | Path) -> int | None:

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from tip_decode.core.interventions import InterventionSet, InterventionState, PlanTables, plan_for
+from tip_decode.core.tracker import MAX_IDLE_GROUPS, GroupCache
 from tip_decode.core.vocabulary import ThinkMarkers
 
-#: Idle groups kept for reuse; more are dropped so that clients sending many distinct settings
-#: cannot grow the worker's memory without bound.
-MAX_IDLE_GROUPS = 16
+__all__ = ["MAX_IDLE_GROUPS", "Admitted", "Group", "Groups", "bias_is_finite"]
 
 
 @dataclass(eq=False)
@@ -46,12 +45,13 @@ class Group:
     restricted: int = 0  # V1: members another stage may allow only a few tokens (written with `keep_alive`)
 
 
-class Groups:
-    """The groups of one processor, built on first use and evicted when idle."""
+class Groups(GroupCache[Group]):
+    """The groups of one processor by structure (`GroupCache`: built on first use, evicted when idle)."""
 
     def __init__(
         self, tokenizer: Any, markers: ThinkMarkers | None, width: int, device: torch.device, capacity: int, pin_memory: bool, state_rows: int | None = None
     ) -> None:
+        super().__init__(self._build, lambda group: not group.members)
         self.tokenizer = tokenizer
         self.markers = markers
         self.width = width
@@ -59,27 +59,12 @@ class Groups:
         self.capacity = capacity
         self.state_rows = capacity if state_rows is None else state_rows  # >= capacity: a runner's extra rows
         self.pin_memory = pin_memory
-        self.by_structure: dict[Hashable, Group] = {}
 
-    def get(self, structure: Hashable) -> Group:
-        """The group of `structure`, built on first use (raises ValueError naming a bad setting)."""
-        group = self.by_structure.get(structure)
-        if group is None:
-            plan = plan_for(self.tokenizer, structure, self.markers)  # type: ignore[arg-type]
-            tables = plan.tables(self.width, self.device)
-            state = InterventionState(tables, self.state_rows, pin_memory=self.pin_memory)
-            group = Group(structure, tables, state, member_mask=np.zeros(self.capacity, dtype=bool))
-            self._evict_idle()
-            self.by_structure[structure] = group
-        return group
-
-    def __iter__(self):
-        return iter(list(self.by_structure.values()))
-
-    def _evict_idle(self) -> None:
-        idle = [key for key, g in self.by_structure.items() if not g.members]
-        for key in idle[: max(0, len(idle) - MAX_IDLE_GROUPS + 1)]:
-            del self.by_structure[key]
+    def _build(self, structure: Hashable) -> Group:
+        plan = plan_for(self.tokenizer, structure, self.markers)  # type: ignore[arg-type]
+        tables = plan.tables(self.width, self.device)
+        state = InterventionState(tables, self.state_rows, pin_memory=self.pin_memory)
+        return Group(structure, tables, state, member_mask=np.zeros(self.capacity, dtype=bool))
 
 
 @dataclass(eq=False)

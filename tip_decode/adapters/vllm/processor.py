@@ -38,6 +38,7 @@ from tip_decode.adapters.vllm.settings import (
 from tip_decode.adapters.vllm.versions import find_interfaces
 from tip_decode.core.config import TIPConfig
 from tip_decode.core.interventions import InterventionSet
+from tip_decode.core.tracker import Admission, WarnOnce
 
 INTERFACES = find_interfaces()  # ImportError naming the installed vLLM when it has no usable interface
 
@@ -56,9 +57,6 @@ if TYPE_CHECKING:
     from vllm.v1.worker.gpu.sample.logits_processor.interface import LogitsContext
 
 logger = logging.getLogger(__name__)
-
-#: Distinct request arguments whose settings are remembered (the cache starts over when full).
-MAX_CACHED_SETTINGS = 1024
 
 _NUMPY_DTYPES = {torch.long: np.int64, torch.float32: np.float32, torch.bool: np.bool_}
 
@@ -108,9 +106,10 @@ class ReasoningInterventions(*_RUNNERS, *_PROCESSOR_BASES):  # type: ignore[misc
         type(self)._validation_tokenizer = str(model.tokenizer)
         self._groups = Groups(self.tokenizer, self.think_markers, width, device, capacity, self._pin and device.type != "cpu", state_rows)
         self._active = np.zeros(capacity, dtype=bool)  # row (V1) or slot (MRV2) -> tracked by this processor
-        self._warned: set[str] = set()
         # Request arguments (by value and type) -> settings (with structure, group), or None: off.
-        self._settings_cache: dict[tuple[Any, ...], Admitted | None] = {}
+        self._admission = Admission(
+            self._decide, WarnOnce(logger, logging.ERROR), "interventions are off for a request whose arguments could not be used: %s"
+        )
         # Decode the vocabulary now (about a second per 150k tokens, more on a busy machine), at
         # engine start rather than inside the first request's step.
         warm = self.default if self.default else InterventionSet(tip=TIPConfig())
@@ -167,36 +166,30 @@ class ReasoningInterventions(*_RUNNERS, *_PROCESSOR_BASES):  # type: ignore[misc
         and finiteness (a few microseconds each, 20 admissions a step at 1,024 rows).
         """
         key = arguments_key(params)
-        if key is not None and key in self._settings_cache:
-            admitted = self._settings_cache[key]
-            if admitted is None:
-                return None
-            group = self._groups.by_structure.get(admitted.structure)
-            if group is admitted.group:
-                return admitted
-            try:
-                admitted.use(group if group is not None else self._groups.get(admitted.structure))  # evicted while idle: rebuilt
-                return admitted
-            except ValueError:  # pragma: no cover - the group was built from these settings before
-                pass
-        admitted = None
-        try:
-            settings = request_settings(params, self.default) or None
-            if settings is not None:
-                structure = settings.structure
-                admitted = Admitted(settings, structure, bias_is_finite(settings))
-                admitted.use(self._groups.get(structure))
-        except (ValueError, TypeError) as err:
-            message = str(err)
-            if message not in self._warned:
-                self._warned.add(message)
-                logger.error("interventions are off for a request whose arguments could not be used: %s", message)
-            admitted = None
-        if key is not None:
-            if len(self._settings_cache) >= MAX_CACHED_SETTINGS:
-                self._settings_cache.clear()
-            self._settings_cache[key] = admitted
+        known, admitted = self._admission.cached(key)
+        if not known:
+            return self._admission.admit(key, params)
+        if admitted is not None:
+            group = self._groups.find(admitted.structure)
+            if group is not admitted.group:
+                try:
+                    admitted.use(group if group is not None else self._groups.get(admitted.structure))  # evicted while idle: rebuilt
+                except ValueError:  # pragma: no cover - the group was built from these settings before
+                    return self._admission.admit(key, params)
         return admitted
+
+    def _decide(self, params: Any) -> Admitted | None:
+        """Admit arguments not seen before (ValueError / TypeError: they cannot be used)."""
+        settings = request_settings(params, self.default) or None
+        if settings is None:
+            return None
+        admitted = Admitted(settings, settings.structure, bias_is_finite(settings))
+        admitted.use(self._groups.get(admitted.structure))
+        return admitted
+
+    @property
+    def _settings_cache(self) -> dict[Any, Admitted | None]:
+        return self._admission.cache
 
     def _to_device(self, values: Sequence[Any], dtype: torch.dtype) -> torch.Tensor:
         # Through numpy: torch.tensor(list) inspects every element (98 us for 1,024 ints on CPU),

@@ -20,6 +20,7 @@ from tip_decode.adapters.vllm.batch import follow_batch_update
 from tip_decode.adapters.vllm.groups import Group
 from tip_decode.adapters.vllm.settings import vocabulary_restricted
 from tip_decode.core.interventions import InterventionSet
+from tip_decode.core.tracker import prompt_facts
 
 if TYPE_CHECKING:
     from vllm.v1.sample.logits_processor import BatchUpdate
@@ -83,7 +84,7 @@ class V1Runner:
             if admitted is None:
                 return None
             group, settings = admitted.group, admitted.settings
-            opened, thinking = _prompt_facts(group, prompt_ids)
+            opened, thinking = prompt_facts(group.tables.think_start, group.tables.think_end, prompt_ids)
             row = V1Row(group, settings, output_ids, opened, thinking, admitted.finite, admitted.values, vocabulary_restricted(params))
             group.members.add(index)
             group.member_mask[index] = True  # type: ignore[index]
@@ -184,16 +185,8 @@ class V1Runner:
                 group.outputs = list(map(outputs.__getitem__, group.row_array.tolist()))
             group.finite = group.nonfinite == 0
 
-    def _row_index(self, rows: list[int]) -> torch.Tensor | slice | None:
-        """Sorted distinct rows as a slice when they are consecutive, else as a device index."""
-        if not rows:
-            return None
-        if rows[-1] - rows[0] == len(rows) - 1:
-            return slice(rows[0], rows[-1] + 1)
-        return self._to_device(rows, torch.long)  # type: ignore[attr-defined]
-
     def _array_row_index(self, rows: np.ndarray) -> torch.Tensor | slice:
-        """`_row_index` of a non-empty sorted numpy array of distinct rows."""
+        """A non-empty sorted numpy array of distinct rows as a slice when consecutive, else a device index."""
         first, last = int(rows[0]), int(rows[-1])
         if last - first == rows.size - 1:
             return slice(first, last + 1)
@@ -276,27 +269,6 @@ class V1Runner:
 
 #: What a row without output reads: one placeholder (-1, "no token yet"), as async scheduling writes.
 _NO_OUTPUT_YET: list[int] = [-1]
-
-
-def _prompt_facts(group: Group, prompt_ids: Sequence[int] | None) -> tuple[bool, int]:
-    """Does the prompt end inside an open think block, and how many of its tokens follow the marker.
-
-    `think_prompt_state`'s rule (open when the last start marker comes after the last end marker)
-    on the host list through numpy: a batch of additions then costs microseconds a request, not a
-    tensor call each (about 0.1 ms, the largest part of a step with 20 additions at 1,024 rows).
-    """
-    start, end = group.tables.think_start, group.tables.think_end
-    if not prompt_ids or start < 0:  # no tracked phase: never open
-        return False, 0
-    ids = np.asarray(prompt_ids)
-    starts = np.flatnonzero(ids == start)
-    if not starts.size:
-        return False, 0
-    ends = np.flatnonzero(ids == end)
-    last_start = int(starts[-1])
-    if ends.size and int(ends[-1]) > last_start:
-        return False, 0
-    return True, len(ids) - last_start - 1
 
 
 def _known_prefix(output: Sequence[int]) -> list[int]:
