@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tip_decode.harness.backends import Backend, Completion, GenerationRequest, OnComplete, OnTokens, SamplingSettings, _first_line, package_version
+from tip_decode.harness.backend_base import Backend, Completion, GenerationRequest, OnComplete, OnTokens, SamplingSettings, _first_line, package_version
 from tip_decode.harness.preflight import InputError
 
 

@@ -12,7 +12,6 @@ Output folder layout (the contract other programs rely on):
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -304,20 +303,14 @@ def _run_locked(
         }
         writers[config_name].write(record)
         written[config_name].add((problem_id, sample))
-        if not reports_tokens:
-            bar.add_tokens(len(token_ids))
         bar.finish_sample()
         if on_record is not None:
             on_record(record)
 
-    # Backends report tokens while they generate (progress that moves during long responses); one
-    # written before `on_tokens` existed is counted when each sample finishes.
-    reports_tokens = "on_tokens" in inspect.signature(backend.generate).parameters
+    # Every backend reports its tokens through `on_tokens` (the `Backend.generate` contract): while
+    # it generates where the engine streams them, else as each request finishes.
     try:
-        if reports_tokens:
-            backend.generate(requests, complete, on_tokens=bar.add_tokens)
-        else:
-            backend.generate(requests, complete)
+        backend.generate(requests, complete, on_tokens=bar.add_tokens)
     finally:
         bar.close()
         for writer in writers.values():
