@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
+from tip_decode.cli.backends import OPENAI_URL, SGLANG_URL, BackendSetup, backend_entry, backend_names
 from tip_decode.cli.common import (
     MAX_BETA,
     UsageFailure,
@@ -30,18 +32,9 @@ from tip_decode.core.config import SCOPES, parse_triggers
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("hf", "vllm", "openai", "sglang", "llama-cpp", "mlx")
+BACKENDS = backend_names()
 #: Options that only one backend reads: giving one with another backend is a usage error.
-_BACKEND_OPTIONS = {
-    "hf": ("batch_size", "device"),
-    "vllm": ("dtype", "max_model_len", "gpu_memory_utilization", "max_num_batched_tokens", "tensor_parallel_size", "enforce_eager"),
-    "openai": ("base_url", "api_key", "concurrency"),
-    "sglang": ("base_url", "concurrency"),
-    "llama-cpp": (),
-    "mlx": (),
-}
-#: --base-url's default is the OpenAI route of `tip-decode serve`; SGLang's server listens elsewhere.
-OPENAI_URL, SGLANG_URL = "http://127.0.0.1:8000/v1", "http://127.0.0.1:30000"
+_BACKEND_OPTIONS = {name: backend_entry(name).options for name in BACKENDS}
 
 
 #: Bounds that keep a typo from asking for billions of samples or a seed no engine can hold.
@@ -241,15 +234,13 @@ def check_unique_names(configs: list[Any]) -> None:
 
 def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, dict[str, Any], Any]:
     """Everything before generation, cheapest first; the model loads last, with the folder locked."""
-    from tip_decode.harness import HFBackend, OpenAIBackend, SamplingSettings, SGLangBackend, VLLMBackend, chat_prompt_builder, load_problems
-    from tip_decode.harness.backends import load_hf_tokenizer
+    from tip_decode.harness import SamplingSettings, chat_prompt_builder, load_problems
     from tip_decode.harness.folder import RunLock, check_records
     from tip_decode.harness.preflight import (
         check_configs,
         check_context,
         check_device,
         check_output_dir,
-        check_vocabulary_fits,
         resolve_source,
         tokenizer_fingerprint,
     )
@@ -259,13 +250,14 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
     require_eval_extra(plots=not opts["no_plots"])
     _check_command_line(opts, configs)
     backend = opts["backend"]
+    entry = backend_entry(backend)
     out = Path(opts["out"])
     with user_errors():
         sampling = SamplingSettings(opts["temperature"], opts["top_p"], opts["max_new_tokens"])
-        device = check_device(opts["device"]) if backend == "hf" else None
-        served = backend in ("openai", "sglang")
-        model = opts["model"] if served else resolve_source(opts["model"], "model")
+        device = check_device(opts["device"]) if "device" in entry.options else None
+        model = opts["model"] if entry.served else resolve_source(opts["model"], "model")
         tokenizer_name = resolve_source(opts["tokenizer"], "tokenizer") if opts["tokenizer"] else None
+        setup = BackendSetup(opts, model, tokenizer_name, sampling, device)
         check_output_dir(opts["out"], create=False)
         # A folder that holds another run is refused here, before anything loads (the data file is
         # only hashed); the tokenizer's part is checked once it has loaded, before the model.
@@ -296,25 +288,11 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         )
         if not problems:
             raise click.ClickException(f"{opts['data']} holds no problems")
-        if backend == "openai":
-            engine: Any = OpenAIBackend(
-                opts["base_url"], opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"], api_key=opts["api_key"]
-            )
+        if entry.vocabulary is None:  # a server: it holds the model, and says which tokenizer it uses
+            engine: Any = entry.factory(setup)
             tokenizer = engine.tokenizer
-        elif backend == "sglang":
-            url = SGLANG_URL if opts["base_url"] == OPENAI_URL else opts["base_url"]
-            engine = SGLangBackend(url, opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"])
-            tokenizer = engine.tokenizer
-        elif backend == "llama-cpp":  # -m model.gguf: context and vocabulary from the file's metadata
-            from tip_decode.harness.local_backends import gguf_context_length, gguf_hf_tokenizer
-
-            context, where = gguf_context_length(model), "its GGUF metadata"
-            tokenizer = load_hf_tokenizer(tokenizer_name) if tokenizer_name else gguf_hf_tokenizer(model)
-        else:
-            config, where = _model_config(model, opts)  # config.json only: seconds before the weights
-            context, where = _context(config, where, opts)
-            tokenizer = load_hf_tokenizer(tokenizer_name or model)
-            check_vocabulary_fits(tokenizer, config, opts["model"])
+        else:  # a local model: its vocabulary and context, seconds before the weights load
+            tokenizer, context, where = entry.vocabulary(setup)
         check_configs(configs, tokenizer)  # what only the vocabulary can tell, before the model loads
         vet_trigger_words(opts, configs, tokenizer)
         build = chat_prompt_builder(tokenizer, opts["system"], opts["template"])
@@ -323,7 +301,7 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         check_resume(out, {k: v for k, v in known.items() if v is not None or k not in ("model", "data")}, configs)
         check_records(out, [c.name for c in configs], {p.id: (prompts[p.id], p.answer, p.answer_kind) for p in problems})
         longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in prompts.values())
-        if not served:
+        if not entry.served:
             check_context(sampling.max_new_tokens, longest, context, where)
         # The folder is locked from here to the end of the run: a second `compare -o` into it is
         # refused now, not after its model has loaded.
@@ -331,20 +309,8 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         lock.acquire()
         try:
             # The model loads here, after every check above.
-            if backend == "hf":
-                engine = HFBackend(model, tokenizer=tokenizer, sampling=sampling, batch_size=opts["batch_size"], device=device)
-                engine.model_as_typed = opts["model"]
-            elif backend == "vllm":
-                engine = VLLMBackend(model, sampling=sampling, **_engine_options(opts, tokenizer_name))
-                engine.model_as_typed = opts["model"]
-            elif backend in ("llama-cpp", "mlx"):
-                from tip_decode.harness.local_backends import LlamaCppBackend, MLXBackend
-
-                if backend == "llama-cpp":
-                    engine = LlamaCppBackend(model, sampling=sampling, n_ctx=longest + sampling.max_new_tokens, tokenizer=tokenizer)
-                else:
-                    engine = MLXBackend(model, sampling=sampling)
-                engine.model_as_typed = opts["model"]
+            if not entry.served:
+                engine = entry.factory(replace(setup, tokenizer=tokenizer, longest=longest))
         except BaseException:
             lock.release()
             raise
@@ -375,43 +341,6 @@ def _data_identity(opts: dict[str, Any]) -> dict[str, Any] | None:
         return None
     fields = {key: opts[key] for key in ("question_field", "answer_field", "id_field", "choices_field", "answer_kind")}
     return data_identity(str(path), fields)
-
-
-def _model_config(model: str, opts: dict[str, Any]) -> tuple[Any, str]:
-    """The model's config.json (its context length and vocabulary size), read before the weights."""
-    from transformers import AutoConfig
-
-    from tip_decode.harness.hub import check_hub_source
-
-    check_hub_source(model, "model")  # seconds, not a minute of retries, without a network
-    try:
-        config = AutoConfig.from_pretrained(model)
-    except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
-        raise RuntimeError(f"cannot load model {opts['model']!r}: {one_line(err)}") from None
-    return config, "its config.json"
-
-
-def _context(config: Any, where: str, opts: dict[str, Any]) -> tuple[int | None, str]:
-    from tip_decode.harness.preflight import context_length
-
-    if opts["backend"] == "vllm" and opts["max_model_len"]:
-        return opts["max_model_len"], "--max-model-len"
-    return context_length(config), where
-
-
-def _engine_options(opts: dict[str, Any], tokenizer: str | None) -> dict[str, Any]:
-    engine: dict[str, Any] = {
-        "dtype": opts["dtype"],
-        "tensor_parallel_size": opts["tensor_parallel_size"],
-        "enforce_eager": opts["enforce_eager"],
-        "seed": opts["seed"],
-    }
-    for key in ("max_model_len", "max_num_batched_tokens", "gpu_memory_utilization"):
-        if opts[key]:
-            engine[key] = opts[key]
-    if tokenizer:
-        engine["tokenizer"] = tokenizer
-    return engine
 
 
 def _run(opts: dict[str, Any], configs: list[Any], work: Callable[[list[Any], Any, dict[str, Any]], Any]) -> Any:
