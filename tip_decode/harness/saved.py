@@ -50,7 +50,7 @@ def read_sources(source: Path, config_names: Sequence[str] = ()) -> tuple[dict[s
     A run folder gives one file per configuration (`config_names` selects some); a file that is one
     of a run's record files comes with its run's settings; any other file comes with none.
     """
-    from tip_decode.harness.run import read_run_info
+    from tip_decode.harness.summary import read_run_info
 
     if not source.exists():
         raise InputError(f"no such file or folder: {str(source)!r}")
@@ -229,7 +229,7 @@ def choose_judge(
         judge.check()
         return judge
     if info.get("judge") and not name_given:
-        from tip_decode.harness.run import load_judge
+        from tip_decode.harness.summary import load_judge
 
         return load_judge(info["judge"])
     return AnswerMatchJudge()
@@ -295,7 +295,7 @@ def check_tokenizer(
     fingerprint matches; a file's: the models its records name) and token ids outside its
     vocabulary (`ValueError`); `warn` gets the warning when that cannot be checked."""
     from tip_decode.harness.preflight import vocabulary_size
-    from tip_decode.harness.run import check_tokenizer_matches
+    from tip_decode.harness.summary import check_tokenizer_matches
 
     if info:
         check_tokenizer_matches(info, tokenizer, source)
