@@ -261,7 +261,13 @@ def test_torch_engine_equals_the_reference(name):
     tokenizer = load_hf_tokenizer(name)
     every = combos(Reference(tokenizer).markers.available)
     for index, settings in enumerate(every if name == "qwen3" else every[:7] + next_combos(False)):
-        counts = run_against_reference(name, settings, seed=100 + index, rows=4, steps=30, host=False)
+        # Each stream is checked against the reference; a stream in which a rule never acted (a
+        # ThinkBrake that met no boundary close enough to the top) proves nothing, so another seed
+        # is tried, at most three.
+        for attempt in range(3):
+            counts = run_against_reference(name, settings, seed=100 + index + 1000 * attempt, rows=4, steps=30, host=False)
+            if counts["changed"] > 0:
+                break
         assert counts["changed"] > 0, (name, settings.names, counts)
 
 

@@ -66,7 +66,9 @@ from tip_decode.cli.serve import serve  # noqa: E402
 
 main.add_command(serve)
 
-from tip_decode.cli.compare import compare, grid, score  # noqa: E402
+from tip_decode.cli.compare import compare  # noqa: E402
+from tip_decode.cli.grid import grid  # noqa: E402
+from tip_decode.cli.score import score  # noqa: E402
 
 for _command in (compare, grid, score):
     main.add_command(_command)

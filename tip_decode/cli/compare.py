@@ -9,20 +9,20 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
+from tip_decode.cli.backends import OPENAI_URL, SGLANG_URL, BackendSetup, backend_entry, backend_names
 from tip_decode.cli.common import (
-    MAX_BETA,
     UsageFailure,
     emit_json,
     library_progress,
     one_line,
     require_eval_extra,
-    triggers_option,
     user_errors,
     vet_triggers,
 )
@@ -30,18 +30,9 @@ from tip_decode.core.config import SCOPES, parse_triggers
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("hf", "vllm", "openai", "sglang", "llama-cpp", "mlx")
+BACKENDS = backend_names()
 #: Options that only one backend reads: giving one with another backend is a usage error.
-_BACKEND_OPTIONS = {
-    "hf": ("batch_size", "device"),
-    "vllm": ("dtype", "max_model_len", "gpu_memory_utilization", "max_num_batched_tokens", "tensor_parallel_size", "enforce_eager"),
-    "openai": ("base_url", "api_key", "concurrency"),
-    "sglang": ("base_url", "concurrency"),
-    "llama-cpp": (),
-    "mlx": (),
-}
-#: --base-url's default is the OpenAI route of `tip-decode serve`; SGLang's server listens elsewhere.
-OPENAI_URL, SGLANG_URL = "http://127.0.0.1:8000/v1", "http://127.0.0.1:30000"
+_BACKEND_OPTIONS = {name: backend_entry(name).options for name in BACKENDS}
 
 
 #: Bounds that keep a typo from asking for billions of samples or a seed no engine can hold.
@@ -56,7 +47,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     return value
 
 
-def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
+def data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--data", "data", required=True, help="A data set name (math500, math500-hard, aime24, aime25, gpqa-diamond, gsm8k) or a .jsonl/.json/.csv file."
@@ -79,7 +70,7 @@ def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
+def generation_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--model",
@@ -241,15 +232,13 @@ def check_unique_names(configs: list[Any]) -> None:
 
 def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, dict[str, Any], Any]:
     """Everything before generation, cheapest first; the model loads last, with the folder locked."""
-    from tip_decode.harness import HFBackend, OpenAIBackend, SamplingSettings, SGLangBackend, VLLMBackend, chat_prompt_builder, load_problems
-    from tip_decode.harness.backends import load_hf_tokenizer
+    from tip_decode.harness import SamplingSettings, chat_prompt_builder, load_problems
     from tip_decode.harness.folder import RunLock, check_records
     from tip_decode.harness.preflight import (
         check_configs,
         check_context,
         check_device,
         check_output_dir,
-        check_vocabulary_fits,
         resolve_source,
         tokenizer_fingerprint,
     )
@@ -259,13 +248,14 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
     require_eval_extra(plots=not opts["no_plots"])
     _check_command_line(opts, configs)
     backend = opts["backend"]
+    entry = backend_entry(backend)
     out = Path(opts["out"])
     with user_errors():
         sampling = SamplingSettings(opts["temperature"], opts["top_p"], opts["max_new_tokens"])
-        device = check_device(opts["device"]) if backend == "hf" else None
-        served = backend in ("openai", "sglang")
-        model = opts["model"] if served else resolve_source(opts["model"], "model")
+        device = check_device(opts["device"]) if "device" in entry.options else None
+        model = opts["model"] if entry.served else resolve_source(opts["model"], "model")
         tokenizer_name = resolve_source(opts["tokenizer"], "tokenizer") if opts["tokenizer"] else None
+        setup = BackendSetup(opts, model, tokenizer_name, sampling, device)
         check_output_dir(opts["out"], create=False)
         # A folder that holds another run is refused here, before anything loads (the data file is
         # only hashed); the tokenizer's part is checked once it has loaded, before the model.
@@ -296,25 +286,11 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         )
         if not problems:
             raise click.ClickException(f"{opts['data']} holds no problems")
-        if backend == "openai":
-            engine: Any = OpenAIBackend(
-                opts["base_url"], opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"], api_key=opts["api_key"]
-            )
+        if entry.vocabulary is None:  # a server: it holds the model, and says which tokenizer it uses
+            engine: Any = entry.factory(setup)
             tokenizer = engine.tokenizer
-        elif backend == "sglang":
-            url = SGLANG_URL if opts["base_url"] == OPENAI_URL else opts["base_url"]
-            engine = SGLangBackend(url, opts["model"], tokenizer=tokenizer_name, sampling=sampling, concurrency=opts["concurrency"])
-            tokenizer = engine.tokenizer
-        elif backend == "llama-cpp":  # -m model.gguf: context and vocabulary from the file's metadata
-            from tip_decode.harness.local_backends import gguf_context_length, gguf_hf_tokenizer
-
-            context, where = gguf_context_length(model), "its GGUF metadata"
-            tokenizer = load_hf_tokenizer(tokenizer_name) if tokenizer_name else gguf_hf_tokenizer(model)
-        else:
-            config, where = _model_config(model, opts)  # config.json only: seconds before the weights
-            context, where = _context(config, where, opts)
-            tokenizer = load_hf_tokenizer(tokenizer_name or model)
-            check_vocabulary_fits(tokenizer, config, opts["model"])
+        else:  # a local model: its vocabulary and context, seconds before the weights load
+            tokenizer, context, where = entry.vocabulary(setup)
         check_configs(configs, tokenizer)  # what only the vocabulary can tell, before the model loads
         vet_trigger_words(opts, configs, tokenizer)
         build = chat_prompt_builder(tokenizer, opts["system"], opts["template"])
@@ -323,7 +299,7 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         check_resume(out, {k: v for k, v in known.items() if v is not None or k not in ("model", "data")}, configs)
         check_records(out, [c.name for c in configs], {p.id: (prompts[p.id], p.answer, p.answer_kind) for p in problems})
         longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in prompts.values())
-        if not served:
+        if not entry.served:
             check_context(sampling.max_new_tokens, longest, context, where)
         # The folder is locked from here to the end of the run: a second `compare -o` into it is
         # refused now, not after its model has loaded.
@@ -331,20 +307,8 @@ def _prepare(opts: dict[str, Any], configs: list[Any]) -> tuple[list[Any], Any, 
         lock.acquire()
         try:
             # The model loads here, after every check above.
-            if backend == "hf":
-                engine = HFBackend(model, tokenizer=tokenizer, sampling=sampling, batch_size=opts["batch_size"], device=device)
-                engine.model_as_typed = opts["model"]
-            elif backend == "vllm":
-                engine = VLLMBackend(model, sampling=sampling, **_engine_options(opts, tokenizer_name))
-                engine.model_as_typed = opts["model"]
-            elif backend in ("llama-cpp", "mlx"):
-                from tip_decode.harness.local_backends import LlamaCppBackend, MLXBackend
-
-                if backend == "llama-cpp":
-                    engine = LlamaCppBackend(model, sampling=sampling, n_ctx=longest + sampling.max_new_tokens, tokenizer=tokenizer)
-                else:
-                    engine = MLXBackend(model, sampling=sampling)
-                engine.model_as_typed = opts["model"]
+            if not entry.served:
+                engine = entry.factory(replace(setup, tokenizer=tokenizer, longest=longest))
         except BaseException:
             lock.release()
             raise
@@ -377,44 +341,7 @@ def _data_identity(opts: dict[str, Any]) -> dict[str, Any] | None:
     return data_identity(str(path), fields)
 
 
-def _model_config(model: str, opts: dict[str, Any]) -> tuple[Any, str]:
-    """The model's config.json (its context length and vocabulary size), read before the weights."""
-    from transformers import AutoConfig
-
-    from tip_decode.harness.hub import check_hub_source
-
-    check_hub_source(model, "model")  # seconds, not a minute of retries, without a network
-    try:
-        config = AutoConfig.from_pretrained(model)
-    except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
-        raise RuntimeError(f"cannot load model {opts['model']!r}: {one_line(err)}") from None
-    return config, "its config.json"
-
-
-def _context(config: Any, where: str, opts: dict[str, Any]) -> tuple[int | None, str]:
-    from tip_decode.harness.preflight import context_length
-
-    if opts["backend"] == "vllm" and opts["max_model_len"]:
-        return opts["max_model_len"], "--max-model-len"
-    return context_length(config), where
-
-
-def _engine_options(opts: dict[str, Any], tokenizer: str | None) -> dict[str, Any]:
-    engine: dict[str, Any] = {
-        "dtype": opts["dtype"],
-        "tensor_parallel_size": opts["tensor_parallel_size"],
-        "enforce_eager": opts["enforce_eager"],
-        "seed": opts["seed"],
-    }
-    for key in ("max_model_len", "max_num_batched_tokens", "gpu_memory_utilization"):
-        if opts[key]:
-            engine[key] = opts[key]
-    if tokenizer:
-        engine["tokenizer"] = tokenizer
-    return engine
-
-
-def _run(opts: dict[str, Any], configs: list[Any], work: Callable[[list[Any], Any, dict[str, Any]], Any]) -> Any:
+def run_with_backend(opts: dict[str, Any], configs: list[Any], work: Callable[[list[Any], Any, dict[str, Any]], Any]) -> Any:
     """Prepare (checks, data, backend), run `work`, and turn library errors into one-line errors."""
     problems, backend, compare_options, lock = _prepare(opts, configs)
     try:
@@ -427,7 +354,7 @@ def _run(opts: dict[str, Any], configs: list[Any], work: Callable[[list[Any], An
             lock.release()
 
 
-def _report(summary: dict[str, Any], out: str, as_json: bool, extra: dict[str, Any] | None = None, lines: tuple[str, ...] = ()) -> None:
+def report_summary(summary: dict[str, Any], out: str, as_json: bool, extra: dict[str, Any] | None = None, lines: tuple[str, ...] = ()) -> None:
     """The configurations and the table (stdout; stderr with --json) and, with --json, the summary
     as JSON on stdout."""
     from tip_decode.harness import format_table
@@ -468,9 +395,9 @@ CONFIG_HELP = (
 
 
 @click.command()
-@_data_options
+@data_options
 @click.option("--config", "-c", "config_specs", multiple=True, help=CONFIG_HELP + " Default: baseline and tip.")
-@_generation_options
+@generation_options
 def compare(config_specs: tuple[str, ...], **opts: Any) -> None:
     """Run decoding configurations on a data set and compare accuracy, length and thought switches.
 
@@ -480,116 +407,5 @@ def compare(config_specs: tuple[str, ...], **opts: Any) -> None:
     from tip_decode.harness import run_compare
 
     configs = parse_configs(config_specs)
-    summary = _run(opts, configs, lambda problems, backend, options: run_compare(problems, configs, backend, opts["out"], **options))
-    _report(summary, opts["out"], opts["as_json"])
-
-
-def _number_list(kind: type) -> Callable[[click.Context, click.Parameter, str], list[Any]]:
-    def parse(ctx: click.Context, param: click.Parameter, value: str) -> list[Any]:
-        texts = [v.strip() for v in value.split(",")]
-        if not value.strip() or any(not t for t in texts):
-            raise click.BadParameter(f"has to be a comma-separated list of numbers with no empty item, but is {value!r}")
-        try:
-            items = [kind(t) for t in texts]
-        except ValueError:
-            raise click.BadParameter(f"has to be a comma-separated list of {'whole ' if kind is int else ''}numbers, but is {value!r}") from None
-        for text, item in zip(texts, items):
-            if isinstance(item, float) and math.isnan(item):
-                raise click.BadParameter(f"has to list numbers, but lists {text!r}")
-            if isinstance(item, float) and math.isinf(item) and text.lower() not in ("inf", "+inf", "infinity", "+infinity"):
-                raise click.BadParameter(f"{text} is too large for a number (it would be read as infinity, a ban); write 'inf' to ban")
-            if item < 0:
-                raise click.BadParameter(f"has to list non-negative numbers, but lists {text}")
-            if kind is int and item > MAX_BETA:
-                raise click.BadParameter(f"{text} is too large; beta is a number of tokens, at most {MAX_BETA}")
-        if len(set(items)) != len(items):
-            raise click.BadParameter(f"lists a value twice: {value!r}")
-        return items
-
-    return parse
-
-
-@click.command()
-@_data_options
-@click.option("--alphas", default="3,5,10,20", show_default=True, callback=_number_list(float), help="Penalty strengths, comma-separated.")
-@click.option("--betas", default="300,400,500,600,700", show_default=True, callback=_number_list(int), help="Penalty durations, comma-separated.")
-@triggers_option
-@click.option("--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where the penalty acts (every cell).")
-@click.option(
-    "--fixed",
-    "fixed_spec",
-    default=None,
-    help="Other interventions held fixed in every configuration, the baseline included, e.g. budget:max=4000 or nowait (INTERVENTION[+...][:key=value,...], not tip).",
-)
-@_generation_options
-def grid(alphas: list[float], betas: list[int], triggers: tuple[str, ...], scope: str, fixed_spec: str | None, **opts: Any) -> None:
-    """Sweep TIP's alpha x beta (the paper's Table 2) against the baseline; heatmaps, and the best
-    cell when one can be told apart from the baseline.
-
-    The grid sweeps TIP only; compare other interventions with `tip-decode compare -c ...`.
-    `--fixed` holds other interventions in every configuration, the baseline included, so the grid
-    measures TIP on top of them.
-    """
-    from tip_decode.core.config import TIPConfig
-    from tip_decode.harness import grid_configs, run_grid
-    from tip_decode.harness.configs import parse_fixed
-
-    fixed = None
-    if fixed_spec is not None:
-        try:
-            fixed = parse_fixed(fixed_spec)
-        except (ValueError, TypeError) as err:
-            raise UsageFailure(one_line(err)) from None
-    base = TIPConfig(triggers=triggers, scope=scope)
-    configs = grid_configs(alphas, betas, base, fixed)
-    opts["grid_triggers"] = triggers
-    summary, result = _run(
-        opts,
-        configs,
-        lambda problems, backend, options: run_grid(problems, backend, opts["out"], alphas=alphas, betas=betas, base=base, fixed=fixed, **options),
-    )
-    best = result["best"]
-    if best is not None:
-        ci = best["pass@1"]["ci95"]
-        line = f"best cell: alpha={best['alpha']} beta={best['beta']}  Pass@1 {best['pass@1']['mean']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-        d = best["paired"]
-        line += f"  Δ vs baseline {d['delta_pass@1']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
-        line += "  (picked on these same problems: the gain is optimistic)"
-    else:
-        line = f"no best cell: {result['best_reason']}"
-    heatmaps = f"heatmaps: {Path(opts['out']) / 'heatmap_pass1.png'}, {Path(opts['out']) / 'heatmap_switches.png'}"
-    _report(summary, opts["out"], opts["as_json"], extra={"grid": result}, lines=("", line, heatmaps))
-
-
-@click.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--tokenizer", default=None, help="Tokenizer folder or name (default: the run's, from run.json); must be the one that wrote the records.")
-@click.option(
-    "--partial", is_flag=True, help="Summarise a run that is not complete (each configuration over the records it has); without it such a folder is refused."
-)
-@click.option("--no-plots", is_flag=True, help="Do not write PNG plots.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout (the table goes to stderr).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars from the libraries.")
-def score(run_dir: str, tokenizer: str | None, partial: bool, no_plots: bool, as_json: bool, quiet: bool) -> None:
-    """Recompute grades and metrics of a saved run from its records, without generating.
-
-    The folder has to hold a complete run (every configuration's records for every problem and
-    sample in its run.json), unless --partial; record files that are missing, empty or end in a
-    torn line are named.
-    """
-    from tip_decode.cli.common import load_tokenizer
-    from tip_decode.harness import summarize
-
-    library_progress(quiet)
-    require_eval_extra(plots=not no_plots)
-    if not run_dir.strip():
-        raise UsageFailure("RUN_DIR has to name a run folder, but is empty")
-    folder = Path(run_dir)
-    if not folder.is_dir():
-        raise UsageFailure(f"no such folder: {run_dir!r}")
-    if not (folder / "run.json").is_file():
-        raise UsageFailure(f"{run_dir} is not a run folder (no run.json; `tip-decode compare -o {run_dir}` writes one)")
-    tok = load_tokenizer(tokenizer) if tokenizer is not None else None
-    with user_errors(f"cannot score {run_dir}: "):
-        summary = summarize(folder, tokenizer=tok, plots=not no_plots, regrade=True, partial=partial)
-    _report(summary, run_dir, as_json)
+    summary = run_with_backend(opts, configs, lambda problems, backend, options: run_compare(problems, configs, backend, opts["out"], **options))
+    report_summary(summary, opts["out"], opts["as_json"])

@@ -2,7 +2,7 @@
 
 SOURCE is what `tip-decode analyze` reads (a run folder of `compare` / `grid` / `demo`, one of its
 `<config>.jsonl` files, or a JSON-lines file of responses), and it is read and analysed by the same
-code (`tip_decode.cli.analyze`'s readers and `_analyze_items`, with the same defaults: the run's
+code (`tip_decode.harness.saved`, with the same defaults: the run's
 tokenizer, switch words, scope, premature threshold and judge), so the page's thoughts and
 judgements are the ones `tip-decode analyze --json --thoughts` prints.
 """
@@ -64,36 +64,28 @@ def build_view(
     """(index, details, notes) of the page for SOURCE. A setting left None is the run's (run.json),
     else `tip-decode analyze`'s default; a given one that differs from the run's adds a note."""
     from tip_decode import __version__
-    from tip_decode.analysis import AnswerMatchJudge, resolve_prompt_open
-    from tip_decode.cli.analyze import _aggregate, _analyze_items, _check_id_range, _check_other_model, _read_records, _sources, _validated, _vocabulary_size
+    from tip_decode.analysis import resolve_prompt_open
     from tip_decode.cli.common import load_tokenizer
     from tip_decode.core.vocabulary import SwitchVocabulary, TokenizerView
+    from tip_decode.harness import saved
     from tip_decode.viewer import ConfigView, Trace, build_page_data
 
     fields = {**FIELD_DEFAULTS, **(fields or {})}
     if source.name == "run.json" and source.is_file():
         source = source.parent
-    info, files = _sources(source, config_names)
+    with user_errors():
+        info, files = saved.read_sources(source, config_names)
     folder_input = source.is_dir()
 
     notes: list[str] = []
+    given = {"triggers": triggers, "scope": scope, "premature_threshold": premature_threshold}
+    chosen = {"triggers": parse_triggers("paper"), "scope": "auto", "premature_threshold": PAPER_BETA}
     if info:
-        run_triggers = parse_triggers(info.get("switch_triggers") or "paper")
-        run_scope = info.get("switch_scope") or "auto"
-        run_threshold = int(info.get("premature_threshold", PAPER_BETA))
-        for name, given, run_value in (
-            ("triggers", triggers, run_triggers),
-            ("scope", scope, run_scope),
-            ("premature_threshold", premature_threshold, run_threshold),
-        ):
-            if given is not None and given != run_value:
-                notes.append(f"--{name.replace('_', '-')} {given!r} differs from the run's {run_value!r}: counts differ from the run's summary")
-        triggers = triggers if triggers is not None else run_triggers
-        scope = scope if scope is not None else run_scope
-        premature_threshold = premature_threshold if premature_threshold is not None else run_threshold
-    triggers = triggers if triggers is not None else parse_triggers("paper")
-    scope = scope if scope is not None else "auto"
-    premature_threshold = premature_threshold if premature_threshold is not None else PAPER_BETA
+        chosen = saved.run_settings(info)
+        for name, value in given.items():
+            if value is not None and value != chosen[name]:
+                notes.append(f"--{name.replace('_', '-')} {value!r} differs from the run's {chosen[name]!r}: counts differ from the run's summary")
+    triggers, scope, premature_threshold = (given[n] if given[n] is not None else chosen[n] for n in ("triggers", "scope", "premature_threshold"))
     if tokenizer_name is None:
         tokenizer_name = info.get("tokenizer") or info.get("model")
         if not tokenizer_name:
@@ -102,44 +94,20 @@ def build_view(
             )
 
     # Every line checked before the (slow) tokenizer load, as `tip-decode analyze` does.
+    record_fields = saved.RecordFields(*(fields[f"{n}_field"] for n in ("response", "answer", "ids", "id", "problem", "group")))
     per_file = []
-    for name, path in files:
-        numbered = _read_records(path)
-        items = [
-            _validated(
-                path,
-                number,
-                record,
-                fields["response_field"],
-                fields["answer_field"],
-                fields["id_field"],
-                fields["problem_field"],
-                fields["group_field"],
-                fields["ids_field"],
-            )
-            for number, record in numbered
-        ]
-        per_file.append((name, path, [record for _, record in numbered], items))
-
-    if info.get("judge"):
-        from tip_decode.harness.run import load_judge
-
-        with user_errors():
-            judge: Any = load_judge(info["judge"])
-    else:
-        judge = AnswerMatchJudge()
+    with user_errors():
+        for name, path in files:
+            numbered = saved.read_response_records(path)
+            items = [saved.validate_record(path, number, record, record_fields) for number, record in numbered]
+            per_file.append((name, path, [record for _, record in numbered], items))
+        judge = saved.choose_judge(info)
 
     tokenizer = load_tokenizer(tokenizer_name)
-    if info:
-        from tip_decode.harness.run import check_tokenizer_matches
-
-        with user_errors():
-            check_tokenizer_matches(info, tokenizer, source)
-    else:
-        _check_other_model([(n, p, items) for n, p, _, items in per_file], tokenizer, tokenizer_name)
-    size = _vocabulary_size(tokenizer)
-    for _, path, _, items in per_file:
-        _check_id_range(path, items, size)
+    with user_errors():
+        saved.check_tokenizer(
+            info, tokenizer, tokenizer_name, source, [(n, p, items) for n, p, _, items in per_file], warn=lambda text: click.echo(text, err=True)
+        )
     try:
         vocabulary = SwitchVocabulary.from_tokenizer(tokenizer, triggers)
         resolved_scope = vocabulary.resolve_scope(scope)
@@ -154,8 +122,9 @@ def build_view(
     recorded = {c.get("name"): c for c in info.get("configs", []) if isinstance(c, dict)}
     for name, path, records, items in per_file:
         label = name or path.stem
-        analyses = _analyze_items(path, items, vocabulary, tokenizer, scope, opened, premature_threshold, answer_kind, judge, quiet, name)
-        aggregates[label] = _aggregate(analyses, items)
+        with user_errors():
+            analyses = saved.analyze_items(path, items, vocabulary, tokenizer, scope, opened, premature_threshold, answer_kind, judge, quiet, name)
+        aggregates[label] = saved.aggregate_items(analyses, items)
         entry = recorded.get(name) or {}
         settings = entry.get("interventions") if isinstance(entry.get("interventions"), dict) else entry.get("tip")
         if settings is None and isinstance(records[0].get("interventions"), dict):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tip_decode.adapters.gguf import gguf_hf_tokenizer  # noqa: F401 - its old import path
-from tip_decode.harness.backends import Backend, Completion, GenerationRequest, OnComplete, OnTokens, SamplingSettings, _first_line, package_version
+from tip_decode.harness.backend_base import Backend, Completion, GenerationRequest, OnComplete, OnTokens, SamplingSettings, _first_line, package_version
 from tip_decode.harness.preflight import InputError
 
 
