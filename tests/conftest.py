@@ -177,3 +177,17 @@ def pytest_collection_modifyitems(config, items):
         import vllm  # noqa: F401
     except ImportError as err:
         raise pytest.UsageError(f"TIP_DECODE_REQUIRE_VLLM=1 but vllm cannot be imported: {err}") from None
+
+
+@pytest.fixture(autouse=True)
+def _restore_vllm_validation_tokenizer():
+    """vLLM calls `validate_params` on the processor class, which validates vocabulary-dependent
+    keys against the tokenizer of the last processor built in the process (a class attribute). A
+    test that builds processors with its own tokenizer (the fuzz tests use the demo model's 62
+    tokens) must not leave it behind for a later test's real engine: restore it after each test."""
+    module = sys.modules.get("tip_decode.adapters.vllm.processor")
+    saved = module.ReasoningInterventions.__dict__.get("_validation_tokenizer") if module is not None else None
+    yield
+    module = sys.modules.get("tip_decode.adapters.vllm.processor")
+    if module is not None:
+        module.ReasoningInterventions._validation_tokenizer = saved

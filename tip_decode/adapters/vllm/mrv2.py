@@ -296,8 +296,12 @@ class MRV2Runner:
             if decides:
                 # The decisions each row's own apply would record (read from the logits as received).
                 step = tables.contribute(ints, floats, lambda: logits)
-                decided_ints = step.out_ints if step.out_ints is not None else ints
-                decided_floats = step.out_floats if step.out_floats is not None else floats
+                if step.int_writes or step.float_writes:
+                    # Into copies: rows without a draft at this depth keep the state as it was.
+                    decided_ints, decided_floats = ints.clone(), floats.clone()
+                    step.store(decided_ints, decided_floats)
+                else:
+                    decided_ints, decided_floats = ints, floats
             else:
                 decided_ints, decided_floats = ints, floats
             before_ints, before_floats = decided_ints[previous], decided_floats[previous]
