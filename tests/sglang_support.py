@@ -384,9 +384,9 @@ PARITY_STEPS = 24
 def hf_parity_check(generate: Any, tokenizer: Any, untouched: list[list[int]], model_dir: Path) -> None:
     """Greedy, float32, TIP banning words the model prefers: SGLang and HF `generate` agree token for token."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from tip_decode import TIPConfig
+    from tip_decode.harness.backend_base import load_hf_causal_lm
     from tip_decode.hf import TIPLogitsProcessor
     from tip_decode.sglang import custom_params, processor_string
 
@@ -395,7 +395,7 @@ def hf_parity_check(generate: Any, tokenizer: Any, untouched: list[list[int]], m
     replies = generate(prompt_ids, [greedy(PARITY_STEPS, custom_params=custom_params(config)) for _ in PROMPTS], [processor_string()] * len(PROMPTS), None)
     sglang_on = [list(r["output_ids"]) for r in replies]
     assert sglang_on != [u[:PARITY_STEPS] for u in untouched], "the penalty window changed no output; the test would prove nothing"
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    model = load_hf_causal_lm(str(model_dir), dtype=torch.float32).eval()
     for ids, want_off, want_on in zip(prompt_ids, untouched, sglang_on):
         inputs = torch.tensor([ids])
         kwargs = dict(max_new_tokens=PARITY_STEPS, min_new_tokens=PARITY_STEPS, do_sample=False, pad_token_id=tokenizer.pad_token_id)

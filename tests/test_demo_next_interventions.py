@@ -106,12 +106,12 @@ def test_affirm_removes_the_low_probability_waits(demo, vocab):
     Waits are all unlikely (it switches at random, p about 0.01-0.17 at its Waits): at the paper's
     0.7 none gets through; at tau 0.1 those at 0.1 or more get through and the others do not. The
     baseline, on the same seeds, writes many below each (so the checks can fail)."""
-    from transformers import AutoModelForCausalLM
+    from tip_decode.harness.backend_base import load_hf_causal_lm
 
     _, records = demo
     tokenizer, v = vocab
     wait = v["Wait"]
-    model = AutoModelForCausalLM.from_pretrained(str(MODEL_DIR), dtype=torch.float32).eval()
+    model = load_hf_causal_lm(str(MODEL_DIR), dtype=torch.float32).eval()
 
     def wait_probabilities(record: dict) -> list[float]:
         prompt = tokenizer(record["prompt"], add_special_tokens=False)["input_ids"]

@@ -17,9 +17,10 @@ import pytest
 import torch
 from conftest import build_tiny_qwen2
 from reference_interventions import FORCED, Reference, Row
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
+from transformers import AutoTokenizer, LogitsProcessor
 
 from tip_decode.core.interventions import BudgetConfig, InterventionSet
+from tip_decode.harness.backend_base import load_hf_causal_lm
 from tip_decode.hf import ReasoningInterventionsProcessor, TIPLogitsProcessor
 
 NEW_TOKENS = 14
@@ -46,7 +47,7 @@ def tokenizer(model_dir):
 
 @pytest.fixture(scope="module")
 def model(model_dir):
-    return AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32).eval()  # `dtype` only from transformers 4.56
+    return load_hf_causal_lm(str(model_dir), dtype=torch.float32).eval()
 
 
 @pytest.fixture(scope="module")

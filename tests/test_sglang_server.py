@@ -342,12 +342,12 @@ def test_every_intervention_and_a_mixed_batch_match_the_reference_stream(served,
     transformers' raw logits of the same model, and each intervention changes some stream."""
     import torch
     from reference_interventions import Reference, entropy
-    from transformers import AutoModelForCausalLM
 
     from tip_decode.core.interventions import InterventionSet
+    from tip_decode.harness.backend_base import load_hf_causal_lm
     from tip_decode.sglang import custom_params, processor_string
 
-    hf_model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    hf_model = load_hf_causal_lm(str(model_dir), dtype=torch.float32).eval()
     reference = Reference(tokenizer, gate_margin=5e-3)
     prompts = [tokenizer.encode(p) for p in PROMPTS]
     words = word_triggers(tokenizer, untouched, 5)

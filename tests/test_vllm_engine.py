@@ -139,8 +139,7 @@ def reference_open(prompt: list[int], start: int | None, end: int | None) -> boo
 
 def test_greedy_parity_with_hf_generate(llm, tokenizer, untouched, tiny_vllm_model_dir):
     """Same tiny model, same prompts, greedy float32, TIP firing: HF generate and vLLM agree token for token."""
-    from transformers import AutoModelForCausalLM
-
+    from tip_decode.harness.backend_base import load_hf_causal_lm
     from tip_decode.hf import TIPLogitsProcessor
 
     triggers = word_triggers(tokenizer, untouched, 4)
@@ -148,7 +147,7 @@ def test_greedy_parity_with_hf_generate(llm, tokenizer, untouched, tiny_vllm_mod
     vllm_on = [list(o.outputs[0].token_ids) for o in llm.generate(PROMPTS, greedy(extra_args=config.to_mapping()), use_tqdm=False)]
     assert vllm_on != untouched, "the penalty window did not change any output; the test would prove nothing"
 
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_vllm_model_dir), torch_dtype=torch.float32).eval()
+    model = load_hf_causal_lm(str(tiny_vllm_model_dir), dtype=torch.float32).eval()
     for prompt, want_off, want_on in zip(PROMPTS, untouched, vllm_on):
         inputs = tokenizer(prompt, return_tensors="pt")
         prompt_len = inputs["input_ids"].shape[1]

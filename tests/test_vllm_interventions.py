@@ -60,9 +60,9 @@ def tokenizer(tiny_vllm_model_dir):
 
 @pytest.fixture(scope="module")
 def hf_model(tiny_vllm_model_dir):
-    from transformers import AutoModelForCausalLM
+    from tip_decode.harness.backend_base import load_hf_causal_lm
 
-    return AutoModelForCausalLM.from_pretrained(str(tiny_vllm_model_dir), torch_dtype=torch.float32).eval()
+    return load_hf_causal_lm(str(tiny_vllm_model_dir), dtype=torch.float32).eval()
 
 
 def greedy(max_tokens: int = MAX_TOKENS, **kwargs):

@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 #: How many past lengths a batch-of-one generation can roll back to (assisted decoding proposes at
 #: most a few dozen tokens per round).
 ROLLBACK_DEPTH = 256
+
+
 def _interventions_from(interventions: Any, configs: dict[str, Any]) -> InterventionSet:
     """One `InterventionSet` from the constructor's arguments (errors name the argument)."""
     keywords = InterventionSet(**configs)  # a TypeError names an unknown keyword or a wrong type
@@ -327,6 +329,7 @@ class ReasoningInterventionsProcessor(GraphSteps, LogitsProcessor):
         """One step on static buffers only: what a CUDA graph captures."""
         self._advance_rows()
         self._apply_static()
+
 
 class TIPLogitsProcessor(ReasoningInterventionsProcessor):
     r"""Thought-switching penalty (TIP) for `model.generate`: the TIP-only `ReasoningInterventionsProcessor`.

@@ -31,6 +31,7 @@ SWEEP_EVERY = 64
 #: Rows a group's state starts with; it doubles when full.
 INITIAL_CAPACITY = 64
 
+
 def request_settings(params: Mapping[str, Any], default: InterventionSet) -> InterventionSet:
     """A request's interventions: its namespaced custom params over the server default.
 

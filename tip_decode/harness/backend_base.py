@@ -125,6 +125,30 @@ def load_hf_tokenizer(name: str) -> Any:
         raise RuntimeError(f"cannot load tokenizer {name!r}: {_first_line(err)}") from None
 
 
+def load_hf_causal_lm(name: str, dtype: Any = "auto") -> Any:
+    """`AutoModelForCausalLM.from_pretrained` with the dtype keyword the installed transformers
+    reads and one-line errors: "no such folder" for a missing path (`InputError`), a `RuntimeError`
+    naming the model otherwise. `dtype`: "auto" (the checkpoint's) or a torch dtype."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_source(name, "model")
+    check_hub_source(source, "model")
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, **{hf_dtype_keyword(): dtype})
+    except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
+        raise RuntimeError(f"cannot load model {name!r}: {_first_line(err)}") from None
+
+
+def hf_dtype_keyword() -> str:
+    """`from_pretrained`'s dtype keyword: `dtype` from transformers 4.56, `torch_dtype` before.
+    Older releases do not refuse an unknown `dtype`: they store it in the model's config, load in
+    the default dtype, and fail later when the config is written out as JSON."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
 def _holds_tokenizer_files(folder: str) -> bool:
     names = {entry.name for entry in os.scandir(folder) if entry.is_file()}
     return bool(names & {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt"}) or any(

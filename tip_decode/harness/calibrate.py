@@ -149,10 +149,11 @@ def calibrate_run(
 
 def _lowest_per_trace(records: Sequence[Mapping[str, Any]], model: str, tokenizer: str | None, window: int, topk: int, device: str) -> tuple[list[float], int]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tokenizer or model)
-    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).to(device).eval()
+    from tip_decode.harness.backend_base import load_hf_causal_lm, load_hf_tokenizer
+
+    tok = load_hf_tokenizer(tokenizer or model)
+    lm = load_hf_causal_lm(model, dtype=torch.float32).to(device).eval()
     lowest: list[float] = []
     skipped = 0
     with torch.inference_mode():

@@ -13,11 +13,10 @@ from tip_decode.harness.backend_base import (
     OnComplete,
     OnTokens,
     SamplingSettings,
-    _first_line,
+    load_hf_causal_lm,
     load_hf_tokenizer,
     package_version,
 )
-from tip_decode.harness.hub import check_hub_source
 from tip_decode.harness.preflight import check_device, resolve_source
 
 # ----------------------------------------------------------------------------- hf
@@ -135,8 +134,6 @@ class HFBackend(Backend):
     name = "hf"
 
     def __init__(self, model: Any, tokenizer: Any = None, sampling: SamplingSettings | None = None, batch_size: int = 8, device: str | None = None) -> None:
-        from transformers import AutoModelForCausalLM
-
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` has to be a positive integer, but is {batch_size!r}")
         self.sampling = sampling or SamplingSettings()
@@ -147,11 +144,7 @@ class HFBackend(Backend):
             # resumed from anywhere; `model_as_typed` keeps what the user wrote.
             self.model_as_typed = model
             self.model = resolve_source(model, "model")
-            check_hub_source(self.model, "model")
-            try:
-                loaded = AutoModelForCausalLM.from_pretrained(self.model, **{_dtype_argument(): "auto"})
-            except Exception as err:
-                raise RuntimeError(f"cannot load model {model!r}: {_first_line(err)}") from None
+            loaded = load_hf_causal_lm(model)
         else:
             loaded = model
             self.model = str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
@@ -234,12 +227,3 @@ class HFBackend(Backend):
         if counter is not None:
             counter.flush(final=sum(len(c.token_ids) for c in completions))
         return completions
-
-
-def _dtype_argument() -> str:
-    """`from_pretrained`'s dtype keyword: `dtype` from transformers 4.56, `torch_dtype` before (older
-    releases hand an unknown `dtype` on to the model class, which fails)."""
-    import transformers
-    from packaging.version import Version
-
-    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"

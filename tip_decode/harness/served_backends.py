@@ -179,13 +179,11 @@ class SGLangBackend(Backend):
         self._server_version = (self._request("GET", "/server_info") or {}).get("version")
         self.model = model or str(info.get("model_path") or "")
         if tokenizer is None or isinstance(tokenizer, str):
-            from transformers import AutoTokenizer
-
             source = tokenizer or info.get("tokenizer_path") or self.model
             try:
-                tokenizer = AutoTokenizer.from_pretrained(source)
-            except Exception as err:
-                raise RuntimeError(f"cannot load tokenizer {source!r} (pass --tokenizer): {str(err).strip().splitlines()[0]}") from None
+                tokenizer = load_hf_tokenizer(source)
+            except (RuntimeError, InputError) as err:  # the server's path may not exist on this machine
+                raise type(err)(f"{err} (pass --tokenizer: the served model's tokenizer folder)") from None
         self.tokenizer = tokenizer
 
     @property

@@ -107,9 +107,7 @@ class ReasoningInterventions(*_RUNNERS, *_PROCESSOR_BASES):  # type: ignore[misc
         self._groups = Groups(self.tokenizer, self.think_markers, width, device, capacity, self._pin and device.type != "cpu", state_rows)
         self._active = np.zeros(capacity, dtype=bool)  # row (V1) or slot (MRV2) -> tracked by this processor
         # Request arguments (by value and type) -> settings (with structure, group), or None: off.
-        self._admission = Admission(
-            self._decide, WarnOnce(logger, logging.ERROR), "interventions are off for a request whose arguments could not be used: %s"
-        )
+        self._admission = Admission(self._decide, WarnOnce(logger, logging.ERROR), "interventions are off for a request whose arguments could not be used: %s")
         # Decode the vocabulary now (about a second per 150k tokens, more on a busy machine), at
         # engine start rather than inside the first request's step.
         warm = self.default if self.default else InterventionSet(tip=TIPConfig())
