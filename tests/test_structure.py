@@ -19,15 +19,13 @@ PACKAGE = ROOT / "tip_decode"
 MAX_LINES = 450
 
 #: Modules still over `MAX_LINES`, and why. Shorten one, then take it off this list.
-STILL_OVER = {
-    "tip_decode/core/interventions/state.py": "issue 21 is editing it; the array engine's step helpers can move to their own module",
-}
+STILL_OVER: dict[str, str] = {}
 
 #: Each engine adapter's own bookkeeping (what follows the engine's requests besides the core's
 #: tracker, `tip_decode/core/tracker.py`): its modules and a ceiling on their lines. The goal is
 #: 250 for each (issue 19); the ceilings are today's sizes and may only go down.
 ADAPTER_BOOKKEEPING = {
-    "vLLM V1 model runner": (["tip_decode/adapters/vllm/v1.py"], 290),
+    "vLLM V1 model runner": (["tip_decode/adapters/vllm/v1.py"], 250),
     "vLLM Model Runner V2": (["tip_decode/adapters/vllm/mrv2.py"], 330),
     "vLLM admission and groups": (["tip_decode/adapters/vllm/groups.py", "tip_decode/adapters/vllm/batch.py"], 160),
     "SGLang": (["tip_decode/adapters/sglang_registry.py"], 340),

@@ -15,7 +15,7 @@ step's new tokens -- into the calls below, and keeps nothing else of its own:
   clients sending many distinct settings cannot grow the worker's memory without bound;
 - `SlotPool`: state rows handed to requests, growing the state when full;
 - `row_index`: consecutive ascending rows as a slice (a view of the logits and the state, no
-  gather), any others as a list the adapter moves to its device.
+  gather), any others as given, for the adapter to move to its device (`feeding.device_rows`).
 
 Feeding tokens stays with `InterventionState.update` / `replay_row`: which tokens are new is the one
 thing each engine tells differently (a live output list, a device-side history, the whole sequence
@@ -182,7 +182,7 @@ class SlotPool:
         self.free.append(slot)
 
 
-def row_index(rows: Sequence[int], ascending: bool = False) -> slice | list[int] | None:
+def row_index(rows: Sequence[int] | np.ndarray, ascending: bool = False) -> slice | Sequence[int] | np.ndarray | None:
     """Rows as a slice when they are consecutive and ascending (a view, no gather), else as given;
     None for no rows. `ascending`: the rows are known to be sorted and distinct (the first and last
     then decide, O(1)); otherwise every row is checked (request slots come in any order)."""
@@ -191,4 +191,4 @@ def row_index(rows: Sequence[int], ascending: bool = False) -> slice | list[int]
     first = int(rows[0])
     if int(rows[-1]) - first == len(rows) - 1 and (ascending or all(v == first + i for i, v in enumerate(rows))):
         return slice(first, first + len(rows))
-    return list(rows)
+    return rows

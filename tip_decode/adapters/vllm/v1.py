@@ -20,6 +20,7 @@ from tip_decode.adapters.vllm.batch import follow_batch_update
 from tip_decode.adapters.vllm.groups import Group
 from tip_decode.adapters.vllm.settings import vocabulary_restricted
 from tip_decode.core.interventions import InterventionSet
+from tip_decode.core.interventions.feeding import Behind, catch_up, device_rows, known_prefix
 from tip_decode.core.tracker import prompt_facts
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class V1Runner:
             changed[id(group)] = group
             if output_ids:
                 self._outputs[index] = output_ids
-                known = _known_prefix(output_ids)
+                known = known_prefix(output_ids)
                 self._seen[index] = len(known)
                 if known:
                     # A preempted request resumes with output already generated: rebuild its state.
@@ -178,19 +179,12 @@ class V1Runner:
         for group in changed.values():
             # From the host mask rather than sorting the member set: C loops only, O(capacity).
             group.row_array = np.flatnonzero(group.member_mask)
-            group.rows = self._array_row_index(group.row_array) if group.row_array.size else None
+            group.rows = device_rows(group.row_array, self._array_to_device, ascending=True)  # type: ignore[attr-defined]
             if isinstance(group.rows, slice):
                 group.outputs = outputs[group.rows]
             else:
                 group.outputs = list(map(outputs.__getitem__, group.row_array.tolist()))
             group.finite = group.nonfinite == 0
-
-    def _array_row_index(self, rows: np.ndarray) -> torch.Tensor | slice:
-        """A non-empty sorted numpy array of distinct rows as a slice when consecutive, else a device index."""
-        first, last = int(rows[0]), int(rows[-1])
-        if last - first == rows.size - 1:
-            return slice(first, last + 1)
-        return self._array_to_device(rows)  # type: ignore[attr-defined]
 
     def _apply_v1(self, logits: torch.Tensor) -> torch.Tensor:
         if not self._rows:
@@ -245,36 +239,10 @@ class V1Runner:
     def _catch_up_v1(self, group: Group, indices: list[int]) -> None:
         """Rows with several new tokens, or fewer tokens than already seen (tokens discarded after a
         KV-load failure: the row is rebuilt from its output)."""
-        pending: dict[int, list[int]] = {}
-        for index in indices:
-            row = self._rows[index]
-            seen = int(self._seen[index])
-            if len(row.output) < seen:
-                known = _known_prefix(row.output)
-                group.state.replay_row(index, row.settings, row.prompt_open, row.prompt_think, known)
-                self._seen[index] = len(known)
-                continue
-            new = _known_prefix(row.output[seen:])
-            if new:
-                pending[index] = new
-                self._seen[index] = seen + len(new)
-        step = 0
-        while pending:
-            ready = [i for i, new in pending.items() if len(new) > step]
-            if not ready:
-                break
-            group.state.update(self._to_device([pending[i][step] for i in ready], torch.long), self._to_device(ready, torch.long))  # type: ignore[attr-defined]
-            step += 1
+        rows = [self._rows[i] for i in indices]
+        behind = [Behind(i, r.settings, r.prompt_open, r.prompt_think, r.output, int(self._seen[i])) for i, r in zip(indices, rows)]
+        self._seen[indices] = catch_up(group.state, behind, lambda values: self._to_device(values, torch.long))  # type: ignore[attr-defined]
 
 
 #: What a row without output reads: one placeholder (-1, "no token yet"), as async scheduling writes.
 _NO_OUTPUT_YET: list[int] = [-1]
-
-
-def _known_prefix(output: Sequence[int]) -> list[int]:
-    """The output tokens up to the first async-scheduling placeholder (-1)."""
-    known = list(output)
-    for i, token in enumerate(known):
-        if token < 0:
-            return known[:i]
-    return known

@@ -40,8 +40,11 @@ _TORCH_SIDE = {
     "plan_for": "tip_decode.core.interventions.plan",
     "tip_only_plan": "tip_decode.core.interventions.plan",
     "InterventionState": "tip_decode.core.interventions.state",
-    "prompt_state": "tip_decode.core.interventions.state",
-    "think_prompt_state": "tip_decode.core.interventions.state",
+    "prompt_state": "tip_decode.core.interventions.feeding",
+    "think_prompt_state": "tip_decode.core.interventions.feeding",
+    "Behind": "tip_decode.core.interventions.feeding",
+    "catch_up": "tip_decode.core.interventions.feeding",
+    "known_prefix": "tip_decode.core.interventions.feeding",
 }
 
 
@@ -82,6 +85,9 @@ __all__ = [
     "namespace_of",
     "plan_for",
     "prompt_state",
+    "Behind",
+    "catch_up",
+    "known_prefix",
     "register",
     "request_mapping",
     "think_prompt_state",

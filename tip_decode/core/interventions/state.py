@@ -435,31 +435,3 @@ def _as_tensor(values: torch.Tensor | Sequence | None, count: int, dtype: torch.
     if isinstance(values, torch.Tensor):
         return values.to(device=device, dtype=dtype)
     return torch.tensor(list(values), dtype=dtype).to(device)
-
-
-def think_prompt_state(ids: torch.Tensor, start: int, end: int, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of prompt ids: does the prompt end inside an open think block, and how many prompt
-    tokens follow the opening marker.
-
-    The prompt is open when its last start marker comes after its last end marker (chat templates
-    that end with `<think>\\n`). `lengths` gives each row's prompt length when `ids` is padded on
-    the right. Markers that are `NO_MARKER` never match: such prompts are never open.
-    """
-    rows, width = ids.shape
-    if width == 0:
-        zeros = torch.zeros(rows, dtype=torch.long, device=ids.device)
-        return zeros.bool(), zeros
-    positions = torch.arange(width, device=ids.device)
-    if lengths is None:
-        lengths = torch.full((rows,), width, dtype=torch.long, device=ids.device)
-    inside = positions[None, :] < lengths[:, None]
-    last_start = torch.where(inside & (ids == start), positions, -1).amax(dim=1)
-    last_end = torch.where(inside & (ids == end), positions, -1).amax(dim=1)
-    is_open = last_start > last_end
-    thinking = torch.where(is_open, lengths - last_start - 1, 0)
-    return is_open, thinking
-
-
-def prompt_state(tables: PlanTables, prompt_ids: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`think_prompt_state` with the plan's markers: (prompt ends in an open think block, tokens inside)."""
-    return think_prompt_state(prompt_ids, tables.think_start, tables.think_end, lengths)
