@@ -348,6 +348,32 @@ def test_v1_unfilled_placeholder_is_deferred(server_env, tokenizers_dir):
     assert processor._seen[0] == 2
 
 
+@needs_v1_runner
+def test_v1_output_that_shrinks_rebuilds_the_row(server_env, tokenizers_dir):
+    """vLLM trims a request's output when loading its KV cache fails (the tokens are recomputed):
+    the row's state is rebuilt from what is left, as if the discarded tokens had never come."""
+    config = fake_config(str(tokenizers_dir / "qwen3"), 2)
+    params = SamplingParams(extra_args={"tip_beta": 4})
+    shrinking, stepwise = ThoughtSwitchPenalty(config, "cpu", False), ThoughtSwitchPenalty(config, "cpu", False)
+    hit = plan_for(shrinking.tokenizer, InterventionSet(tip=server_default())).rule("tip").vocabulary.token_ids[0]
+    tokens = [5, hit, 6, 7, 8, 9]  # a switch, then four tokens: the new thought's window has closed
+    base = torch.zeros(1, WIDTH)
+
+    def run(processor: ThoughtSwitchPenalty, steps: list[list[int]]) -> list[float]:
+        output: list[int] = []
+        processor.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, params, [1, 2], output)], moved=[]))
+        seen = [float(processor.apply(base.clone())[0, hit])]
+        for step in steps:
+            output[:] = step
+            seen.append(float(processor.apply(base.clone())[0, hit]))
+        return seen
+
+    grown = [tokens[: n + 1] for n in range(len(tokens))]
+    assert run(shrinking, [*grown, tokens[:3]])[-2:] == [0.0, -2.5]  # closed, then open again after the trim
+    assert shrinking._seen[0] == 3
+    assert run(stepwise, grown[:3])[-1] == -2.5  # the same three tokens, one per step
+
+
 def test_needs_output_token_ids(server_env, tokenizers_dir):
     """The processor reads each request's output tokens: vLLM must fill them before `apply` (upstream's
     proposed hook defaults to False, under which async scheduling leaves -1 placeholders). vLLM may
