@@ -20,6 +20,7 @@ import weakref
 
 import pytest
 import torch
+from bad_settings import BAD_WITH_TOKENIZER, BAD_WITHOUT_TOKENIZER
 from click.testing import CliRunner
 from conftest import load_hf_tokenizer
 from reference import penalised
@@ -500,57 +501,6 @@ def test_a_ban_on_a_positive_infinite_logit_gives_minus_infinity(registry, tok):
     assert out[0, banned].eq(-math.inf).all()
 
 
-# Bad values of every namespace, each named by its key (the vLLM server test's list, client side).
-BAD_FLAT = [
-    ({"nowait": "perhaps"}, "nowait"),
-    ({"nowait_keywords": []}, "nowait_keywords"),
-    ({"nowait_scope": "sometimes"}, "nowait_scope"),
-    ({"nowait_keyword": ["wait"]}, "nowait_keyword"),
-    ({"cyclic_amplitude": -2}, "cyclic_amplitude"),
-    ({"cyclic_period": 0}, "cyclic_period"),
-    ({"cyclic_start": 9, "cyclic_end": 3}, "cyclic_end"),
-    ({"budget_min": -1}, "budget_min"),
-    ({"budget_max": 2.5}, "budget_max"),
-    ({"budget_min": 9, "budget_max": 3}, "budget_min"),
-    ({"budget": 1}, "budget"),
-    ({"gated_alpha": "lots"}, "gated_alpha"),
-    ({"gated_threshold": -0.5}, "gated_threshold"),
-    ({"gated_window": 4}, "gated_window"),
-    ({"thinkbrake_tau": -0.1}, "thinkbrake_tau"),
-    ({"thinkbrake_boundary": []}, "thinkbrake_boundary"),
-    ({"thinkbrake_temperature": 0}, "thinkbrake_temperature"),
-    ({"thinkbrake_boundary": "x"}, "thinkbrake_tau"),  # required
-    ({"thinkbrake_tau": 1, "thinkbrake_boundary": "a\\q"}, "thinkbrake_boundary"),  # not an escape
-    ({"deepconf_threshold": 0}, "deepconf_threshold"),
-    ({"deepconf_window": 0}, "deepconf_window"),
-    ({"deepconf_topk": 5000}, "deepconf_topk"),
-    ({"deepconf_window": 8}, "deepconf_threshold"),  # required
-    # issue 21 (the flat keys of affirm, alphaone, inject, nothinking)
-    ({"affirm_tau": 1.5}, "affirm_tau"),
-    ({"affirm_words": []}, "affirm_words"),
-    ({"affirm_scope": "x"}, "affirm_scope"),
-    ({"alphaone_moment": -3}, "alphaone_moment"),
-    ({"alphaone_alpha": "lots"}, "alphaone_alpha"),
-    ({"alphaone_think_tokens": 0}, "alphaone_think_tokens"),
-    ({"alphaone_seed": -1}, "alphaone_seed"),
-    ({"alphaone_temperature": -1}, "alphaone_temperature"),
-    ({"alphaone": 2}, "alphaone"),
-    ({"inject_text": 5}, "inject_text"),
-    ({"inject": 1}, "inject"),
-    ({"nothinking": 2}, "nothinking"),
-    ({"nothinking_txt": "a"}, "nothinking_txt"),
-    ({"alphaone": 1, "affirm": 1}, "alphaone"),  # a refused combination
-]
-BAD_WITH_TOKENIZER = [
-    ({"affirm_words": ["zzqqxxjj"]}, "affirm_words"),  # matches no token: needs the tokenizer
-    ({"inject_text": "ok <|im_end|>"}, "inject_text"),
-    ({"alphaone_word": "<think>"}, "alphaone_word"),
-    ({"nowait_keywords": ["zzqqxxjj"]}, "nowait_keywords"),
-    ({"cyclic_words": ["NotAPieceAnywhere123"]}, "cyclic_words"),
-    ({"budget_word": "<|im_end|>", "budget_min": 4}, "budget_word"),
-]
-
-
 def test_client_helpers_cover_every_namespace(tok):
     settings = MIXED_SETTINGS[-5]  # tip + nowait + cyclic + budget
     sent = custom_params(settings)
@@ -574,7 +524,7 @@ def test_client_helpers_cover_every_namespace(tok):
     assert openai_fields(budget_max=0)["custom_params"] == {"budget_max": 0}
     with pytest.raises(TypeError, match="same setting"):
         custom_params(alpha=1, tip_alpha=2)
-    for bad, key in BAD_FLAT:
+    for bad, key in BAD_WITHOUT_TOKENIZER:
         with pytest.raises(ValueError, match=f"`{key}`"):
             custom_params(bad)
     for bad, key in BAD_WITH_TOKENIZER:
@@ -583,7 +533,7 @@ def test_client_helpers_cover_every_namespace(tok):
             custom_params(bad, tokenizer=tok)
 
 
-@pytest.mark.parametrize(("params", "key"), BAD_FLAT + BAD_WITH_TOKENIZER)
+@pytest.mark.parametrize(("params", "key"), BAD_WITHOUT_TOKENIZER + BAD_WITH_TOKENIZER)
 def test_bad_keys_of_every_namespace_turn_the_request_off_and_warn(registry, tok, caplog, params, key):
     processor = ThoughtSwitchPenalty()
     good, bad = Request("good", [1]), Request("bad", [1])
