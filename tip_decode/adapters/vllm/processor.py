@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from tip_decode.adapters.tokenizers import engine_tokenizer
 from tip_decode.adapters.vllm.groups import Admitted, Groups, bias_is_finite
 from tip_decode.adapters.vllm.mrv2 import MRV2Runner
 from tip_decode.adapters.vllm.settings import (
@@ -30,7 +31,6 @@ from tip_decode.adapters.vllm.settings import (
     ENV_TRIGGERS,
     arguments_key,
     check_against_tokenizer,
-    load_tokenizer,
     request_settings,
     server_settings,
     think_markers_from_config,
@@ -101,7 +101,7 @@ class ReasoningInterventions(*_RUNNERS, *_PROCESSOR_BASES):  # type: ignore[misc
         self.device, self.capacity, self.width = device, capacity, width
         self.default = server_settings()
         model = vllm_config.model_config
-        self.tokenizer = load_tokenizer(str(model.tokenizer), getattr(model, "tokenizer_revision", None), bool(getattr(model, "trust_remote_code", False)))
+        self.tokenizer = engine_tokenizer(str(model.tokenizer), getattr(model, "tokenizer_revision", None), bool(getattr(model, "trust_remote_code", False)))
         self.think_markers = think_markers_from_config(vllm_config)
         type(self)._validation_tokenizer = str(model.tokenizer)
         self._groups = Groups(self.tokenizer, self.think_markers, width, device, capacity, self._pin and device.type != "cpu", state_rows)

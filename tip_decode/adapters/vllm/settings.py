@@ -9,10 +9,10 @@ object of flat keys for the rest (`{"nowait": 1}`).
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import replace
 from typing import Any
 
+from tip_decode.adapters.tokenizers import engine_tokenizer
 from tip_decode.core.config import TIPConfig
 from tip_decode.core.interventions import InterventionSet, plan_for
 from tip_decode.core.interventions.plan import namespace_of
@@ -105,20 +105,7 @@ def _typed(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-# ----- tokenizer and think markers, shared by every processor in a process -----
-
-_TOKENIZERS: dict[tuple[str, str | None, bool], Any] = {}
-_TOKENIZER_LOCK = threading.Lock()
-
-
-def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
-    key = (path, revision, trust_remote_code)
-    with _TOKENIZER_LOCK:
-        if key not in _TOKENIZERS:
-            from transformers import AutoTokenizer
-
-            _TOKENIZERS[key] = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-        return _TOKENIZERS[key]
+# ----- think markers -----
 
 
 def think_markers_from_config(vllm_config: Any) -> ThinkMarkers | None:
@@ -141,4 +128,4 @@ def check_against_tokenizer(settings: InterventionSet, tokenizer_path: str | Non
     is a dictionary lookup.
     """
     if settings and tokenizer_path:
-        plan_for(load_tokenizer(tokenizer_path), settings)
+        plan_for(engine_tokenizer(tokenizer_path), settings)
