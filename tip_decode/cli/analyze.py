@@ -21,11 +21,12 @@ from tip_decode.cli.common import (
     library_progress,
     load_tokenizer,
     one_line,
+    reading_options,
     triggers_option,
     user_errors,
     vet_triggers,
 )
-from tip_decode.core.config import PAPER_BETA, SCOPES
+from tip_decode.core.config import SCOPES
 from tip_decode.harness.saved import GROUP_FIELDS
 
 #: Plot formats matplotlib writes.
@@ -67,27 +68,7 @@ def _check_plot_path(plot: Path) -> None:
     show_default=True,
     help="Where thoughts are looked for (as for the penalty). Default for a run's records: the run's.",
 )
-@click.option(
-    "--prompt-open",
-    type=click.Choice(["auto", "yes", "no"]),
-    default="auto",
-    show_default=True,
-    help="Responses start inside an open think block ('auto': a record's prompt_open field, else when a response closes a block it never opened).",
-)
-@click.option(
-    "--premature-threshold",
-    type=click.IntRange(min=0),
-    default=PAPER_BETA,
-    show_default=True,
-    help="A switch is premature when the thought it ends is shorter (tokens). Default for a run's records: the run's.",
-)
-@click.option(
-    "--kind",
-    "answer_kind",
-    type=click.Choice(["math", "number", "choice"]),
-    default=None,
-    help="Answer kind for grading (default: a record's answer_kind field, else math).",
-)
+@reading_options
 @click.option("--response-field", default="response", show_default=True, help="Field holding the response text.")
 @click.option(
     "--answer-field",

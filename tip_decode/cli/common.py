@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from tip_decode.core.config import SCOPES, TRIGGER_PRESETS, parse_alpha, parse_triggers
+from tip_decode.core.config import PAPER_BETA, SCOPES, TRIGGER_PRESETS, parse_alpha, parse_triggers
 from tip_decode.harness.configs import MAX_SPEC_BETA
 
 #: Largest --beta accepted on the command line (a longer window is a typo; see MAX_SPEC_BETA).
@@ -214,6 +214,32 @@ def triggers_option(func: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         callback=_parse_triggers_option,
         help=f"Trigger words, comma-separated, or a preset ({presets}).",
+    )(func)
+
+
+def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--prompt-open, --premature-threshold and --kind: how saved responses are read, declared once
+    for the commands that read them (analyze, view)."""
+    func = click.option(
+        "--kind",
+        "answer_kind",
+        type=click.Choice(["math", "number", "choice"]),
+        default=None,
+        help="Answer kind for grading (default: a record's answer_kind field, else math).",
+    )(func)
+    func = click.option(
+        "--premature-threshold",
+        type=click.IntRange(min=0),
+        default=PAPER_BETA,
+        show_default=True,
+        help="A switch is premature when the thought it ends is shorter (tokens). Default for a run's records: the run's.",
+    )(func)
+    return click.option(
+        "--prompt-open",
+        type=click.Choice(["auto", "yes", "no"]),
+        default="auto",
+        show_default=True,
+        help="Responses start inside an open think block ('auto': a record's prompt_open field, else when a response closes a block it never opened).",
     )(func)
 
 

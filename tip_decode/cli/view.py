@@ -16,7 +16,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from tip_decode.cli.common import UsageFailure, library_progress, one_line, triggers_option, user_errors
+from tip_decode.cli.common import UsageFailure, library_progress, one_line, reading_options, triggers_option, user_errors
 from tip_decode.core.config import PAPER_BETA, SCOPES, parse_triggers
 
 #: The page's file name inside a run folder.
@@ -309,27 +309,7 @@ def _check_out(out: Path) -> None:
 @click.option(
     "--scope", type=click.Choice(SCOPES), default="auto", show_default=True, help="Where thoughts are looked for. Default for a run's records: the run's."
 )
-@click.option(
-    "--prompt-open",
-    type=click.Choice(["auto", "yes", "no"]),
-    default="auto",
-    show_default=True,
-    help="Responses start inside an open think block (as for `tip-decode analyze`).",
-)
-@click.option(
-    "--premature-threshold",
-    type=click.IntRange(min=0),
-    default=PAPER_BETA,
-    show_default=True,
-    help="A switch is premature when the thought it ends is shorter (tokens). Default for a run's records: the run's.",
-)
-@click.option(
-    "--kind",
-    "answer_kind",
-    type=click.Choice(["math", "number", "choice"]),
-    default=None,
-    help="Answer kind for grading (default: a record's answer_kind field, else math).",
-)
+@reading_options
 @click.option("--config", "config_names", multiple=True, help="Run folder: show only this configuration (repeatable; default: all).")
 @click.option("--response-field", default="response", show_default=True, help="Field holding the response text.")
 @click.option("--answer-field", default="answer", show_default=True, help="Field holding the reference answer ('reference' is used when 'answer' is absent).")
