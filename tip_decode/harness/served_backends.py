@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tip_decode.harness.backend_base import (
@@ -110,30 +110,14 @@ class OpenAIBackend(Backend):
         return Completion(tuple(int(t) for t in token_ids), choice.text, str(choice.finish_reason))
 
     def generate(self, requests: Sequence[GenerationRequest], on_complete: OnComplete, on_tokens: OnTokens | None = None) -> None:
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
         import openai
 
-        # Threads only wait on HTTP; records are written (and graded) here in the calling thread.
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            pending = {pool.submit(self._one, r): r for r in requests}
-            try:
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        request = pending.pop(future)
-                        try:
-                            completion = future.result()
-                        except openai.APIConnectionError:
-                            raise RuntimeError(f"lost the connection to the server at {self.base_url}") from None
-                        except openai.BadRequestError as err:
-                            raise RuntimeError(f"the server rejected a request: {err.message}") from None
-                        if on_tokens is not None:
-                            on_tokens(len(completion.token_ids))
-                        on_complete(request, completion)
-            finally:
-                for future in pending:
-                    future.cancel()
+        try:
+            complete_concurrently(requests, self._one, self.concurrency, on_complete, on_tokens)
+        except openai.APIConnectionError:
+            raise RuntimeError(f"lost the connection to the server at {self.base_url}") from None
+        except openai.BadRequestError as err:
+            raise RuntimeError(f"the server rejected a request: {err.message}") from None
 
 
 # ----------------------------------------------------------------------------- sglang
@@ -230,20 +214,29 @@ class SGLangBackend(Backend):
         return Completion(tuple(int(t) for t in reply.get("output_ids", ())), str(reply.get("text", "")), reason)
 
     def generate(self, requests: Sequence[GenerationRequest], on_complete: OnComplete, on_tokens: OnTokens | None = None) -> None:
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+        complete_concurrently(requests, self._one, self.concurrency, on_complete, on_tokens)
 
-        # Threads only wait on HTTP; records are written (and graded) here in the calling thread.
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            pending = {pool.submit(self._one, r): r for r in requests}
-            try:
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        request = pending.pop(future)
-                        completion = future.result()
-                        if on_tokens is not None:  # /generate answers whole: tokens counted as each request finishes
-                            on_tokens(len(completion.token_ids))
-                        on_complete(request, completion)
-            finally:
-                for future in pending:
-                    future.cancel()
+
+def complete_concurrently(
+    requests: Sequence[GenerationRequest], one: Callable[[GenerationRequest], Completion], workers: int, on_complete: OnComplete, on_tokens: OnTokens | None
+) -> None:
+    """`one` request at a time in each of `workers` threads, which only wait on HTTP; each
+    completion is reported (written and graded) here in the calling thread as it finishes, its
+    tokens counted then (a server answers whole). An error stops the run: what is still queued is
+    cancelled."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = {pool.submit(one, r): r for r in requests}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    request = pending.pop(future)
+                    completion = future.result()
+                    if on_tokens is not None:
+                        on_tokens(len(completion.token_ids))
+                    on_complete(request, completion)
+        finally:
+            for future in pending:
+                future.cancel()
