@@ -9,10 +9,9 @@ from typing import Any
 
 import click
 
-from tip_decode.cli.common import UsageFailure, tip_options, user_errors
-from tip_decode.cli.serving import _check_interventions, _check_server_env, _option_value, run_in_foreground, server_env
+from tip_decode.cli.common import UsageFailure, tip_options
+from tip_decode.cli.serving import _check_server_env, check_server_inputs, option_value, run_in_foreground, server_env
 from tip_decode.core.config import TIPConfig
-from tip_decode.harness.preflight import resolve_source
 
 PROCESSOR = "tip_decode.vllm:ThoughtSwitchPenalty"
 
@@ -132,20 +131,15 @@ def serve(
         return
     if "--logits-processors" in vllm_args:
         raise UsageFailure("do not pass --logits-processors: tip-decode serve registers the TIP processor itself")
-    tokenizer = _option_value(vllm_args, "--tokenizer") or model
-    # A missing local folder says so now, not after vLLM has started up and failed on it.
-    with user_errors():
-        resolve_source(model, "model")
-        resolve_source(tokenizer, "tokenizer")
-    if interventions:
-        _check_interventions(interventions, tokenizer)
+    tokenizer = option_value(vllm_args, "--tokenizer") or model
+    check_server_inputs(model, tokenizer, interventions)
     env = server_env(config, tokenizer, interventions=interventions)
     _check_server_env(env)
     check_vllm()
     command = server_command(model, host, port, vllm_args)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base_url = f"http://{shown_host}:{port}/v1"
-    served = _option_value(vllm_args, "--served-model-name") or model
+    served = option_value(vllm_args, "--served-model-name") or model
     state = f"alpha={config.to_mapping()['tip_alpha']} beta={config.beta} triggers={','.join(config.triggers)} scope={config.scope}"
     click.echo(f"Starting vLLM with TIP ({state if config.enabled else 'off by default'}) at {base_url}", err=True)
     if interventions:

@@ -15,10 +15,9 @@ from typing import Any
 
 import click
 
-from tip_decode.cli.common import UsageFailure, user_errors
-from tip_decode.cli.serving import _check_interventions, _check_server_env, _option_value, run_in_foreground, server_env
+from tip_decode.cli.common import UsageFailure
+from tip_decode.cli.serving import _check_server_env, check_server_inputs, option_value, run_in_foreground, server_env
 from tip_decode.core.config import TIPConfig
-from tip_decode.harness.preflight import resolve_source
 
 #: Set for the server unless the caller set it or the overlap scheduler is off: with it, SGLang
 #: samples a step only after the previous step's tokens reached the requests' output lists.
@@ -72,13 +71,8 @@ def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_arg
     """Start the SGLang server in the foreground and pass Ctrl-C / SIGTERM on to it."""
     if "--model-path" in sglang_args or any(a.startswith("--model-path=") for a in sglang_args):
         raise UsageFailure("pass the model as MODEL, not as --model-path")
-    tokenizer = _option_value(sglang_args, "--tokenizer-path") or model
-    # A missing local folder says so now, not after the server has started up and failed on it.
-    with user_errors():
-        resolve_source(model, "model")
-        resolve_source(tokenizer, "tokenizer")
-    if interventions:
-        _check_interventions(interventions, tokenizer)
+    tokenizer = option_value(sglang_args, "--tokenizer-path") or model
+    check_server_inputs(model, tokenizer, interventions)
     env = sglang_server_env(config, tokenizer, sglang_args, interventions=interventions)
     _check_server_env(env)
     if importlib.util.find_spec("sglang") is None:
@@ -86,7 +80,7 @@ def serve_sglang(model: str, config: TIPConfig, host: str, port: int, sglang_arg
     command = sglang_server_command(model, host, port, sglang_args)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base_url = f"http://{shown_host}:{port}"
-    served = _option_value(sglang_args, "--served-model-name") or model
+    served = option_value(sglang_args, "--served-model-name") or model
     state = f"alpha={config.to_mapping()['tip_alpha']} beta={config.beta} triggers={','.join(config.triggers)} scope={config.scope}"
     click.echo(f"Starting SGLang with the TIP processor enabled (server default: {state if config.enabled else 'TIP off'}) at {base_url}", err=True)
     click.echo("Requests opt in by naming the processor; example client call:\n" + sglang_example_call(base_url + "/v1", served, config), err=True)

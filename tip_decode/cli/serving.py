@@ -34,12 +34,20 @@ def server_env(config: TIPConfig, tokenizer: str, base: dict[str, str] | None = 
     return env
 
 
-def _check_interventions(interventions: Any, tokenizer: str) -> None:
-    """What only the vocabulary can tell (a keyword with no token, a budget without think markers), now."""
+def check_server_inputs(model: str, tokenizer: str, interventions: Any) -> None:
+    """What can be wrong before a server starts, now rather than after its start-up: a missing
+    local folder, and what only the vocabulary can tell of the interventions (a keyword with no
+    token, a budget without think markers)."""
     from tip_decode.core.interventions import plan_for
     from tip_decode.harness.backends import load_hf_tokenizer
     from tip_decode.harness.configs import spec_terms
+    from tip_decode.harness.preflight import resolve_source
 
+    with user_errors():
+        resolve_source(model, "model")
+        resolve_source(tokenizer, "tokenizer")
+    if not interventions:
+        return
     with user_errors():
         loaded = load_hf_tokenizer(tokenizer)
     try:
@@ -86,7 +94,7 @@ def run_in_foreground(command: list[str], env: dict[str, str], engine: str) -> N
         raise click.ClickException(f"the {engine} server exited with status {code}")
 
 
-def _option_value(args: tuple[str, ...], name: str) -> str | None:
+def option_value(args: tuple[str, ...], name: str) -> str | None:
     for i, arg in enumerate(args):
         if arg == name and i + 1 < len(args):
             return args[i + 1]
