@@ -189,7 +189,7 @@ def build_suffix_automaton(
     # Characters as columns: 0 is every character outside the patterns (it leads every state to
     # the start), then the alphabet in code point order.
     alphabet = np.array(sorted(ord(c) for c in chars.alphabet), dtype=np.uint32)
-    table = np.zeros((states, alphabet.size + 1), dtype=np.int64)
+    table = np.zeros((states, alphabet.size + 1), dtype=np.int32)  # int32: (tokens, states) arrays below
     for state, row in enumerate(chars.goto):
         for char, target in row.items():
             table[state, int(np.searchsorted(alphabet, ord(char))) + 1] = target
@@ -225,17 +225,17 @@ def build_suffix_automaton(
     broken, first = np.unique(np.searchsorted(starts, breaks, side="right") - 1, return_index=True)
     head = size.copy()
     head[broken] = breaks[first] - starts[broken]
-    state, fired = _read(table, matched, codes, starts, head, np.tile(np.arange(states, dtype=np.int64), (read.size, 1)))
+    state, fired = _read(table, matched, codes, starts, head, np.tile(np.arange(states, dtype=np.int32), (read.size, 1)))
     rest_state, rest_fired = _read(
-        table, matched, codes, starts[broken] + head[broken] + 1, size[broken] - head[broken] - 1, np.zeros((broken.size, 1), dtype=np.int64)
+        table, matched, codes, starts[broken] + head[broken] + 1, size[broken] - head[broken] - 1, np.zeros((broken.size, 1), dtype=np.int32)
     )
     state[broken] = rest_state
     fired[broken] |= rest_fired
 
     # Classes: distinct (next states, fires) rows; the restart row first, the keeping row if used.
-    behaviour = [np.zeros((1, states), dtype=np.int64)]
+    behaviour = [np.zeros((1, states), dtype=np.int32)]
     if keeping.any():
-        behaviour.append(2 * np.arange(states, dtype=np.int64)[None, :])
+        behaviour.append(2 * np.arange(states, dtype=np.int32)[None, :])
     first_read = len(behaviour)
     behaviour.append(2 * state + fired)
     unique, inverse = _distinct_rows(np.concatenate(behaviour))  # the restart row is class 0
@@ -243,7 +243,7 @@ def build_suffix_automaton(
     if keeping.any():
         class_of[np.flatnonzero(keeping) + 1] = inverse[1]
     class_of[read + 1] = inverse[first_read:]
-    next_state = np.ascontiguousarray((unique >> 1).T)
+    next_state = np.ascontiguousarray((unique >> 1).T, dtype=np.int64)
     fires = np.ascontiguousarray((unique & 1).T.astype(bool))
     return SuffixAutomaton(tuple(patterns), class_of, next_state, matched, fires)
 
@@ -272,7 +272,9 @@ def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Rows are told apart by a hash (one int64 each, sorted much faster than whole rows), checked
     exactly; a collision falls back to comparing whole rows."""
     weights = np.random.default_rng(0).integers(1, 2**63, size=rows.shape[1], dtype=np.uint64) | np.uint64(1)
-    keys = (rows.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    keys = np.zeros(rows.shape[0], dtype=np.uint64)
+    for column, weight in enumerate(weights):  # column by column: no (rows, states) uint64 copy
+        keys += rows[:, column].astype(np.uint64) * weight
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     unique = rows[first]
     if not np.array_equal(unique[inverse], rows):
