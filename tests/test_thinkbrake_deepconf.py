@@ -29,6 +29,7 @@ from tip_decode.core.interventions import (
     NoWaitConfig,
     ThinkBrakeConfig,
     plan_for,
+    suffix,
 )
 from tip_decode.core.interventions.arrays import NUMPY, TORCH
 from tip_decode.core.interventions.spec import parse_spec, settings_text
@@ -96,6 +97,21 @@ def test_a_cut_character_is_no_character_of_any_pattern():
         state = automaton.run(tokens[:-1])
         state, fired = automaton.step(state, tokens[-1])
         assert not fired and not automaton.matched[state], tokens
+
+
+def test_token_classes_survive_a_hash_collision(monkeypatch):
+    """Classes are told apart by a hash of their rows, checked exactly: where every row hashes alike,
+    the tables say for every token what they say without the collision."""
+    rng = random.Random(2)
+    texts = ["".join(rng.choice("ab.\nxc") for _ in range(rng.randint(0, 4))) for _ in range(200)]
+    cut = [rng.random() < 0.1 for _ in texts]
+    build = lambda: build_suffix_automaton((".\n", "ab", "b.a"), texts, cut, cut[::-1], {3}, 210)  # noqa: E731
+    expected = build()
+    monkeypatch.setattr(suffix, "_row_weights", lambda count: np.zeros(count, dtype=np.uint64))
+    collided = build()
+    assert expected.classes == collided.classes > 4
+    for table in ("next_state", "fires"):
+        assert np.array_equal(getattr(expected, table)[:, expected.class_of], getattr(collided, table)[:, collided.class_of])
 
 
 @pytest.mark.parametrize("name", TOKENIZER_NAMES)

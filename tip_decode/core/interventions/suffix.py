@@ -271,9 +271,8 @@ def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Rows are told apart by a hash (one int64 each, sorted much faster than whole rows), checked
     exactly; a collision falls back to comparing whole rows."""
-    weights = np.random.default_rng(0).integers(1, 2**63, size=rows.shape[1], dtype=np.uint64) | np.uint64(1)
     keys = np.zeros(rows.shape[0], dtype=np.uint64)
-    for column, weight in enumerate(weights):  # column by column: no (rows, states) uint64 copy
+    for column, weight in enumerate(_row_weights(rows.shape[1])):  # column by column: no (rows, states) uint64 copy
         keys += rows[:, column].astype(np.uint64) * weight
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     unique = rows[first]
@@ -283,3 +282,8 @@ def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.arange(unique.shape[0])
     order[[0, inverse[0]]] = order[[inverse[0], 0]]  # the first row's class to the front
     return unique[order], order[inverse]
+
+
+def _row_weights(count: int) -> np.ndarray:
+    """The row hash's weights: odd 64-bit numbers, seeded (every build numbers classes alike)."""
+    return np.random.default_rng(0).integers(1, 2**63, size=count, dtype=np.uint64) | np.uint64(1)
