@@ -4,7 +4,7 @@ The step-by-step comparison with the slow reference on every shared tokenizer is
 tests/test_interventions.py; here: the readings docs/interventions.md states (AlphaOne's alpha
 moment formula, its delimiters and banned tokens, the draw's law and its independence of the batch,
 the mass transfer at a sampling temperature, self-affirmation's tokens and threshold, the trigger
-text found however the tokenizer cut it), the shared facilities (draws.py, textsuffix.py,
+text found however the tokenizer cut it), the shared facilities (draws.py,
 forcing.py), combinations refused in one line, replay after preemption, and the per-step path on
 the meta device.
 """
@@ -35,7 +35,6 @@ from tip_decode.core.interventions import (
 )
 from tip_decode.core.interventions.alphaone import DELIMITERS, alpha_moment
 from tip_decode.core.interventions.spec import parse_spec
-from tip_decode.core.interventions.textsuffix import build_text_automaton
 
 WIDTH = 151936  # qwen3's logits width
 THINK_END = 151668
@@ -64,24 +63,7 @@ def test_draws_are_the_same_in_torch_numpy_and_python_and_uniform():
     assert np.all(np.abs(np.histogram(u, bins=10, range=(0, 1))[0] - 400) < 100)
 
 
-# ----- textsuffix.py -----
-
-
-def test_text_automaton_equals_searching_the_text():
-    rng = random.Random(0)
-    letters = "ab.\nxc"
-    for _ in range(300):
-        pattern = "".join(rng.choice(letters[:4]) for _ in range(rng.randint(1, 5)))
-        texts = ["".join(rng.choice(letters) for _ in range(rng.randint(0, 4))) for _ in range(40)]
-        automaton = build_text_automaton(texts, pattern, 45, excluded={3})
-        state, text = 0, ""
-        for token in (rng.randrange(-1, 45) for _ in range(30)):
-            piece = texts[token] if 0 <= token < 40 and token != 3 else "\ufffd"
-            before = len(text)
-            text += piece
-            state, fired = automaton.run([token], state)
-            assert fired == any(text[end - len(pattern) : end] == pattern for end in range(max(before + 1, len(pattern)), len(text) + 1))
-            assert state == max(q for q in range(len(pattern)) if text.endswith(pattern[:q]))
+# ----- inject's trigger (the text automaton: suffix.py, tests/test_thinkbrake_deepconf.py) -----
 
 
 def test_a_trigger_is_found_however_the_tokenizer_cut_it(qwen):
@@ -92,9 +74,27 @@ def test_a_trigger_is_found_however_the_tokenizer_cut_it(qwen):
     vocab = qwen.get_vocab()
     dot, blank, dot_blank, bracket = vocab["."], vocab["ĊĊ"], vocab[".ĊĊ"], vocab["].ĊĊ"]
     for tokens in ([dot_blank], [bracket], [dot, blank], [vocab["Ġx"], dot, blank]):
-        assert automaton.run(tokens)[1], tokens
+        assert fires_at(automaton, tokens), tokens
     for tokens in ([blank], [dot, vocab["Ġx"], blank], [dot, THINK_END, blank]):
-        assert not automaton.run(tokens)[1], tokens
+        assert not fires_at(automaton, tokens), tokens
+
+
+def fires_at(automaton, tokens: list[int]) -> bool:
+    """The trigger ended inside the text of the last of `tokens`."""
+    return automaton.step(automaton.run(tokens[:-1]), tokens[-1])[1]
+
+
+def test_a_character_cut_between_tokens_never_matches_a_trigger(qwen):
+    """docs/interventions.md: a trigger holding U+FFFD matches the token whose text is that whole
+    character, never the first or a later byte of a character cut between tokens, nor a marker."""
+    settings = InterventionSet(inject=InjectConfig(text=" I should stop.", after="\ufffd"))
+    automaton = plan_for(qwen, settings).tables(WIDTH, "cpu").rule("inject").automaton
+    vocab = qwen.get_vocab()
+    (whole,) = qwen.encode("\ufffd", add_special_tokens=False)
+    lead, continuation = vocab["ï"], vocab["¿"]  # the bytes EF and BF: a character begins, goes on
+    assert fires_at(automaton, [whole]) and fires_at(automaton, [lead, whole])
+    for tokens in ([lead], [continuation], [lead, continuation, continuation], [THINK_END], [WIDTH - 1]):
+        assert not fires_at(automaton, tokens), tokens
 
 
 # ----- alphaone -----

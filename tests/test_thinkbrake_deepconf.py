@@ -1,6 +1,6 @@
 """ThinkBrake and DeepConf online on the core: their readings of the sources, step by step against
 the slow reference (tests/reference_interventions.py) on every shared tokenizer, and the facilities
-they brought (the text-suffix automaton, column-wise apply-time writes, a wide float block).
+they brought (the text automaton, column-wise apply-time writes, a wide float block).
 
 The broad random streams of tests/test_interventions.py cross both with the other interventions;
 the streams here are built so that each rule acts often: sentences end every few tokens inside an
@@ -29,6 +29,7 @@ from tip_decode.core.interventions import (
     NoWaitConfig,
     ThinkBrakeConfig,
     plan_for,
+    suffix,
 )
 from tip_decode.core.interventions.arrays import NUMPY, TORCH
 from tip_decode.core.interventions.spec import parse_spec, settings_text
@@ -38,7 +39,7 @@ from tip_decode.core.interventions.thinkbrake import escape, unescape
 MARKED = tuple(name for name in TOKENIZER_NAMES if Reference(load_hf_tokenizer(name)).markers.available)
 
 
-# ----- the text-suffix automaton -----
+# ----- the text automaton (suffix.py; inject's trigger uses it too) -----
 
 
 def test_character_automaton_is_a_suffix_test():
@@ -52,6 +53,65 @@ def test_character_automaton_is_a_suffix_test():
             assert chars.matched[chars.read(0, text)] == any(text.endswith(p) for p in patterns), (patterns, text)
     with pytest.raises(ValueError):
         character_automaton(["ok", ""])
+
+
+def test_text_automaton_matches_and_fires_as_searching_the_text():
+    """Random token texts, some cut inside a character at either end, an excluded id and ids past the
+    texts: after every token, `matched` of the state iff the text ends with a pattern, `fires` iff a
+    pattern ended inside the token's text; with one pattern, the state is the longest start of it
+    that the text ends with."""
+    rng = random.Random(0)
+    letters = "ab.\nxc"
+    for _ in range(300):
+        count = rng.choice((1, 1, 2, 3))
+        patterns = tuple(dict.fromkeys("".join(rng.choice(letters[:4]) for _ in range(rng.randint(1, 5))) for _ in range(count)))
+        texts = ["".join(rng.choice(letters) for _ in range(rng.randint(0, 4))) for _ in range(40)]
+        starts, ends = [rng.random() < 0.1 for _ in texts], [rng.random() < 0.1 for _ in texts]
+        automaton = build_suffix_automaton(patterns, texts, starts, ends, {3}, 45)
+        state, text = 0, ""
+        for token in (rng.randrange(-1, 45) for _ in range(30)):
+            if 0 <= token < 40 and token != 3:
+                piece = ("\ufffd" if starts[token] else "") + texts[token] + ("\ufffd" if ends[token] else "")
+            else:
+                piece = "\ufffd"  # no character of any pattern
+            before = len(text)
+            text += piece
+            state, fired = automaton.step(state, token)
+            assert fired == any(text[end - len(p) : end] == p for p in patterns for end in range(max(before + 1, len(p)), len(text) + 1))
+            assert bool(automaton.matched[state]) == any(text.endswith(p) for p in patterns)
+            if len(patterns) == 1:
+                (pattern,) = patterns
+                assert state == max(q for q in range(len(pattern) + 1) if text.endswith(pattern[:q]))
+
+
+def test_a_cut_character_is_no_character_of_any_pattern():
+    """A pattern may hold U+FFFD: a token whose own text is that character matches it; a character
+    cut between tokens, a special token, an id past the texts and a negative id never do."""
+    texts, starts, ends = ["\ufffd", "", "a", "<s>", "a"], [False, True, False, False, False], [False, False, True, False, False]
+    automaton = build_suffix_automaton(("a\ufffd", "\ufffd"), texts, starts, ends, {3}, 6)
+    for tokens in ([0], [4, 0], [1, 0], [3, 0]):
+        state = automaton.run(tokens[:-1])
+        state, fired = automaton.step(state, tokens[-1])
+        assert fired and automaton.matched[state], tokens
+    for tokens in ([1], [2], [3], [5], [-1], [4, 1], [4, 3], [4, 5], [2, 1]):
+        state = automaton.run(tokens[:-1])
+        state, fired = automaton.step(state, tokens[-1])
+        assert not fired and not automaton.matched[state], tokens
+
+
+def test_token_classes_survive_a_hash_collision(monkeypatch):
+    """Classes are told apart by a hash of their rows, checked exactly: where every row hashes alike,
+    the tables say for every token what they say without the collision."""
+    rng = random.Random(2)
+    texts = ["".join(rng.choice("ab.\nxc") for _ in range(rng.randint(0, 4))) for _ in range(200)]
+    cut = [rng.random() < 0.1 for _ in texts]
+    build = lambda: build_suffix_automaton((".\n", "ab", "b.a"), texts, cut, cut[::-1], {3}, 210)  # noqa: E731
+    expected = build()
+    monkeypatch.setattr(suffix, "_row_weights", lambda count: np.zeros(count, dtype=np.uint64))
+    collided = build()
+    assert expected.classes == collided.classes > 4
+    for table in ("next_state", "fires"):
+        assert np.array_equal(getattr(expected, table)[:, expected.class_of], getattr(collided, table)[:, collided.class_of])
 
 
 @pytest.mark.parametrize("name", TOKENIZER_NAMES)

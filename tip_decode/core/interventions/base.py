@@ -106,22 +106,19 @@ class TokenizerInfo:
     def size(self) -> int:
         return self.view.size
 
-    def token_texts(self, marked: bool = False) -> list[str]:
+    def token_texts(self) -> list[str]:
         """The text of every id as keyword matching reads it.
 
         The one place the intervention family takes token texts from the vocabulary module: each
         token's text as it reads in the middle of a sequence, read from its piece (leading
-        whitespace included; the bytes of a character cut between two tokens left out, or, with
-        `marked`, shown as U+FFFD: a text matched across tokens must not run over them).
+        whitespace included; the bytes of a character cut between two tokens left out).
         """
-        texts = self.view.token_texts()
-        if not marked:
-            return texts.text
-        return [texts.display(i) for i in range(len(texts.text))]
+        return self.view.token_texts().text
 
     def text_table(self) -> TokenTexts:
         """`token_texts` with where each text is cut inside a character (`TokenTexts`), for rules
-        that read the text across token boundaries (the text-suffix automaton, suffix.py)."""
+        that read the text across token boundaries (the text automaton, suffix.py: a text matched
+        across tokens must not run over a cut character)."""
         return self.view.token_texts()
 
     def excluded_ids(self) -> frozenset[int]:

@@ -8,7 +8,7 @@ forced one per step (forcing.py), once per request, from the anchor on:
   an open think block, else the token after a generated start marker; the first generated token for
   a tokenizer without think markers), or, with `inject_after`, the step right after the generated
   reasoning text first contains that text (matched as text, however the tokenizer cut it: the
-  automaton of textsuffix.py; the prompt's text is not searched);
+  text automaton of suffix.py, its `fires`; the prompt's text is not searched);
 - the text is forced only while reasoning is open; a step whose token is not the forced one (another
   intervention forced its own first, e.g. a budget's maximum) ends the text there.
 
@@ -41,7 +41,7 @@ from tip_decode.core.interventions.base import (
 )
 from tip_decode.core.interventions.forcing import ForcedText, force_positions, host_next
 from tip_decode.core.interventions.registry import Intervention, Key
-from tip_decode.core.interventions.textsuffix import TextAutomaton, build_text_automaton
+from tip_decode.core.interventions.suffix import SuffixAutomaton, suffix_automaton
 
 if TYPE_CHECKING:
     from tip_decode.core.interventions.arrays import TableBuilder
@@ -106,9 +106,7 @@ class InjectRule(Rule):
         self.text_ids = tuple(int(i) for i in ids)
         self.after = after
         self.token_ids = tuple(dict.fromkeys(self.text_ids))
-        # The trigger's automaton is built per logits width (`compile`) from these.
-        self.texts = info.token_texts(marked=True) if after is not None else None
-        self.excluded = info.excluded_ids() if after is not None else frozenset()
+        self.automaton = suffix_automaton(info, (after,)) if after is not None else None
 
     def compile(self, layout: Layout, width: int, tables: TableBuilder) -> InjectTables:
         return InjectTables(self, layout, width, tables)
@@ -124,10 +122,9 @@ class InjectTables(RuleTables):
         position = {token: k for k, token in enumerate(self.token_ids)}
         self.text = ForcedText(layout, tables, f"{rule.name}.text", rule.text_ids, [position[i] for i in rule.text_ids])
         self.DONE = layout.add_int(f"{rule.name}.done")
-        self.automaton: TextAutomaton | None = None
-        if rule.after is not None:
-            automaton = build_text_automaton(rule.texts, rule.after, width, rule.excluded)  # type: ignore[arg-type]
-            self.automaton = automaton
+        self.automaton: SuffixAutomaton | None = None
+        if rule.automaton is not None:
+            automaton = self.automaton = rule.automaton.for_width(width)
             self.width = width
             states = automaton.states
             # Flattened class-major, as TIP's switch tables: one lookup per table and step.
@@ -187,7 +184,7 @@ class InjectTables(RuleTables):
             if self.automaton is None:
                 done = 1 if forced == 0 else done
             else:
-                moved, fired = self.automaton.run([token], trigger)
+                moved, fired = self.automaton.step(trigger, token)
                 inside = thinking and not closes
                 trigger = moved if inside else 0
                 if inside and fired and not done:

@@ -11,11 +11,12 @@ the tokenizer splits it):
                                                 temperature T: m = (max_v z_v - z_</think>) / T
     force </think>  iff  m <= tau
 
-only while reasoning is open. The boundary is recognised by a text-suffix automaton over the token
-texts (suffix.py), one table lookup per token on the device; `m` is one maximum per row. Nothing is
-read back to the host. Where a stage before this rule (another intervention of the request, or the
-logits as they arrived) banned `</think>` (-inf), no brake happens (m is +inf, or the plan's bias
-is -inf). docs/interventions.md lists every reading of the source and every deviation.
+only while reasoning is open. The boundary is recognised by the text automaton over the token texts
+(suffix.py: `matched` of the state after the token), one table lookup per token on the device; `m`
+is one maximum per row. Nothing is read back to the host. Where a stage before this rule (another
+intervention of the request, or the logits as they arrived) banned `</think>` (-inf), no brake
+happens (m is +inf, or the plan's bias is -inf). docs/interventions.md lists every reading of the
+source and every deviation.
 
 Columns: RECOGNIZER (the automaton's state) (int); TAU, TEMPERATURE (floats).
 """
@@ -39,7 +40,7 @@ from tip_decode.core.interventions.base import (
     parse_number,
 )
 from tip_decode.core.interventions.registry import Intervention, Key
-from tip_decode.core.interventions.suffix import build_suffix_automaton
+from tip_decode.core.interventions.suffix import suffix_automaton
 
 if TYPE_CHECKING:
     from tip_decode.core.interventions.arrays import TableBuilder
@@ -152,8 +153,7 @@ class ThinkBrakeRule(Rule):
         # The plan has checked that the markers exist (INTERVENTION.needs_think_markers).
         self.end_id = int(info.markers.end_id)  # type: ignore[arg-type]
         self.boundary: tuple[str, ...] = boundary
-        texts = info.text_table()
-        self.automaton = build_suffix_automaton(boundary, texts.text, texts.starts_inside, texts.ends_inside, info.excluded_ids(), info.size)
+        self.automaton = suffix_automaton(info, boundary)
         if not self.automaton.reachable():
             shown = ", ".join(f'"{escape(b)}"' for b in boundary)
             raise ValueError(f"`thinkbrake_boundary`: no sequence of this tokenizer's tokens writes {shown}, so ThinkBrake would never act")
