@@ -35,6 +35,7 @@ from vllm import SamplingParams  # noqa: E402
 from vllm_world import BaseStats, Mrv2Batch, Scheduled, World, compare, expected_row, fake_config, make_base, restore, verify  # noqa: E402
 
 from tip_decode.core.interventions import InterventionSet  # noqa: E402
+from tip_decode.core.interventions.drafts import forget_drafts  # noqa: E402
 from tip_decode.vllm import ThoughtSwitchPenalty  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,7 +294,7 @@ def test_accepted_drafts_are_replayed_when_no_kept_state_fits(no_server_default)
     processor.apply(torch.zeros(4, width), batch.context([decode]))
     batch.commit(0, [alternatively, 9, 8])  # two drafts accepted, then 8 sampled
     group = processor._slot_group[0]
-    processor._forget_drafts(group, torch.tensor([0]))
+    forget_drafts(group.state, processor._layout, torch.tensor([0]))
     decode = batch.schedule(0, 0, rng, [9])
     out = processor.apply(torch.zeros(2, width), batch.context([decode]))
     state = group.state

@@ -3,7 +3,7 @@
 Two requests share a group when they ask for the same interventions with the same vocabulary-defining
 settings (trigger lists, keywords, scope, forced word); their numbers (alpha, beta, amplitude, budget
 limits, ...) live per row. A group's state has a row for every persistent-batch index (V1 runner) or
-request slot (Model Runner V2, plus the rows speculative decoding uses: `mrv2.DraftLayout`); rows of
+request slot (Model Runner V2, plus the rows speculative decoding uses: `core.interventions.drafts.DraftLayout`); rows of
 other requests stay inactive and receive nothing. `Admitted` is what admitting a request decides,
 remembered per distinct arguments by both runners.
 """
