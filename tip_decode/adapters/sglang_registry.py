@@ -2,10 +2,10 @@
 
 SGLang builds a new processor object for every batch, so the requests' state lives here, keyed by
 `rid` (see `tip_decode.adapters.sglang` for how requests are followed). What every engine needs is
-the core's: admission pieces, groups with idle eviction, prompt facts and warn-once
-(`tip_decode.core.tracker`), catching up a row whose output moved by other than one token and row
-indices (`core.interventions.feeding`), groups whose state grows with their requests and the
-all-or-nothing logits write (`core.interventions.slots`). The server's default settings and
+the core's: groups with idle eviction, slots, prompt facts and warn-once (`tip_decode.core.tracker`),
+catching up a row whose output moved by other than one token and row indices
+(`core.interventions.feeding`), groups whose state grows with their requests and the all-or-nothing
+logits write (`core.interventions.slots`). The server's default settings and
 tokenizer are `tip_decode.adapters.sglang_server`'s. What stays here is SGLang's own: the `__req__`
 proxy and its identity, the sweep of finished or freed requests, reading new tokens from
 `output_ids`, and the overlap scheduler's one-token lag.
