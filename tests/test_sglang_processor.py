@@ -326,6 +326,29 @@ def test_memory_bound_evicts_and_rebuilds_exactly(registry, tok):
     assert registry.stats.evicted >= 30 and registry.stats.replays >= 30
 
 
+def test_rows_several_tokens_ahead_are_fed_in_order(registry, tok):
+    """A row whose output grew by several tokens since the processor last saw it (a step it was not
+    called for) gets them fed in order, batched with the other rows of its group (`catch_up`),
+    while its neighbours advance one token; every step equals the reference."""
+    vocab = SwitchVocabulary.from_tokenizer(tok, TRIGGERS)
+    processor = ThoughtSwitchPenalty()
+    width = len(tok)
+    config = TIPConfig(alpha=1.0, beta=3, triggers=TRIGGERS, scope="all")
+    rng = random.Random(5)
+    pool = token_pool(vocab, tok)
+    requests = [Request(f"r{i}", [5]) for i in range(3)]
+    skipped = 0
+    for step in range(30):
+        batch = [r for i, r in enumerate(requests) if i == 0 or (step + i) % 3 != 0]  # rows 1 and 2 sit some calls out
+        out = processor(torch.zeros(len(batch), width), [r.params(custom_params(config)) for r in batch])
+        for row, request in enumerate(batch):
+            assert torch.equal(-out[row], expected_penalty(vocab, config, request.origin_input_ids, request.output_ids, width)), (step, request.rid)
+        for request in requests:  # every request generates, called or not
+            request.append(rng.choice(pool))
+        skipped += len(requests) - len(batch)
+    assert skipped > 10 and registry.stats.replays >= skipped - 2
+
+
 def test_shrunk_output_and_reused_rid_start_over(registry, tok):
     vocab = SwitchVocabulary.from_tokenizer(tok, ("wait",))
     processor = ThoughtSwitchPenalty()

@@ -28,7 +28,8 @@ ADAPTER_BOOKKEEPING = {
     "vLLM V1 model runner": (["tip_decode/adapters/vllm/v1.py"], 250),
     "vLLM Model Runner V2": (["tip_decode/adapters/vllm/mrv2.py"], 130),  # its draft chain is the core's, core/interventions/drafts.py
     "vLLM admission and groups": (["tip_decode/adapters/vllm/groups.py", "tip_decode/adapters/vllm/batch.py"], 160),
-    "SGLang": (["tip_decode/adapters/sglang_registry.py"], 340),
+    # The server's configuration (default settings, tokenizer: sglang_server.py) is not request bookkeeping.
+    "SGLang": (["tip_decode/adapters/sglang_registry.py"], 235),
     "Hugging Face generate (rows, rollback)": (["tip_decode/adapters/hf_rows.py"], 160),
     "llama.cpp and MLX": (["tip_decode/adapters/sequence.py"], 190),
 }

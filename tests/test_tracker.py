@@ -19,9 +19,10 @@ from conftest import TOKENIZER_NAMES, load_hf_tokenizer
 from reference_interventions import Reference, Row
 from test_interventions import combos, token_pool
 
-from tip_decode.core.interventions import FORCED_LOGIT, InterventionSet, InterventionState, plan_for, think_prompt_state
+from tip_decode.core.interventions import FORCED_LOGIT, InterventionSet, plan_for, think_prompt_state
+from tip_decode.core.interventions.slots import SlotGroup, apply_all
 from tip_decode.core.recognizer import prompt_ends_in_open_think
-from tip_decode.core.tracker import MAX_IDLE_GROUPS, Admission, GroupCache, SlotPool, WarnOnce, prompt_facts, row_index
+from tip_decode.core.tracker import MAX_IDLE_GROUPS, Admission, GroupCache, WarnOnce, prompt_facts, row_index
 from tip_decode.core.vocabulary import ThinkMarkers
 
 logger = logging.getLogger("test_tracker")
@@ -140,7 +141,7 @@ def test_admission_decides_once_per_arguments_and_turns_bad_ones_off(caplog):
 @pytest.mark.parametrize("name", ["qwen3", "deepseek-r1-distill-llama"])
 def test_tracked_requests_equal_the_reference(name):
     """Requests of mixed settings arrive and leave over a stream of steps; each is admitted from flat
-    keys, grouped by structure, given a slot (slots grow), started from its prompt's facts and fed
+    keys, grouped by structure, given a slot (`SlotGroup`: slots grow), started from its prompt's facts and fed
     its newest token every step. Every step's logits of every live request equal the reference's."""
     tokenizer = load_hf_tokenizer(name)
     reference = Reference(tokenizer)
@@ -150,21 +151,13 @@ def test_tracked_requests_equal_the_reference(name):
     generator = torch.Generator().manual_seed(7)
     choices = [s.to_mapping() for s in combos(markers.available)] + [{"tip_alpha": "not a number"}, {}]
 
-    class Group:
+    class Group(SlotGroup):
         def __init__(self, structure):
-            self.plan = plan_for(tokenizer, structure)
-            self.tables = self.plan.tables(width, "cpu")
-            self.state = InterventionState(self.tables, 2)
-            self.slots = SlotPool(2, self.grow)
-            self.pool = token_pool(self.plan, tokenizer, reference)
+            plan = plan_for(tokenizer, structure)
+            super().__init__(structure, plan.tables(width, "cpu"), capacity=2)
+            self.pool = token_pool(plan, tokenizer, reference)
 
-        def grow(self, capacity):
-            grown = InterventionState(self.tables, capacity)
-            grown.ints[: self.state.capacity] = self.state.ints
-            grown.floats[: self.state.capacity] = self.state.floats
-            self.state = grown
-
-    groups = GroupCache(Group, lambda group: group.slots.taken == 0)
+    groups = GroupCache(Group, lambda group: group.members == 0)
 
     def decide(arguments):
         settings = InterventionSet.from_mapping(arguments)
@@ -234,3 +227,30 @@ def test_tracked_requests_equal_the_reference(name):
     if markers.available:
         assert forced_steps > 0
     assert max(g.slots.capacity for g in groups) > 2  # slots grew past their first capacity
+
+
+def test_apply_all_writes_every_group_or_none():
+    """Several groups written into one logits tensor: all of them, or (one failing) none."""
+    tokenizer = load_hf_tokenizer("qwen3")
+    width = len(tokenizer)
+    groups = []
+    for settings in (
+        InterventionSet.from_mapping({"tip_alpha": "inf", "tip_beta": 9, "tip_scope": "all"}),
+        InterventionSet.from_mapping({"nowait": 1, "nowait_scope": "all"}),
+    ):
+        group = SlotGroup(settings.structure, plan_for(tokenizer, settings.structure).tables(width, "cpu"), capacity=2)
+        group.state.start_rows([group.slots.take()], [settings], [False], [0])
+        groups.append(group)
+    logits = torch.randn(2, width)
+    before = logits.clone()
+    first, second = (torch.tensor([0]), torch.tensor([0])), (slice(0, 1), slice(1, 2))
+    apply_all(logits, [(groups[0].state, *first), (groups[1].state, *second)])
+    assert logits[0].isinf().any() and logits[1].isinf().any()  # both written
+    want = before.clone()
+    groups[0].state.apply(want, rows=torch.tensor([0]), logit_rows=torch.tensor([0]))
+    groups[1].state.apply(want, rows=slice(0, 1), logit_rows=slice(1, 2))
+    assert torch.equal(logits, want)
+    logits = before.clone()
+    with pytest.raises(IndexError):  # the second write's rows are not in the logits: the first is undone
+        apply_all(logits, [(groups[0].state, *first), (groups[1].state, slice(0, 1), torch.tensor([5]))])
+    assert torch.equal(logits, before)

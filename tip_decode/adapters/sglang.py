@@ -49,15 +49,15 @@ from typing import Any
 import torch
 
 from tip_decode.adapters.sglang_registry import (  # noqa: F401 - the server side's names, kept importable from here
-    INITIAL_CAPACITY,
     MAX_TRACKED_REQUESTS,
     SWEEP_EVERY,
     _Registry,
     _Unchanged,
-    request_settings,
 )
+from tip_decode.adapters.sglang_server import request_settings
 from tip_decode.core.config import TIPConfig
 from tip_decode.core.interventions import InterventionSet, interventions, namespace_of, plan_for, request_mapping
+from tip_decode.core.interventions.slots import INITIAL_CAPACITY  # noqa: F401 - kept importable from here
 from tip_decode.core.server_defaults import (
     ENV_ALPHA,
     ENV_BETA,

@@ -1,26 +1,30 @@
 """The server side of the SGLang adapter: one registry of tracked requests per scheduler process.
 
 SGLang builds a new processor object for every batch, so the requests' state lives here, keyed by
-`rid` (see `tip_decode.adapters.sglang` for how requests are followed). Admission, groups with idle
-eviction, slots, prompt facts and warn-once are the core's request tracker (`tip_decode.core.tracker`);
-what stays here is SGLang's own: the `__req__` proxy, the sweep of finished requests, catching up
-from `output_ids` and the overlap scheduler's one-token lag.
+`rid` (see `tip_decode.adapters.sglang` for how requests are followed). What every engine needs is
+the core's: groups with idle eviction, slots, prompt facts and warn-once (`tip_decode.core.tracker`),
+catching up a row whose output moved by other than one token and row indices
+(`core.interventions.feeding`), groups whose state grows with their requests and the all-or-nothing
+logits write (`core.interventions.slots`). The server's default settings and
+tokenizer are `tip_decode.adapters.sglang_server`'s. What stays here is SGLang's own: the `__req__`
+proxy and its identity, the sweep of finished or freed requests, reading new tokens from
+`output_ids`, and the overlap scheduler's one-token lag.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from tip_decode.core.interventions import InterventionSet, InterventionState, PlanTables, plan_for
-from tip_decode.core.server_defaults import ENV_TOKENIZER, server_settings
-from tip_decode.core.tracker import GroupCache, SlotPool, WarnOnce, prompt_facts, row_index
+from tip_decode.adapters.sglang_server import ServerConfiguration, request_settings
+from tip_decode.core.interventions import InterventionSet, plan_for
+from tip_decode.core.interventions.feeding import Behind, catch_up, device_rows
+from tip_decode.core.interventions.slots import SlotGroup, apply_all
+from tip_decode.core.tracker import GroupCache, WarnOnce, prompt_facts
 
 logger = logging.getLogger("tip_decode.adapters.sglang")  # the adapter's logger name, as before the split
 
@@ -28,70 +32,6 @@ logger = logging.getLogger("tip_decode.adapters.sglang")  # the adapter's logger
 MAX_TRACKED_REQUESTS = 16384
 #: Calls between two sweeps for finished or freed requests.
 SWEEP_EVERY = 64
-#: Rows a group's state starts with; it doubles when full.
-INITIAL_CAPACITY = 64
-
-
-def request_settings(params: Mapping[str, Any], default: InterventionSet) -> InterventionSet:
-    """A request's interventions: its namespaced custom params over the server default.
-
-    Raises:
-        ValueError / TypeError: a bad value or an unknown key inside a namespace (the message names it).
-    """
-    return InterventionSet.from_mapping(params, default=default)
-
-
-_TOKENIZERS: dict[str, Any] = {}
-_TOKENIZER_LOCK = threading.Lock()
-
-
-def _server_tokenizer_path() -> tuple[str, bool, str | None]:
-    """(path, trust_remote_code, revision) of the tokenizer to build plans with."""
-    path = os.environ.get(ENV_TOKENIZER)
-    trust, revision = False, None
-    try:  # SGLang >= 0.5: the scheduler process publishes its server arguments here.
-        from sglang.srt.runtime_context import get_server_args
-
-        args = get_server_args()
-        path = path or args.tokenizer_path or args.model_path
-        trust = bool(getattr(args, "trust_remote_code", False))
-        revision = getattr(args, "revision", None)
-    except Exception:  # noqa: BLE001 - not in a scheduler, or another SGLang version
-        pass
-    if not path:
-        raise ValueError(f"no tokenizer to build the interventions' vocabularies with; set {ENV_TOKENIZER}")
-    return path, trust, revision
-
-
-def _load_tokenizer() -> Any:
-    path, trust, revision = _server_tokenizer_path()
-    with _TOKENIZER_LOCK:
-        if path not in _TOKENIZERS:
-            from transformers import AutoTokenizer
-
-            _TOKENIZERS[path] = AutoTokenizer.from_pretrained(path, trust_remote_code=trust, revision=revision)
-        return _TOKENIZERS[path]
-
-
-class _Group:
-    """The plan, tables and state of one structure; one state row ("slot") per tracked request."""
-
-    def __init__(self, structure: Hashable, tables: PlanTables) -> None:
-        self.structure = structure
-        self.tables = tables
-        self.state = InterventionState(tables, INITIAL_CAPACITY)
-        self.slots = SlotPool(INITIAL_CAPACITY, self._grow)
-
-    @property
-    def members(self) -> int:
-        return self.slots.taken
-
-    def _grow(self, capacity: int) -> None:
-        old = self.state
-        grown = InterventionState(self.tables, capacity)
-        grown.ints[: old.capacity] = old.ints
-        grown.floats[: old.capacity] = old.floats
-        self.state = grown
 
 
 @dataclass
@@ -100,7 +40,7 @@ class _Tracked:
 
     proxy: Any
     settings: InterventionSet | None  # None: no intervention for this request
-    group: _Group | None = None
+    group: SlotGroup | None = None
     slot: int = -1
     prompt_open: bool = False
     prompt_think: int = 0
@@ -115,13 +55,7 @@ class _Stats:
     rows: int = 0
     released: int = 0
     evicted: int = 0
-    replays: int = 0
-
-
-def _index(values: list[int], device: torch.device) -> slice | torch.Tensor:
-    """Consecutive ascending indices as a slice (a view, no gather), others as a tensor."""
-    rows = row_index(values)
-    return rows if isinstance(rows, slice) else torch.tensor(rows, dtype=torch.long, device=device)
+    replays: int = 0  # rows rebuilt or caught up from their output (not one token a step)
 
 
 class _Registry:
@@ -129,36 +63,16 @@ class _Registry:
 
     def __init__(self) -> None:
         self.requests: dict[str, _Tracked] = {}
-        self.groups: GroupCache[_Group] = GroupCache(self._build_group, lambda group: group.members == 0)  # (structure, width, device)
+        # Keyed by (structure, logits width, device): the tables depend on all three.
+        self.groups: GroupCache[SlotGroup] = GroupCache(self._build_group, lambda group: group.members == 0)
         self.stats = _Stats()
         self.warn = WarnOnce(logger)
         self.max_tracked = MAX_TRACKED_REQUESTS
-        self._default: InterventionSet | None = None
-        self._default_error: str | None = None
-        self._tokenizer: Any = None
+        self.server = ServerConfiguration()
 
-    # ----- helpers -----
-
-    def default(self) -> InterventionSet:
-        if self._default is None and self._default_error is None:
-            try:
-                self._default = server_settings()
-            except ValueError as err:
-                self._default_error = str(err)
-        if self._default_error is not None:
-            raise ValueError(f"server default: {self._default_error}")
-        assert self._default is not None
-        return self._default
-
-    def group(self, settings: InterventionSet, width: int, device: torch.device) -> _Group:
-        """The group of the request's structure, built on first use (ValueError naming a bad setting)."""
-        return self.groups.get((settings.structure, width, device))
-
-    def _build_group(self, key: Hashable) -> _Group:
-        structure, width, device = key  # type: ignore[misc]
-        if self._tokenizer is None:
-            self._tokenizer = _load_tokenizer()
-        return _Group(structure, plan_for(self._tokenizer, structure).tables(width, device))
+    def _build_group(self, key: Any) -> SlotGroup:
+        structure, width, device = key
+        return SlotGroup(structure, plan_for(self.server.tokenizer(), structure).tables(width, device))
 
     def drop(self, rid: str) -> None:
         tracked = self.requests.pop(rid, None)
@@ -168,16 +82,25 @@ class _Registry:
     # ----- per request -----
 
     def track(self, rid: str, proxy: Any, params: Mapping[str, Any], width: int, device: torch.device) -> _Tracked:
-        """Start tracking a request: read its settings once; bad input turns its interventions off."""
+        """Start tracking a request: read its settings once; bad input turns its interventions off.
+
+        A request that arrives with output (back after eviction, or after an error dropped it) is
+        rebuilt from it on the host (`replay_row`: once, O(its length)), not fed token by token.
+        """
         try:
-            settings = request_settings(params, self.default())
+            settings = request_settings(params, self.server.default())
             if not settings:
                 tracked = _Tracked(proxy, None)
             else:
-                group = self.group(settings, width, device)
+                group = self.groups.get((settings.structure, width, device))
                 prompt_open, prompt_think = prompt_facts(group.tables.think_start, group.tables.think_end, proxy.origin_input_ids)
-                tracked = _Tracked(proxy, settings, group, group.slots.take(), prompt_open, prompt_think)
-                group.state.start_rows([tracked.slot], [settings], [prompt_open], [prompt_think])
+                output = [int(t) for t in proxy.output_ids]  # read before a slot is taken: it may raise
+                tracked = _Tracked(proxy, settings, group, group.slots.take(), prompt_open, prompt_think, seen=len(output))
+                if output:
+                    group.state.replay_row(tracked.slot, settings, prompt_open, prompt_think, output)
+                    self.stats.replays += 1
+                else:
+                    group.state.start_rows([tracked.slot], [settings], [prompt_open], [prompt_think])
         except (ValueError, TypeError) as err:
             self.warn("Interventions are off for a request whose custom_params could not be used: %s", err)
             tracked = _Tracked(proxy, None)
@@ -212,12 +135,15 @@ class _Registry:
         stats.calls += 1
         call = stats.calls
         width, device = logits.shape[-1], logits.device
+
+        def to_device(values: Any) -> torch.Tensor:
+            return torch.as_tensor(values, dtype=torch.long, device=device)
+
         # group id -> (group, logits rows, slots) of this call
-        work: dict[int, tuple[_Group, list[int], list[int]]] = {}
+        work: dict[int, tuple[SlotGroup, list[int], list[int]]] = {}
         steps: dict[int, tuple[list[int], list[int]]] = {}  # group id -> (slots, tokens) of the one-token rows
-        catch_up: list[tuple[_Tracked, list[int]]] = []
+        behind: dict[int, list[tuple[_Tracked, Behind]]] = {}  # group id -> rows whose output moved otherwise
         touched: list[str] = []
-        saved: list[tuple[slice | torch.Tensor, torch.Tensor, torch.Tensor]] = []
         try:
             for row, params in enumerate(params_list):
                 tracked = self._row(row, params, width, device, call, touched)
@@ -231,40 +157,27 @@ class _Registry:
                     slots.append(tracked.slot)
                     tokens.append(int(output[-1]))
                     tracked.seen = count
-                elif count != tracked.seen:
-                    # Several new tokens (the first step after tracking began mid-request) or fewer
-                    # (SGLang discarded output on retraction): rebuild from the output, once.
-                    catch_up.append((tracked, [int(t) for t in output]))
+                elif count != tracked.seen:  # several new tokens, or fewer (SGLang's retraction discarded output)
+                    assert tracked.settings is not None
+                    late = Behind(tracked.slot, tracked.settings, tracked.prompt_open, tracked.prompt_think, [int(t) for t in output], tracked.seen)
+                    behind.setdefault(key, []).append((tracked, late))
                 entry = work.setdefault(key, (tracked.group, [], []))
                 entry[1].append(row)
                 entry[2].append(tracked.slot)
-            for tracked, output in catch_up:
-                assert tracked.group is not None and tracked.settings is not None
-                tracked.group.state.replay_row(tracked.slot, tracked.settings, tracked.prompt_open, tracked.prompt_think, output)
-                tracked.seen = len(output)
-                stats.replays += 1
+            for key, rows in behind.items():
+                seen = catch_up(work[key][0].state, [late for _, late in rows], to_device)
+                for (tracked, _), count in zip(rows, seen):
+                    tracked.seen = count
+                stats.replays += len(rows)
             for key, (slots, tokens) in steps.items():
-                group = work[key][0]
-                group.state.update(torch.tensor(tokens, dtype=torch.long, device=device), _index(slots, device))
-            # One write per structure. Each group's columns are saved first, so that a failure
-            # half-way restores the logits of the groups already written: nothing half-applied.
-            for group, rows, slots in work.values():
-                columns = group.tables.columns
-                if not group.tables.token_ids:
-                    continue
-                logit_rows = _index(rows, device)
-                saved.append((logit_rows, columns, _read(logits, logit_rows, columns)))
-                group.state.apply(logits, rows=_index(slots, device), logit_rows=logit_rows)
+                work[key][0].state.update(to_device(tokens), device_rows(slots, to_device))
+            # One write per structure, all or nothing.
+            apply_all(logits, [(group.state, device_rows(slots, to_device), device_rows(rows, to_device)) for group, rows, slots in work.values()])
         except Exception as err:  # noqa: BLE001 - never take the scheduler down
             logger.exception("intervention processor failed; this step's logits are left unchanged and its requests' state is rebuilt")
             self.warn("intervention processor error: %r", err)
             for rid in touched:
                 self.drop(rid)
-            try:
-                for logit_rows, columns, values in saved:
-                    _write(logits, logit_rows, columns, values)
-            except Exception:  # noqa: BLE001
-                logger.exception("could not restore this step's logits")
             raise _Unchanged() from None
         if call % SWEEP_EVERY == 0 or len(self.requests) > self.max_tracked:
             self.sweep(call)
@@ -313,19 +226,6 @@ class _Registry:
                 "SGLANG_ENABLE_DELAY_SAMPLE=1 (tip-decode serve --engine sglang does) or "
                 "--disable-overlap-schedule for exact interventions."
             )
-
-
-def _read(logits: torch.Tensor, rows: slice | torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    if isinstance(rows, slice):
-        return logits[rows][:, columns]
-    return logits[rows[:, None], columns[None, :]]
-
-
-def _write(logits: torch.Tensor, rows: slice | torch.Tensor, columns: torch.Tensor, values: torch.Tensor) -> None:
-    if isinstance(rows, slice):
-        logits[rows][:, columns] = values
-    else:
-        logits[rows[:, None], columns[None, :]] = values
 
 
 class _Unchanged(Exception):
