@@ -5,8 +5,8 @@ intervention names exists in tip_decode/.
 `boost` adds `amount` to the logit of its word's first token on every step: declared in this file
 with a configuration, a rule, its tables and one `register` call, it goes through `InterventionSet`
 and flat keys, `-c` specs, summaries, request off-keys, server defaults, SGLang's request fields,
-the per-row state in both engines, the vLLM processor (admission and a request's logits row) and
-real Hugging Face `generate`.
+the per-row state in both engines, the vLLM processor (admission and a request's logits row), the
+SGLang processor and real Hugging Face `generate`.
 """
 
 from __future__ import annotations
@@ -270,6 +270,38 @@ def test_vllm_processor(boost, tokenizers_dir, monkeypatch):
     out = processor.apply(torch.zeros(1, width), context)
     hmm = processor.tokenizer.encode(" Hmm", add_special_tokens=False)[0]
     assert out[0, hmm] == 2.5 and int((out != 0).sum()) == 1
+
+
+def test_sglang_processor(boost, tokenizers_dir, monkeypatch, caplog):
+    """Through SGLang's custom logit processor (the scheduler's side, as SGLang calls it per batch):
+    a request's boost reaches its row, and a bad value turns that request off, naming the key."""
+    import weakref
+
+    import tip_decode.adapters.sglang as adapter
+    from tip_decode.sglang import ReasoningInterventions
+
+    monkeypatch.setenv(adapter.ENV_TOKENIZER, str(tokenizers_dir / "qwen3"))
+    for name in (adapter.ENV_ALPHA, adapter.ENV_BETA, adapter.ENV_TRIGGERS, adapter.ENV_SCOPE, adapter.ENV_INTERVENTIONS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(adapter, "_REGISTRY", adapter._Registry())
+
+    class Req:  # the attributes of SGLang's Req the processor reads
+        def __init__(self, rid: str) -> None:
+            self.rid, self.origin_input_ids, self.output_ids = rid, [1, 2], []
+
+        def finished(self) -> bool:
+            return False
+
+    good, bad = Req("good"), Req("bad")
+    params = [
+        {"boost_amount": 2.5, "boost_word": " Hmm", "__req__": weakref.proxy(good)},
+        {"boost_amount": -1, "__req__": weakref.proxy(bad)},
+    ]
+    with caplog.at_level("WARNING", logger="tip_decode.adapters.sglang"):
+        out = ReasoningInterventions()(torch.zeros(2, 151936), params)
+    hmm = adapter._REGISTRY.server.tokenizer().encode(" Hmm", add_special_tokens=False)[0]
+    assert out[0, hmm] == 2.5 and int((out[0] != 0).sum()) == 1
+    assert not out[1].any() and "`boost_amount`" in caplog.text
 
 
 def test_register_refuses_clashes():
