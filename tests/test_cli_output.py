@@ -8,13 +8,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from http_servers import JsonHandler, serving
 
 from tip_decode.cli import main
 
@@ -289,34 +288,21 @@ def test_progress_moves_with_tokens_before_samples_finish():
     assert lines[-1].startswith("compare: 1/2 samples, 7 tokens generated")
 
 
-class _JudgeServer(BaseHTTPRequestHandler):
+class _JudgeServer(JsonHandler):
     """An OpenAI-compatible endpoint that lists a model; chat requests fail (status 500) when the
     draft contains `fail_on` (every request when it is empty), else answer confidence 0."""
 
+    model = "judge"
     fail_on = ""
-
-    def log_message(self, *args):  # quiet
-        pass
-
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        self._send(200, {"object": "list", "data": [{"id": "judge", "object": "model", "created": 0, "owned_by": "test"}]})
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         draft = body["messages"][-1]["content"]
         if not self.fail_on or self.fail_on in draft:
-            self._send(500, {"error": {"message": "judge overloaded", "type": "server_error"}})
+            self.send_json(500, {"error": {"message": "judge overloaded", "type": "server_error"}})
             return
         reply = {"confidence": 0, "reason": "no"}
-        self._send(
+        self.send_json(
             200,
             {
                 "id": "x",
@@ -331,12 +317,8 @@ class _JudgeServer(BaseHTTPRequestHandler):
 @pytest.fixture
 def judge_server():
     handler = type("Handler", (_JudgeServer,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server, handler
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as server:
+        yield server, handler
 
 
 RESPONSES = [

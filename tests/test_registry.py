@@ -237,36 +237,26 @@ def test_vllm_processor(boost, tokenizers_dir, monkeypatch):
     """Through the vLLM processor's Model Runner V2 interface (every supported vLLM has it): admission
     names the key, and a request's boost reaches its logits row."""
     pytest.importorskip("vllm")
-    import numpy as np
+    import random
+
     from vllm import SamplingParams
-    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext
-    from vllm_world import fake_config, request_state
+    from vllm_world import Mrv2Batch, fake_config
 
     from tip_decode.vllm import ReasoningInterventions
 
     for name in ("TIP_DECODE_INTERVENTIONS", "TIP_DECODE_ALPHA", "TIP_DECODE_BETA", "TIP_DECODE_TRIGGERS", "TIP_DECODE_SCOPE", "TIP_DECODE_TOKENIZER"):
         monkeypatch.delenv(name, raising=False)
     width = 151936
-    state = request_state(1, width, 8)
-    processor = ReasoningInterventions(fake_config(str(tokenizers_dir / "qwen3"), 1, width), state)
+    batch = Mrv2Batch(1, width, 8)
+    processor = ReasoningInterventions(fake_config(str(tokenizers_dir / "qwen3"), 1, width), batch.rs)
     with pytest.raises(ValueError, match="`boost_amount`"):
         ReasoningInterventions.validate_params(SamplingParams(extra_args={"boost_amount": -1}))
     with pytest.raises(ValueError, match="`boost_word`"):  # only the tokenizer can tell
         ReasoningInterventions.validate_params(SamplingParams(extra_args={"boost_word": "<|im_end|>"}))
-    assert processor.add_request(0, SamplingParams(extra_args={"boost_amount": 2.5, "boost_word": " Hmm"}))
-    state.all_token_ids.np[0, :2] = [1, 2]
-    state.prompt_len.np[0] = state.prefill_len.np[0] = state.total_len.np[0] = 2
+    assert batch.add(processor, 0, SamplingParams(extra_args={"boost_amount": 2.5, "boost_word": " Hmm"}), [1, 2], prompt_len=2)
     processor.apply_staged_writes()
-    mapping = np.array([0], dtype=np.int32)
-    context = LogitsContext(
-        expanded_idx_mapping=torch.from_numpy(mapping),
-        idx_mapping=torch.from_numpy(mapping),
-        idx_mapping_np=mapping,
-        expanded_local_pos=torch.zeros(1, dtype=torch.int32),
-        input_ids=torch.tensor([2], dtype=torch.int32),
-        pos=torch.tensor([1], dtype=torch.int64),
-        seq_lens_upper_bound_np=np.array([2], dtype=np.int32),
-    )
+    batch.computed[0] = 2  # the prompt is computed: the step decodes
+    context = batch.context([batch.schedule(0, 0, random.Random(0))])
     out = processor.apply(torch.zeros(1, width), context)
     hmm = processor.tokenizer.encode(" Hmm", add_special_tokens=False)[0]
     assert out[0, hmm] == 2.5 and int((out != 0).sum()) == 1

@@ -8,11 +8,10 @@ before it sends them.
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from http_servers import JsonHandler, serving
 
 from tip_decode.demo import MODEL_DIR
 from tip_decode.harness.backend_base import GenerationRequest, SamplingSettings, load_hf_tokenizer
@@ -21,26 +20,13 @@ from tip_decode.harness.served_backends import OpenAIBackend
 MODEL = "demo"
 
 
-class Server(BaseHTTPRequestHandler):
+class Server(JsonHandler):
     """Lists one model; answers the first `good` completions, then fails as `failure` says."""
 
+    model = MODEL
     failure = "reject"
     good = 0
     lock = threading.Lock()
-
-    def log_message(self, *args) -> None:  # keep the test output clean
-        pass
-
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        self._send(200, {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "test"}]})
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -49,9 +35,9 @@ class Server(BaseHTTPRequestHandler):
             Server.good -= 1
         if answer:
             choice = {"index": 0, "text": " 42", "finish_reason": "stop", "logprobs": None, "token_ids": [7, 8]}
-            self._send(200, {"id": "c", "object": "text_completion", "created": 0, "model": MODEL, "choices": [choice]})
+            self.send_json(200, {"id": "c", "object": "text_completion", "created": 0, "model": MODEL, "choices": [choice]})
         elif Server.failure == "reject":
-            self._send(400, {"error": {"message": "`tip_beta` has to be an integer >= 0, but is -1", "type": "BadRequestError", "code": 400}})
+            self.send_json(400, {"error": {"message": "`tip_beta` has to be an integer >= 0, but is -1", "type": "BadRequestError", "code": 400}})
         else:  # drop: close the connection without an answer
             self.close_connection = True
             self.connection.shutdown(2)
@@ -59,14 +45,8 @@ class Server(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Server)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Server) as httpd:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ vllm = pytest.importorskip("vllm")
 pytestmark = pytest.mark.vllm
 
 from vllm import SamplingParams  # noqa: E402
-from vllm_world import BaseStats, Req, World, make_base, request_state, restore  # noqa: E402
+from vllm_world import BaseStats, Mrv2Batch, Req, World, make_base, request_state, restore  # noqa: E402
 from vllm_world import fake_config as world_config  # noqa: E402
 
 from tip_decode.adapters.vllm.versions import find_interfaces  # noqa: E402
@@ -494,25 +494,13 @@ def test_think_markers_from_reasoning_config(server_env, tokenizers_dir):
 
 
 def test_mrv2_infinite_alpha_on_a_plus_inf_logit_is_a_ban_not_nan(server_env, tokenizers_dir):
-    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext
-
-    rs = request_state(2, WIDTH, 8)
-    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), rs)
+    batch = Mrv2Batch(2, WIDTH, 8)
+    processor = ThoughtSwitchPenalty(fake_config(str(tokenizers_dir / "qwen3"), 2), batch.rs)
     hit = plan_for(processor.tokenizer, InterventionSet(tip=server_default())).rule("tip").vocabulary.token_ids[0]
-    processor.add_request(1, SamplingParams(extra_args={"tip_alpha": "inf"}))
-    rs.all_token_ids.np[1, :2] = [1, 2]
-    rs.prompt_len.np[1] = rs.prefill_len.np[1] = rs.total_len.np[1] = 2
+    batch.add(processor, 1, SamplingParams(extra_args={"tip_alpha": "inf"}), [1, 2], prompt_len=2)
     processor.apply_staged_writes()
-    mapping = np.array([1], dtype=np.int32)
-    ctx = LogitsContext(
-        expanded_idx_mapping=torch.from_numpy(mapping),
-        idx_mapping=torch.from_numpy(mapping),
-        idx_mapping_np=mapping,
-        expanded_local_pos=torch.zeros(1, dtype=torch.int32),
-        input_ids=torch.tensor([2], dtype=torch.int32),
-        pos=torch.tensor([1], dtype=torch.int64),
-        seq_lens_upper_bound_np=np.array([2], dtype=np.int32),
-    )
+    batch.computed[1] = 2  # the prompt is computed: the step decodes
+    ctx = batch.context([batch.schedule(1, 0, random.Random(0))])
     logits = torch.zeros(1, WIDTH)
     logits[0, hit] = math.inf
     out = processor.apply(logits, ctx)

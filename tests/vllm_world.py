@@ -235,15 +235,17 @@ class Mrv2Batch:
         self.rs = request_state(capacity, width, max_len)
         self.computed: dict[int, int] = {}  # slot -> tokens whose KV is computed (chunked prefill)
 
-    def add(self, processor, slot: int, params, tokens: list[int], prompt_len: int) -> None:
-        """`add_request` of a new or resumed request (`tokens`: prompt plus output so far)."""
+    def add(self, processor, slot: int, params, tokens: list[int], prompt_len: int) -> bool:
+        """`add_request` of a new or resumed request (`tokens`: prompt plus output so far); what
+        `add_request` answered (True: the processor may change the request's logits)."""
         rs = self.rs
-        processor.add_request(slot, params)
+        admitted = processor.add_request(slot, params)
         rs.all_token_ids.np[slot, : len(tokens)] = tokens
         rs.prompt_len.np[slot] = prompt_len
         rs.prefill_len.np[slot] = len(tokens)
         rs.total_len.np[slot] = len(tokens)
         self.computed[slot] = 0
+        return admitted
 
     def total(self, slot: int) -> int:
         return int(self.rs.total_len.np[slot])
